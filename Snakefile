@@ -1,0 +1,19 @@
+# The modality-gap study: data -> training -> embeddings -> metrics -> tables -> figures.
+# `snakemake --cores all` runs the offline embedded default; see README.md for the paper presets.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,193 @@
+"""Load, validate and resolve the study configuration.
+
+The JSON schema (``workflow/schemas/config.schema.yaml``) fixes the shape and
+the defaults; the checks here cover what a schema cannot express: references
+between sections (experiment -> data set, experiment -> method), modalities a
+data set actually has, and loss-term options that the loss functions accept.
+Every problem is reported with the config key it concerns, all at once.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message lists every offending key."""
+
+    def __init__(self, problems: list[str], source: str | None = None):
+        self.problems = problems
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid configuration{where}:\n{lines}")
+
+
+def _with_defaults(validator_class):
+    """A validator class that fills in `default` values of object properties while validating."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def properties_with_defaults(validator, properties, instance, schema):
+        if validator.is_type(instance, "object"):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": properties_with_defaults})
+
+
+_DefaultingValidator = _with_defaults(jsonschema.Draft7Validator)
+
+
+def format_key(path: Iterator[Any] | list[Any]) -> str:
+    """Render a JSON path like ['experiments', 0, 'dataset'] as 'experiments[0].dataset'."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "<top level>"
+
+
+def _schema_problems(config: dict, schema: dict) -> list[str]:
+    validator = _DefaultingValidator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
+        if error.validator in ("if", "allOf") and error.context:
+            continue  # the specific errors of the branch are reported separately
+        problems.append(f"config key '{format_key(error.absolute_path)}': {error.message}")
+    return problems
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def deep_merge(base: Mapping, override: Mapping) -> dict:
+    """Recursively merge ``override`` into a copy of ``base`` (mappings merge, everything else replaces)."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _subschema(schema: dict, name: str) -> dict:
+    """A definition of the schema as a standalone schema (its $refs still resolve)."""
+    return {**schema["definitions"][name], "definitions": schema["definitions"]}
+
+
+def _reference_problems(config: dict, schema: dict) -> list[str]:
+    from modgap.data import SOURCE_MODALITIES
+    from modgap.methods import loss_option_problems
+
+    problems = []
+    datasets = config["datasets"]
+    methods = config["methods"]
+    seen_names = set()
+    for index, experiment in enumerate(config["experiments"]):
+        key = f"experiments[{index}]"
+        name = experiment["name"]
+        if name in seen_names:
+            problems.append(f"config key '{key}.name': experiment name '{name}' is used twice")
+        seen_names.add(name)
+
+        dataset = datasets.get(experiment["dataset"])
+        if dataset is None:
+            problems.append(
+                f"config key '{key}.dataset': unknown data set '{experiment['dataset']}' "
+                f"(defined: {', '.join(sorted(datasets))})"
+            )
+        else:
+            available = SOURCE_MODALITIES[dataset["source"]]
+            for modality in experiment["modalities"]:
+                if modality not in available:
+                    problems.append(
+                        f"config key '{key}.modalities': data set '{experiment['dataset']}' "
+                        f"({dataset['source']}) has no modality '{modality}' (it has: {', '.join(available)})"
+                    )
+
+        method_names = experiment.setdefault("methods", list(methods))
+        for method_name in method_names:
+            if method_name not in methods:
+                problems.append(
+                    f"config key '{key}.methods': unknown method '{method_name}' "
+                    f"(defined: {', '.join(sorted(methods))})"
+                )
+                continue
+            method_problems = loss_option_problems(methods[method_name]["loss"], experiment["modalities"])
+            problems += [f"config key 'methods.{method_name}.loss.{p}' (in {key})" for p in method_problems]
+
+        for section in ("model", "train"):
+            if section in experiment:
+                merged = deep_merge(config[section], experiment[section])
+                problems += [
+                    p.replace("config key '", f"config key '{key}.{section}.", 1).replace(".<top level>", "")
+                    for p in _schema_problems(merged, _subschema(schema, section))
+                ]
+    return problems
+
+
+def load_config(config: Mapping | str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Validate a configuration (a mapping or a YAML file), fill in defaults, and return a new dict.
+
+    Raises ConfigError naming every offending key.
+    """
+    source = None
+    if isinstance(config, (str, Path)):
+        source = str(config)
+        with open(config) as handle:
+            config = yaml.safe_load(handle) or {}
+    if not isinstance(config, Mapping):
+        raise ConfigError([f"expected a mapping at the top level, got {type(config).__name__}"], source)
+    resolved = copy.deepcopy(dict(config))
+    schema = load_schema(schema_path)
+    problems = _schema_problems(resolved, schema)
+    if not problems:
+        problems = _reference_problems(resolved, schema)
+    if problems:
+        raise ConfigError(problems, source)
+    return resolved
+
+
+def experiment_by_name(config: dict, name: str) -> dict:
+    for experiment in config["experiments"]:
+        if experiment["name"] == name:
+            return experiment
+    raise KeyError(f"no experiment named '{name}' in the configuration")
+
+
+def resolve_run(config: dict, experiment_name: str, method_name: str) -> dict:
+    """Everything one training run needs: data set, modalities, model, train options and method."""
+    experiment = experiment_by_name(config, experiment_name)
+    if method_name not in experiment["methods"]:
+        raise KeyError(f"method '{method_name}' is not part of experiment '{experiment_name}'")
+    return {
+        "experiment": experiment_name,
+        "dataset": experiment["dataset"],
+        "modalities": list(experiment["modalities"]),
+        "retrieval": experiment["retrieval"],
+        "method_name": method_name,
+        "method": copy.deepcopy(config["methods"][method_name]),
+        "model": deep_merge(config["model"], experiment.get("model", {})),
+        "train": deep_merge(config["train"], experiment.get("train", {})),
+    }
+
+
+def runs(config: dict) -> list[tuple[str, str, int]]:
+    """All (experiment, method, seed) triples of the study, in config order."""
+    return [
+        (experiment["name"], method, seed)
+        for experiment in config["experiments"]
+        for method in experiment["methods"]
+        for seed in config["seeds"]
+    ]

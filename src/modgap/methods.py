@@ -1,0 +1,73 @@
+"""What a method may say in the config, without importing torch.
+
+The Snakefile validates the configuration before any job starts, in an
+environment that may hold only Snakemake; so the loss terms' options and the
+weight schedules live here, and ``modgap.losses`` implements them (a test checks
+that both agree).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+# Loss term -> its options and their defaults (keyword arguments of modgap.losses.LOSS_TERMS[term]).
+LOSS_TERM_OPTIONS: dict[str, dict[str, object]] = {
+    "infonce": {"pairs": "all", "anchor": "text"},
+    "atp": {"anchor": "text"},
+    "cu": {"t": 2.0},
+    "imsep": {"text_modality": "text"},
+}
+
+# Options whose value is a modality: (term, option) -> condition under which it is used.
+_MODALITY_OPTIONS = {
+    ("infonce", "anchor"): lambda options: options.get("pairs", "all") == "anchor",
+    ("atp", "anchor"): lambda options: True,
+    ("imsep", "text_modality"): lambda options: True,
+}
+
+SCHEDULES = ("constant", "paper_code")
+
+
+def loss_option_problems(loss_config: Mapping[str, Mapping], modalities: Sequence[str]) -> list[str]:
+    """Problems with a method's ``loss`` section for an experiment with these modalities."""
+    problems = []
+    for term, options in loss_config.items():
+        if term not in LOSS_TERM_OPTIONS:
+            problems.append(f"{term}: unknown loss term (known: {', '.join(sorted(LOSS_TERM_OPTIONS))})")
+            continue
+        accepted = LOSS_TERM_OPTIONS[term]
+        for option in options:
+            if option != "weight" and option not in accepted:
+                problems.append(f"{term}.{option}: unknown option (accepted: weight, {', '.join(accepted)})")
+        if term == "infonce" and options.get("pairs", "all") not in ("all", "anchor"):
+            problems.append(f"infonce.pairs: must be 'all' or 'anchor', got {options['pairs']!r}")
+        for (option_term, option), used in _MODALITY_OPTIONS.items():
+            if option_term != term or not used(options):
+                continue
+            modality = options.get(option, accepted[option])
+            if modality not in modalities:
+                problems.append(
+                    f"{term}.{option}: modality '{modality}' is not among the experiment's "
+                    f"modalities ({', '.join(modalities)})"
+                )
+    return problems
+
+
+def schedule_multiplier(schedule: str, term: str, epoch: int, epochs: int) -> float:
+    """Weight multiplier of a loss term at a (0-based) epoch.
+
+    ``paper_code`` is the released code's schedule over 100 epochs, stretched to
+    ``epochs``: alpha (ATP) is 1 until 50 % of training, then rises linearly to 2
+    at 100 %; beta (CU) is 1 until 20 %, then falls linearly to 0 at 70 %.
+    Other terms keep weight 1.
+    """
+    if schedule == "constant":
+        return 1.0
+    if schedule != "paper_code":
+        raise ValueError(f"unknown schedule {schedule!r} (known: {', '.join(SCHEDULES)})")
+    progress = 100.0 * epoch / epochs  # position on the released code's 100-epoch axis
+    if term == "atp":
+        return 1.0 + max(0.0, progress - 50.0) / 50.0
+    if term == "cu":
+        return min(1.0, max(0.0, 1.0 - (progress - 20.0) / 50.0))
+    return 1.0

@@ -1,0 +1,18 @@
+# Data stage: download (real data sets) and preparation into the common format.
+
+
+rule prepare_dataset:
+    output:
+        directory(prepared("{dataset}")),
+    params:
+        dataset=lambda wildcards: study["datasets"][wildcards.dataset],
+    log:
+        "results/logs/prepare/{dataset}.log",
+    benchmark:
+        "results/benchmarks/prepare/{dataset}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/prepare_dataset.py"

@@ -1,0 +1,9 @@
+"""Prepare one data set into results/data/{dataset} (modgap.data.prepare_dataset)."""
+
+from modgap.data import prepare_dataset
+from modgap.logs import log_to_file
+from modgap.runtime import configure_threads
+
+with log_to_file(snakemake.log[0]):
+    configure_threads(snakemake.threads)
+    prepare_dataset(snakemake.wildcards.dataset, snakemake.params.dataset, snakemake.output[0])
