@@ -1,12 +1,14 @@
 # The modality-gap study: data -> training -> embeddings -> metrics -> tables -> figures.
 # `snakemake --cores all` runs the offline embedded default; see README.md for the paper presets.
 
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+configfile: Path(workflow.basedir) / "config.yaml"
 
 
 include: "workflow/rules/common.smk"

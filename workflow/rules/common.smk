@@ -1,5 +1,6 @@
 # Configuration and path helpers shared by every stage.
 
+import os
 import sys
 from pathlib import Path
 
@@ -7,6 +8,11 @@ from snakemake.exceptions import WorkflowError
 
 # Use this checkout's package even where only Snakemake is installed (e.g. with --use-conda).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# Read by envs/*.post-deploy.sh to install the package into the conda environments.
+os.environ.update(MODGAP_SOURCE=str(workflow.basedir))
+
+TRAIN_ENV = "../../envs/train.yaml"
+ANALYSIS_ENV = "../../envs/analysis.yaml"
 
 from modgap.config import ConfigError, load_config
 

@@ -14,5 +14,7 @@ rule prepare_dataset:
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        TRAIN_ENV
     script:
         "../scripts/prepare_dataset.py"

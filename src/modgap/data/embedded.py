@@ -58,6 +58,7 @@ def plan_samples(labels: np.ndarray, split_of: np.ndarray, config: Mapping, rng:
                 "pitch": int(round(rng.uniform(*speech["pitch"]))),
                 "snr_db": float(rng.uniform(*speech["snr_db"])),
                 "offset_fraction": float(rng.uniform()),
+                "espeak_seed": int(rng.integers(2**31)),
                 "caption": caption_for(templates[rng.integers(len(templates))], int(label)),
             }
         )
@@ -70,7 +71,9 @@ def speak_digits(labels: np.ndarray, plans: list[dict], features: Mapping, rng: 
     waves = np.zeros((len(labels), window), dtype=np.float32)
     with EspeakSynthesizer() as synthesizer:
         for i, (label, plan) in enumerate(zip(labels, plans)):
-            raw = synthesizer.synthesize(DIGIT_WORDS[label], plan["voice"], plan["rate_wpm"], plan["pitch"])
+            raw = synthesizer.synthesize(
+                DIGIT_WORDS[label], plan["voice"], plan["rate_wpm"], plan["pitch"], plan["espeak_seed"]
+            )
             speech = audio_lib.trim_silence(
                 audio_lib.resample(audio_lib.to_float(raw), synthesizer.sample_rate, features["sample_rate"])
             )
@@ -107,6 +110,7 @@ def build_embedded(config: Mapping) -> dict[str, dict]:
             "ids": ids[idx],
             "image": images[idx],
             "audio": features[idx],
+            "audio_speaker": np.array([plans[i]["voice"] for i in idx]),
             "text_tokens": text["text_tokens"][idx],
             "text_embedding": text["text_embedding"][idx],
             "text_count": text["text_count"][idx],

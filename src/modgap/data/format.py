@@ -9,6 +9,7 @@ A prepared data set is a directory::
         image.npy            uint8 (N, C, H, W)
         audio.npy            float32 (N, n_mels, frames), log-mel
         audio_waveform.npy   int16 (N, samples), optional
+        audio_speaker.npy    unicode (N,), speaker or synthetic voice, optional
         text_tokens.npy      int32 (N, K, L), K captions per item at most, 0 = padding
         text_embedding.npy   float32 (N, K, 384), unit-norm sentence embeddings
         text_count.npy       int16 (N,), captions of each item (1..K)
@@ -37,7 +38,7 @@ MODALITY_FILES = {
     "audio": ("audio",),
     "text": ("text_tokens", "text_embedding", "text_count"),
 }
-OPTIONAL_FILES = ("audio_waveform",)
+OPTIONAL_FILES = ("audio_waveform", "audio_speaker")
 COMMON_FILES = ("labels", "ids")
 
 
@@ -159,6 +160,10 @@ def load_split(
         if not path.is_file():
             raise PreparedDataError(f"{path}: missing; prepare the data set again")
         arrays[array_name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    for array_name in OPTIONAL_FILES:  # e.g. audio_speaker belongs to audio
+        path = data_dir / split / f"{array_name}.npy"
+        if array_name.split("_")[0] in modalities and path.is_file():
+            arrays[array_name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     if with_captions and "text" in modalities:
         arrays["captions"] = read_json(data_dir / split / "captions.json")
     return arrays

@@ -1,9 +1,11 @@
 """Speech synthesis with eSpeak NG, driven through ctypes on the library shipped in ``espeakng-loader``.
 
-eSpeak NG keeps synthesis state in static variables, so an utterance depends a
-little on the ones before it. Each ``EspeakSynthesizer`` therefore loads its own
-private copy of the shared library: a fixed sequence of requests on a fresh
-synthesizer gives the same samples every time, whatever else the process does.
+Two things make eSpeak NG output vary between runs: a random generator seeded
+from the clock (re-seeded here before every utterance) and synthesis state kept
+in static variables, through which an utterance depends a little on the ones
+before it. Each ``EspeakSynthesizer`` therefore loads its own private copy of
+the shared library: a fixed sequence of requests on a fresh synthesizer gives
+the same samples in every process, whatever else the process does.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class EspeakSynthesizer:
         lib.espeak_SetSynthCallback.argtypes = [_SYNTH_CALLBACK]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         lib.espeak_Synth.argtypes = [
             ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
             ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
@@ -76,8 +79,13 @@ class EspeakSynthesizer:
             self._chunks.append(np.ctypeslib.as_array(samples, shape=(count,)).copy())
         return 0  # 0 = continue synthesis
 
-    def synthesize(self, text: str, voice: str = "en", rate_wpm: int = 175, pitch: int = 50) -> np.ndarray:
-        """Speak ``text`` with an eSpeak voice ('language' or 'language+variant'); int16 samples."""
+    def synthesize(
+        self, text: str, voice: str = "en", rate_wpm: int = 175, pitch: int = 50, seed: int = 0
+    ) -> np.ndarray:
+        """Speak ``text`` with an eSpeak voice ('language' or 'language+variant'); int16 samples.
+
+        ``seed`` drives eSpeak's own small random variations (e.g. in its voice sources).
+        """
         if voice != self._voice:
             _, _, variant = voice.partition("+")
             # eSpeak silently falls back to the default voice for an unknown variant
@@ -91,6 +99,7 @@ class EspeakSynthesizer:
             self._voice = voice
         self._lib.espeak_SetParameter(_PARAMETER_RATE, int(rate_wpm), 0)
         self._lib.espeak_SetParameter(_PARAMETER_PITCH, int(pitch), 0)
+        self._lib.espeak_ng_SetRandSeed(int(seed))
         self._chunks.clear()
         encoded = text.encode() + b"\0"
         status = self._lib.espeak_Synth(encoded, len(encoded), 0, 0, 0, _CHARS_UTF8, None, None)

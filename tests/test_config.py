@@ -1,0 +1,135 @@
+"""Configuration: schema, defaults, cross-references, and messages that name the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from modgap.config import ConfigError, deep_merge, format_key, load_config, resolve_run, runs
+
+
+def problems_of(config: dict) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    return info.value.problems
+
+
+def test_default_config_is_valid_and_gets_defaults(config_dict):
+    config = load_config(config_dict)
+    assert config["seeds"] == [0, 1, 2]
+    assert config["train"]["optimizer"] == "adam"  # filled from the schema
+    embedded = config["datasets"]["embedded"]
+    assert embedded["audio"]["sample_rate"] == 8000
+    assert embedded["speech"]["test_voices"]  # nested defaults inside a source-specific branch
+    assert set(embedded["speech"]["test_voices"]).isdisjoint(embedded["speech"]["train_voices"])
+    assert config["methods"]["clip_lt"]["encoder"] == "separate"
+    assert config["methods"]["alignclip"]["encoder"] == "shared"
+    # experiments without a method list run every method
+    assert config["experiments"][0]["methods"] == list(config["methods"])
+
+
+def test_load_config_does_not_modify_its_input(config_dict):
+    before = repr(config_dict)
+    load_config(config_dict)
+    assert repr(config_dict) == before
+
+
+def test_load_config_reads_yaml_files(repo):
+    assert load_config(repo / "config.yaml")["experiments"][1]["modalities"] == ["image", "audio", "text"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda c: c.update(sedes=[0]), "config key '<top level>': Additional properties are not allowed ('sedes'"),
+        (lambda c: c.update(seeds=[]), "config key 'seeds': [] should be non-empty"),
+        (lambda c: c.update(seeds=[1, 1]), "config key 'seeds'"),
+        (lambda c: c.update(train={"epochs": "ten"}), "config key 'train.epochs': 'ten' is not of type 'integer'"),
+        (lambda c: c.update(train={"epoch": 3}), "config key 'train': Additional properties are not allowed ('epoch'"),
+        (lambda c: c["datasets"]["embedded"].update(n_samples=9000), "config key 'datasets.embedded.n_samples'"),
+        (lambda c: c["datasets"]["embedded"].update(speech={"voices": []}), "datasets.embedded.speech"),
+        (lambda c: c["datasets"]["embedded"].update(source="imagenet"), "config key 'datasets.embedded.source'"),
+        (lambda c: c["experiments"][0].update(modalities=["image", "smell"]), "experiments[0].modalities[1]"),
+        (lambda c: c["experiments"][0].update(modalities=["image"]), "config key 'experiments[0].modalities'"),
+        (lambda c: c["experiments"][0].pop("dataset"), "config key 'experiments[0]': 'dataset' is a required"),
+        (lambda c: c["methods"]["ours"].update(encoder="siamese"), "config key 'methods.ours.encoder'"),
+        (lambda c: c["methods"]["ours"]["loss"]["atp"].update(weight=-1), "methods.ours.loss.atp.weight"),
+    ],
+)
+def test_schema_errors_name_the_key(config_dict, mutate, expected):
+    mutate(config_dict)
+    assert any(expected in p for p in problems_of(config_dict)), problems_of(config_dict)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda c: c["experiments"][0].update(dataset="cifar"),
+            "config key 'experiments[0].dataset': unknown data set 'cifar' (defined: embedded)",
+        ),
+        (
+            lambda c: c["experiments"][0].update(methods=["clip_lt", "clap"]),
+            "config key 'experiments[0].methods': unknown method 'clap'",
+        ),
+        (
+            lambda c: c["experiments"][1].update(name="embedded_image_text"),
+            "config key 'experiments[1].name': experiment name 'embedded_image_text' is used twice",
+        ),
+        (
+            lambda c: c["methods"]["ours"]["loss"].update(focal={"weight": 1}),
+            "config key 'methods.ours.loss.focal: unknown loss term",
+        ),
+        (
+            lambda c: c["methods"]["ours"]["loss"]["cu"].update(temperature=3),
+            "methods.ours.loss.cu.temperature: unknown option (accepted: weight, t)",
+        ),
+        (
+            lambda c: c["methods"]["ours"]["loss"]["atp"].update(anchor="audio"),
+            "methods.ours.loss.atp.anchor: modality 'audio' is not among the experiment's modalities (image, text)",
+        ),
+        (
+            lambda c: c["experiments"][0].update(train={"epochs": 0}),
+            "config key 'experiments[0].train.epochs': 0 is less than the minimum of 1",
+        ),
+    ],
+)
+def test_reference_errors_name_the_key(config_dict, mutate, expected):
+    mutate(config_dict)
+    problems = problems_of(config_dict)
+    assert any(expected in p for p in problems), problems
+
+
+def test_all_problems_are_reported_at_once(config_dict):
+    config_dict["experiments"][0]["dataset"] = "nope"
+    config_dict["experiments"][1]["methods"] = ["nope"]
+    assert len(problems_of(config_dict)) == 2
+
+
+def test_error_message_lists_every_problem(config_dict):
+    config_dict["seeds"] = []
+    with pytest.raises(ConfigError, match=r"invalid configuration:\n  - config key 'seeds'"):
+        load_config(config_dict)
+
+
+def test_experiment_overrides_merge_over_globals(config_dict):
+    config_dict["experiments"][0]["train"] = {"epochs": 3}
+    config = load_config(config_dict)
+    run = resolve_run(config, "embedded_image_text", "ours")
+    assert run["train"]["epochs"] == 3
+    assert run["train"]["batch_size"] == config["train"]["batch_size"]
+    assert resolve_run(config, "embedded_image_audio_text", "ours")["train"]["epochs"] == config["train"]["epochs"]
+    assert run["modalities"] == ["image", "text"]
+
+
+def test_runs_enumerates_experiment_method_seed(config_dict):
+    config_dict["seeds"] = [4, 5]
+    config_dict["experiments"][1]["methods"] = ["ours"]
+    config = load_config(config_dict)
+    listed = runs(config)
+    assert len(listed) == 6 * 2 + 1 * 2
+    assert ("embedded_image_audio_text", "ours", 5) in listed
+
+
+def test_deep_merge_and_format_key():
+    assert deep_merge({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"c": 3}, "d": [2]}) == {"a": {"b": 1, "c": 3}, "d": [2]}
+    assert format_key(["experiments", 0, "train", "epochs"]) == "experiments[0].train.epochs"
