@@ -13,6 +13,7 @@ configfile: Path(workflow.basedir) / "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

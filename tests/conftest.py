@@ -27,3 +27,30 @@ def default_config_dict() -> dict:
 def config_dict(default_config_dict) -> dict:
     """A fresh, mutable copy of config.yaml as written (defaults not filled in)."""
     return copy.deepcopy(default_config_dict)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """A 120-sample embedded data set (84 train / 12 val / 24 test)."""
+    from modgap.config import load_config
+    from modgap.data import prepare_dataset
+
+    config = load_config(REPO / "config.yaml")["datasets"]["embedded"]
+    config["n_samples"] = 120
+    path = tmp_path_factory.mktemp("tiny") / "embedded"
+    prepare_dataset("embedded", config, path)
+    return path
+
+
+@pytest.fixture()
+def tiny_run(default_config_dict):
+    """A function giving the resolved run of a method on a small model, quick to train on tiny_data."""
+    from modgap.config import load_config, resolve_run
+
+    def make(method: str = "ours", experiment: str = "embedded_image_audio_text", **train) -> dict:
+        config = copy.deepcopy(default_config_dict)
+        config["model"] = {"width": 16, "depth": 1, "heads": 2, "embed_dim": 8}
+        config["train"] = {"epochs": 3, "batch_size": 32, "checkpoint_every": 1, "progress": "never", **train}
+        return resolve_run(load_config(config), experiment, method)
+
+    return make

@@ -14,7 +14,7 @@ os.environ.update(MODGAP_SOURCE=str(workflow.basedir))
 TRAIN_ENV = "../../envs/train.yaml"
 ANALYSIS_ENV = "../../envs/analysis.yaml"
 
-from modgap.config import ConfigError, load_config
+from modgap.config import ConfigError, experiment_by_name, load_config, resolve_run, runs
 
 
 try:
@@ -25,6 +25,9 @@ except ConfigError as error:
 
 wildcard_constraints:
     dataset="|".join(study["datasets"]),
+    experiment="|".join(e["name"] for e in study["experiments"]),
+    method="|".join(study["methods"]),
+    seed=r"\d+",
 
 
 def used_datasets():
@@ -36,5 +39,24 @@ def prepared(dataset):
     return f"results/data/{dataset}"
 
 
+def experiment_dataset(experiment):
+    return experiment_by_name(study, experiment)["dataset"]
+
+
+def run_path(kind, filename):
+    """results/<kind>/{experiment}/{method}/seed{seed}/<filename> (wildcards left in)."""
+    return f"results/{kind}/{{experiment}}/{{method}}/seed{{seed}}/{filename}"
+
+
+def wants_gpu(experiment):
+    """GPUs a training or embedding job asks the scheduler for (0 when forced onto the CPU)."""
+    device = experiment_by_name(study, experiment).get("train", {}).get("device", study["train"]["device"])
+    return 0 if device == "cpu" else 1
+
+
+def embeddings():
+    return [f"results/embeddings/{e}/{m}/seed{s}.npz" for e, m, s in runs(study)]
+
+
 def all_targets():
-    return [prepared(dataset) for dataset in used_datasets()]
+    return [prepared(dataset) for dataset in used_datasets()] + embeddings()

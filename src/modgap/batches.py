@@ -1,0 +1,97 @@
+"""Model inputs from a prepared split, batched without per-sample Python work.
+
+Small splits are moved to the training device once; large ones (e.g. MSCOCO
+images at 224 px) stay memory-mapped on the host and are gathered per batch into
+pinned memory, so the data path never dominates a GPU step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from modgap.data.format import load_split
+
+# Above this many bytes a split is gathered per batch instead of living on the device.
+DEVICE_RESIDENT_LIMIT = 2 * 1024**3
+
+
+class SplitInputs:
+    """The arrays of one split that the encoders and losses need."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        split: str,
+        modalities: Sequence[str],
+        device: torch.device,
+        with_text_embedding: bool = False,
+    ):
+        arrays = load_split(data_dir, split, modalities, mmap=True)
+        self.modalities = list(modalities)
+        self.device = device
+        self.labels = np.asarray(arrays["labels"])
+        self.ids = np.asarray(arrays["ids"])
+        self.size = len(self.labels)
+        names = [m for m in modalities if m != "text"]
+        if "text" in modalities:
+            names += ["text_tokens", "text_count"] + (["text_embedding"] if with_text_embedding else [])
+        total = sum(arrays[n].nbytes for n in names)
+        self.resident = device.type == "cpu" or total <= DEVICE_RESIDENT_LIMIT
+        self.arrays: dict[str, Tensor | np.ndarray] = {}
+        for name in names:
+            if self.resident:
+                self.arrays[name] = torch.from_numpy(np.array(arrays[name])).to(device)  # copy off the memory map
+            else:
+                self.arrays[name] = arrays[name]
+
+    @property
+    def max_captions(self) -> int:
+        return int(self.arrays["text_tokens"].shape[1]) if "text" in self.modalities else 1
+
+    def _take(self, name: str, index: Tensor) -> Tensor:
+        array = self.arrays[name]
+        if self.resident:
+            return array[index.to(self.device)]
+        rows = np.asarray(array[np.sort(index.numpy())])  # sorted reads are far faster on a memory map
+        order = np.argsort(np.argsort(index.numpy()))
+        tensor = torch.from_numpy(rows[order])
+        return tensor.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else tensor
+
+    def text_vocabulary(self) -> list[int]:
+        """The distinct word-piece ids of the split's captions."""
+        tokens = self.arrays["text_tokens"]
+        tokens = tokens.cpu().numpy() if torch.is_tensor(tokens) else np.asarray(tokens)
+        return np.unique(tokens).tolist()
+
+    def caption_choice(self, generator: torch.Generator) -> Tensor:
+        """One caption index per item, uniform among the item's captions (re-drawn every epoch)."""
+        counts = self.arrays["text_count"]
+        counts = torch.as_tensor(np.asarray(counts) if not torch.is_tensor(counts) else counts.cpu()).long()
+        return (torch.rand(self.size, generator=generator) * counts).long().clamp_max(counts - 1)
+
+    def batch(self, index: Tensor, captions: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor | None]:
+        """Inputs per modality for the items ``index`` (CPU tensor) and, if loaded, their caption embeddings.
+
+        ``captions`` picks a caption per item (default: each item's first).
+        """
+        inputs = {m: self._take(m, index) for m in self.modalities if m != "text"}
+        text_embedding = None
+        if "text" in self.modalities:
+            chosen = (captions[index] if captions is not None else torch.zeros(len(index), dtype=torch.long)).to(
+                self.device
+            )
+            rows = torch.arange(len(index), device=self.device)
+            inputs["text"] = self._take("text_tokens", index)[rows, chosen].long()
+            if "text_embedding" in self.arrays:
+                text_embedding = self._take("text_embedding", index)[rows, chosen].float()
+        return inputs, text_embedding
+
+    def batches(self, batch_size: int) -> list[Tensor]:
+        """Consecutive index blocks covering the split in order (for evaluation)."""
+        return list(torch.arange(self.size).split(batch_size))
+

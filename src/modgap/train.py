@@ -1,0 +1,314 @@
+"""Training of one (experiment, method, seed) run, with per-epoch logs, checkpoints and resume.
+
+Randomness is derived from (seed, epoch) at every epoch start (batch order,
+caption choice, dropout), so a run resumed from an epoch-boundary checkpoint
+continues exactly as the uninterrupted run would have on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from modgap import metrics
+from modgap.batches import SplitInputs
+from modgap.data.format import read_manifest
+from modgap.io import atomic_path, write_text
+from modgap.losses import MethodLoss
+from modgap.models import MultimodalEncoder, build_encoder
+
+log = logging.getLogger(__name__)
+
+MODEL_FORMAT = 1
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+def select_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def input_shapes(manifest: Mapping, modalities) -> dict[str, list[int]]:
+    """Per-sample array shape of each modality (text: tokens of one caption)."""
+    files = manifest["splits"]["train"]["files"]
+    shapes = {m: files[f"{m}.npy"]["shape"][1:] for m in modalities if m != "text"}
+    if "text" in modalities:
+        shapes["text"] = files["text_tokens.npy"]["shape"][2:]
+    return shapes
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return int(seed) * 1_000_003 + int(epoch)
+
+
+def run_fingerprint(run: Mapping, seed: int, manifest: Mapping) -> str:
+    """Identifies what a checkpoint belongs to: run configuration, seed and exact training data."""
+    data = {s: {f: m["sha256"] for f, m in info["files"].items()} for s, info in manifest["splits"].items()}
+    payload = json.dumps({"run": run, "seed": seed, "data": data}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def warmup_cosine(step: int, total: int, warmup: int) -> float:
+    """Learning-rate multiplier: linear warm-up over ``warmup`` steps, then cosine decay to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+@torch.no_grad()
+def embed_split(
+    model: MultimodalEncoder, data: SplitInputs, batch_size: int = 512, autocast=contextlib.nullcontext
+) -> dict[str, np.ndarray]:
+    """Unit-norm float32 embeddings of every item of a split (first caption for text)."""
+    was_training = model.training
+    model.eval()
+    parts: dict[str, list[np.ndarray]] = {m: [] for m in data.modalities}
+    for index in data.batches(batch_size):
+        inputs, _ = data.batch(index)
+        with autocast():
+            embedded = model(inputs)
+        for modality, z in embedded.items():
+            parts[modality].append(z.float().cpu().numpy())
+    model.train(was_training)
+    return {m: np.concatenate(p) for m, p in parts.items()}
+
+
+def validation_metrics(embeddings: Mapping[str, np.ndarray], labels: np.ndarray, level: str) -> dict[str, float]:
+    gaps = metrics.gap_metrics(embeddings)
+    recalls = metrics.retrieval_metrics(embeddings, labels, level, ks=(1,))
+    return {
+        "val_gap": gaps["gap"],
+        "val_cos_true_pairs": gaps["cos_true_pairs"],
+        "val_r1": float(np.mean(list(recalls.values()))) if recalls else float("nan"),
+    }
+
+
+class Trainer:
+    """Everything one run holds: data, model, objective, optimiser, and its files."""
+
+    def __init__(self, run: Mapping, data_dir: str | Path, output_dir: str | Path, seed: int):
+        self.run = run
+        self.seed = int(seed)
+        self.options = run["train"]
+        self.output_dir = Path(output_dir)
+        self.checkpoint_path = self.output_dir / "checkpoint.pt"
+        self.device = select_device(self.options["device"])
+        manifest = read_manifest(data_dir)
+        self.fingerprint = run_fingerprint(run, self.seed, manifest)
+        modalities = run["modalities"]
+        method = run["method"]
+
+        torch.manual_seed(self.seed)
+        self.loss = MethodLoss(method["loss"], method["temperature"], method["schedule"]).to(self.device)
+        needs_sentences = self.loss.needs_text_similarity
+        self.train_data = SplitInputs(data_dir, "train", modalities, self.device, with_text_embedding=needs_sentences)
+        self.val_data = SplitInputs(data_dir, "val", modalities, self.device)
+        self.input_shapes = input_shapes(manifest, modalities)
+        self.text_vocabulary = self.train_data.text_vocabulary() if "text" in modalities else []
+        self.model = build_encoder(
+            modalities, self.input_shapes, run["model"], method["encoder"] == "shared", self.text_vocabulary
+        ).to(self.device)
+        self.forward = torch.compile(self.model) if self.options["compile"] and self.device.type == "cuda" else self.model
+
+        parameters = [p for p in list(self.model.parameters()) + list(self.loss.parameters()) if p.requires_grad]
+        optimizer = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[self.options["optimizer"]]
+        self.optimizer = optimizer(parameters, lr=self.options["lr"], weight_decay=self.options["weight_decay"])
+        self.steps_per_epoch = self.train_data.size // self.options["batch_size"]
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"train.batch_size {self.options['batch_size']} exceeds the {self.train_data.size} training items"
+            )
+        total = self.steps_per_epoch * self.options["epochs"]
+        warmup = max(1, int(self.options["warmup_fraction"] * total))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: warmup_cosine(step, total, warmup)
+        )
+        self.log_rows: list[dict] = []
+        self.start_epoch = 0
+
+    def autocast(self):
+        if self.options["amp"] and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def _state(self) -> dict:
+        return {
+            "fingerprint": self.fingerprint,
+            "model": self.model.state_dict(),
+            "loss": self.loss.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": len(self.log_rows),
+            "log_rows": self.log_rows,
+        }
+
+    def save_checkpoint(self) -> None:
+        with atomic_path(self.checkpoint_path) as tmp:
+            torch.save(self._state(), tmp)
+
+    def try_resume(self) -> bool:
+        """Continue from this run's checkpoint, if one exists for the same configuration and data."""
+        if not self.checkpoint_path.is_file():
+            return False
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        if state.get("fingerprint") != self.fingerprint:
+            log.warning("ignoring %s: it belongs to another configuration or data", self.checkpoint_path)
+            return False
+        self.model.load_state_dict(state["model"])
+        self.loss.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.log_rows = state["log_rows"]
+        self.start_epoch = state["epoch"]
+        log.info("resumed from %s at epoch %d", self.checkpoint_path, self.start_epoch)
+        return True
+
+    # -- training ------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        epochs = self.options["epochs"]
+        torch.manual_seed(_epoch_seed(self.seed, epoch))  # dropout and any other torch randomness
+        generator = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
+        order = torch.randperm(self.train_data.size, generator=generator)
+        captions = self.train_data.caption_choice(generator) if "text" in self.run["modalities"] else None
+        batch_size = self.options["batch_size"]
+        sums: dict[str, float] = {}
+        self.model.train()
+        for step in range(self.steps_per_epoch):
+            index = order[step * batch_size : (step + 1) * batch_size]
+            inputs, sentences = self.train_data.batch(index, captions)
+            text_similarity = sentences @ sentences.T if sentences is not None else None
+            with self.autocast():
+                embeddings = self.forward(inputs)
+            total, terms = self.loss(embeddings, epoch, epochs, text_similarity)
+            if not torch.isfinite(total):
+                values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+                raise NonFiniteLossError(
+                    f"non-finite loss at epoch {epoch + 1}, step {step + 1} ({values}); "
+                    "lower train.lr or enable train.grad_clip"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if self.options["grad_clip"]:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.options["grad_clip"])
+            self.optimizer.step()
+            self.scheduler.step()
+            self.loss.temperature.clamp_()
+            sums["loss"] = sums.get("loss", 0.0) + float(total.detach())
+            for name, value in terms.items():
+                sums[f"loss_{name}"] = sums.get(f"loss_{name}", 0.0) + float(value.detach())
+        row = {"epoch": epoch + 1, "step": (epoch + 1) * self.steps_per_epoch}
+        row.update({k: v / self.steps_per_epoch for k, v in sums.items()})
+        row.update({f"weight_{k}": w for k, w in self.loss.term_weights(epoch, epochs).items()})
+        row["lr"] = self.scheduler.get_last_lr()[0]
+        row["temperature"] = self.loss.temperature.tau
+        val = embed_split(self.model, self.val_data, autocast=self.autocast)
+        row.update(validation_metrics(val, self.val_data.labels, self.run["retrieval"]))
+        return row
+
+    def fit(self, progress: bool = False) -> None:
+        epochs = self.options["epochs"]
+        self.try_resume()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=epochs, initial=self.start_epoch, desc=self.run["method_name"], unit="epoch")
+        for epoch in range(self.start_epoch, epochs):
+            started = time.perf_counter()
+            row = self.train_epoch(epoch)
+            row["seconds"] = time.perf_counter() - started
+            self.log_rows.append(row)
+            log.info(
+                "epoch %d/%d loss %.4f val gap %.3f val R@1 %.1f (%.1fs)",
+                epoch + 1, epochs, row["loss"], row["val_gap"], row["val_r1"], row["seconds"],
+            )  # fmt: skip
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", gap=f"{row['val_gap']:.2f}")
+            if (epoch + 1) % self.options["checkpoint_every"] == 0 and epoch + 1 < epochs:
+                self.save_checkpoint()
+        if bar is not None:
+            bar.close()
+
+    def save(self, model_path: str | Path, log_path: str | Path) -> None:
+        """Write the trained model and the epoch log atomically, then drop the checkpoint."""
+        payload = {
+            "format": MODEL_FORMAT,
+            "run": dict(self.run),
+            "seed": self.seed,
+            "input_shapes": self.input_shapes,
+            "text_vocabulary": self.text_vocabulary,
+            "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
+            "loss": {k: v.cpu() for k, v in self.loss.state_dict().items()},
+        }
+        with atomic_path(model_path) as tmp:
+            torch.save(payload, tmp)
+        write_text(log_path, rows_to_csv(self.log_rows))
+        self.checkpoint_path.unlink(missing_ok=True)
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def show_progress(setting: str) -> bool:
+    return setting == "always" or (setting == "auto" and sys.stderr.isatty())
+
+
+def train_run(
+    run: Mapping, data_dir: str | Path, model_path: str | Path, log_path: str | Path, seed: int
+) -> list[dict]:
+    """Train one run and write ``model_path`` and ``log_path``; returns the epoch log.
+
+    A checkpoint beside ``model_path`` (every ``train.checkpoint_every`` epochs) lets
+    a killed run resume; it is removed once the run has finished.
+    """
+    trainer = Trainer(run, data_dir, Path(model_path).parent, seed)
+    log.info(
+        "training %s / %s, seed %d on %s: %d parameters, %d steps per epoch",
+        run["experiment"], run["method_name"], seed, trainer.device,
+        sum(p.numel() for p in trainer.model.parameters()), trainer.steps_per_epoch,
+    )  # fmt: skip
+    trainer.fit(progress=show_progress(run["train"]["progress"]))
+    trainer.save(model_path, log_path)
+    return trainer.log_rows
+
+
+def load_trained(model_path: str | Path, device: torch.device | str = "cpu") -> tuple[MultimodalEncoder, dict]:
+    """The encoder saved by ``train_run`` and the run configuration it was trained with."""
+    payload = torch.load(model_path, map_location=device, weights_only=False)
+    if payload.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{model_path}: model format {payload.get('format')}, expected {MODEL_FORMAT}")
+    run = payload["run"]
+    model = build_encoder(
+        run["modalities"], payload["input_shapes"], run["model"], run["method"]["encoder"] == "shared",
+        payload["text_vocabulary"],
+    )  # fmt: skip
+    model.load_state_dict(payload["model"])
+    return model.to(device).eval(), payload
