@@ -18,6 +18,8 @@ import jsonschema
 import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# The training-free row: a trained method's embeddings with the gap shifted away (SPEC 3.4).
+POSTHOC_METHOD = "posthoc"
 
 
 class ConfigError(ValueError):
@@ -127,13 +129,21 @@ def _reference_problems(config: dict, schema: dict) -> list[str]:
             method_problems = loss_option_problems(methods[method_name]["loss"], experiment["modalities"])
             problems += [f"config key 'methods.{method_name}.loss.{p}' (in {key})" for p in method_problems]
 
-        for section in ("model", "train"):
+        for section in ("model", "train"):  # experiment-level overrides must still form valid sections
             if section in experiment:
                 merged = deep_merge(config[section], experiment[section])
                 problems += [
                     p.replace("config key '", f"config key '{key}.{section}.", 1).replace(".<top level>", "")
                     for p in _schema_problems(merged, _subschema(schema, section))
                 ]
+    if POSTHOC_METHOD in methods:
+        problems.append(f"config key 'methods.{POSTHOC_METHOD}': the name is reserved for the post-hoc shift row")
+    source = config["evaluate"]["posthoc_source"]
+    if source is not None and source not in methods:
+        problems.append(f"config key 'evaluate.posthoc_source': unknown method '{source}'")
+    for key in ("baseline", "method"):
+        if config["claims"][key] not in methods:
+            problems.append(f"config key 'claims.{key}': unknown method '{config['claims'][key]}'")
     return problems
 
 
@@ -184,10 +194,28 @@ def resolve_run(config: dict, experiment_name: str, method_name: str) -> dict:
 
 
 def runs(config: dict) -> list[tuple[str, str, int]]:
-    """All (experiment, method, seed) triples of the study, in config order."""
+    """All trained (experiment, method, seed) triples of the study, in config order."""
     return [
         (experiment["name"], method, seed)
         for experiment in config["experiments"]
         for method in experiment["methods"]
+        for seed in config["seeds"]
+    ]
+
+
+def evaluated_methods(config: dict, experiment_name: str) -> list[str]:
+    """The experiment's methods plus the post-hoc row where its source method is trained."""
+    methods = list(experiment_by_name(config, experiment_name)["methods"])
+    if config["evaluate"]["posthoc_source"] in methods:
+        methods.append(POSTHOC_METHOD)
+    return methods
+
+
+def evaluated_runs(config: dict) -> list[tuple[str, str, int]]:
+    """Every (experiment, method, seed) with a metrics file, the post-hoc rows included."""
+    return [
+        (experiment["name"], method, seed)
+        for experiment in config["experiments"]
+        for method in evaluated_methods(config, experiment["name"])
         for seed in config["seeds"]
     ]

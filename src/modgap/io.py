@@ -24,6 +24,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp creates files readable by their owner only
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -37,6 +38,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp creates directories private to their owner
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -9,21 +9,30 @@ from collections.abc import Iterator
 from pathlib import Path
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Libraries that log routine details at INFO (font subsetting of every PDF, model loading).
+_CHATTY = ("fontTools", "matplotlib", "sentence_transformers", "httpx")
 
 
 @contextlib.contextmanager
 def log_to_file(path: str | Path | None, level: int = logging.INFO) -> Iterator[None]:
-    """Send log records, warnings and uncaught tracebacks of the block to ``path`` (and stderr)."""
+    """Send log records, warnings and uncaught tracebacks of the block to ``path`` (stderr if None).
+
+    Snakemake jobs log to their rule's log file only, so the terminal shows the workflow's progress.
+    """
     root = logging.getLogger()
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if path is not None:
+    if path is None:
+        handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    else:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(path, mode="w"))
+        handlers = [logging.FileHandler(path, mode="w")]
     for handler in handlers:
         handler.setFormatter(logging.Formatter(_FORMAT))
         root.addHandler(handler)
     previous_level = root.level
     root.setLevel(level)
+    quiet = {name: logging.getLogger(name).level for name in _CHATTY}
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(logging.WARNING)
     logging.captureWarnings(True)
     try:
         yield
@@ -33,6 +42,8 @@ def log_to_file(path: str | Path | None, level: int = logging.INFO) -> Iterator[
     finally:
         logging.captureWarnings(False)
         root.setLevel(previous_level)
+        for name, previous in quiet.items():
+            logging.getLogger(name).setLevel(previous)
         for handler in handlers:
             root.removeHandler(handler)
             handler.close()

@@ -11,10 +11,20 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 # Read by envs/*.post-deploy.sh to install the package into the conda environments.
 os.environ.update(MODGAP_SOURCE=str(workflow.basedir))
 
+SOURCE = Path(workflow.basedir) / "src" / "modgap"
 TRAIN_ENV = "../../envs/train.yaml"
 ANALYSIS_ENV = "../../envs/analysis.yaml"
 
-from modgap.config import ConfigError, experiment_by_name, load_config, resolve_run, runs
+from modgap.config import (
+    POSTHOC_METHOD,
+    ConfigError,
+    evaluated_methods,
+    evaluated_runs,
+    experiment_by_name,
+    load_config,
+    resolve_run,
+    runs,
+)
 
 
 try:
@@ -33,6 +43,11 @@ wildcard_constraints:
 def used_datasets():
     """Data sets referenced by at least one experiment (others are never prepared)."""
     return sorted({experiment["dataset"] for experiment in study["experiments"]})
+
+
+def preparation_code(source):
+    shared = ["data/format.py", "data/split.py", "data/text.py", "data/audio.py"]
+    return shared + {"embedded": ["data/embedded.py", "data/speech.py"]}[source]
 
 
 def prepared(dataset):
@@ -54,9 +69,51 @@ def wants_gpu(experiment):
     return 0 if device == "cpu" else 1
 
 
-def embeddings():
-    return [f"results/embeddings/{e}/{m}/seed{s}.npz" for e, m, s in runs(study)]
+POSTHOC_SOURCE = study["evaluate"]["posthoc_source"]
+# Methods shown side by side in the latent-space figure (those an experiment has).
+LATENT_METHODS = ("clip_lt", "ours", "alignclip")
+
+
+def code(*modules):
+    """Package files a rule's output depends on: editing one re-runs exactly the rules that use it."""
+    return [str(SOURCE / module) for module in modules]
+
+
+def embeddings_path(experiment, method, seed):
+    return f"results/embeddings/{experiment}/{method}/seed{seed}.npz"
+
+
+def runs_of(experiment):
+    return [run for run in runs(study) if run[0] == experiment]
+
+
+def metrics_files():
+    return [f"results/metrics/{e}/{m}/seed{s}.json" for e, m, s in evaluated_runs(study)]
+
+
+def figure_methods(experiment, wanted=None):
+    """Methods of an experiment shown in a figure: ``wanted`` ones it has, or all it evaluates."""
+    available = evaluated_methods(study, experiment)
+    return [m for m in (wanted or available) if m in available]
+
+
+def figure_embeddings(experiment, wanted=None):
+    """Embedding dumps of the first seed for the figure's methods, in figure_methods order."""
+    return [embeddings_path(experiment, m, study["seeds"][0]) for m in figure_methods(experiment, wanted)]
+
+
+def figures_of(experiment):
+    names = ["latent_2d", "cosine_histograms", "training_curves"]
+    if len(experiment_by_name(study, experiment)["modalities"]) >= 3:
+        names.append("latent_3d")
+    if POSTHOC_SOURCE in experiment_by_name(study, experiment)["methods"]:
+        names.append("gap_sweep")
+    return [f"results/figures/{experiment}/{name}.{ext}" for name in names for ext in ("pdf", "png")]
 
 
 def all_targets():
-    return [prepared(dataset) for dataset in used_datasets()] + embeddings()
+    return [
+        "results/tables/main.csv",
+        "results/claims.txt",
+        *[path for e in study["experiments"] for path in figures_of(e["name"])],
+    ]

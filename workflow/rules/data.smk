@@ -2,6 +2,8 @@
 
 
 rule prepare_dataset:
+    input:
+        code=lambda wildcards: code(*preparation_code(study["datasets"][wildcards.dataset]["source"])),
     output:
         directory(prepared("{dataset}")),
     params:

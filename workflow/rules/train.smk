@@ -4,6 +4,7 @@
 rule train:
     input:
         data=lambda wildcards: prepared(experiment_dataset(wildcards.experiment)),
+        code=code("train.py", "models.py", "losses.py", "methods.py", "batches.py"),
     output:
         model=run_path("models", "model.pt"),
         log_csv=run_path("models", "train_log.csv"),
@@ -28,6 +29,7 @@ rule embed:
     input:
         model=rules.train.output.model,
         data=lambda wildcards: prepared(experiment_dataset(wildcards.experiment)),
+        code=code("embed.py", "train.py", "models.py", "batches.py"),
     output:
         "results/embeddings/{experiment}/{method}/seed{seed}.npz",
     log:

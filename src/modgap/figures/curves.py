@@ -1,0 +1,35 @@
+"""Figure 4: training curves per method (mean over seeds): loss, temperature, validation gap and R@1."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from modgap.figures.style import PAGE_WIDTH, apply_style, method_colors, method_label, ordered, plt, save
+
+PANELS = (("loss", "training loss"), ("temperature", "temperature τ"), ("val_gap", "validation gap"),
+          ("val_r1", "validation R@1 (%)"))  # fmt: skip
+
+
+def plot(logs: pd.DataFrame):
+    apply_style()
+    figure, axes = plt.subplots(1, len(PANELS), figsize=(PAGE_WIDTH, 1.9))
+    colors = method_colors(logs["method"].unique())
+    for method in ordered(logs["method"].unique()):
+        curve = logs[logs["method"] == method].groupby("epoch").mean(numeric_only=True)
+        for axis, (column, _) in zip(axes, PANELS):
+            axis.plot(curve.index, curve[column], color=colors[method], label=method_label(method), linewidth=1.2)
+    for axis, (_, title) in zip(axes, PANELS):
+        axis.set_title(title, fontsize=7)
+        axis.set_xlabel("epoch")
+    axes[0].legend(fontsize=5.5)
+    figure.tight_layout()
+    return figure
+
+
+def make(log_paths: Sequence[tuple[str, int, str | Path]], pdf_path: str | Path, png_path: str | Path) -> None:
+    """``log_paths``: (method, seed, path of train_log.csv) for every run of one experiment."""
+    frames = [pd.read_csv(path).assign(method=method, seed=seed) for method, seed, path in log_paths]
+    save(plot(pd.concat(frames, ignore_index=True)), pdf_path, png_path)

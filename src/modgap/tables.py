@@ -1,0 +1,205 @@
+"""Tables: per-run metrics aggregated over seeds, the paper's numbers beside ours, the ablation.
+
+``main.csv`` holds one row per (experiment, method) with ``n_seeds`` and, for every
+metric, ``<metric>`` (mean over seeds) and ``<metric>_std`` (sample standard
+deviation; 0 for a single seed). ``tv_r1`` / ``ta_r1`` are the paper's TV / TA R@1:
+the mean of the two retrieval directions between text and image / audio.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from modgap.io import write_text
+
+METHOD_LABELS = {
+    "clip_lt": "CLIP (LT)",
+    "clip_ft": "CLIP (FT)",
+    "ours": "Ours",
+    "ours_atp": "Ours: ATP only",
+    "ours_cu": "Ours: CU only",
+    "alignclip": "AlignCLIP",
+    "posthoc": "Post-hoc shift",
+}
+# The paper's headline columns: key, label, whether lower is better.
+PAPER_COLUMNS = [
+    ("gap", "Gap", True),
+    ("tv_r1", "TV R@1", False),
+    ("ta_r1", "TA R@1", False),
+    ("v_measure", "V-Measure", False),
+    ("knn_acc", "kNN", False),
+]
+ABLATION_METHODS = ("clip_lt", "ours_atp", "ours_cu", "ours")
+_IDENTITY = ("experiment", "method", "seed", "retrieval")
+
+
+def method_label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
+def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per metrics file, with the derived paper columns tv_r1 and ta_r1."""
+    rows = []
+    for path in paths:
+        with open(path) as handle:
+            rows.append(json.load(handle))
+    frame = pd.DataFrame(rows)
+    for short, other in (("tv_r1", "image"), ("ta_r1", "audio")):
+        columns = [f"r1_text_{other}", f"r1_{other}_text"]
+        if all(c in frame for c in columns):
+            frame[short] = frame[columns].mean(axis=1)
+    return frame
+
+
+def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sample standard deviation over seeds of every numeric metric, rows in first-seen order."""
+    metrics = [c for c in runs.columns if c not in _IDENTITY and pd.api.types.is_numeric_dtype(runs[c])]
+    grouped = runs.groupby(["experiment", "method"], sort=False)
+    means = grouped[metrics].mean()
+    stds = grouped[metrics].std(ddof=1).fillna(0.0).add_suffix("_std")
+    table = pd.concat([grouped.size().rename("n_seeds"), means, stds], axis=1)
+    return table[["n_seeds"] + [c for m in metrics for c in (m, f"{m}_std")]].reset_index()
+
+
+def _cell(mean: float, std: float, digits: int, bold: bool = False, latex: bool = False) -> str:
+    if mean is None or (isinstance(mean, float) and np.isnan(mean)):
+        return "–"
+    text = f"{mean:.{digits}f} ± {std:.{digits}f}" if not latex else f"{mean:.{digits}f} $\\pm$ {std:.{digits}f}"
+    if bold:
+        text = f"\\textbf{{{text}}}" if latex else f"**{text}**"
+    return text
+
+
+def _digits(column: str) -> int:
+    return 3 if column == "gap" else 1
+
+
+def _best(frame: pd.DataFrame, column: str, lower: bool) -> set[int]:
+    """Row positions holding the best mean of a column (ties included)."""
+    if column not in frame or frame[column].isna().all():
+        return set()
+    target = frame[column].min() if lower else frame[column].max()
+    return set(np.flatnonzero(np.isclose(frame[column].to_numpy(dtype=float), target)))
+
+
+def paper_layout_markdown(table: pd.DataFrame) -> str:
+    """The headline table as Markdown, one block per experiment, best value in bold."""
+    lines = []
+    for experiment, block in table.groupby("experiment", sort=False):
+        block = block.reset_index(drop=True)
+        columns = [c for c in PAPER_COLUMNS if c[0] in block]
+        lines += [f"### {experiment}", "", "| method | seeds | " + " | ".join(label for _, label, _ in columns) + " |"]
+        lines.append("|---|---|" + "---|" * len(columns))
+        best = {key: _best(block, key, lower) for key, _, lower in columns}
+        for i, row in block.iterrows():
+            cells = [_cell(row[key], row[f"{key}_std"], _digits(key), i in best[key]) for key, _, _ in columns]
+            lines.append(f"| {method_label(row['method'])} | {row['n_seeds']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def paper_layout_latex(table: pd.DataFrame) -> str:
+    """The headline table as a booktabs LaTeX tabular laid out like the paper's."""
+    columns = [c for c in PAPER_COLUMNS if c[0] in table]
+    arrows = {True: "$\\downarrow$", False: "$\\uparrow$"}
+    header = " & ".join(["Method", "Data set"] + [f"{label} {arrows[lower]}" for _, label, lower in columns])
+    lines = [
+        "\\begin{tabular}{ll" + "c" * len(columns) + "}",
+        "\\toprule",
+        header + " \\\\",
+        "\\midrule",
+    ]
+    for index, (experiment, block) in enumerate(table.groupby("experiment", sort=False)):
+        block = block.reset_index(drop=True)
+        best = {key: _best(block, key, lower) for key, _, lower in columns}
+        if index:
+            lines.append("\\midrule")
+        for i, row in block.iterrows():
+            cells = [
+                _cell(row[key], row[f"{key}_std"], _digits(key), i in best[key], latex=True) for key, _, _ in columns
+            ]
+            name = experiment.replace("_", "\\_")
+            lines.append(" & ".join([method_label(row["method"]), name] + cells) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", ""]
+    return "\n".join(lines)
+
+
+def paper_reference() -> pd.DataFrame:
+    """The paper's headline numbers (shipped with the package as data)."""
+    with resources.files("modgap").joinpath("reference/paper_table.csv").open() as handle:
+        return pd.read_csv(handle)
+
+
+def paper_comparison(table: pd.DataFrame, references: Mapping[str, str | None]) -> pd.DataFrame:
+    """Our numbers beside the paper's, for experiments that name a ``paper_reference``."""
+    reference = paper_reference().rename(columns={"knn": "knn_acc"})
+    metrics = ["gap", "tv_r1", "ta_r1", "v_measure", "knn_acc", "cos_true_pairs"]
+    rows = []
+    for _, row in table.iterrows():
+        dataset = references.get(row["experiment"])
+        match = reference[(reference["dataset"] == dataset) & (reference["method"] == row["method"])]
+        if dataset is None or match.empty:
+            continue
+        entry = {"experiment": row["experiment"], "method": row["method"], "paper_dataset": dataset}
+        for metric in metrics:
+            entry[f"{metric}_ours"] = row.get(metric, np.nan)
+            entry[f"{metric}_ours_std"] = row.get(f"{metric}_std", np.nan)
+            entry[f"{metric}_paper"] = match.iloc[0][metric]
+        rows.append(entry)
+    return pd.DataFrame(rows)
+
+
+def paper_comparison_markdown(comparison: pd.DataFrame) -> str:
+    if comparison.empty:
+        return "No experiment names a `paper_reference`, so there is nothing to compare.\n"
+    metrics = [("gap", "Gap"), ("tv_r1", "TV R@1"), ("ta_r1", "TA R@1"), ("v_measure", "V-Measure"),
+               ("knn_acc", "kNN"), ("cos_true_pairs", "CosTP")]  # fmt: skip
+    lines = [
+        "Ours = this replication (mean ± std over seeds); paper = the paper's reported value.",
+        "",
+        "| experiment | paper data set | method | " + " | ".join(f"{label} ours | {label} paper" for _, label in metrics) + " |",
+        "|---|---|---|" + "---|---|" * len(metrics),
+    ]
+    for _, row in comparison.iterrows():
+        cells = []
+        for key, _ in metrics:
+            cells.append(_cell(row[f"{key}_ours"], row[f"{key}_ours_std"], _digits(key)))
+            paper = row[f"{key}_paper"]
+            cells.append("–" if pd.isna(paper) else f"{paper:.{_digits(key) if key != 'gap' else 2}f}")
+        lines.append(f"| {row['experiment']} | {row['paper_dataset']} | {method_label(row['method'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def ablation(table: pd.DataFrame) -> pd.DataFrame:
+    """CLIP (LT) vs each of ours' terms alone vs both, per experiment."""
+    keep = table[table["method"].isin(ABLATION_METHODS)].copy()
+    keep["order"] = keep["method"].map({m: i for i, m in enumerate(ABLATION_METHODS)})
+    columns = ["experiment", "method", "n_seeds"] + [
+        c for key, _, _ in PAPER_COLUMNS if key in keep for c in (key, f"{key}_std")
+    ]
+    return keep.sort_values(["experiment", "order"], kind="stable")[columns].reset_index(drop=True)
+
+
+def write_tables(
+    metric_paths: Iterable[str | Path],
+    outputs: Mapping[str, str | Path],
+    references: Mapping[str, str | None],
+) -> pd.DataFrame:
+    """Write main.{csv,md,tex}, paper_comparison.{csv,md} and ablation.{csv,md}; returns the main table."""
+    table = aggregate(load_runs(metric_paths))
+    write_text(outputs["main_csv"], table.to_csv(index=False))
+    write_text(outputs["main_md"], paper_layout_markdown(table))
+    write_text(outputs["main_tex"], paper_layout_latex(table))
+    comparison = paper_comparison(table, references)
+    write_text(outputs["comparison_csv"], comparison.to_csv(index=False))
+    write_text(outputs["comparison_md"], paper_comparison_markdown(comparison))
+    ablation_table = ablation(table)
+    write_text(outputs["ablation_csv"], ablation_table.to_csv(index=False))
+    write_text(outputs["ablation_md"], paper_layout_markdown(ablation_table))
+    return table

@@ -1,0 +1,181 @@
+"""Metrics against scikit-learn and brute-force loops (SPEC section 4)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.metrics import v_measure_score
+
+from modgap import metrics
+from modgap.evaluate import compute_metrics, intra_modality_cosine, shift_dump
+
+OPTIONS = {
+    "recall_at": [1, 5, 10], "kmeans_k": None, "kmeans_random_state": 0, "kmeans_n_init": 10,
+    "knn_k": 5, "knn_test_fraction": 0.2, "knn_seed": 0, "linear_probe": True,
+}  # fmt: skip
+
+
+def unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float64)
+
+
+def clustered(n=60, d=8, classes=4, modalities=("image", "audio", "text"), offset=0.0, seed=0):
+    """Embeddings with class structure and a per-modality shift (a gap when offset > 0)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    centers = rng.normal(size=(classes, d)) * 3
+    out = {}
+    for k, m in enumerate(modalities):
+        shift = np.zeros(d)
+        shift[k % d] = offset
+        out[m] = unit(centers[labels] + rng.normal(size=(n, d)) + shift)
+    return out, labels
+
+
+def brute_force_recall(queries, gallery, correct, k):
+    """correct[i] = set of gallery rows that answer query i; ties broken in the query's favour."""
+    hits = 0
+    for i, q in enumerate(queries):
+        scores = gallery @ q
+        best = max(scores[j] for j in correct[i])
+        rank = sum(1 for s in scores if s > best)
+        hits += rank < k
+    return 100.0 * hits / len(queries)
+
+
+def test_gap_and_true_pair_cosine_hand_computed():
+    a = np.array([[1.0, 0.0], [0.0, 1.0]])
+    b = np.array([[0.0, 1.0], [0.0, 1.0]])
+    assert metrics.gap(a, b) == pytest.approx(np.linalg.norm([0.5, 0.5] - np.array([0.0, 1.0])))
+    assert metrics.cos_true_pairs(a, b) == pytest.approx(0.5)
+
+
+def test_gap_metrics_for_three_modalities_are_pairwise_and_averaged():
+    z, _ = clustered(offset=2.0)
+    result = metrics.gap_metrics(z)
+    pairs = list(itertools.combinations(z, 2))
+    assert set(result) == {f"gap_{a}_{b}" for a, b in pairs} | {f"cos_true_pairs_{a}_{b}" for a, b in pairs} | {
+        "gap", "cos_true_pairs"}  # fmt: skip
+    assert result["gap"] == pytest.approx(np.mean([metrics.gap(z[a], z[b]) for a, b in pairs]))
+
+
+@pytest.mark.parametrize("k", [1, 5, 10])
+def test_instance_recall_matches_brute_force(k):
+    rng = np.random.default_rng(1)
+    q, g = unit(rng.normal(size=(40, 6))), unit(rng.normal(size=(40, 6)))
+    g[:20] = unit(q[:20] + 0.3 * rng.normal(size=(20, 6)))
+    ranks = metrics.instance_ranks(q, g)
+    expected = brute_force_recall(q, g, [{i} for i in range(40)], k)
+    assert metrics.recall_at(ranks, [k])[k] == pytest.approx(expected)
+
+
+def test_instance_recall_with_several_captions_per_image():
+    rng = np.random.default_rng(2)
+    images = unit(rng.normal(size=(10, 5)))
+    owner = np.repeat(np.arange(10), 3)  # three captions per image
+    captions = unit(images[owner] + 0.8 * rng.normal(size=(30, 5)))
+    image_ranks = metrics.instance_ranks(images, captions, gallery_owner=owner)
+    caption_ranks = metrics.instance_ranks(captions, images, query_owner=owner)
+    for k in (1, 5):
+        correct = [set(np.flatnonzero(owner == i)) for i in range(10)]
+        assert metrics.recall_at(image_ranks, [k])[k] == pytest.approx(brute_force_recall(images, captions, correct, k))
+        correct = [{owner[c]} for c in range(30)]
+        assert metrics.recall_at(caption_ranks, [k])[k] == pytest.approx(
+            brute_force_recall(captions, images, correct, k)
+        )
+
+
+def test_ties_count_in_the_querys_favour():
+    query = np.array([[1.0, 0.0]])
+    gallery = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # a wrong item ties with the partner
+    ranks = metrics.instance_ranks(query, gallery, gallery_owner=np.array([1, 0, 2]), query_owner=np.array([0]))
+    assert ranks.tolist() == [0]
+
+
+def test_class_recall_matches_brute_force_with_duplicate_texts():
+    z, labels = clustered(n=40, modalities=("image", "text"), seed=3)
+    z["text"] = unit(np.eye(8)[labels] + 0.0)  # class names as text: identical rows per class
+    for query, gallery in (("text", "image"), ("image", "text")):
+        ranks = metrics.class_ranks(z[query], z[gallery], labels, labels)
+        correct = [set(np.flatnonzero(labels == labels[i])) for i in range(40)]
+        for k in (1, 5):
+            assert metrics.recall_at(ranks, [k])[k] == pytest.approx(brute_force_recall(z[query], z[gallery], correct, k))
+
+
+def test_retrieval_metrics_keys_for_three_modalities():
+    z, labels = clustered()
+    result = metrics.retrieval_metrics(z, labels, "class", ks=(1, 5))
+    assert set(result) == {f"r{k}_{a}_{b}" for k in (1, 5) for a, b in
+                           (("text", "image"), ("image", "text"), ("text", "audio"), ("audio", "text"))}  # fmt: skip
+
+
+def test_clustering_matches_scikit_learn():
+    z, labels = clustered(offset=0.5)
+    points, stacked_labels = metrics.stacked(z, labels)
+    assert points.shape == (180, 8) and stacked_labels.tolist() == labels.tolist() * 3
+    clusters = KMeans(n_clusters=4, random_state=0, n_init=10).fit_predict(points)
+    scores = metrics.clustering_scores(points, stacked_labels, 4)
+    assert scores["v_measure"] == pytest.approx(100 * v_measure_score(stacked_labels, clusters))
+    assert 0 <= scores["ari"] <= 100 and scores["homogeneity"] <= 100
+
+
+def test_unlabelled_items_are_left_out_of_clustering():
+    z, labels = clustered(modalities=("image", "text"))
+    labels = labels.copy()
+    labels[:10] = -1
+    points, stacked_labels = metrics.stacked(z, labels)
+    assert len(points) == 2 * 50 and (stacked_labels >= 0).all()
+
+
+def test_knn_accuracy_matches_brute_force():
+    from sklearn.model_selection import train_test_split
+
+    z, labels = clustered(offset=0.5)
+    points, stacked_labels = metrics.stacked(z, labels)
+    train_x, test_x, train_y, test_y = train_test_split(points, stacked_labels, test_size=0.2, random_state=0)
+    correct = 0
+    for x, y in zip(test_x, test_y):
+        nearest = np.argsort(np.linalg.norm(train_x - x, axis=1), kind="stable")[:5]
+        votes = np.bincount(train_y[nearest], minlength=4)
+        correct += np.argmax(votes) == y
+    assert metrics.knn_accuracy(points, stacked_labels) == pytest.approx(100 * correct / len(test_y))
+
+
+def test_posthoc_shift_removes_the_centroid_gap():
+    z, _ = clustered(modalities=("image", "text"), offset=3.0)
+    delta = z["image"].mean(0) - z["text"].mean(0)
+    shifted = metrics.posthoc_shift(z, 1.0)
+    # before re-normalisation the centroids coincide: check the formula of SPEC 3.4 directly
+    moved_a, moved_b = z["image"] - delta / 2, z["text"] + delta / 2
+    np.testing.assert_allclose(moved_a.mean(0), moved_b.mean(0), atol=1e-12)
+    np.testing.assert_allclose(shifted["image"], unit(moved_a), atol=1e-12)
+    before, after = metrics.gap(z["image"], z["text"]), metrics.gap(shifted["image"], shifted["text"])
+    assert after < 0.1 * before
+    assert metrics.gap(*metrics.posthoc_shift(z, 0.0).values()) == pytest.approx(before)
+    assert metrics.gap(*metrics.posthoc_shift(z, -1.0).values()) > before
+
+
+def test_shift_dump_moves_captions_with_the_text():
+    z, labels = clustered(n=12, modalities=("image", "text"), offset=3.0)
+    dump = {**z, "labels": labels, "text_captions": z["text"].copy(), "text_caption_item": np.arange(12)}
+    shifted = shift_dump(dump, 1.0)
+    np.testing.assert_allclose(shifted["text_captions"], shifted["text"], atol=1e-6)
+
+
+def test_intra_modality_cosine_is_the_mean_off_diagonal_cosine():
+    z, _ = clustered(n=15, modalities=("image",))
+    gram = z["image"] @ z["image"].T
+    assert intra_modality_cosine(z["image"]) == pytest.approx(gram[~np.eye(15, dtype=bool)].mean())
+
+
+def test_compute_metrics_gives_flat_percent_keys():
+    z, labels = clustered(offset=0.5, n=100)
+    result = compute_metrics({**z, "labels": labels}, "class", OPTIONS, n_classes=4)
+    for key in ("gap", "gap_image_text", "cos_true_pairs", "r1_text_image", "r1_image_text", "r1_text_audio",
+                "v_measure", "knn_acc", "linear_probe_acc", "kmeans_k", "intra_cos_audio"):  # fmt: skip
+        assert key in result, key
+    assert result["kmeans_k"] == 4 and 0 <= result["v_measure"] <= 100 and 0 <= result["knn_acc"] <= 100
+    assert compute_metrics({**z, "labels": labels}, "class", {**OPTIONS, "kmeans_k": 10}, 4)["kmeans_k"] == 10

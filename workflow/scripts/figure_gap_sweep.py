@@ -1,0 +1,10 @@
+"""Figure 1: gap sweep (modgap.figures.gap_sweep)."""
+
+from modgap.figures import gap_sweep
+from modgap.logs import log_to_file
+
+with log_to_file(snakemake.log[0]):
+    gap_sweep.make(
+        snakemake.input.sweep, snakemake.output.pdf, snakemake.output.png,
+        title=f"{snakemake.wildcards.experiment}: post-hoc shift of CLIP (LT)",
+    )  # fmt: skip

@@ -1,0 +1,18 @@
+"""Figure 1's data: post-hoc shift sweep over every seed (modgap.evaluate.gap_sweep)."""
+
+import pandas as pd
+
+from modgap.data.format import read_manifest
+from modgap.evaluate import gap_sweep, load_embeddings
+from modgap.io import write_text
+from modgap.logs import log_to_file
+
+with log_to_file(snakemake.log[0]):
+    rows = gap_sweep(
+        [(seed, load_embeddings(path)) for seed, path in zip(snakemake.params.seeds, snakemake.input.embeddings)],
+        snakemake.params.strengths,
+        snakemake.params.retrieval,
+        snakemake.params.options,
+        n_classes=len(read_manifest(snakemake.input.data)["class_names"]),
+    )
+    write_text(snakemake.output[0], pd.DataFrame(rows).to_csv(index=False))

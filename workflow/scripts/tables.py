@@ -1,0 +1,7 @@
+"""Aggregate every run's metrics into the study's tables (modgap.tables.write_tables)."""
+
+from modgap.logs import log_to_file
+from modgap.tables import write_tables
+
+with log_to_file(snakemake.log[0]):
+    write_tables(snakemake.input.metrics, dict(snakemake.output.items()), snakemake.params.references)
