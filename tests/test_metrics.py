@@ -67,9 +67,9 @@ def test_instance_recall_matches_brute_force(k):
     rng = np.random.default_rng(1)
     q, g = unit(rng.normal(size=(40, 6))), unit(rng.normal(size=(40, 6)))
     g[:20] = unit(q[:20] + 0.3 * rng.normal(size=(20, 6)))
-    ranks = metrics.instance_ranks(q, g)
-    expected = brute_force_recall(q, g, [{i} for i in range(40)], k)
-    assert metrics.recall_at(ranks, [k])[k] == pytest.approx(expected)
+    text_ranks, item_ranks = metrics.instance_ranks(q, g)
+    assert metrics.recall_at(text_ranks, [k])[k] == pytest.approx(brute_force_recall(q, g, [{i} for i in range(40)], k))
+    assert metrics.recall_at(item_ranks, [k])[k] == pytest.approx(brute_force_recall(g, q, [{i} for i in range(40)], k))
 
 
 def test_instance_recall_with_several_captions_per_image():
@@ -77,8 +77,7 @@ def test_instance_recall_with_several_captions_per_image():
     images = unit(rng.normal(size=(10, 5)))
     owner = np.repeat(np.arange(10), 3)  # three captions per image
     captions = unit(images[owner] + 0.8 * rng.normal(size=(30, 5)))
-    image_ranks = metrics.instance_ranks(images, captions, gallery_owner=owner)
-    caption_ranks = metrics.instance_ranks(captions, images, query_owner=owner)
+    caption_ranks, image_ranks = metrics.instance_ranks(captions, images, owner)
     for k in (1, 5):
         correct = [set(np.flatnonzero(owner == i)) for i in range(10)]
         assert metrics.recall_at(image_ranks, [k])[k] == pytest.approx(brute_force_recall(images, captions, correct, k))
@@ -89,10 +88,11 @@ def test_instance_recall_with_several_captions_per_image():
 
 
 def test_ties_count_in_the_querys_favour():
-    query = np.array([[1.0, 0.0]])
-    gallery = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # a wrong item ties with the partner
-    ranks = metrics.instance_ranks(query, gallery, gallery_owner=np.array([1, 0, 2]), query_owner=np.array([0]))
-    assert ranks.tolist() == [0]
+    captions = np.array([[1.0, 0.0], [0.0, 1.0]])
+    items = np.array([[1.0, 0.0], [1.0, 0.0]])  # caption 0's partner ties with item 1
+    caption_ranks, item_ranks = metrics.instance_ranks(captions, items)
+    assert caption_ranks.tolist() == [0, 0]  # caption 1 scores 0 with both items: a tie, also in its favour
+    assert item_ranks.tolist() == [0, 1]  # item 1: its caption (score 0) is beaten by caption 0 (score 1)
 
 
 def test_class_recall_matches_brute_force_with_duplicate_texts():

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -13,15 +15,28 @@ from modgap.data.format import read_manifest, verify_checksums
 
 TINY = {
     "seeds": [0],
-    "datasets": {"embedded": {"source": "embedded", "n_samples": 60}},
+    "datasets": {"embedded": {"source": "embedded", "n_samples": 120}},
+    "experiments": [
+        {"name": "pair", "dataset": "embedded", "modalities": ["image", "text"],
+         "methods": ["clip_lt", "ours", "alignclip"]},
+        {"name": "triple", "dataset": "embedded", "modalities": ["image", "audio", "text"],
+         "methods": ["clip_lt", "ours"], "paper_reference": "avmnist"},
+    ],
+    "model": {"width": 16, "depth": 1, "heads": 2, "embed_dim": 8},
+    "train": {"epochs": 2, "batch_size": 32, "progress": "never"},
+    "evaluate": {"sweep_strengths": [0.0, 1.0], "kmeans_n_init": 2},
+}  # fmt: skip
+FIGURES = {
+    "pair": ["latent_2d", "cosine_histograms", "training_curves", "gap_sweep"],
+    "triple": ["latent_2d", "latent_3d", "cosine_histograms", "training_curves", "gap_sweep"],
 }
 
 
-def snakemake(repo: Path, workdir: Path, config: dict, *args: str, check: bool = True):
+def snakemake(snakefile: Path, workdir: Path, config: dict, *args: str, check: bool = True):
     configfile = workdir / "tiny.yaml"
     configfile.write_text(yaml.safe_dump(config))
     command = [
-        sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(workdir),
+        sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir),
         "--configfile", str(configfile), "--cores", "2", *args,
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True)
@@ -30,27 +45,116 @@ def snakemake(repo: Path, workdir: Path, config: dict, *args: str, check: bool =
     return result
 
 
+def planned_jobs(result) -> dict[str, int]:
+    """Rule -> job count from the 'Job stats' table of a dry run."""
+    lines = (result.stdout + result.stderr).splitlines()
+    if not any(line.startswith("Job stats:") for line in lines):
+        return {}
+    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats:")) + 3
+    counts = {}
+    for line in lines[start:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
 @pytest.fixture(scope="module")
-def tiny_run(repo, tmp_path_factory):
+def checkout(repo, tmp_path_factory) -> Path:
+    """A copy of the workflow and package sources, so tests may edit code without touching the repository."""
+    copy = tmp_path_factory.mktemp("checkout")
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(repo / name, copy / name)
+    for name in ("workflow", "src", "envs"):
+        shutil.copytree(repo / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+@pytest.fixture(scope="module")
+def study(checkout, tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("study")
-    snakemake(repo, workdir, TINY)
+    snakemake(checkout / "Snakefile", workdir, TINY)
     return workdir
 
 
 @pytest.mark.slow
-def test_default_target_prepares_the_data(tiny_run):
-    data = tiny_run / "results" / "data" / "embedded"
-    manifest = read_manifest(data)
-    assert sum(s["size"] for s in manifest["splits"].values()) == 60
+def test_study_prepares_trains_evaluates_and_plots(study):
+    data = study / "results" / "data" / "embedded"
+    assert sum(s["size"] for s in read_manifest(data)["splits"].values()) == 120
     assert verify_checksums(data) == []
-    assert (tiny_run / "results" / "logs" / "prepare" / "embedded.log").stat().st_size > 0
-    assert (tiny_run / "results" / "benchmarks" / "prepare" / "embedded.tsv").is_file()
+    table = pd.read_csv(study / "results" / "tables" / "main.csv")
+    assert list(zip(table["experiment"], table["method"])) == [
+        ("pair", "clip_lt"), ("pair", "ours"), ("pair", "alignclip"), ("pair", "posthoc"),
+        ("triple", "clip_lt"), ("triple", "ours"), ("triple", "posthoc"),
+    ]  # fmt: skip
+    assert (table["n_seeds"] == 1).all()
+    for column in ("gap", "gap_std", "tv_r1", "v_measure", "knn_acc", "r1_text_audio"):
+        assert column in table, column
+    gaps = table.set_index(["experiment", "method"])["gap"]
+    for experiment in ("pair", "triple"):  # lambda = 1 shifts the gap away (up to re-normalisation)
+        assert gaps[(experiment, "posthoc")] < 0.6 * gaps[(experiment, "clip_lt")]
+    comparison = pd.read_csv(study / "results" / "tables" / "paper_comparison.csv")
+    assert set(comparison["method"]) == {"clip_lt", "ours"} and set(comparison["paper_dataset"]) == {"avmnist"}
+    assert "\\toprule" in (study / "results" / "tables" / "main.tex").read_text()
+    claims = (study / "results" / "claims.txt").read_text()
+    assert claims.count("[HOLDS]") + claims.count("[FAILS]") == 6
+    for experiment, names in FIGURES.items():
+        for name in names:
+            for suffix in ("pdf", "png"):
+                path = study / "results" / "figures" / experiment / f"{name}.{suffix}"
+                assert path.stat().st_size > 1000, path
+    for stage in ("prepare", "train", "embed", "metrics"):
+        assert any((study / "results" / "logs" / stage).rglob("*.log")), stage
+        assert stage == "prepare" or any((study / "results" / "benchmarks" / stage).rglob("*.tsv")), stage
 
 
 @pytest.mark.slow
-def test_second_run_has_nothing_to_do(repo, tiny_run):
-    result = snakemake(repo, tiny_run, TINY, "-n")
+def test_finished_study_has_nothing_to_do(checkout, study):
+    result = snakemake(checkout / "Snakefile", study, TINY, "-n")
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_editing_a_figure_reruns_only_that_figure(checkout, study):
+    module = checkout / "src" / "modgap" / "figures" / "cosine.py"
+    original = module.read_text()
+    module.write_text(original + "\n# a change\n")
+    try:
+        assert planned_jobs(snakemake(checkout / "Snakefile", study, TINY, "-n")) == {"figure_cosine": 2, "all": 1}
+    finally:
+        module.write_text(original)
+
+
+@pytest.mark.slow
+def test_editing_the_tables_reruns_tables_and_claims_only(checkout, study):
+    module = checkout / "src" / "modgap" / "tables.py"
+    original = module.read_text()
+    module.write_text(original + "\n# a change\n")
+    try:
+        assert planned_jobs(snakemake(checkout / "Snakefile", study, TINY, "-n")) == {"tables": 1, "claims": 1, "all": 1}
+    finally:
+        module.write_text(original)
+
+
+@pytest.mark.slow
+def test_one_figure_target_rebuilds_just_that_figure(checkout, study):
+    target = "results/figures/triple/latent_3d.pdf"
+    (study / target).unlink()
+    result = snakemake(checkout / "Snakefile", study, TINY, target)
+    assert planned_jobs(snakemake(checkout / "Snakefile", study, TINY, "-n")) == {}
+    assert "figure_latent" in result.stdout + result.stderr and "rule train" not in result.stdout + result.stderr
+    assert (study / target).is_file()
+
+
+@pytest.mark.slow
+def test_report_gathers_tables_and_figures(checkout, study):
+    snakemake(checkout / "Snakefile", study, TINY, "--report", str(study / "report.zip"))
+    import zipfile
+
+    with zipfile.ZipFile(study / "report.zip") as archive:
+        names = archive.namelist()
+    assert any(n.endswith("main.csv") for n in names) and any(n.endswith("gap_sweep.png") for n in names)
 
 
 @pytest.mark.slow
@@ -68,7 +172,7 @@ def test_second_run_has_nothing_to_do(repo, tiny_run):
     ],
 )
 def test_broken_config_fails_before_any_job(repo, tmp_path, broken, message):
-    result = snakemake(repo, tmp_path, {**TINY, **broken}, check=False)
+    result = snakemake(repo / "Snakefile", tmp_path, {**TINY, **broken}, check=False)
     assert result.returncode != 0
     assert message in result.stderr + result.stdout
     assert not (tmp_path / "results").exists()

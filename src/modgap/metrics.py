@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 _QUERY_BLOCK = 2048
+TIE_TOLERANCE = 1e-5
 
 
 def gap(z_a: np.ndarray, z_b: np.ndarray) -> float:
@@ -25,50 +26,62 @@ def cos_true_pairs(z_a: np.ndarray, z_b: np.ndarray) -> float:
     return float(np.mean(np.sum(z_a * z_b, axis=1)))
 
 
-def _ranks_of_best_correct(queries: np.ndarray, gallery: np.ndarray, correct_score) -> np.ndarray:
+def _ranks(queries: np.ndarray, gallery: np.ndarray, best_correct) -> np.ndarray:
     """For every query, how many gallery items score strictly above its best correct item.
 
-    ``correct_score(block_slice, similarities)`` returns the best similarity among the
-    correct gallery items of each query in the block. Ties count in the query's favour.
+    ``best_correct(block, similarities)`` gives, for the queries of a block, the
+    highest similarity among their correct gallery items (-inf if none), read from
+    the same matrix, so ties are exact and count in the query's favour.
     """
     ranks = np.empty(len(queries), dtype=np.int64)
     for start in range(0, len(queries), _QUERY_BLOCK):
         block = slice(start, min(start + _QUERY_BLOCK, len(queries)))
         similarities = queries[block] @ gallery.T
-        best = correct_score(block, similarities)
-        ranks[block] = (similarities > best[:, None]).sum(axis=1)
+        ranks[block] = (similarities > best_correct(block, similarities)[:, None]).sum(axis=1)
     return ranks
 
 
 def instance_ranks(
-    queries: np.ndarray, gallery: np.ndarray, gallery_owner: np.ndarray | None = None, query_owner: np.ndarray | None = None
-) -> np.ndarray:
-    """Ranks for instance-level retrieval.
+    texts: np.ndarray, items: np.ndarray, text_item: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ranks for instance-level retrieval in both directions, from one pass over the similarities.
 
-    ``query_owner[i]`` / ``gallery_owner[j]`` name the item a query / gallery row
-    belongs to (default: its row index); a query is answered correctly by any
-    gallery row of the same item, so an image query counts as correct when any of
-    its captions is ranked within k (COCO protocol).
+    ``text_item[t]`` is the item (row of ``items``) caption ``t`` describes (default:
+    its own row). A caption query is answered by its item; an item query by any of
+    its captions, so an image counts as retrieved within k when any of its captions
+    is (COCO protocol). Returns (ranks of the caption queries, ranks of the item queries).
+    Scores within TIE_TOLERANCE of the correct one count as ties, in the query's favour:
+    matrix products and row-wise dot products round differently in the last bits.
     """
-    query_owner = np.arange(len(queries)) if query_owner is None else np.asarray(query_owner)
-    gallery_owner = np.arange(len(gallery)) if gallery_owner is None else np.asarray(gallery_owner)
-
-    def best_correct(block, similarities):
-        mask = query_owner[block][:, None] == gallery_owner[None, :]
-        return np.where(mask, similarities, -np.inf).max(axis=1)
-
-    return _ranks_of_best_correct(queries, gallery, best_correct)
+    text_item = np.arange(len(texts)) if text_item is None else np.asarray(text_item)
+    partner = np.einsum("ij,ij->i", texts, items[text_item])
+    best_caption = np.full(len(items), -np.inf, dtype=partner.dtype)
+    np.maximum.at(best_caption, text_item, partner)
+    text_ranks = np.empty(len(texts), dtype=np.int64)
+    item_ranks = np.zeros(len(items), dtype=np.int64)
+    for start in range(0, len(texts), _QUERY_BLOCK):
+        block = slice(start, min(start + _QUERY_BLOCK, len(texts)))
+        similarities = texts[block] @ items.T
+        text_ranks[block] = (similarities > partner[block, None] + TIE_TOLERANCE).sum(axis=1)
+        item_ranks += (similarities > best_caption[None, :] + TIE_TOLERANCE).sum(axis=0)
+    return text_ranks, item_ranks
 
 
 def class_ranks(queries: np.ndarray, gallery: np.ndarray, query_labels: np.ndarray, gallery_labels: np.ndarray) -> np.ndarray:
     """Ranks for class-level retrieval: any gallery item of the query's class is correct."""
     query_labels, gallery_labels = np.asarray(query_labels), np.asarray(gallery_labels)
+    order = np.argsort(gallery_labels, kind="stable")
+    classes, starts = np.unique(gallery_labels[order], return_index=True)
+    position = np.searchsorted(classes, query_labels).clip(max=len(classes) - 1)
+    present = classes[position] == query_labels
+    gallery = gallery[order]  # columns grouped by class: per-class maxima by one reduceat
 
     def best_correct(block, similarities):
-        mask = query_labels[block][:, None] == gallery_labels[None, :]
-        return np.where(mask, similarities, -np.inf).max(axis=1)
+        per_class = np.maximum.reduceat(similarities, starts, axis=1)
+        best = per_class[np.arange(len(per_class)), position[block]]
+        return np.where(present[block], best, -np.inf)
 
-    return _ranks_of_best_correct(queries, gallery, best_correct)
+    return _ranks(queries, gallery, best_correct)
 
 
 def recall_at(ranks: np.ndarray, ks: Sequence[int]) -> dict[int, float]:
@@ -144,10 +157,8 @@ def retrieval_metrics(
                 texts, owners = text_captions, text_caption_item
             else:
                 texts, owners = embeddings[text_modality], None
-            ranks = {
-                (text_modality, other): instance_ranks(texts, embeddings[other], query_owner=owners),
-                (other, text_modality): instance_ranks(embeddings[other], texts, gallery_owner=owners),
-            }
+            text_ranks, item_ranks = instance_ranks(texts, embeddings[other], owners)
+            ranks = {(text_modality, other): text_ranks, (other, text_modality): item_ranks}
         elif level == "class":
             keep = labels >= 0
             texts, others, kept = embeddings[text_modality][keep], embeddings[other][keep], labels[keep]
