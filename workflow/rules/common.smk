@@ -25,6 +25,7 @@ from modgap.config import (
     resolve_run,
     runs,
 )
+from modgap.data.sources import remote_files
 
 
 try:
@@ -46,8 +47,25 @@ def used_datasets():
 
 
 def preparation_code(source):
-    shared = ["data/format.py", "data/split.py", "data/text.py", "data/audio.py"]
-    return shared + {"embedded": ["data/embedded.py", "data/speech.py"]}[source]
+    shared = ["data/__init__.py", "data/format.py", "data/split.py", "data/text.py", "data/audio.py"]
+    return shared + {
+        "embedded": ["data/embedded.py", "data/speech.py"],
+        "cifar10": ["data/cifar10.py", "data/sources.py"],
+        "mscoco": ["data/mscoco.py", "data/sources.py"],
+        "avmnist": ["data/avmnist.py", "data/sources.py", "data/embedded.py"],
+    }[source]
+
+
+def downloads_of(dataset):
+    """The downloaded original files a data set is prepared from, in the loader's order."""
+    return [f"results/downloads/{dataset}/{remote.name}" for remote, _ in remote_files(study["datasets"][dataset])]
+
+
+def remote_file(dataset, filename):
+    for remote, mirror in remote_files(study["datasets"][dataset]):
+        if remote.name == filename:
+            return remote, mirror
+    raise WorkflowError(f"data set '{dataset}' has no file '{filename}' to download")
 
 
 def prepared(dataset):

@@ -1,8 +1,28 @@
-# Data stage: download (real data sets) and preparation into the common format.
+# Data stage: download of the original files (real data sets) and preparation into the common format.
+
+
+rule download:
+    output:
+        "results/downloads/{dataset}/{filename}",
+    params:
+        remote=lambda wildcards: remote_file(wildcards.dataset, wildcards.filename),
+    log:
+        "results/logs/download/{dataset}/{filename}.log",
+    benchmark:
+        "results/benchmarks/download/{dataset}/{filename}.tsv"
+    retries: 2
+    resources:
+        runtime=600,
+        downloads=1,
+    conda:
+        TRAIN_ENV
+    script:
+        "../scripts/download.py"
 
 
 rule prepare_dataset:
     input:
+        downloads=lambda wildcards: downloads_of(wildcards.dataset),
         code=lambda wildcards: code(*preparation_code(study["datasets"][wildcards.dataset]["source"])),
     output:
         directory(prepared("{dataset}")),
@@ -14,8 +34,8 @@ rule prepare_dataset:
         "results/benchmarks/prepare/{dataset}.tsv"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=lambda wildcards: 32000 if study["datasets"][wildcards.dataset]["source"] == "mscoco" else 6000,
+        runtime=lambda wildcards: 720 if study["datasets"][wildcards.dataset]["source"] == "mscoco" else 60,
     conda:
         TRAIN_ENV
     script:

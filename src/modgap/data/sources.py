@@ -1,0 +1,69 @@
+"""The original files of each real data set, and which of them a configuration needs downloaded.
+
+Kept free of heavy imports: the Snakefile reads it while planning the DAG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from modgap.data.download import RemoteFile
+
+CIFAR10_ARCHIVE = RemoteFile(
+    "cifar-10-python.tar.gz",
+    "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    "c58f30108f718f92721af3b95e74349a",
+)
+
+_COCO = "http://images.cocodataset.org"
+MSCOCO_ARCHIVES = {
+    "train2017": RemoteFile("train2017.zip", f"{_COCO}/zips/train2017.zip", "cced6f7f71b7629ddf16f17bbcfab6b2"),
+    "val2017": RemoteFile("val2017.zip", f"{_COCO}/zips/val2017.zip", "442b8da7639aecaf257c1dceb8ba8c80"),
+    "annotations": RemoteFile(
+        "annotations_trainval2017.zip",
+        f"{_COCO}/annotations/annotations_trainval2017.zip",
+        "f4bbac642086de4f52a3fdda2de5fa2c",
+    ),
+}
+
+_MNIST = "https://ossci-datasets.s3.amazonaws.com/mnist"  # torchvision's mirror of the original files
+MNIST_FILES = {
+    "train_images": RemoteFile("train-images-idx3-ubyte.gz", f"{_MNIST}/train-images-idx3-ubyte.gz",
+                               "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+    "train_labels": RemoteFile("train-labels-idx1-ubyte.gz", f"{_MNIST}/train-labels-idx1-ubyte.gz",
+                               "d53e105ee54ea40749a09fcbcd1e9432"),
+    "test_images": RemoteFile("t10k-images-idx3-ubyte.gz", f"{_MNIST}/t10k-images-idx3-ubyte.gz",
+                              "9fb629c4189551a2d022fa330f9573f3"),
+    "test_labels": RemoteFile("t10k-labels-idx1-ubyte.gz", f"{_MNIST}/t10k-labels-idx1-ubyte.gz",
+                              "ec29112dd5afa0611ce80d1b7f02629c"),
+}  # fmt: skip
+FSDD_COMMIT = "26eb9aa"  # the commit after tag v1.0.10 whose recordings reference/fsdd_md5sums.txt lists
+FSDD_ARCHIVE = RemoteFile(
+    f"free-spoken-digit-dataset-{FSDD_COMMIT}.tar.gz",
+    f"https://github.com/Jakobovski/free-spoken-digit-dataset/archive/{FSDD_COMMIT}.tar.gz",
+    None,  # GitHub archives are not byte-stable: every recording is checked against its MD5 instead
+)
+ESC50_ARCHIVE = RemoteFile("ESC-50-master.zip", "https://github.com/karoldvl/ESC-50/archive/master.zip", None)
+
+
+def mnist_keys(config: Mapping) -> list[str]:
+    return list(MNIST_FILES) if config["use_mnist_train"] else ["test_images", "test_labels"]
+
+
+def remote_files(config: Mapping) -> list[tuple[RemoteFile, str | None]]:
+    """(file, mirror) pairs a data set needs downloaded; an ``extracted`` copy needs none."""
+    source = config["source"]
+    if source == "cifar10":
+        return [] if config["extracted"] else [(CIFAR10_ARCHIVE, config["mirror"])]
+    if source == "mscoco":
+        return [] if config["extracted"] else [(remote, config["mirror"]) for remote in MSCOCO_ARCHIVES.values()]
+    if source == "avmnist":
+        files = []
+        if not config["mnist"]["extracted"]:
+            files += [(MNIST_FILES[k], config["mnist"]["mirror"]) for k in mnist_keys(config)]
+        if not config["fsdd"]["extracted"]:
+            files.append((FSDD_ARCHIVE, config["fsdd"]["mirror"]))
+        if config["esc50"]["enabled"] and not config["esc50"]["extracted"]:
+            files.append((ESC50_ARCHIVE, config["esc50"]["mirror"]))
+        return files
+    return []

@@ -1,0 +1,99 @@
+"""AV-MNIST on the real files mirrored in ../shared/data (MNIST test split, FSDD recordings)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import shutil
+import tarfile
+
+import numpy as np
+import pytest
+import soundfile
+
+from conftest import SHARED
+from modgap.data.avmnist import AvMnistFormatError, load_fsdd, mix_background, read_idx
+
+MNIST = SHARED / "data" / "mnist" / "raw"
+FSDD = SHARED / "data" / "fsdd"
+FEATURES = {"sample_rate": 8000, "duration_s": 1.0, "n_fft": 256, "hop_length": 80, "n_mels": 40}
+pytestmark = pytest.mark.skipif(not FSDD.is_dir(), reason="needs ../shared/data beside the repository")
+
+
+def test_mnist_idx_files_read_as_in_the_original():
+    images = read_idx(MNIST / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(MNIST / "t10k-labels-idx1-ubyte.gz")
+    assert images.shape == (10000, 28, 28) and labels.shape == (10000,)
+    assert np.bincount(labels).tolist()[:3] == [980, 1135, 1032]  # MNIST test class counts
+
+
+def test_truncated_idx_is_reported(tmp_path):
+    raw = gzip.decompress((MNIST / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    (tmp_path / "short.gz").write_bytes(gzip.compress(raw[:5000]))
+    with pytest.raises(AvMnistFormatError, match="truncated"):
+        read_idx(tmp_path / "short.gz")
+    (tmp_path / "broken.gz").write_bytes((MNIST / "t10k-labels-idx1-ubyte.gz").read_bytes()[:2000])
+    with pytest.raises(AvMnistFormatError, match="unreadable or truncated"):
+        read_idx(tmp_path / "broken.gz")
+
+
+def test_fsdd_recordings_load_with_digits_and_speakers():
+    fsdd = load_fsdd(FSDD, FEATURES)
+    assert len(fsdd["names"]) == 3000 and fsdd["waves"].shape == (3000, 8000)
+    assert sorted(set(fsdd["speakers"])) == ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
+    assert np.bincount(fsdd["digits"]).tolist() == [300] * 10
+    assert fsdd["counts"] == {"resampled": 0, "skipped_empty": 0, "checksum_unknown": 0}
+
+
+def few_recordings(folder, names=("3_theo_1.wav", "7_yweweler_2.wav", "0_george_3.wav")):
+    folder.mkdir(parents=True)
+    for name in names:
+        shutil.copy(FSDD / "recordings" / name, folder / name)
+    return folder
+
+
+def test_wrong_rate_is_resampled_and_empty_files_are_skipped(tmp_path):
+    folder = few_recordings(tmp_path / "recordings")
+    wave, rate = soundfile.read(FSDD / "recordings" / "5_lucas_4.wav", dtype="float32")
+    upsampled = np.interp(np.arange(0, len(wave), 0.5), np.arange(len(wave)), wave).astype(np.float32)
+    soundfile.write(folder / "5_lucas_99.wav", upsampled, 16000)
+    soundfile.write(folder / "6_lucas_98.wav", np.zeros(0, dtype=np.float32), 8000)
+    fsdd = load_fsdd(tmp_path, FEATURES)
+    assert fsdd["counts"] == {"resampled": 1, "skipped_empty": 1, "checksum_unknown": 2}
+    assert "6_lucas_98.wav" not in fsdd["names"].tolist()
+    resampled = fsdd["waves"][fsdd["names"].tolist().index("5_lucas_99.wav")]
+    direct = load_fsdd(few_recordings(tmp_path / "direct" / "recordings", ("5_lucas_4.wav",)), FEATURES)["waves"][0]
+    assert np.corrcoef(resampled, direct)[0, 1] > 0.95
+
+
+def test_modified_recording_fails_its_checksum(tmp_path):
+    folder = few_recordings(tmp_path / "recordings")
+    data = bytearray((folder / "3_theo_1.wav").read_bytes())
+    data[-1] ^= 0xFF
+    (folder / "3_theo_1.wav").write_bytes(bytes(data))
+    with pytest.raises(AvMnistFormatError, match="3_theo_1.wav: MD5 does not match"):
+        load_fsdd(tmp_path, FEATURES)
+
+
+def test_fsdd_archive_as_published(tmp_path):
+    archive = tmp_path / "fsdd.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in ("2_jackson_0.wav", "2_yweweler_0.wav"):
+            tar.add(FSDD / "recordings" / name, arcname=f"free-spoken-digit-dataset-26eb9aa/recordings/{name}")
+        readme = b"not a recording"
+        info = tarfile.TarInfo("free-spoken-digit-dataset-26eb9aa/README.md")
+        info.size = len(readme)
+        tar.addfile(info, io.BytesIO(readme))
+    fsdd = load_fsdd(archive, FEATURES)
+    assert fsdd["names"].tolist() == ["2_jackson_0.wav", "2_yweweler_0.wav"]
+
+
+def test_background_noise_is_mixed_at_the_requested_snr():
+    rng = np.random.default_rng(0)
+    speech = np.zeros(8000, dtype=np.float32)
+    speech[1000:5000] = np.sin(np.linspace(0, 300, 4000))
+    clip = rng.standard_normal(20000).astype(np.float32)
+    mixed = mix_background(speech, [clip], snr_db=6.0, rng=rng)
+    noise = mixed - speech
+    snr = 10 * np.log10(np.mean(speech[1000:5000] ** 2) / np.mean(noise**2))
+    assert snr == pytest.approx(6.0, abs=0.2)
