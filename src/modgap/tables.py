@@ -77,7 +77,8 @@ def _cell(mean: float, std: float, digits: int, bold: bool = False, latex: bool 
 
 
 def _digits(column: str) -> int:
-    return 3 if column == "gap" else 1
+    """Decimals shown: distances and cosines in 3, percentages in 1."""
+    return 3 if column == "gap" or column.startswith("cos") else 1
 
 
 def _best(frame: pd.DataFrame, column: str, lower: bool) -> set[int]:
@@ -171,7 +172,7 @@ def paper_comparison_markdown(comparison: pd.DataFrame) -> str:
         for key, _ in metrics:
             cells.append(_cell(row[f"{key}_ours"], row[f"{key}_ours_std"], _digits(key)))
             paper = row[f"{key}_paper"]
-            cells.append("–" if pd.isna(paper) else f"{paper:.{_digits(key) if key != 'gap' else 2}f}")
+            cells.append("–" if pd.isna(paper) else f"{paper:g}")  # as printed in the paper
         lines.append(f"| {row['experiment']} | {row['paper_dataset']} | {method_label(row['method'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
