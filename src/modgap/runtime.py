@@ -1,6 +1,23 @@
-"""Process-level settings of a job: CPU threads, devices, seeding."""
+"""Process-level settings of a job: CPU threads and the GPU it may use.
+
+Torch is imported lazily: the Snakefile asks ``local_gpu_count`` while planning.
+"""
 
 from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import MutableMapping
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+GPU_LOCK_DIR = Path(tempfile.gettempdir()) / "modgap-gpu-locks"
 
 
 def configure_threads(threads: int) -> None:
@@ -8,3 +25,54 @@ def configure_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, int(threads)))
+
+
+def local_gpu_count() -> int:
+    """GPUs this machine shows to its processes, without initialising CUDA (0 if none or no driver)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return 0
+    return sum(1 for line in listed.splitlines() if line.startswith("GPU "))
+
+
+def claim_gpu(
+    environ: MutableMapping[str, str] = os.environ,
+    count: int | None = None,
+    lock_dir: Path = GPU_LOCK_DIR,
+    wait_seconds: float = 3600.0,
+):
+    """Give this process one GPU of its own by setting CUDA_VISIBLE_DEVICES before CUDA starts.
+
+    A scheduler that already assigned devices (SLURM sets CUDA_VISIBLE_DEVICES) is
+    respected. Otherwise, with Snakemake capping concurrent GPU jobs at the number
+    of GPUs (``--resources gpu=N``), each job takes the first device whose lock file
+    it can hold; the lock lives as long as the returned handle (the process).
+    Returns the open lock file, or None when nothing was claimed.
+    """
+    if "CUDA_VISIBLE_DEVICES" in environ:
+        return None
+    count = local_gpu_count() if count is None else count
+    if count == 0:
+        return None
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        for device in range(count):
+            handle = open(lock_dir / f"gpu{device}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            environ["CUDA_VISIBLE_DEVICES"] = str(device)
+            log.info("using GPU %d of %d", device, count)
+            return handle
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no free GPU among {count} after {wait_seconds:.0f} s; is --resources gpu too high?")
+        time.sleep(1.0)

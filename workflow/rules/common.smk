@@ -26,6 +26,7 @@ from modgap.config import (
     runs,
 )
 from modgap.data.sources import remote_files
+from modgap.runtime import local_gpu_count
 
 
 try:
@@ -81,10 +82,17 @@ def run_path(kind, filename):
     return f"results/{kind}/{{experiment}}/{{method}}/seed{{seed}}/{filename}"
 
 
+LOCAL_GPUS = local_gpu_count()
+
+
 def wants_gpu(experiment):
-    """GPUs a training or embedding job asks the scheduler for (0 when forced onto the CPU)."""
+    """GPUs a training or embedding job takes: 1 where it will run on CUDA, else 0.
+
+    On a cluster the workflow profile sets it per rule (profiles/slurm), since the
+    submitting host need not have the GPUs the compute nodes have.
+    """
     device = experiment_by_name(study, experiment).get("train", {}).get("device", study["train"]["device"])
-    return 0 if device == "cpu" else 1
+    return int(device == "cuda" or (device == "auto" and LOCAL_GPUS > 0))
 
 
 POSTHOC_SOURCE = study["evaluate"]["posthoc_source"]

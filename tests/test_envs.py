@@ -1,0 +1,85 @@
+"""Conda environments and profiles agree with pyproject.toml and with what Snakemake expects."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import pytest
+import yaml
+
+PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)$")
+# Dependencies of the process that runs Snakemake itself, not of the jobs' environments.
+WORKFLOW_RUNNER = {"snakemake", "snakemake-executor-plugin-slurm"}
+# What the analysis jobs (metrics, tables, figures, claims) import; they never load torch.
+ANALYSIS = {"numpy", "scipy", "pandas", "scikit-learn", "matplotlib", "seaborn", "pyyaml", "jsonschema"}
+
+
+def normalise(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
+@pytest.fixture(scope="module")
+def project_pins(repo) -> dict[str, str]:
+    with open(repo / "pyproject.toml", "rb") as handle:
+        dependencies = tomllib.load(handle)["project"]["dependencies"]
+    pins = {}
+    for entry in dependencies:
+        match = PIN.match(entry)
+        assert match, f"pyproject.toml: '{entry}' is not pinned with =="
+        pins[normalise(match.group(1))] = match.group(2)
+    return pins
+
+
+def env_pins(path) -> tuple[dict, dict[str, str]]:
+    with open(path) as handle:
+        env = yaml.safe_load(handle)
+    pip = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
+    pins = {}
+    for entry in pip:
+        match = PIN.match(entry)
+        assert match, f"{path.name}: pip entry '{entry}' is not pinned with =="
+        pins[normalise(match.group(1))] = match.group(2)
+    return env, pins
+
+
+@pytest.mark.parametrize("name", ["train", "analysis"])
+def test_environments_use_conda_forge_only(repo, name):
+    env, _ = env_pins(repo / "envs" / f"{name}.yaml")
+    assert env["channels"][0] == "conda-forge" and "defaults" not in env["channels"]
+    assert "python=3.11" in env["dependencies"]
+    assert (repo / "envs" / f"{name}.post-deploy.sh").is_file()  # installs the package itself
+
+
+def test_train_environment_matches_pyproject(repo, project_pins):
+    _, pins = env_pins(repo / "envs" / "train.yaml")
+    assert pins == {k: v for k, v in project_pins.items() if k not in WORKFLOW_RUNNER}
+
+
+def test_analysis_environment_matches_pyproject(repo, project_pins):
+    _, pins = env_pins(repo / "envs" / "analysis.yaml")
+    assert set(pins) == ANALYSIS
+    assert pins == {k: project_pins[k] for k in ANALYSIS}
+
+
+def test_every_rule_names_a_conda_environment(repo):
+    for rules in (repo / "workflow" / "rules").glob("*.smk"):
+        text = rules.read_text()
+        assert text.count("\nrule ") == text.count("    conda:\n"), rules.name
+
+
+def test_slurm_profile_requests_gpus_for_training_and_embedding(repo):
+    profile = yaml.safe_load((repo / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    for rule in ("train", "embed"):
+        resources = profile["set-resources"][rule]
+        assert resources["gpu"] == 1 and resources["cpus_per_gpu"] > 0
+        assert "attempt" in str(resources["mem_mb"])  # more memory on a retry
+    assert profile["retries"] >= 1
+    assert {"slurm_partition", "slurm_account", "mem_mb", "runtime"} <= set(profile["default-resources"])
+
+
+def test_default_profile_caps_gpu_jobs_without_set_resources(repo):
+    profile = yaml.safe_load((repo / "profiles" / "default" / "config.yaml").read_text())
+    assert profile["resources"] == ["gpu=1"]
+    assert "set-resources" not in profile  # it would replace a user profile's set-resources
