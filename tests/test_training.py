@@ -144,3 +144,22 @@ def test_embedding_dump_holds_unit_norm_test_embeddings(tmp_path, tiny_data, tin
         np.testing.assert_allclose(np.linalg.norm(dumped[modality], axis=1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(dumped["labels"], test["labels"])
     np.testing.assert_array_equal(dumped["ids"], test["ids"])
+
+
+def test_embedding_dump_keeps_every_caption_of_multi_caption_items(tmp_path, tiny_data, tiny_run):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    test = data / "test"
+    tokens = np.load(test / "text_tokens.npy")
+    second = tokens.copy()
+    second[:, 0, 2] = 2698  # another word piece in the second caption
+    np.save(test / "text_tokens.npy", np.concatenate([tokens, second], axis=1))
+    np.save(test / "text_embedding.npy", np.repeat(np.load(test / "text_embedding.npy"), 2, axis=1))
+    counts = np.where(np.arange(len(tokens)) % 2 == 0, 2, 1).astype(np.int16)
+    np.save(test / "text_count.npy", counts)
+    train_run(tiny_run("clip_lt", epochs=1), data, tmp_path / "model.pt", tmp_path / "log.csv", seed=0)
+    dumped = dump_embeddings(tmp_path / "model.pt", data, tmp_path / "emb.npz", device="cpu")
+    assert len(dumped["text_captions"]) == counts.sum()
+    assert dumped["text_caption_item"].tolist() == np.repeat(np.arange(len(counts)), counts).tolist()
+    first_of_each = np.searchsorted(dumped["text_caption_item"], np.arange(len(counts)))
+    np.testing.assert_allclose(dumped["text_captions"][first_of_each], dumped["text"], atol=1e-6)

@@ -62,16 +62,21 @@ class SplitInputs:
         tensor = torch.from_numpy(rows[order])
         return tensor.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else tensor
 
+    def _on_host(self, name: str) -> np.ndarray:
+        array = self.arrays[name]
+        return array.cpu().numpy() if torch.is_tensor(array) else np.asarray(array)
+
     def text_vocabulary(self) -> list[int]:
         """The distinct word-piece ids of the split's captions."""
-        tokens = self.arrays["text_tokens"]
-        tokens = tokens.cpu().numpy() if torch.is_tensor(tokens) else np.asarray(tokens)
-        return np.unique(tokens).tolist()
+        return np.unique(self._on_host("text_tokens")).tolist()
+
+    def caption_counts(self) -> Tensor:
+        """Captions of each item, as a CPU tensor."""
+        return torch.from_numpy(self._on_host("text_count").astype(np.int64))
 
     def caption_choice(self, generator: torch.Generator) -> Tensor:
         """One caption index per item, uniform among the item's captions (re-drawn every epoch)."""
-        counts = self.arrays["text_count"]
-        counts = torch.as_tensor(np.asarray(counts) if not torch.is_tensor(counts) else counts.cpu()).long()
+        counts = self.caption_counts()
         return (torch.rand(self.size, generator=generator) * counts).long().clamp_max(counts - 1)
 
     def batch(self, index: Tensor, captions: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor | None]:

@@ -15,8 +15,7 @@ from modgap.train import embed_split, load_trained, select_device
 @torch.no_grad()
 def caption_embeddings(model, data: SplitInputs, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings of every caption of every item, and the item each caption belongs to."""
-    counts = data.arrays["text_count"]
-    counts = (counts.cpu() if torch.is_tensor(counts) else torch.from_numpy(np.asarray(counts))).long()
+    counts = data.caption_counts()
     embeddings, owners = [], []
     for slot in range(int(counts.max())):
         items = torch.nonzero(counts > slot).flatten()

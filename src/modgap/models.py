@@ -211,7 +211,6 @@ class MultimodalEncoder(nn.Module):
     def __init__(self, stems: Mapping[str, nn.Module], backbones: Mapping[str, nn.Module], model: Mapping, shared: bool):
         super().__init__()
         width, embed_dim = model["width"], model["embed_dim"]
-        self.modalities = list(stems) + list(backbones)
         self.shared = shared
         self.stems = nn.ModuleDict(stems)
         self.backbones = nn.ModuleDict(backbones)
