@@ -29,7 +29,7 @@ def plot(sweep: pd.DataFrame, title: str):
     axis.set_xlabel("modality gap (centroid distance)")
     axis.set_ylabel("%")
     axis.set_title(title, fontsize=8)
-    axis.legend(fontsize=6, loc="best")
+    axis.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3)
     return figure
 
 
