@@ -10,8 +10,8 @@ import tarfile
 import numpy as np
 import pytest
 import soundfile
-
 from conftest import SHARED
+
 from modgap.data.avmnist import AvMnistFormatError, load_fsdd, mix_background, read_idx
 
 MNIST = SHARED / "data" / "mnist" / "raw"

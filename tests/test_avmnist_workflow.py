@@ -12,7 +12,6 @@ import json
 
 import pandas as pd
 import pytest
-
 from conftest import SHARED
 from test_workflow import snakemake
 

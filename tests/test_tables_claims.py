@@ -9,7 +9,14 @@ import pytest
 
 from modgap.claims import check_claims, format_verdicts
 from modgap.cli import main as cli
-from modgap.tables import aggregate, load_runs, paper_comparison, paper_layout_latex, paper_layout_markdown, write_tables
+from modgap.tables import (
+    aggregate,
+    load_runs,
+    paper_comparison,
+    paper_layout_latex,
+    paper_layout_markdown,
+    write_tables,
+)
 
 THRESHOLDS = {"baseline": "clip_lt", "method": "ours", "retrieval_tolerance": 5.0, "group_gain": 2.0, "gap_ratio": 0.5}
 

@@ -18,8 +18,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from modgap.tables import method_label
-
 
 @dataclass
 class Verdict:
@@ -42,7 +40,6 @@ def check_claims(table: pd.DataFrame, thresholds: Mapping, modality_counts: Mapp
         if baseline not in rows.index or method not in rows.index:
             continue
         ours, base = rows.loc[method], rows.loc[baseline]
-        vs = f"{method_label(method)} vs {method_label(baseline)}"
 
         recalls = [k for k in ("tv_r1", "ta_r1") if k in rows and pd.notna(ours[k])]
         changes = {k: ours[k] - base[k] for k in recalls}

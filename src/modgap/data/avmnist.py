@@ -29,8 +29,8 @@ import numpy as np
 from modgap.data import audio as audio_lib
 from modgap.data.download import md5sum
 from modgap.data.embedded import DIGIT_WORDS
-from modgap.data.sources import ESC50_ARCHIVE, FSDD_ARCHIVE, MNIST_FILES, mnist_keys
 from modgap.data.format import write_prepared
+from modgap.data.sources import ESC50_ARCHIVE, FSDD_ARCHIVE, MNIST_FILES, mnist_keys
 from modgap.data.split import stratified_split
 from modgap.data.text import TOKENIZER, encode_captions
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from modgap.data.sources import CIFAR10_ARCHIVE as ARCHIVE
 from modgap.data.format import write_prepared
+from modgap.data.sources import CIFAR10_ARCHIVE as ARCHIVE
 from modgap.data.split import stratified_split
 from modgap.data.text import TOKENIZER, encode_captions
 

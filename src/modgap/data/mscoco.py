@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from modgap.data.sources import MSCOCO_ARCHIVES as ARCHIVES
 from modgap.data.format import write_prepared
+from modgap.data.sources import MSCOCO_ARCHIVES as ARCHIVES
 from modgap.data.text import TOKENIZER, encode_captions
 
 log = logging.getLogger(__name__)
