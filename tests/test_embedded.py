@@ -158,6 +158,7 @@ def test_writer_rejects_inconsistent_arrays(tmp_path):
             modalities=["image"],
             class_names=["x"],
             source={},
+            config={},
         )
     assert not (tmp_path / "bad").exists()
     assert list(tmp_path.iterdir()) == []  # no half-written temporary directory either

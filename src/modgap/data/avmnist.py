@@ -32,7 +32,7 @@ from modgap.data.embedded import DIGIT_WORDS
 from modgap.data.format import write_prepared
 from modgap.data.sources import ESC50_ARCHIVE, FSDD_ARCHIVE, MNIST_FILES, mnist_keys
 from modgap.data.split import stratified_split
-from modgap.data.text import TOKENIZER, encode_captions
+from modgap.data.text import encode_captions
 
 log = logging.getLogger(__name__)
 
@@ -303,5 +303,5 @@ def prepare_avmnist(config: Mapping, inputs: Sequence[str | Path], output_dir: s
             "fsdd_recordings": int(len(fsdd["names"])),
             "fsdd_counts": fsdd["counts"],
         },
-        extra={"config": dict(config), "text": TOKENIZER},
+        config=config,
     )

@@ -19,7 +19,7 @@ import numpy as np
 from modgap.data.format import write_prepared
 from modgap.data.sources import CIFAR10_ARCHIVE as ARCHIVE
 from modgap.data.split import stratified_split
-from modgap.data.text import TOKENIZER, encode_captions
+from modgap.data.text import encode_captions
 
 log = logging.getLogger(__name__)
 
@@ -111,5 +111,5 @@ def prepare_cifar10(config: Mapping, inputs: list[str | Path], output_dir: str |
         modalities=MODALITIES,
         class_names=class_names,
         source={"kind": "cifar10", "location": str(location), "url": ARCHIVE.url, "md5": ARCHIVE.md5},
-        extra={"config": dict(config), "text": TOKENIZER},
+        config=config,
     )

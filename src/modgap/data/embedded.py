@@ -24,7 +24,7 @@ from modgap.data import audio as audio_lib
 from modgap.data.format import SPLITS, write_prepared
 from modgap.data.speech import EspeakSynthesizer
 from modgap.data.split import stratified_split, stratified_subset
-from modgap.data.text import TOKENIZER, encode_captions
+from modgap.data.text import encode_captions
 
 log = logging.getLogger(__name__)
 
@@ -138,5 +138,5 @@ def prepare_embedded(config: Mapping, output_dir: str | Path, name: str = "embed
         modalities=MODALITIES,
         class_names=DIGIT_WORDS,
         source=source,
-        extra={"config": dict(config), "text": TOKENIZER},
+        config=config,
     )

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from modgap import __version__
+from modgap.data.text import TOKENIZER
 from modgap.io import atomic_directory, read_json, write_json
 
 FORMAT_VERSION = 1
@@ -66,12 +67,13 @@ def write_prepared(
     modalities: Sequence[str],
     class_names: Sequence[str],
     source: Mapping[str, Any],
-    extra: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any],
 ) -> dict:
     """Write a prepared data set atomically and return its manifest.
 
     ``splits[split]`` maps array names (see the module docstring) to arrays, plus
-    ``captions`` (list of lists) when text is a modality.
+    ``captions`` (list of lists) when text is a modality. The manifest records the
+    data set's ``config`` and, with text, the tokenizer behind the token ids.
     """
     missing_splits = [s for s in SPLITS if s not in splits]
     if missing_splits:
@@ -83,10 +85,11 @@ def write_prepared(
         "class_names": list(class_names),
         "source": dict(source),
         "created_by": f"modgap {__version__}",
+        "config": dict(config),
         "splits": {},
     }
-    if extra:
-        manifest.update(extra)
+    if "text" in modalities:
+        manifest["text"] = TOKENIZER
     with atomic_directory(output_dir) as tmp:
         for split in SPLITS:
             arrays = splits[split]

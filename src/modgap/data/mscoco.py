@@ -30,7 +30,7 @@ import numpy as np
 
 from modgap.data.format import write_prepared
 from modgap.data.sources import MSCOCO_ARCHIVES as ARCHIVES
-from modgap.data.text import TOKENIZER, encode_captions
+from modgap.data.text import encode_captions
 
 log = logging.getLogger(__name__)
 
@@ -183,5 +183,5 @@ def prepare_mscoco(config: Mapping, inputs: Sequence[str | Path], output_dir: st
             modalities=MODALITIES,
             class_names=class_names,
             source={"kind": "mscoco", "location": str(files.extracted or [str(p) for p in files.archives.values()])},
-            extra={"config": dict(config), "text": TOKENIZER},
+            config=config,
         )
