@@ -57,13 +57,14 @@ def format_key(path: Iterator[Any] | list[Any]) -> str:
     return text or "<top level>"
 
 
-def _schema_problems(config: dict, schema: dict) -> list[str]:
+def _schema_problems(config: dict, schema: dict, prefix: tuple = ()) -> list[str]:
+    """Schema violations, each naming its key; ``prefix`` is where ``config`` sits in the whole configuration."""
     validator = _DefaultingValidator(schema)
     problems = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
         if error.validator in ("if", "allOf") and error.context:
             continue  # the specific errors of the branch are reported separately
-        problems.append(f"config key '{format_key(error.absolute_path)}': {error.message}")
+        problems.append(f"config key '{format_key([*prefix, *error.absolute_path])}': {error.message}")
     return problems
 
 
@@ -132,10 +133,7 @@ def _reference_problems(config: dict, schema: dict) -> list[str]:
         for section in ("model", "train"):  # experiment-level overrides must still form valid sections
             if section in experiment:
                 merged = deep_merge(config[section], experiment[section])
-                problems += [
-                    p.replace("config key '", f"config key '{key}.{section}.", 1).replace(".<top level>", "")
-                    for p in _schema_problems(merged, _subschema(schema, section))
-                ]
+                problems += _schema_problems(merged, _subschema(schema, section), ("experiments", index, section))
     if POSTHOC_METHOD in methods:
         problems.append(f"config key 'methods.{POSTHOC_METHOD}': the name is reserved for the post-hoc shift row")
     source = config["evaluate"]["posthoc_source"]

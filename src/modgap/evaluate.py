@@ -14,7 +14,6 @@ from modgap import metrics
 from modgap.io import save_npz, write_json
 
 MODALITY_ORDER = ("image", "audio", "text")
-_CAPTION_ARRAYS = ("text_captions", "text_caption_item")
 
 
 def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:

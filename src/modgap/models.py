@@ -26,13 +26,15 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ImageInput(nn.Module):
-    """uint8 images (B, C, H, W) -> float, optionally resized, standardised per channel."""
+    """uint8 images (B, C, H, W) -> float, optionally resized, standardised per channel
+    (ImageNet statistics for RGB, 0.5 / 0.5 for grey)."""
 
-    def __init__(self, channels: int, image_size: int | None, mean: Sequence[float], std: Sequence[float]):
+    def __init__(self, channels: int, image_size: int | None):
         super().__init__()
         self.image_size = image_size
-        self.register_buffer("mean", torch.tensor(mean[:channels] if channels > 1 else [0.5]).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std[:channels] if channels > 1 else [0.5]).view(1, -1, 1, 1))
+        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,) * channels, (0.5,) * channels)
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
 
     def forward(self, images: Tensor) -> Tensor:
         x = images.float() / 255.0
@@ -50,7 +52,7 @@ class PatchStem(nn.Module):
         size = image_size or height
         if size % patch_size:
             raise ValueError(f"image size {size} is not a multiple of patch_size {patch_size}")
-        self.input = ImageInput(channels, image_size, IMAGENET_MEAN, IMAGENET_STD)
+        self.input = ImageInput(channels, image_size)
         self.project = nn.Conv2d(channels, width, kernel_size=patch_size, stride=patch_size)
         self.position = nn.Parameter(torch.randn(1, (size // patch_size) ** 2, width) * 0.02)
 
@@ -172,7 +174,7 @@ class TorchvisionImageTower(nn.Module):
         else:  # vision transformer
             self.features = model.heads.head.in_features
             model.heads = nn.Identity()
-        self.input = ImageInput(3, image_size or (224 if arch.startswith("vit") else None), IMAGENET_MEAN, IMAGENET_STD)
+        self.input = ImageInput(3, image_size or (224 if arch.startswith("vit") else None))
         self.channels = image_shape[0]
         self.model = model
 

@@ -11,6 +11,7 @@ import seaborn as sns
 
 from modgap.evaluate import load_embeddings, modality_embeddings
 from modgap.figures.style import MODALITY_MARKERS, PAGE_WIDTH, apply_style, method_label, plt, save
+from modgap.metrics import gap_metrics
 
 
 def project(embeddings: Mapping[str, np.ndarray], dimensions: int) -> dict[str, np.ndarray]:
@@ -43,8 +44,7 @@ def plot(dumps: Sequence[tuple[str, Mapping[str, np.ndarray]]], class_names: Seq
                 alpha=0.5,
                 linewidths=0,
             )
-        gap = np.mean([np.linalg.norm(a.mean(0) - b.mean(0)) for i, a in enumerate(embeddings.values())
-                       for b in list(embeddings.values())[i + 1:]])  # fmt: skip
+        gap = gap_metrics(embeddings)["gap"]
         axis.set_title(f"{method_label(method)}\ngap {gap:.2f}", fontsize=7)
         axis.set_xticks([]), axis.set_yticks([])
         if dimensions == 3:
