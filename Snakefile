@@ -22,3 +22,7 @@ rule all:
     input:
         all_targets(),
     default_target: True
+
+
+onsuccess:
+    show_verdict()

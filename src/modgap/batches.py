@@ -8,6 +8,7 @@ pinned memory, so the data path never dominates a GPU step.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,15 @@ from modgap.data.format import load_split
 
 # Above this many bytes a split is gathered per batch instead of living on the device.
 DEVICE_RESIDENT_LIMIT = 2 * 1024**3
+
+
+@dataclass
+class Batch:
+    """Model inputs of some items, with what the losses may need besides them."""
+
+    inputs: dict[str, Tensor]  # modality -> model input
+    labels: Tensor  # (B,) class index, -1 = none
+    sentences: Tensor | None = None  # (B, 384) sentence embeddings of the chosen captions, if loaded
 
 
 class SplitInputs:
@@ -37,6 +47,7 @@ class SplitInputs:
         self.labels = np.asarray(arrays["labels"])
         self.ids = np.asarray(arrays["ids"])
         self.size = len(self.labels)
+        self.device_labels = torch.from_numpy(self.labels.astype(np.int64)).to(device)
         names = [m for m in modalities if m != "text"]
         if "text" in modalities:
             names += ["text_tokens", "text_count"] + (["text_embedding"] if with_text_embedding else [])
@@ -79,12 +90,32 @@ class SplitInputs:
         counts = self.caption_counts()
         return (torch.rand(self.size, generator=generator) * counts).long().clamp_max(counts - 1)
 
-    def batch(self, index: Tensor, captions: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor | None]:
-        """Inputs per modality for the items ``index`` (CPU tensor) and, if loaded, their caption embeddings.
+    def partner_choice(self, generator: torch.Generator) -> dict[str, Tensor]:
+        """For class-paired data: a new partner for every item in each modality after the first
+        (text excepted, which draws captions), uniform among the split's items of its class; unlabelled
+        items keep their own. Returns modality -> (N,) item index (a CPU tensor)."""
+        labels = torch.from_numpy(self.labels.astype(np.int64))
+        partners = {}
+        for modality in [m for m in self.modalities[1:] if m != "text"]:
+            chosen = torch.arange(self.size)
+            for label in labels.unique():
+                if label < 0:
+                    continue
+                members = torch.nonzero(labels == label).flatten()
+                chosen[members] = members[torch.randperm(len(members), generator=generator)]
+            partners[modality] = chosen
+        return partners
 
-        ``captions`` picks a caption per item (default: each item's first).
+    def batch(
+        self, index: Tensor, captions: Tensor | None = None, partners: dict[str, Tensor] | None = None
+    ) -> Batch:
+        """The items ``index`` (CPU tensor): inputs per modality, labels and, if loaded, caption embeddings.
+
+        ``captions`` picks a caption per item (default: each item's first); ``partners``
+        (from ``partner_choice``) replaces an item's input in some modalities by another item's.
         """
-        inputs = {m: self._take(m, index) for m in self.modalities if m != "text"}
+        partners = partners or {}
+        inputs = {m: self._take(m, partners[m][index] if m in partners else index) for m in self.modalities if m != "text"}
         text_embedding = None
         if "text" in self.modalities:
             chosen = (captions[index] if captions is not None else torch.zeros(len(index), dtype=torch.long)).to(
@@ -94,7 +125,7 @@ class SplitInputs:
             inputs["text"] = self._take("text_tokens", index)[rows, chosen].long()
             if "text_embedding" in self.arrays:
                 text_embedding = self._take("text_embedding", index)[rows, chosen].float()
-        return inputs, text_embedding
+        return Batch(inputs, self.device_labels[index.to(self.device)], text_embedding)
 
     def batches(self, batch_size: int) -> list[Tensor]:
         """Consecutive index blocks covering the split in order (for evaluation)."""

@@ -1,102 +1,174 @@
-"""The claims check: do the paper's three claims (SPEC section 1) hold on our numbers?
+"""The claims check: do the paper's three claims (SPEC section 1) hold on our runs?
 
-For every experiment with both methods, ``method`` (ours) is compared with
-``baseline`` (CLIP with a learnable temperature) on the aggregated table:
+Each method of ``claims.methods`` is compared with ``claims.baseline`` (CLIP with a
+learnable temperature) seed by seed, on every experiment that trained both. Each
+claim gets one of three verdicts from the confidence intervals (modgap.stats) of
+the paired differences:
 
-1. retrieval barely changes: every R@1 (TV, TA) moves by at most ``retrieval_tolerance`` points;
-2. group-wise metrics improve strongly: V-Measure gains at least ``group_gain`` points and kNN
-   accuracy does not drop;
-3. the gap closes: ours' gap is below ``gap_ratio`` times the baseline's (reported per
-   modality count, since the claim is for 2 and for more than 2 modalities).
+1. retrieval barely changes: every R@1 (TV, TA) difference lies within
+   +-``retrieval_tolerance`` (holds); one lies entirely outside it (fails);
+2. group-wise metrics improve: the V-Measure and the kNN differences both lie above
+   0 (holds); either lies below ``group_margin``, so a gain of that size is ruled out
+   (fails);
+3. the gap closes: the gap ratio lies below 1 (holds); it lies at or above 1 (fails).
+
+Anything else is inconclusive. Runs that did not converge or that collapsed are
+flagged beside the verdict they enter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from modgap.stats import Interval, paired_difference, paired_ratio
+
+HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
+RETRIEVAL_COLUMNS = {"tv_r1": "TV R@1", "ta_r1": "TA R@1"}
 
 
 @dataclass
 class Verdict:
     experiment: str
+    method: str
     claim: str
-    holds: bool
+    state: str
     evidence: str
+    intervals: dict[str, Interval] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
 
 
-def _value(row: pd.Series, key: str) -> str:
-    digits = 3 if key == "gap" else 1
-    return f"{row[key]:.{digits}f} ± {row[f'{key}_std']:.{digits}f}"
+def _interval(interval: Interval, digits: int = 1, signed: bool = True) -> str:
+    sign = "+" if signed else ""
+    if interval.is_point:
+        return f"{interval.estimate:{sign}.{digits}f} (point value, one seed)"
+    return f"{interval.estimate:{sign}.{digits}f} [{interval.low:{sign}.{digits}f}, {interval.high:{sign}.{digits}f}]"
 
 
-def check_claims(table: pd.DataFrame, thresholds: Mapping, modality_counts: Mapping[str, int]) -> list[Verdict]:
-    baseline, method = thresholds["baseline"], thresholds["method"]
-    verdicts = []
-    for experiment, block in table.groupby("experiment", sort=False):
-        rows = block.set_index("method")
-        if baseline not in rows.index or method not in rows.index:
+def _retrieval_verdict(changes: Mapping[str, Interval], tolerance: float) -> str:
+    if not changes or any(pd.isna(c.estimate) for c in changes.values()):
+        return INCONCLUSIVE
+    if any(c.above(tolerance) or c.below(-tolerance) for c in changes.values()):
+        return FAILS
+    if all(c.within(-tolerance, tolerance) for c in changes.values()):
+        return HOLDS
+    return INCONCLUSIVE
+
+
+def _group_verdict(gains: Mapping[str, Interval], margin: float) -> str:
+    if any(pd.isna(g.estimate) for g in gains.values()):
+        return INCONCLUSIVE
+    if all(g.above(0.0) for g in gains.values()):
+        return HOLDS
+    if any(g.below(margin) for g in gains.values()):
+        return FAILS
+    return INCONCLUSIVE
+
+
+def _gap_verdict(ratio: Interval) -> str:
+    if pd.isna(ratio.estimate):
+        return INCONCLUSIVE
+    if ratio.below(1.0):
+        return HOLDS
+    if ratio.low >= 1.0:
+        return FAILS
+    return INCONCLUSIVE
+
+
+def _flags(runs: pd.DataFrame, method: str) -> list[str]:
+    """Warnings about a method's runs that enter a verdict: not converged, collapsed."""
+    flags = []
+    for column, what in (("converged", "did not converge"), ("collapsed", "collapsed")):
+        if column not in runs:
             continue
-        ours, base = rows.loc[method], rows.loc[baseline]
+        values = runs[column].astype(bool)
+        count = int((~values).sum()) if column == "converged" else int(values.sum())
+        if count:
+            flags.append(f"{count} of {len(runs)} {method} runs {what}")
+    return flags
 
-        recalls = [k for k in ("tv_r1", "ta_r1") if k in rows and pd.notna(ours[k])]
-        changes = {k: ours[k] - base[k] for k in recalls}
-        verdicts.append(
-            Verdict(
-                experiment,
-                "1. closing the gap barely changes retrieval (R@1)",
-                bool(recalls) and all(abs(c) <= thresholds["retrieval_tolerance"] for c in changes.values()),
-                "; ".join(
-                    f"{k.upper().replace('_R1', ' R@1')} {_value(ours, k)} vs {_value(base, k)} ({changes[k]:+.1f})"
-                    for k in recalls
-                )
-                + f" [tolerance ±{thresholds['retrieval_tolerance']:g}]",
+
+def check_claims(runs: pd.DataFrame, claims: Mapping, modality_counts: Mapping[str, int]) -> list[Verdict]:
+    """Verdicts for every (experiment, method) pair with runs of both the method and the baseline."""
+    baseline, confidence = claims["baseline"], claims["confidence"]
+    verdicts = []
+    for experiment, block in runs.groupby("experiment", sort=False):
+        base = block[block["method"] == baseline].set_index("seed")
+        for method in claims["methods"]:
+            ours = block[block["method"] == method].set_index("seed")
+            seeds = sorted(set(base.index) & set(ours.index))
+            if not seeds:
+                continue
+            a, b = ours.loc[seeds], base.loc[seeds]
+            flags = _flags(a.reset_index(), method) + _flags(b.reset_index(), baseline)
+            seeds_note = f"{len(seeds)} paired seeds"
+
+            recalls = [k for k in RETRIEVAL_COLUMNS if k in a and a[k].notna().all() and b[k].notna().all()]
+            changes = {k: paired_difference(a[k], b[k], confidence) for k in recalls}
+            tolerance = claims["retrieval_tolerance"]
+            verdicts.append(
+                Verdict(
+                    experiment, method, "1. closing the gap barely changes retrieval (R@1)",
+                    _retrieval_verdict(changes, tolerance),
+                    "; ".join(f"Δ{RETRIEVAL_COLUMNS[k]} {_interval(c)}" for k, c in changes.items())
+                    + f"  [holds within ±{tolerance:g}, fails outside it; {seeds_note}]",
+                    changes, flags,
+                )  # fmt: skip
             )
-        )
-        v_gain = ours["v_measure"] - base["v_measure"]
-        knn_gain = ours["knn_acc"] - base["knn_acc"]
-        verdicts.append(
-            Verdict(
-                experiment,
-                "2. closing the gap strongly improves group-wise metrics",
-                v_gain >= thresholds["group_gain"] and knn_gain >= 0,
-                f"V-Measure {_value(ours, 'v_measure')} vs {_value(base, 'v_measure')} ({v_gain:+.1f}); "
-                f"kNN {_value(ours, 'knn_acc')} vs {_value(base, 'knn_acc')} ({knn_gain:+.1f}) "
-                f"[needs V-Measure ≥ +{thresholds['group_gain']:g}, kNN ≥ +0]",
+
+            gains = {k: paired_difference(a[k], b[k], confidence) for k in ("v_measure", "knn_acc")}
+            margin = claims["group_margin"]
+            verdicts.append(
+                Verdict(
+                    experiment, method, "2. closing the gap improves group-wise metrics",
+                    _group_verdict(gains, margin),
+                    f"ΔV-Measure {_interval(gains['v_measure'])}; ΔkNN {_interval(gains['knn_acc'])}"
+                    f"  [holds when both lie above 0, fails when one lies below +{margin:g}]",
+                    gains, flags,
+                )  # fmt: skip
             )
-        )
-        ratio = ours["gap"] / base["gap"] if base["gap"] > 0 else float("inf")
-        verdicts.append(
-            Verdict(
-                experiment,
-                f"3. the loss closes the gap ({modality_counts.get(experiment, '?')} modalities)",
-                ratio < thresholds["gap_ratio"],
-                f"gap {_value(ours, 'gap')} vs {_value(base, 'gap')} (ratio {ratio:.2f}) "
-                f"[needs < {thresholds['gap_ratio']:g}]",
+
+            ratio = paired_ratio(a["gap"], b["gap"], confidence)
+            verdicts.append(
+                Verdict(
+                    experiment, method,
+                    f"3. the loss closes the gap ({modality_counts.get(experiment, '?')} modalities)",
+                    _gap_verdict(ratio),
+                    f"gap ratio {_interval(ratio, 2, signed=False)} (gap {a['gap'].mean():.3f} vs "
+                    f"{b['gap'].mean():.3f})  [holds below 1, fails at or above 1]",
+                    {"gap_ratio": ratio}, flags,
+                )  # fmt: skip
             )
-        )
     return verdicts
 
 
-def format_verdicts(verdicts: list[Verdict], thresholds: Mapping) -> str:
+def format_verdicts(verdicts: list[Verdict], claims: Mapping) -> str:
     if not verdicts:
         return (
-            f"No experiment has both '{thresholds['method']}' and '{thresholds['baseline']}': nothing to check.\n"
+            f"No experiment has runs of '{claims['baseline']}' and of any of {', '.join(claims['methods'])}: "
+            "nothing to check.\n"
         )
-    lines = [f"Claims check: {thresholds['method']} against {thresholds['baseline']} (mean ± std over seeds)", ""]
+    level = f"{100 * claims['confidence']:g}%"
+    lines = [
+        f"Claims check: each method against {claims['baseline']}, paired by seed; "
+        f"{level} t-intervals of the per-seed differences (ratios: geometric mean).",
+    ]
     current = None
     for verdict in verdicts:
-        if verdict.experiment != current:
-            current = verdict.experiment
-            lines += ["", f"{current}"] if len(lines) > 2 else [f"{current}"]
-        lines.append(f"  [{'HOLDS' if verdict.holds else 'FAILS'}] {verdict.claim}")
-        lines.append(f"          {verdict.evidence}")
-    held = sum(v.holds for v in verdicts)
-    lines += ["", f"{held} of {len(verdicts)} checks hold."]
+        if (verdict.experiment, verdict.method) != current:
+            current = (verdict.experiment, verdict.method)
+            lines += ["", f"{verdict.experiment}: {verdict.method} vs {claims['baseline']}"]
+            lines += [f"  ! {flag}" for flag in verdict.flags]
+        lines.append(f"  [{verdict.state.upper():^12}] {verdict.claim}")
+        lines.append(f"                 {verdict.evidence}")
+    counts = {state: sum(v.state == state for v in verdicts) for state in (HOLDS, FAILS, INCONCLUSIVE)}
+    lines += ["", f"{counts[HOLDS]} hold, {counts[FAILS]} fail, {counts[INCONCLUSIVE]} inconclusive "
+              f"(of {len(verdicts)} checks)."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
-def claims_report(main_csv: str | Path, thresholds: Mapping, modality_counts: Mapping[str, int]) -> str:
-    return format_verdicts(check_claims(pd.read_csv(main_csv), thresholds, modality_counts), thresholds)
+def claims_report(runs_csv: str | Path, claims: Mapping, modality_counts: Mapping[str, int]) -> str:
+    return format_verdicts(check_claims(pd.read_csv(runs_csv), claims, modality_counts), claims)

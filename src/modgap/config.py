@@ -10,6 +10,7 @@ Every problem is reported with the config key it concerns, all at once.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -139,10 +140,56 @@ def _reference_problems(config: dict, schema: dict) -> list[str]:
     source = config["evaluate"]["posthoc_source"]
     if source is not None and source not in methods:
         problems.append(f"config key 'evaluate.posthoc_source': unknown method '{source}'")
-    for key in ("baseline", "method"):
-        if config["claims"][key] not in methods:
-            problems.append(f"config key 'claims.{key}': unknown method '{config['claims'][key]}'")
-    return problems
+    claims = config["claims"]
+    for key, name in [("baseline", claims["baseline"])] + [(f"methods[{i}]", m) for i, m in enumerate(claims["methods"])]:
+        if name not in methods:
+            problems.append(f"config key 'claims.{key}': unknown method '{name}'")
+    return problems + _dose_response_problems(config)
+
+
+def _dose_response_problems(config: dict) -> list[str]:
+    dose = config["dose_response"]
+    if dose["experiment"] is None:
+        return []
+    names = [e["name"] for e in config["experiments"]]
+    if dose["experiment"] not in names:
+        return [f"config key 'dose_response.experiment': unknown experiment '{dose['experiment']}' (defined: {', '.join(names)})"]
+    method = config["methods"].get(dose["method"])
+    if method is None:
+        return [f"config key 'dose_response.method': unknown method '{dose['method']}'"]
+    missing = [t for t in dose["terms"] if t not in method["loss"]]
+    if missing:
+        return [f"config key 'dose_response.terms': method '{dose['method']}' has no loss term {', '.join(missing)}"]
+    return []
+
+
+def _canonical(method: Mapping) -> str:
+    """A method's definition without its description and zero-weight terms, for comparing methods."""
+    loss = {term: options for term, options in method["loss"].items() if options.get("weight", 1.0) != 0}
+    return json.dumps({**{k: v for k, v in method.items() if k != "description"}, "loss": loss}, sort_keys=True)
+
+
+def _add_dose_response_methods(config: dict) -> None:
+    """Define the dose-response methods (config['dose_response']['methods']: strength -> method name).
+
+    Strength s scales the weights of the configured terms of the method; where the result
+    equals an existing method (s = 1: the method itself; s = 0 with every gap term gone: CLIP), that
+    method's runs are reused.
+    """
+    dose = config["dose_response"]
+    dose["methods"] = {}
+    if dose["experiment"] is None:
+        return
+    base = config["methods"][dose["method"]]
+    for strength in dose["strengths"]:
+        scaled = copy.deepcopy(base)
+        for term in dose["terms"]:
+            scaled["loss"][term]["weight"] = base["loss"][term].get("weight", 1.0) * strength
+        scaled["description"] = f"{dose['method']} with {', '.join(dose['terms'])} weights x {strength:g}"
+        existing = [name for name, method in config["methods"].items() if _canonical(method) == _canonical(scaled)]
+        name = existing[0] if existing else f"{dose['method']}_x{strength:g}"
+        config["methods"].setdefault(name, scaled)
+        dose["methods"][strength] = name
 
 
 def load_config(config: Mapping | str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict:
@@ -164,6 +211,7 @@ def load_config(config: Mapping | str | Path, schema_path: str | Path = SCHEMA_P
         problems = _reference_problems(resolved, schema)
     if problems:
         raise ConfigError(problems, source)
+    _add_dose_response_methods(resolved)
     return resolved
 
 
@@ -177,7 +225,7 @@ def experiment_by_name(config: dict, name: str) -> dict:
 def resolve_run(config: dict, experiment_name: str, method_name: str) -> dict:
     """Everything one training run needs: data set, modalities, model, train options and method."""
     experiment = experiment_by_name(config, experiment_name)
-    if method_name not in experiment["methods"]:
+    if method_name not in trained_methods(config, experiment_name):
         raise KeyError(f"method '{method_name}' is not part of experiment '{experiment_name}'")
     return {
         "experiment": experiment_name,
@@ -191,8 +239,22 @@ def resolve_run(config: dict, experiment_name: str, method_name: str) -> dict:
     }
 
 
+def dose_response_methods(config: dict, experiment_name: str | None = None) -> list[str]:
+    """The dose-response methods in strength order (for ``experiment_name``: [] unless it is the
+    dose-response experiment)."""
+    dose = config["dose_response"]
+    if dose["experiment"] is None or experiment_name not in (None, dose["experiment"]):
+        return []
+    return list(dict.fromkeys(dose["methods"].values()))
+
+
+def trained_methods(config: dict, experiment_name: str) -> list[str]:
+    """Methods an experiment may train: its own and, for the dose-response experiment, those of the sweep."""
+    return list(dict.fromkeys(experiment_by_name(config, experiment_name)["methods"] + dose_response_methods(config, experiment_name)))
+
+
 def runs(config: dict) -> list[tuple[str, str, int]]:
-    """All trained (experiment, method, seed) triples of the study, in config order."""
+    """All trained (experiment, method, seed) triples of the main study, in config order."""
     return [
         (experiment["name"], method, seed)
         for experiment in config["experiments"]

@@ -1,7 +1,8 @@
-"""Embedding dumps: the test-split embeddings of a trained model, one .npz per run."""
+"""Embedding dumps: the unit-norm embeddings of one split under a trained encoder, one .npz per run."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,25 @@ import torch
 
 from modgap.batches import SplitInputs
 from modgap.io import save_npz
-from modgap.train import embed_split, load_trained, select_device
+from modgap.models import MultimodalEncoder, load_trained
+from modgap.runtime import select_device
+
+
+@torch.no_grad()
+def embed_split(
+    model: MultimodalEncoder, data: SplitInputs, batch_size: int = 512, autocast=contextlib.nullcontext
+) -> dict[str, np.ndarray]:
+    """Unit-norm float32 embeddings of every item of a split (first caption for text)."""
+    was_training = model.training
+    model.eval()
+    parts: dict[str, list[np.ndarray]] = {m: [] for m in data.modalities}
+    for index in data.batches(batch_size):
+        with autocast():
+            embedded = model(data.batch(index).inputs)
+        for modality, z in embedded.items():
+            parts[modality].append(z.float().cpu().numpy())
+    model.train(was_training)
+    return {m: np.concatenate(p) for m, p in parts.items()}
 
 
 @torch.no_grad()
@@ -21,29 +40,29 @@ def caption_embeddings(model, data: SplitInputs, batch_size: int = 512) -> tuple
         items = torch.nonzero(counts > slot).flatten()
         chosen = torch.full((data.size,), slot, dtype=torch.long)
         for index in items.split(batch_size):
-            inputs, _ = data.batch(index, chosen)
-            embeddings.append(model.encode("text", inputs["text"]).float().cpu().numpy())
+            embeddings.append(model.encode("text", data.batch(index, chosen).inputs["text"]).float().cpu().numpy())
             owners.append(index.numpy())
     order = np.argsort(np.concatenate(owners), kind="stable")  # group captions by item
     return np.concatenate(embeddings)[order], np.concatenate(owners)[order]
 
 
+def embedding_dump(model: MultimodalEncoder, data: SplitInputs, autocast=contextlib.nullcontext) -> dict[str, np.ndarray]:
+    """One float32 (N, d) unit-norm array per modality, ``labels``, ``ids``; where items have several
+    captions, ``text`` holds each item's first and ``text_captions`` / ``text_caption_item`` all of them."""
+    arrays = embed_split(model, data, autocast=autocast)
+    arrays["labels"] = data.labels
+    arrays["ids"] = data.ids
+    if "text" in data.modalities and data.max_captions > 1:
+        arrays["text_captions"], arrays["text_caption_item"] = caption_embeddings(model, data)
+    return arrays
+
+
 def dump_embeddings(
     model_path: str | Path, data_dir: str | Path, output_path: str | Path, split: str = "test", device: str = "auto"
 ) -> dict[str, np.ndarray]:
-    """Write ``output_path`` (.npz): one float32 (N, d) unit-norm array per modality, ``labels``, ``ids``.
-
-    Where items have several captions, ``text`` holds each item's first caption and
-    ``text_captions`` / ``text_caption_item`` every caption with its item index.
-    """
+    """Write ``output_path`` (.npz) with the ``embedding_dump`` of a saved model on one split."""
     target = select_device(device)
     model, payload = load_trained(model_path, target)
-    modalities = payload["run"]["modalities"]
-    data = SplitInputs(data_dir, split, modalities, target)
-    arrays = embed_split(model, data)
-    arrays["labels"] = data.labels
-    arrays["ids"] = data.ids
-    if "text" in modalities and data.max_captions > 1:
-        arrays["text_captions"], arrays["text_caption_item"] = caption_embeddings(model, data)
+    arrays = embedding_dump(model, SplitInputs(data_dir, split, payload["run"]["modalities"], target))
     save_npz(output_path, **arrays)
     return arrays

@@ -1,24 +1,48 @@
-"""Per-run evaluation: every metric of SPEC section 4 from one embedding dump, as flat JSON.
+"""Per-run evaluation: every metric of SPEC section 4 from one embedding dump, plus whether the run
+converged and whether it collapsed.
 
-Retrieval, V-Measure and kNN are in percent, as in the paper.
+Retrieval, V-Measure and kNN are in percent, as in the paper. A metric that the
+labels cannot support (too few labelled test items, a single class) is NaN, with
+a warning in the job's log and a ``notes`` entry in the run's record.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from modgap import metrics
-from modgap.io import save_npz, write_json
+from modgap.io import CorruptIntermediateError, write_json
+
+log = logging.getLogger(__name__)
 
 MODALITY_ORDER = ("image", "audio", "text")
+# Fewer labelled test items per cluster than this and clustering scores are not computed.
+MIN_ITEMS_PER_CLUSTER = 2
 
 
 def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
-    with np.load(path) as archive:
-        return {name: archive[name] for name in archive.files}
+    """The arrays of an embedding dump; a truncated or corrupt file raises CorruptIntermediateError."""
+    try:
+        with np.load(path) as archive:
+            return {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # zipfile, pickle and numpy raise a dozen types on damaged files
+        raise CorruptIntermediateError(
+            f"{path}: unreadable embedding dump ({type(error).__name__}: {error}); delete it and re-run "
+            "snakemake to retrain the run that writes it"
+        ) from None
+
+
+def load_method_dump(path: str | Path, shift: float | None = None) -> dict[str, np.ndarray]:
+    """An embedding dump, moved by the post-hoc shift of strength ``shift`` where one is given."""
+    dump = load_embeddings(path)
+    return dump if shift is None else shift_dump(dump, shift)
 
 
 def modality_embeddings(dump: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -48,54 +72,158 @@ def intra_modality_cosine(z: np.ndarray) -> float:
     return float((np.sum(z.sum(axis=0) ** 2) - n) / (n * (n - 1)))
 
 
-def compute_metrics(
-    dump: Mapping[str, np.ndarray], retrieval: str, options: Mapping, n_classes: int
-) -> dict[str, float]:
+def chance_r1(labels: np.ndarray, level: str, n_items: int) -> float:
+    """R@1 (percent) of a retrieval that ignores its query: 1/N for instances, sum of squared class
+    shares among the labelled items for classes."""
+    if level == "instance":
+        return 100.0 / max(1, n_items)
+    labelled = labels[labels >= 0]
+    if labelled.size == 0:
+        return float("nan")
+    shares = np.bincount(labelled) / labelled.size
+    return float(100.0 * np.sum(shares**2))
+
+
+def group_metrics(
+    embeddings: Mapping[str, np.ndarray], labels: np.ndarray, options: Mapping
+) -> tuple[dict[str, float], list[str]]:
+    """KMeans scores and kNN accuracy on the stacked labelled embeddings, and notes on what was skipped.
+
+    k is ``options['kmeans_k']`` or the number of classes present among the labelled test items.
+    """
+    points, stacked_labels = metrics.stacked(embeddings, labels)
+    present = len(np.unique(stacked_labels))
+    k = options["kmeans_k"] or present
+    results: dict[str, float] = {"kmeans_k": float(k), "n_classes_present": float(present)}
+    notes = []
+    names = ("v_measure", "homogeneity", "completeness", "nmi", "ari")
+    if present < 2 or len(points) < MIN_ITEMS_PER_CLUSTER * k:
+        notes.append(
+            f"clustering skipped: {int((labels >= 0).sum())} labelled test items in {present} classes "
+            f"cannot fill {k} clusters"
+        )
+        results.update({name: float("nan") for name in names})
+    else:
+        results.update(
+            metrics.clustering_scores(points, stacked_labels, k, options["kmeans_random_state"], options["kmeans_n_init"])
+        )
+    test_size = int(round(options["knn_test_fraction"] * len(points)))
+    train_size = len(points) - test_size
+    if present < 2 or test_size < 1 or train_size < options["knn_k"]:
+        notes.append(f"kNN skipped: {len(points)} labelled points cannot hold {options['knn_k']} neighbours and a test part")
+        results["knn_acc"] = float("nan")
+    else:
+        results["knn_acc"] = metrics.knn_accuracy(
+            points, stacked_labels, options["knn_k"], options["knn_test_fraction"], options["knn_seed"]
+        )
+    if options["linear_probe"]:
+        if present < 2 or len(points) < 10 * present:
+            notes.append("linear probe skipped: too few labelled points")
+            results["linear_probe_acc"] = float("nan")
+        else:
+            results.update(linear_probe_accuracy(points, stacked_labels, options["knn_seed"]))
+    for note in notes:
+        log.warning(note)
+    return results, notes
+
+
+def compute_metrics(dump: Mapping[str, np.ndarray], retrieval: str, options: Mapping) -> dict:
     """All metrics of one embedding dump (see modgap.metrics for their definitions)."""
     embeddings = modality_embeddings(dump)
     labels = np.asarray(dump["labels"])
-    results: dict[str, float] = {"n_test": int(len(labels)), "n_labelled": int((labels >= 0).sum())}
+    results: dict = {"n_test": int(len(labels)), "n_labelled": int((labels >= 0).sum())}
     results.update(metrics.gap_metrics(embeddings))
-    results.update(
-        metrics.retrieval_metrics(
-            embeddings,
-            labels,
-            retrieval,
-            ks=options["recall_at"],
-            text_captions=dump.get("text_captions"),
-            text_caption_item=dump.get("text_caption_item"),
-        )
+    recalls = metrics.retrieval_metrics(
+        embeddings,
+        labels,
+        retrieval,
+        ks=options["recall_at"],
+        text_captions=dump.get("text_captions"),
+        text_caption_item=dump.get("text_caption_item"),
     )
-    points, stacked_labels = metrics.stacked(embeddings, labels)
-    k = options["kmeans_k"] or n_classes
-    results["kmeans_k"] = int(k)
-    results.update(
-        metrics.clustering_scores(points, stacked_labels, k, options["kmeans_random_state"], options["kmeans_n_init"])
-    )
-    results["knn_acc"] = metrics.knn_accuracy(
-        points, stacked_labels, options["knn_k"], options["knn_test_fraction"], options["knn_seed"]
-    )
-    if options["linear_probe"]:
-        results.update(linear_probe_accuracy(points, stacked_labels, options["knn_seed"]))
+    results.update(recalls)
+    r1 = [v for key, v in recalls.items() if key.startswith("r1_")]
+    results["r1_mean"] = float(np.mean(r1)) if r1 else float("nan")
+    results["r1_chance"] = chance_r1(labels, retrieval, len(labels))
+    group, notes = group_metrics(embeddings, labels, options)
+    results.update(group)
     for modality, z in embeddings.items():
         results[f"intra_cos_{modality}"] = intra_modality_cosine(z)
+    results["notes"] = notes
     return results
+
+
+def convergence(log_rows: pd.DataFrame, criterion: Mapping) -> dict:
+    """Whether a run converged: over the last ``window`` of its epochs the validation loss (relative to
+    its last value), gap and R@1 each vary by at most the criterion's amount. Returns the flag and spreads."""
+    window = log_rows.tail(max(2, int(np.ceil(criterion["window"] * len(log_rows)))))
+    spreads = {key: float(window[key].max() - window[key].min()) for key in ("val_loss", "val_gap", "val_r1")}
+    spreads["val_loss"] /= max(abs(float(window["val_loss"].iloc[-1])), 1e-12)
+    converged = len(log_rows) >= 2 and all(spreads[key] <= criterion[key] for key in spreads)
+    return {"converged": bool(converged), "epochs": int(len(log_rows)), **{f"spread_{k}": v for k, v in spreads.items()}}
+
+
+def is_collapsed(results: Mapping, criterion: Mapping) -> bool:
+    """True pairs near-identical while retrieval is near chance: every input maps to about one point."""
+    return bool(
+        results["cos_true_pairs"] >= criterion["cos_true_pairs"]
+        and results["r1_mean"] < criterion["r1_over_chance"] * results["r1_chance"]
+    )
+
+
+def read_train_log(path: str | Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise
+    except Exception as error:
+        raise CorruptIntermediateError(
+            f"{path}: unreadable training log ({type(error).__name__}: {error}); delete the run's folder and "
+            "re-run snakemake to retrain it"
+        ) from None
+    missing = {"epoch", "val_loss", "val_gap", "val_r1"} - set(frame.columns)
+    if frame.empty or missing:
+        raise CorruptIntermediateError(
+            f"{path}: training log without {', '.join(sorted(missing)) or 'rows'}; delete the run's folder and "
+            "re-run snakemake to retrain it"
+        )
+    return frame
 
 
 def evaluate_run(
-    embeddings_path: str | Path,
+    dump: Mapping[str, np.ndarray], train_log: pd.DataFrame, *, retrieval: str, options: Mapping
+) -> dict:
+    """Metrics, convergence and collapse of one run."""
+    results = {"retrieval": retrieval}
+    results.update(compute_metrics(dump, retrieval, options))
+    results.update(convergence(train_log, options["convergence"]))
+    results["collapsed"] = is_collapsed(results, options["collapse"])
+    return results
+
+
+def evaluate_method(
+    runs: Sequence[tuple[int, str | Path, str | Path]],
     output_path: str | Path,
     *,
+    experiment: str,
+    method: str,
     retrieval: str,
     options: Mapping,
-    n_classes: int,
-    identity: Mapping[str, object],
-) -> dict:
-    """Compute the metrics of one dump and write them, with ``identity`` (experiment, method, seed), as JSON."""
-    results = {**identity, "retrieval": retrieval}
-    results.update(compute_metrics(load_embeddings(embeddings_path), retrieval, options, n_classes))
-    write_json(output_path, results)
-    return results
+    shift: float | None = None,
+) -> list[dict]:
+    """Evaluate every seed of one method and write them as a JSON list of flat records.
+
+    ``runs``: (seed, embedding dump, training log) per seed. With ``shift`` the dumps are
+    first moved by the post-hoc shift of that strength (the training-free 'posthoc' row).
+    """
+    records = []
+    for seed, dump_path, log_path in runs:
+        dump = load_method_dump(dump_path, shift)
+        record = {"experiment": experiment, "method": method, "seed": int(seed)}
+        record.update(evaluate_run(dump, read_train_log(log_path), retrieval=retrieval, options=options))
+        records.append(record)
+    write_json(output_path, records)
+    return records
 
 
 def shift_dump(dump: Mapping[str, np.ndarray], strength: float) -> dict[str, np.ndarray]:
@@ -109,19 +237,13 @@ def shift_dump(dump: Mapping[str, np.ndarray], strength: float) -> dict[str, np.
     return shifted
 
 
-def write_shifted(source_path: str | Path, output_path: str | Path, strength: float = 1.0) -> None:
-    """The training-free 'posthoc' method: a trained model's embeddings with the gap shifted away."""
-    save_npz(output_path, **shift_dump(load_embeddings(source_path), strength))
-
-
 def gap_sweep(
     dumps: Sequence[tuple[int, Mapping[str, np.ndarray]]],
     strengths: Sequence[float],
     retrieval: str,
     options: Mapping,
-    n_classes: int,
 ) -> list[dict]:
-    """Figure 1's data: gap, V-Measure and R@1 of each seed's embeddings under a range of shifts."""
+    """Figure 1's data: gap, V-Measure, kNN and R@1 of each seed's embeddings under a range of shifts."""
     rows = []
     for seed, dump in dumps:
         for strength in strengths:
@@ -132,21 +254,15 @@ def gap_sweep(
                 embeddings, labels, retrieval, ks=(1,),
                 text_captions=shifted.get("text_captions"), text_caption_item=shifted.get("text_caption_item"),
             )  # fmt: skip
-            points, stacked_labels = metrics.stacked(embeddings, labels)
-            clustering = metrics.clustering_scores(
-                points, stacked_labels, options["kmeans_k"] or n_classes,
-                options["kmeans_random_state"], options["kmeans_n_init"],
-            )  # fmt: skip
+            group, _ = group_metrics(embeddings, labels, {**options, "linear_probe": False})
             rows.append(
                 {
                     "seed": seed,
                     "strength": float(strength),
                     "gap": metrics.gap_metrics(embeddings)["gap"],
                     "r1": float(np.mean(list(recalls.values()))) if recalls else float("nan"),
-                    "v_measure": clustering["v_measure"],
-                    "knn_acc": metrics.knn_accuracy(
-                        points, stacked_labels, options["knn_k"], options["knn_test_fraction"], options["knn_seed"]
-                    ),
+                    "v_measure": group["v_measure"],
+                    "knn_acc": group["knn_acc"],
                 }
             )
     return rows

@@ -27,7 +27,8 @@ class LossInputs:
 
     embeddings: Mapping[str, Tensor]  # modality -> (N, d), unit norm
     logit_scale: Tensor  # scalar, 1 / tau
-    text_similarity: Tensor | None = None  # (N, N) cosine similarity of the captions' sentence embeddings
+    sentences: Tensor | None = None  # (N, 384) unit-norm sentence embeddings of the batch's captions
+    labels: Tensor | None = None  # (N,) class index, -1 = none
 
 
 class Temperature(nn.Module):
@@ -109,12 +110,25 @@ def _separation_ce(own: Tensor, partner: Tensor, caption_similarity: Tensor, log
     return F.cross_entropy(logits, torch.arange(own.shape[0], device=own.device))
 
 
-def intra_modality_separation(inputs: LossInputs, *, text_modality: str = "text") -> Tensor:
+def caption_similarity(inputs: LossInputs, reading: str) -> Tensor:
+    """s_ij of IMSep: cosine of the captions' sentence embeddings (``sentence``, as released), or
+    1 for two items of the same class and 0 otherwise (``label``, for class-name captions)."""
+    if reading == "sentence":
+        if inputs.sentences is None:
+            raise ValueError("imsep (similarity: sentence) needs the sentence embeddings of the batch's captions")
+        return inputs.sentences @ inputs.sentences.T
+    if reading == "label":
+        labels = inputs.labels
+        return ((labels[:, None] == labels[None, :]) & (labels[:, None] >= 0)).float()
+    raise ValueError(f"imsep similarity must be 'sentence' or 'label', got {reading!r}")
+
+
+def intra_modality_separation(
+    inputs: LossInputs, *, text_modality: str = "text", similarity: str = "sentence"
+) -> Tensor:
     """AlignCLIP's IMSep (as released): L^m + L^T for every non-text modality m, averaged over m."""
-    if inputs.text_similarity is None:
-        raise ValueError("imsep needs the sentence-embedding similarities of the batch's captions")
     z = inputs.embeddings
-    s = inputs.text_similarity
+    s = caption_similarity(inputs, similarity)
     text = z[text_modality]
     terms = [
         _separation_ce(z[m], text, s, inputs.logit_scale) + _separation_ce(text, z[m], s, inputs.logit_scale)
@@ -131,6 +145,7 @@ LOSS_TERMS: dict[str, Callable[..., Tensor]] = {
     "imsep": intra_modality_separation,
 }
 
+
 class MethodLoss(nn.Module):
     """A method's objective: weighted loss terms plus the temperature they share."""
 
@@ -144,8 +159,9 @@ class MethodLoss(nn.Module):
         }
 
     @property
-    def needs_text_similarity(self) -> bool:
-        return "imsep" in self.weights
+    def needs_sentences(self) -> bool:
+        """Whether a term reads the sentence embeddings of the captions (IMSep as released)."""
+        return "imsep" in self.weights and self.options["imsep"].get("similarity", "sentence") == "sentence"
 
     def term_weights(self, epoch: int, epochs: int) -> dict[str, float]:
         return {
@@ -158,10 +174,11 @@ class MethodLoss(nn.Module):
         embeddings: Mapping[str, Tensor],
         epoch: int,
         epochs: int,
-        text_similarity: Tensor | None = None,
+        sentences: Tensor | None = None,
+        labels: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Total loss and the unweighted value of every term (for logging)."""
-        inputs = LossInputs(embeddings, self.temperature(), text_similarity)
+        inputs = LossInputs(embeddings, self.temperature(), sentences, labels)
         terms = {name: LOSS_TERMS[name](inputs, **self.options[name]) for name in self.weights}
         weights = self.term_weights(epoch, epochs)
         total = sum(weights[name] * value for name, value in terms.items())

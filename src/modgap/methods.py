@@ -15,7 +15,7 @@ LOSS_TERM_OPTIONS: dict[str, dict[str, object]] = {
     "infonce": {"pairs": "all", "anchor": "text"},
     "atp": {"anchor": "text"},
     "cu": {"t": 2.0},
-    "imsep": {"text_modality": "text"},
+    "imsep": {"text_modality": "text", "similarity": "sentence"},
 }
 
 # Options whose value is a modality: (term, option) -> condition under which it is used.
@@ -41,6 +41,8 @@ def loss_option_problems(loss_config: Mapping[str, Mapping], modalities: Sequenc
                 problems.append(f"{term}.{option}: unknown option (accepted: weight, {', '.join(accepted)})")
         if term == "infonce" and options.get("pairs", "all") not in ("all", "anchor"):
             problems.append(f"infonce.pairs: must be 'all' or 'anchor', got {options['pairs']!r}")
+        if term == "imsep" and options.get("similarity", "sentence") not in ("sentence", "label"):
+            problems.append(f"imsep.similarity: must be 'sentence' or 'label', got {options['similarity']!r}")
         for (option_term, option), used in _MODALITY_OPTIONS.items():
             if option_term != term or not used(options):
                 continue

@@ -1,11 +1,21 @@
-"""Encoders: modality stems, a transformer trunk, projection heads, and torchvision/MiniLM towers.
+"""Encoders: modality stems, a trunk (transformer or MLP), projection heads, and torchvision/MiniLM towers.
 
 A tower maps one modality to the joint space: stem -> trunk -> pooled -> head ->
 L2 normalisation. Stems turn raw inputs into token sequences of the trunk's
 width (image patches, audio frames, word pieces), so one trunk can serve every
-modality: with ``encoder: shared`` (AlignCLIP) all modalities run through the
-same trunk and head; with ``encoder: separate`` (the CLIP baselines and ours)
-each modality gets its own copy of the same architecture.
+modality: with ``encoder: shared`` (AlignCLIP, SharedCLIP) all modalities run
+through the same trunk and head; with ``encoder: separate`` (the CLIP baselines
+and ours) each modality gets its own copy of the same architecture.
+
+``model.trunk: transformer`` runs attention blocks over the tokens (ViT-style);
+``mlp`` mean-pools the tokens first and runs residual MLP blocks, which is what a
+transformer over a single token amounts to. With a whole-image patch and all
+audio frames in one token, the MLP trunk gives the CPU-sized towers of the
+embedded default.
+
+Every component (stem, trunk, head, backbone) is initialised from its own seed,
+derived from the run's seed and the component's name: two methods trained with
+the same seed start from the same weights wherever their architectures agree.
 
 Pretrained towers (``resnet18``, ``resnet50``, ``vit_b_16``, ``minilm``) replace
 stem and trunk of one modality and are only available with separate encoders.
@@ -13,12 +23,15 @@ stem and trunk of one modality and are only available with separate encoders.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# Version of the model files written by modgap.train (bumped when the architecture changes).
+MODEL_FORMAT = 2
 STEM_KINDS = {"image": "patch", "audio": "frames", "text": "tokens"}
 BACKBONE_KINDS = {"resnet18": "image", "resnet50": "image", "vit_b_16": "image", "minilm": "text"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -44,7 +57,11 @@ class ImageInput(nn.Module):
 
 
 class PatchStem(nn.Module):
-    """Image -> non-overlapping patch tokens with learned positions."""
+    """Image -> non-overlapping patch tokens with learned positions.
+
+    Patches are cut by a reshape and projected by one matrix product (a strided
+    convolution computes the same, several times slower on the CPU).
+    """
 
     def __init__(self, image_shape: Sequence[int], width: int, patch_size: int, image_size: int | None = None):
         super().__init__()
@@ -53,26 +70,49 @@ class PatchStem(nn.Module):
         if size % patch_size:
             raise ValueError(f"image size {size} is not a multiple of patch_size {patch_size}")
         self.input = ImageInput(channels, image_size)
-        self.project = nn.Conv2d(channels, width, kernel_size=patch_size, stride=patch_size)
+        self.patch_size = patch_size
+        self.project = nn.Linear(channels * patch_size**2, width)
         self.position = nn.Parameter(torch.randn(1, (size // patch_size) ** 2, width) * 0.02)
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
-        tokens = self.project(self.input(images)).flatten(2).transpose(1, 2)
+        x = self.input(images)
+        batch, channels, height, width = x.shape
+        p = self.patch_size
+        patches = x.reshape(batch, channels, height // p, p, width // p, p).permute(0, 2, 4, 1, 3, 5)
+        tokens = self.project(patches.reshape(batch, (height // p) * (width // p), channels * p * p))
         return tokens + self.position, None
 
 
 class FrameStem(nn.Module):
-    """Log-mel (B, n_mels, frames) -> tokens of ``frames_per_token`` frames each, with learned positions."""
+    """Log-mel (B, n_mels, frames) -> tokens of ``frames_per_token`` frames each, with learned positions.
 
-    def __init__(self, audio_shape: Sequence[int], width: int, frames_per_token: int):
+    ``pool_frames`` first averages that many consecutive frames (a cheaper token
+    for the MLP trunk); frames that do not fill a last token are dropped. Each
+    token's features are layer-normalised before the projection, since log-mel
+    levels differ by orders of magnitude between bands and recordings.
+    """
+
+    def __init__(self, audio_shape: Sequence[int], width: int, frames_per_token: int, pool_frames: int = 1):
         super().__init__()
         n_mels, frames = audio_shape
-        self.norm = nn.BatchNorm1d(n_mels)  # log-mel levels differ by orders of magnitude between bands
-        self.project = nn.Conv1d(n_mels, width, kernel_size=frames_per_token, stride=frames_per_token)
-        self.position = nn.Parameter(torch.randn(1, frames // frames_per_token, width) * 0.02)
+        self.pool_frames = pool_frames
+        self.frames_per_token = frames_per_token
+        self.tokens = frames // pool_frames // frames_per_token
+        if self.tokens == 0:
+            raise ValueError(
+                f"model.towers.audio: {frames} frames hold no token of {frames_per_token} x {pool_frames} frames"
+            )
+        features = n_mels * frames_per_token
+        self.norm = nn.LayerNorm(features)
+        self.project = nn.Linear(features, width)
+        self.position = nn.Parameter(torch.randn(1, self.tokens, width) * 0.02)
 
     def forward(self, audio: Tensor) -> tuple[Tensor, Tensor | None]:
-        tokens = self.project(self.norm(audio.float())).transpose(1, 2)
+        batch, n_mels, _ = audio.shape
+        used = self.tokens * self.frames_per_token * self.pool_frames
+        frames = audio.float()[:, :, :used].reshape(batch, n_mels, -1, self.pool_frames).mean(dim=-1)
+        chunks = frames.reshape(batch, n_mels, self.tokens, self.frames_per_token).permute(0, 2, 1, 3)
+        tokens = self.project(self.norm(chunks.reshape(batch, self.tokens, -1)))
         return tokens + self.position, None
 
 
@@ -141,7 +181,15 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class Trunk(nn.Module):
+def masked_mean(tokens: Tensor, valid: Tensor | None) -> Tensor:
+    """Mean over the token axis of (B, L, W), counting only ``valid`` tokens where a mask is given."""
+    if valid is None:
+        return tokens.mean(dim=1)
+    weights = valid.unsqueeze(-1).to(tokens.dtype)
+    return (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
+class TransformerTrunk(nn.Module):
     """Transformer over stem tokens, mean-pooled over the valid tokens."""
 
     def __init__(self, width: int, depth: int, heads: int, mlp_ratio: float, dropout: float):
@@ -152,11 +200,37 @@ class Trunk(nn.Module):
     def forward(self, tokens: Tensor, valid: Tensor | None) -> Tensor:
         for block in self.blocks:
             tokens = block(tokens, valid)
-        tokens = self.norm(tokens)
-        if valid is None:
-            return tokens.mean(dim=1)
-        weights = valid.unsqueeze(-1).to(tokens.dtype)
-        return (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+        return masked_mean(self.norm(tokens), valid)
+
+
+class MLPTrunk(nn.Module):
+    """Mean of the valid stem tokens, then pre-norm residual MLP blocks (a transformer without attention)."""
+
+    def __init__(self, width: int, depth: int, mlp_ratio: float, dropout: float):
+        super().__init__()
+        hidden = int(width * mlp_ratio)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(
+                nn.LayerNorm(width), nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width)
+            )
+            for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, tokens: Tensor, valid: Tensor | None) -> Tensor:
+        x = masked_mean(tokens, valid)
+        for block in self.blocks:
+            x = x + block(x)
+        return self.norm(x)
+
+
+TRUNKS = ("transformer", "mlp")
+
+
+def make_trunk(model: Mapping) -> nn.Module:
+    if model["trunk"] == "mlp":
+        return MLPTrunk(model["width"], model["depth"], model["mlp_ratio"], model["dropout"])
+    return TransformerTrunk(model["width"], model["depth"], model["heads"], model["mlp_ratio"], model["dropout"])
 
 
 class TorchvisionImageTower(nn.Module):
@@ -199,36 +273,47 @@ class MiniLMTextTower(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         valid = tokens != 0
         hidden = self.model(input_ids=tokens, attention_mask=valid.long()).last_hidden_state
-        weights = valid.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+        return masked_mean(hidden, valid)
 
 
 def _head(features: int, embed_dim: int) -> nn.Module:
     return nn.Sequential(nn.LayerNorm(features), nn.Linear(features, embed_dim, bias=False))
 
 
-class MultimodalEncoder(nn.Module):
-    """One embedding function per modality; trunk and head shared or per modality."""
+def component_seed(seed: int, name: str) -> int:
+    """A seed for one named component of a run's encoder (stable across processes and platforms)."""
+    return int.from_bytes(hashlib.sha256(f"{int(seed)}/{name}".encode()).digest()[:8], "little") >> 1
 
-    def __init__(self, stems: Mapping[str, nn.Module], backbones: Mapping[str, nn.Module], model: Mapping, shared: bool):
+
+def seeded(seed: int | None, name: str, build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` with torch's generator seeded for this component, leaving the global state as it was."""
+    if seed is None:
+        return build()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(component_seed(seed, name))
+        return build()
+
+
+class MultimodalEncoder(nn.Module):
+    """One embedding function per modality: a stem (or backbone) per modality, then trunk and head,
+    both shared by every modality (``self.trunk``, ``self.head``) or one per modality (``self.trunks``,
+    ``self.heads``)."""
+
+    def __init__(
+        self,
+        stems: Mapping[str, nn.Module],
+        backbones: Mapping[str, nn.Module],
+        trunks: nn.Module | Mapping[str, nn.Module],
+        heads: nn.Module | Mapping[str, nn.Module],
+    ):
         super().__init__()
-        width, embed_dim = model["width"], model["embed_dim"]
-        self.shared = shared
+        self.shared = isinstance(trunks, nn.Module)
         self.stems = nn.ModuleDict(stems)
         self.backbones = nn.ModuleDict(backbones)
-
-        def make_trunk() -> Trunk:
-            return Trunk(width, model["depth"], model["heads"], model["mlp_ratio"], model["dropout"])
-
-        if shared:
-            self.trunk = make_trunk()
-            self.head = _head(width, embed_dim)
+        if self.shared:
+            self.trunk, self.head = trunks, heads
         else:
-            self.trunks = nn.ModuleDict({m: make_trunk() for m in stems})
-            self.heads = nn.ModuleDict(
-                {m: _head(width, embed_dim) for m in stems}
-                | {m: _head(tower.features, embed_dim) for m, tower in backbones.items()}
-            )
+            self.trunks, self.heads = nn.ModuleDict(trunks), nn.ModuleDict(heads)
 
     def encode(self, modality: str, inputs: Tensor) -> Tensor:
         """Unit-norm embeddings (B, embed_dim) of one modality."""
@@ -244,47 +329,88 @@ class MultimodalEncoder(nn.Module):
         return {modality: self.encode(modality, x) for modality, x in inputs.items()}
 
 
+def _stem_or_backbone(modality: str, tower: Mapping, input_shape, width: int, shared: bool, vocabulary):
+    """(is_backbone, module) for one modality's tower configuration."""
+    kind = tower["kind"]
+    expected = STEM_KINDS[modality]
+    if kind in BACKBONE_KINDS:
+        if BACKBONE_KINDS[kind] != modality:
+            raise ValueError(f"model.towers.{modality}.kind: {kind} is a {BACKBONE_KINDS[kind]} tower")
+        if shared:
+            raise ValueError(
+                f"model.towers.{modality}.kind: {kind} cannot share a trunk (encoder: shared needs "
+                f"stem towers: {', '.join(STEM_KINDS.values())})"
+            )
+        if kind == "minilm":
+            backbone = MiniLMTextTower()
+        else:
+            backbone = TorchvisionImageTower(kind, input_shape, tower.get("image_size"), tower.get("pretrained", False))
+        if tower.get("freeze", False):
+            backbone.requires_grad_(False)
+        return True, backbone
+    if kind != expected:
+        raise ValueError(f"model.towers.{modality}.kind: {modality} needs a '{expected}' stem, got '{kind}'")
+    if modality == "image":
+        return False, PatchStem(input_shape, width, tower.get("patch_size", 7), tower.get("image_size"))
+    if modality == "audio":
+        return False, FrameStem(input_shape, width, tower.get("frames_per_token", 8), tower.get("pool_frames", 1))
+    return False, TokenStem(vocabulary, input_shape[-1], width)
+
+
 def build_encoder(
     modalities: Sequence[str],
     input_shapes: Mapping[str, Sequence[int]],
     model: Mapping,
     shared: bool,
     text_vocabulary: Sequence[int] = (),
+    seed: int | None = None,
 ) -> MultimodalEncoder:
     """The encoder of a run.
 
     ``input_shapes`` gives each modality's per-sample array shape; ``text_vocabulary``
-    the word-piece ids a token stem learns embeddings for.
+    the word-piece ids a token stem learns embeddings for; ``seed`` seeds every
+    component by its name (None: torch's global generator, as it stands).
     """
+    model = {"trunk": "transformer", **model}
     stems: dict[str, nn.Module] = {}
     backbones: dict[str, nn.Module] = {}
-    width = model["width"]
     for modality in modalities:
-        tower = model["towers"][modality]
-        kind = tower["kind"]
-        expected = STEM_KINDS[modality]
-        if kind in BACKBONE_KINDS:
-            if BACKBONE_KINDS[kind] != modality:
-                raise ValueError(f"model.towers.{modality}.kind: {kind} is a {BACKBONE_KINDS[kind]} tower")
-            if shared:
-                raise ValueError(
-                    f"model.towers.{modality}.kind: {kind} cannot share a trunk (encoder: shared needs "
-                    f"stem towers: {', '.join(STEM_KINDS.values())})"
-                )
-            if kind == "minilm":
-                backbones[modality] = MiniLMTextTower()
-            else:
-                backbones[modality] = TorchvisionImageTower(
-                    kind, input_shapes[modality], tower.get("image_size"), tower.get("pretrained", False)
-                )
-            if tower.get("freeze", False):
-                backbones[modality].requires_grad_(False)
-        elif kind != expected:
-            raise ValueError(f"model.towers.{modality}.kind: {modality} needs a '{expected}' stem, got '{kind}'")
-        elif modality == "image":
-            stems[modality] = PatchStem(input_shapes["image"], width, tower.get("patch_size", 7), tower.get("image_size"))
-        elif modality == "audio":
-            stems[modality] = FrameStem(input_shapes["audio"], width, tower.get("frames_per_token", 8))
-        else:
-            stems[modality] = TokenStem(text_vocabulary, input_shapes["text"][-1], width)
-    return MultimodalEncoder(stems, backbones, model, shared)
+        is_backbone, module = seeded(
+            seed, f"stem.{modality}",
+            lambda: _stem_or_backbone(
+                modality, model["towers"][modality], input_shapes[modality], model["width"], shared, text_vocabulary
+            ),
+        )  # fmt: skip
+        (backbones if is_backbone else stems)[modality] = module
+    width, embed_dim = model["width"], model["embed_dim"]
+    if shared:
+        trunks = seeded(seed, "trunk", lambda: make_trunk(model))
+        heads = seeded(seed, "head", lambda: _head(width, embed_dim))
+    else:
+        trunks = {m: seeded(seed, f"trunk.{m}", lambda: make_trunk(model)) for m in stems}
+        heads = {m: seeded(seed, f"head.{m}", lambda: _head(width, embed_dim)) for m in stems} | {
+            m: seeded(seed, f"head.{m}", lambda: _head(tower.features, embed_dim)) for m, tower in backbones.items()
+        }
+    return MultimodalEncoder(stems, backbones, trunks, heads)
+
+
+def save_trained(path, payload: Mapping) -> None:
+    """Write a trained run (``format``, ``run``, ``seed``, ``input_shapes``, ``text_vocabulary``, weights) atomically."""
+    from modgap.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save({"format": MODEL_FORMAT, **payload}, tmp)
+
+
+def load_trained(model_path, device: torch.device | str = "cpu") -> tuple[MultimodalEncoder, dict]:
+    """The encoder written by ``save_trained`` and the payload it came with (run configuration, seed)."""
+    payload = torch.load(model_path, map_location=device, weights_only=False)
+    if payload.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{model_path}: model format {payload.get('format')}, expected {MODEL_FORMAT}; train again")
+    run = payload["run"]
+    model = build_encoder(
+        run["modalities"], payload["input_shapes"], run["model"], run["method"]["encoder"] == "shared",
+        payload["text_vocabulary"],
+    )  # fmt: skip
+    model.load_state_dict(payload["model"])
+    return model.to(device).eval(), payload

@@ -27,6 +27,17 @@ def configure_threads(threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
 
 
+def select_device(requested: str):
+    """The torch device for ``train.device`` (auto: CUDA where present, else the CPU)."""
+    import torch
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
 def local_gpu_count() -> int:
     """GPUs this machine shows to its processes, without initialising CUDA (0 if none or no driver)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")

@@ -1,7 +1,10 @@
-"""Tables: per-run metrics aggregated over seeds, the paper's numbers beside ours, the ablation.
+"""Tables: per-run metrics aggregated over seeds, the paper's numbers beside ours, the ablation, and
+the trained dose-response.
 
-``main.csv`` holds one row per (experiment, method) with ``n_seeds`` and, for every
-metric, ``<metric>`` (mean over seeds) and ``<metric>_std`` (sample standard
+``runs.csv`` holds one row per (experiment, method, seed): every metric, whether
+the run converged and whether it collapsed. ``main.csv`` holds one row per
+(experiment, method) with ``n_seeds``, ``n_converged``, ``n_collapsed`` and, for
+every metric, ``<metric>`` (mean over seeds) and ``<metric>_std`` (sample standard
 deviation; 0 for a single seed). ``tv_r1`` / ``ta_r1`` are the paper's TV / TA R@1:
 the mean of the two retrieval directions between text and image / audio.
 """
@@ -22,9 +25,12 @@ METHOD_LABELS = {
     "clip_lt": "CLIP (LT)",
     "clip_ft": "CLIP (FT)",
     "ours": "Ours",
+    "ours_schedule": "Ours (released schedule)",
     "ours_atp": "Ours: ATP only",
     "ours_cu": "Ours: CU only",
+    "sharedclip": "SharedCLIP",
     "alignclip": "AlignCLIP",
+    "alignclip_label": "AlignCLIP (label IMSep)",
     "posthoc": "Post-hoc shift",
 }
 # The paper's headline columns: key, label, whether lower is better.
@@ -35,21 +41,39 @@ PAPER_COLUMNS = [
     ("v_measure", "V-Measure", False),
     ("knn_acc", "kNN", False),
 ]
-ABLATION_METHODS = ("clip_lt", "ours_atp", "ours_cu", "ours")
-_IDENTITY = ("experiment", "method", "seed", "retrieval")
+ABLATION_METHODS = ("clip_lt", "ours_atp", "ours_cu", "ours", "ours_schedule")
+_IDENTITY = ("experiment", "method", "seed", "retrieval", "notes", "converged", "collapsed")
+NOT_CONVERGED, COLLAPSED = "†", "‡"
+FLAG_NOTES = (
+    f"{NOT_CONVERGED} some runs did not converge (evaluate.convergence); "
+    f"{COLLAPSED} some runs collapsed (every input maps to about one point; evaluate.collapse)."
+)
 
 
 def method_label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
-def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """One row per metrics file, with the derived paper columns tv_r1 and ta_r1."""
-    rows = []
-    for path in paths:
+def read_metrics(path: str | Path) -> list[dict]:
+    """The per-seed records of one metrics file (modgap.evaluate.evaluate_method)."""
+    try:
         with open(path) as handle:
-            rows.append(json.load(handle))
+            records = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path}: not valid JSON ({error}); delete it and re-run snakemake to evaluate the method again"
+        ) from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) and "method" in r for r in records):
+        raise ValueError(f"{path}: not a list of per-seed metric records; delete it and re-run snakemake")
+    return records
+
+
+def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per run of every metrics file, with the derived paper columns tv_r1 and ta_r1."""
+    rows = [record for path in paths for record in read_metrics(path)]
     frame = pd.DataFrame(rows)
+    if "notes" in frame:
+        frame["notes"] = frame["notes"].map(lambda notes: "; ".join(notes) if isinstance(notes, list) else notes)
     for short, other in (("tv_r1", "image"), ("ta_r1", "audio")):
         columns = [f"r1_text_{other}", f"r1_{other}_text"]
         if all(c in frame for c in columns):
@@ -58,13 +82,31 @@ def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sample standard deviation over seeds of every numeric metric, rows in first-seen order."""
+    """Mean and sample standard deviation over seeds of every numeric metric, rows in first-seen order,
+    with the number of seeds, of converged and of collapsed runs, and the runs' notes."""
     metrics = [c for c in runs.columns if c not in _IDENTITY and pd.api.types.is_numeric_dtype(runs[c])]
     grouped = runs.groupby(["experiment", "method"], sort=False)
     means = grouped[metrics].mean()
     stds = grouped[metrics].std(ddof=1).fillna(0.0).add_suffix("_std")
-    table = pd.concat([grouped.size().rename("n_seeds"), means, stds], axis=1)
-    return table[["n_seeds"] + [c for m in metrics for c in (m, f"{m}_std")]].reset_index()
+    counts = [grouped.size().rename("n_seeds")]
+    for flag in ("converged", "collapsed"):
+        if flag in runs:
+            counts.append(grouped[flag].sum().astype(int).rename(f"n_{flag}"))
+    if "notes" in runs:
+        counts.append(grouped["notes"].agg(lambda n: "; ".join(sorted({x for x in n.dropna() if x}))).rename("notes"))
+    table = pd.concat([*counts, means, stds], axis=1)
+    leading = [c.name for c in counts]
+    return table[leading + [c for m in metrics for c in (m, f"{m}_std")]].reset_index()
+
+
+def flagged_label(row: pd.Series) -> str:
+    """The method's label with the table's marks for unconverged and collapsed runs."""
+    label = method_label(row["method"])
+    if "n_converged" in row and row["n_converged"] < row["n_seeds"]:
+        label += NOT_CONVERGED
+    if "n_collapsed" in row and row["n_collapsed"] > 0:
+        label += COLLAPSED
+    return label
 
 
 def _cell(mean: float, std: float, digits: int, bold: bool = False, latex: bool = False) -> str:
@@ -90,7 +132,7 @@ def _best(frame: pd.DataFrame, column: str, lower: bool) -> set[int]:
 
 
 def paper_layout_markdown(table: pd.DataFrame) -> str:
-    """The headline table as Markdown, one block per experiment, best value in bold."""
+    """The headline table as Markdown, one block per experiment, best value in bold, flagged runs marked."""
     lines = []
     for experiment, block in table.groupby("experiment", sort=False):
         block = block.reset_index(drop=True)
@@ -100,9 +142,11 @@ def paper_layout_markdown(table: pd.DataFrame) -> str:
         best = {key: _best(block, key, lower) for key, _, lower in columns}
         for i, row in block.iterrows():
             cells = [_cell(row[key], row[f"{key}_std"], _digits(key), i in best[key]) for key, _, _ in columns]
-            lines.append(f"| {method_label(row['method'])} | {row['n_seeds']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {flagged_label(row)} | {row['n_seeds']} | " + " | ".join(cells) + " |")
         lines.append("")
-    return "\n".join(lines)
+    lines.append(FLAG_NOTES)
+    lines += [f"Note ({row.experiment}, {row.method}): {row.notes}" for row in table.itertuples() if getattr(row, "notes", "")]
+    return "\n".join(lines) + "\n"
 
 
 def paper_layout_latex(table: pd.DataFrame) -> str:
@@ -126,7 +170,7 @@ def paper_layout_latex(table: pd.DataFrame) -> str:
                 _cell(row[key], row[f"{key}_std"], _digits(key), i in best[key], latex=True) for key, _, _ in columns
             ]
             name = experiment.replace("_", "\\_")
-            lines.append(" & ".join([method_label(row["method"]), name] + cells) + " \\\\")
+            lines.append(" & ".join([flagged_label(row), name] + cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", ""]
     return "\n".join(lines)
 
@@ -181,10 +225,40 @@ def ablation(table: pd.DataFrame) -> pd.DataFrame:
     """CLIP (LT) vs each of ours' terms alone vs both, per experiment."""
     keep = table[table["method"].isin(ABLATION_METHODS)].copy()
     keep["order"] = keep["method"].map({m: i for i, m in enumerate(ABLATION_METHODS)})
-    columns = ["experiment", "method", "n_seeds"] + [
-        c for key, _, _ in PAPER_COLUMNS if key in keep for c in (key, f"{key}_std")
-    ]
+    leading = [c for c in ("experiment", "method", "n_seeds", "n_converged", "n_collapsed") if c in keep]
+    columns = leading + [c for key, _, _ in PAPER_COLUMNS if key in keep for c in (key, f"{key}_std")]
     return keep.sort_values(["experiment", "order"], kind="stable")[columns].reset_index(drop=True)
+
+
+def dose_response(table: pd.DataFrame, strengths: Mapping[float, str]) -> pd.DataFrame:
+    """The aggregated rows of the dose-response methods, one per strength, in strength order."""
+    rows = table.set_index("method")
+    frame = pd.DataFrame(
+        [{"strength": float(strength), "method": method, **rows.loc[method].to_dict()} for strength, method in strengths.items()]
+    )
+    return frame.sort_values("strength", kind="stable").reset_index(drop=True)
+
+
+def dose_response_markdown(frame: pd.DataFrame) -> str:
+    columns = [c for c in PAPER_COLUMNS if c[0] in frame]
+    lines = [
+        f"### {frame['experiment'].iloc[0]}: gap terms scaled by λ",
+        "",
+        "| λ | method | seeds | " + " | ".join(label for _, label, _ in columns) + " |",
+        "|---|---|---|" + "---|" * len(columns),
+    ]
+    for _, row in frame.iterrows():
+        cells = [_cell(row[key], row[f"{key}_std"], _digits(key)) for key, _, _ in columns]
+        lines.append(f"| {row['strength']:g} | {flagged_label(row)} | {row['n_seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + ["", FLAG_NOTES]) + "\n"
+
+
+def write_dose_response(metric_paths: Iterable[str | Path], strengths: Mapping[float, str], csv_path, md_path) -> pd.DataFrame:
+    """Write the dose-response table (csv and Markdown) from the metrics of its methods."""
+    frame = dose_response(aggregate(load_runs(metric_paths)), strengths)
+    write_text(csv_path, frame.to_csv(index=False))
+    write_text(md_path, dose_response_markdown(frame))
+    return frame
 
 
 def write_tables(
@@ -192,8 +266,10 @@ def write_tables(
     outputs: Mapping[str, str | Path],
     references: Mapping[str, str | None],
 ) -> pd.DataFrame:
-    """Write main.{csv,md,tex}, paper_comparison.{csv,md} and ablation.{csv,md}; returns the main table."""
-    table = aggregate(load_runs(metric_paths))
+    """Write runs.csv, main.{csv,md,tex}, paper_comparison.{csv,md} and ablation.{csv,md}; returns the main table."""
+    runs = load_runs(metric_paths)
+    write_text(outputs["runs_csv"], runs.to_csv(index=False))
+    table = aggregate(runs)
     write_text(outputs["main_csv"], table.to_csv(index=False))
     write_text(outputs["main_md"], paper_layout_markdown(table))
     write_text(outputs["main_tex"], paper_layout_latex(table))

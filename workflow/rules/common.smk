@@ -1,7 +1,10 @@
 # Configuration and path helpers shared by every stage.
 
+import atexit
 import os
+import re
 import sys
+import time
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -18,12 +21,12 @@ ANALYSIS_ENV = "../../envs/analysis.yaml"
 from modgap.config import (
     POSTHOC_METHOD,
     ConfigError,
+    dose_response_methods,
     evaluated_methods,
-    evaluated_runs,
     experiment_by_name,
     load_config,
     resolve_run,
-    runs,
+    trained_methods,
 )
 from modgap.data.sources import remote_files
 from modgap.runtime import local_gpu_count
@@ -35,10 +38,15 @@ except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
 
+def one_of(names):
+    """A wildcard constraint matching exactly one of ``names``."""
+    return "|".join(re.escape(name) for name in names)
+
+
 wildcard_constraints:
-    dataset="|".join(study["datasets"]),
-    experiment="|".join(e["name"] for e in study["experiments"]),
-    method="|".join(study["methods"]),
+    dataset=one_of(study["datasets"]),
+    experiment=one_of(e["name"] for e in study["experiments"]),
+    method=one_of(study["methods"]),
     seed=r"\d+",
 
 
@@ -82,6 +90,11 @@ def run_path(kind, filename):
     return f"results/{kind}/{{experiment}}/{{method}}/seed{{seed}}/{filename}"
 
 
+def seed_paths(pattern):
+    """``pattern`` for every seed of the study, the other wildcards left in."""
+    return expand(pattern, seed=study["seeds"], allow_missing=True)
+
+
 LOCAL_GPUS = local_gpu_count()
 
 
@@ -101,20 +114,49 @@ LATENT_METHODS = ("clip_lt", "ours", "alignclip")
 
 
 def code(*modules):
-    """Package files a rule's output depends on: editing one re-runs exactly the rules that use it."""
-    return [str(SOURCE / module) for module in modules]
+    """Package files a rule's output depends on: editing one re-runs exactly the rules that use it.
+
+    Paths are relative to the working directory, so a project moved or copied elsewhere
+    keeps its cached results.
+    """
+    return [os.path.relpath(SOURCE / module) for module in modules]
 
 
 def embeddings_path(experiment, method, seed):
     return f"results/embeddings/{experiment}/{method}/seed{seed}.npz"
 
 
-def runs_of(experiment):
-    return [run for run in runs(study) if run[0] == experiment]
+def train_log_path(experiment, method, seed):
+    return f"results/models/{experiment}/{method}/seed{seed}/train_log.csv"
+
+
+def trained_source(method):
+    """The trained method whose runs an evaluated method reads (posthoc: the shifted method)."""
+    return POSTHOC_SOURCE if method == POSTHOC_METHOD else method
+
+
+def method_runs(experiment, method):
+    """Embedding dumps and training logs of every seed of an evaluated method."""
+    source = trained_source(method)
+    return {
+        "embeddings": [embeddings_path(experiment, source, seed) for seed in study["seeds"]],
+        "logs": [train_log_path(experiment, source, seed) for seed in study["seeds"]],
+    }
+
+
+def metrics_path(experiment, method):
+    return f"results/metrics/{experiment}/{method}.json"
 
 
 def metrics_files():
-    return [f"results/metrics/{e}/{m}/seed{s}.json" for e, m, s in evaluated_runs(study)]
+    return [metrics_path(e["name"], m) for e in study["experiments"] for m in evaluated_methods(study, e["name"])]
+
+
+DOSE_EXPERIMENT = study["dose_response"]["experiment"]
+
+
+def dose_response_files():
+    return [metrics_path(DOSE_EXPERIMENT, m) for m in dose_response_methods(study)]
 
 
 def figure_methods(experiment, wanted=None):
@@ -123,9 +165,18 @@ def figure_methods(experiment, wanted=None):
     return [m for m in (wanted or available) if m in available]
 
 
+FIGURE_SEED = study["seeds"][0]
+
+
 def figure_embeddings(experiment, wanted=None):
-    """Embedding dumps of the first seed for the figure's methods, in figure_methods order."""
-    return [embeddings_path(experiment, m, study["seeds"][0]) for m in figure_methods(experiment, wanted)]
+    """Embedding dumps of the figure seed for the figure's methods, in figure_methods order."""
+    return [embeddings_path(experiment, trained_source(m), FIGURE_SEED) for m in figure_methods(experiment, wanted)]
+
+
+def figure_shifts(experiment, wanted=None):
+    """The post-hoc shift each figure method's dump gets (None: shown as trained)."""
+    strength = study["evaluate"]["posthoc_strength"]
+    return [strength if m == POSTHOC_METHOD else None for m in figure_methods(experiment, wanted)]
 
 
 def figures_of(experiment):
@@ -143,3 +194,23 @@ def all_targets():
         "results/claims.txt",
         *[path for e in study["experiments"] for path in figures_of(e["name"])],
     ]
+
+
+def dose_response_targets():
+    if DOSE_EXPERIMENT is None:
+        return []
+    return [
+        "results/tables/dose_response.csv",
+        *[f"results/figures/{DOSE_EXPERIMENT}/dose_response.{ext}" for ext in ("pdf", "png")],
+    ]
+
+
+STARTED = time.time()
+
+
+def show_verdict():
+    """After a run that (re)built the claims check, print it as the last thing on the terminal."""
+    path = Path("results/claims.txt")
+    if path.is_file() and path.stat().st_mtime >= STARTED:
+        # atexit: after Snakemake's own closing lines (log location, run time)
+        atexit.register(lambda: print("\n" + path.read_text(), end="", flush=True))

@@ -1,38 +1,24 @@
-# Evaluation stage: per-run metrics, the post-hoc shift row and sweep, tables, claims check.
-
-
-rule posthoc_embeddings:
-    input:
-        source=lambda wildcards: embeddings_path(wildcards.experiment, POSTHOC_SOURCE, wildcards.seed),
-        code=code("metrics.py", "evaluate.py"),
-    output:
-        "results/embeddings/{experiment}/posthoc/seed{seed}.npz",
-    params:
-        strength=study["evaluate"]["posthoc_strength"],
-    log:
-        "results/logs/posthoc/{experiment}/seed{seed}.log",
-    conda:
-        ANALYSIS_ENV
-    script:
-        "../scripts/posthoc_embeddings.py"
+# Evaluation stage: metrics of every seed of a method, the post-hoc sweep, tables, the claims check,
+# and the trained dose-response.
 
 
 rule metrics:
     input:
-        embeddings="results/embeddings/{experiment}/{method}/seed{seed}.npz",
-        data=lambda wildcards: prepared(experiment_dataset(wildcards.experiment)),
+        unpack(lambda wildcards: method_runs(wildcards.experiment, wildcards.method)),
         code=code("metrics.py", "evaluate.py"),
     output:
-        "results/metrics/{experiment}/{method}/seed{seed}.json",
+        "results/metrics/{experiment}/{method}.json",
     params:
+        seeds=study["seeds"],
         retrieval=lambda wildcards: experiment_by_name(study, wildcards.experiment)["retrieval"],
         options=study["evaluate"],
+        shift=lambda wildcards: study["evaluate"]["posthoc_strength"] if wildcards.method == POSTHOC_METHOD else None,
     wildcard_constraints:
-        method="|".join([*study["methods"], POSTHOC_METHOD]),
+        method=one_of([*study["methods"], POSTHOC_METHOD]),
     log:
-        "results/logs/metrics/{experiment}/{method}/seed{seed}.log",
+        "results/logs/metrics/{experiment}/{method}.log",
     benchmark:
-        "results/benchmarks/metrics/{experiment}/{method}/seed{seed}.tsv"
+        "results/benchmarks/metrics/{experiment}/{method}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -45,10 +31,7 @@ rule metrics:
 
 rule gap_sweep:
     input:
-        embeddings=lambda wildcards: [
-            embeddings_path(wildcards.experiment, POSTHOC_SOURCE, seed) for seed in study["seeds"]
-        ],
-        data=lambda wildcards: prepared(experiment_dataset(wildcards.experiment)),
+        embeddings=lambda wildcards: method_runs(wildcards.experiment, POSTHOC_METHOD)["embeddings"],
         code=code("metrics.py", "evaluate.py"),
     output:
         "results/sweeps/{experiment}.csv",
@@ -76,6 +59,7 @@ rule tables:
         metrics=metrics_files(),
         code=code("tables.py", "reference/paper_table.csv"),
     output:
+        runs_csv="results/tables/runs.csv",
         main_csv=report(
             "results/tables/main.csv",
             caption="../report/main_table.rst",
@@ -110,12 +94,12 @@ rule tables:
 
 rule claims:
     input:
-        table=rules.tables.output.main_csv,
-        code=code("claims.py"),
+        runs=rules.tables.output.runs_csv,
+        code=code("claims.py", "stats.py"),
     output:
         report("results/claims.txt", caption="../report/claims.rst", category="Claims"),
     params:
-        thresholds=study["claims"],
+        claims=study["claims"],
         modality_counts={e["name"]: len(e["modalities"]) for e in study["experiments"]},
     log:
         "results/logs/claims.log",
@@ -123,3 +107,31 @@ rule claims:
         ANALYSIS_ENV
     script:
         "../scripts/claims.py"
+
+
+rule dose_response_table:
+    input:
+        metrics=dose_response_files(),
+        code=code("tables.py"),
+    output:
+        csv=report(
+            "results/tables/dose_response.csv",
+            caption="../report/dose_response_table.rst",
+            category="Tables",
+            labels={"table": "dose-response"},
+        ),
+        md="results/tables/dose_response.md",
+    params:
+        strengths=study["dose_response"]["methods"],
+    log:
+        "results/logs/dose_response_table.log",
+    conda:
+        ANALYSIS_ENV
+    script:
+        "../scripts/dose_response_table.py"
+
+
+rule dose_response:
+    """The trained dose-response: its table and figure (snakemake --cores all dose_response)."""
+    input:
+        dose_response_targets(),

@@ -14,6 +14,8 @@ rule figure_gap_sweep:
             subcategory="{experiment}",
             labels={"figure": "gap sweep", "experiment": "{experiment}"},
         ),
+    params:
+        source=lambda wildcards: POSTHOC_SOURCE,
     log:
         "results/logs/figures/{experiment}/gap_sweep.log",
     conda:
@@ -29,6 +31,8 @@ rule figure_latent:
         code=code("figures/latent.py", "figures/style.py"),
     params:
         methods=lambda wildcards: figure_methods(wildcards.experiment, LATENT_METHODS),
+        shifts=lambda wildcards: figure_shifts(wildcards.experiment, LATENT_METHODS),
+        seed=FIGURE_SEED,
     output:
         pdf="results/figures/{experiment}/latent_{dimensions}d.pdf",
         png=report(
@@ -54,6 +58,8 @@ rule figure_cosine:
         code=code("figures/cosine.py", "figures/style.py"),
     params:
         methods=lambda wildcards: figure_methods(wildcards.experiment),
+        shifts=lambda wildcards: figure_shifts(wildcards.experiment),
+        seed=FIGURE_SEED,
     output:
         pdf="results/figures/{experiment}/cosine_histograms.pdf",
         png=report(
@@ -74,8 +80,9 @@ rule figure_cosine:
 rule figure_training_curves:
     input:
         logs=lambda wildcards: [
-            f"results/models/{wildcards.experiment}/{m}/seed{s}/train_log.csv"
-            for _, m, s in runs_of(wildcards.experiment)
+            train_log_path(wildcards.experiment, m, s)
+            for m in experiment_by_name(study, wildcards.experiment)["methods"]
+            for s in study["seeds"]
         ],
         code=code("figures/curves.py", "figures/style.py"),
     output:
@@ -88,10 +95,36 @@ rule figure_training_curves:
             labels={"figure": "training curves", "experiment": "{experiment}"},
         ),
     params:
-        runs=lambda wildcards: [(m, s) for _, m, s in runs_of(wildcards.experiment)],
+        runs=lambda wildcards: [
+            (m, s) for m in experiment_by_name(study, wildcards.experiment)["methods"] for s in study["seeds"]
+        ],
     log:
         "results/logs/figures/{experiment}/training_curves.log",
     conda:
         ANALYSIS_ENV
     script:
         "../scripts/figure_training_curves.py"
+
+
+rule figure_dose_response:
+    input:
+        table=rules.dose_response_table.output.csv,
+        sweep="results/sweeps/{experiment}.csv",
+        code=code("figures/dose_response.py", "figures/style.py"),
+    output:
+        pdf="results/figures/{experiment}/dose_response.pdf",
+        png=report(
+            "results/figures/{experiment}/dose_response.png",
+            caption="../report/dose_response.rst",
+            category="Figures",
+            subcategory="{experiment}",
+            labels={"figure": "dose-response", "experiment": "{experiment}"},
+        ),
+    params:
+        source=lambda wildcards: POSTHOC_SOURCE,
+    log:
+        "results/logs/figures/{experiment}/dose_response.log",
+    conda:
+        ANALYSIS_ENV
+    script:
+        "../scripts/figure_dose_response.py"

@@ -1,47 +1,28 @@
-# Training stage: one job per (experiment, method, seed), then the test-split embedding dump.
+# Training stage: one job per (experiment, method) trains every seed in turn (the interpreter and torch
+# start once) and writes, per seed, the model, the epoch log and the test-split embedding dump.
 
 
 rule train:
     input:
         data=lambda wildcards: prepared(experiment_dataset(wildcards.experiment)),
-        code=code("train.py", "models.py", "losses.py", "methods.py", "batches.py"),
+        code=code("train.py", "models.py", "losses.py", "methods.py", "batches.py", "embed.py"),
     output:
-        model=run_path("models", "model.pt"),
-        log_csv=run_path("models", "train_log.csv"),
+        models=seed_paths(run_path("models", "model.pt")),
+        logs=seed_paths(run_path("models", "train_log.csv")),
+        embeddings=seed_paths(embeddings_path("{experiment}", "{method}", "{seed}")),
     params:
         run=lambda wildcards: resolve_run(study, wildcards.experiment, wildcards.method),
+        seeds=study["seeds"],
     log:
-        "results/logs/train/{experiment}/{method}/seed{seed}.log",
+        "results/logs/train/{experiment}/{method}.log",
     benchmark:
-        "results/benchmarks/train/{experiment}/{method}/seed{seed}.tsv"
+        "results/benchmarks/train/{experiment}/{method}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=120,
+        runtime=lambda wildcards: 120 * len(study["seeds"]),
         gpu=lambda wildcards: wants_gpu(wildcards.experiment),
     conda:
         TRAIN_ENV
     script:
         "../scripts/train.py"
-
-
-rule embed:
-    input:
-        model=rules.train.output.model,
-        data=lambda wildcards: prepared(experiment_dataset(wildcards.experiment)),
-        code=code("embed.py", "train.py", "models.py", "batches.py"),
-    output:
-        "results/embeddings/{experiment}/{method}/seed{seed}.npz",
-    log:
-        "results/logs/embed/{experiment}/{method}/seed{seed}.log",
-    benchmark:
-        "results/benchmarks/embed/{experiment}/{method}/seed{seed}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
-        gpu=lambda wildcards: wants_gpu(wildcards.experiment),
-    conda:
-        TRAIN_ENV
-    script:
-        "../scripts/embed.py"

@@ -1,8 +1,11 @@
 """Figure 3: cosine histograms of true and random pairs (modgap.figures.cosine)."""
 
+from modgap.evaluate import load_method_dump
 from modgap.figures import cosine
 from modgap.logs import log_to_file
 
 with log_to_file(snakemake.log[0]):
-    cosine.make(dict(zip(snakemake.params.methods, snakemake.input.embeddings)), snakemake.output.pdf,
-                snakemake.output.png)  # fmt: skip
+    params = snakemake.params
+    dumps = {m: load_method_dump(p, s) for m, p, s in zip(params.methods, snakemake.input.embeddings, params.shifts)}
+    cosine.make(dumps, snakemake.output.pdf, snakemake.output.png, experiment=snakemake.wildcards.experiment,
+                seed=params.seed)  # fmt: skip

@@ -2,9 +2,10 @@
 
 from modgap.figures import gap_sweep
 from modgap.logs import log_to_file
+from modgap.tables import method_label
 
 with log_to_file(snakemake.log[0]):
     gap_sweep.make(
         snakemake.input.sweep, snakemake.output.pdf, snakemake.output.png,
-        title=f"{snakemake.wildcards.experiment}: post-hoc shift of CLIP (LT)",
+        title=f"{snakemake.wildcards.experiment}: post-hoc shift of {method_label(snakemake.params.source)}",
     )  # fmt: skip

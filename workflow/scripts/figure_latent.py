@@ -1,14 +1,18 @@
 """Figure 2: latent space projections (modgap.figures.latent)."""
 
 from modgap.data.format import read_manifest
+from modgap.evaluate import load_method_dump
 from modgap.figures import latent
 from modgap.logs import log_to_file
 
 with log_to_file(snakemake.log[0]):
+    params = snakemake.params
     latent.make(
-        dict(zip(snakemake.params.methods, snakemake.input.embeddings)),
+        {m: load_method_dump(p, s) for m, p, s in zip(params.methods, snakemake.input.embeddings, params.shifts)},
         read_manifest(snakemake.input.data)["class_names"],
         snakemake.output.pdf,
         snakemake.output.png,
         dimensions=int(snakemake.wildcards.dimensions),
+        experiment=snakemake.wildcards.experiment,
+        seed=params.seed,
     )

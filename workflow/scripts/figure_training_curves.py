@@ -8,4 +8,5 @@ with log_to_file(snakemake.log[0]):
         [(method, seed, path) for (method, seed), path in zip(snakemake.params.runs, snakemake.input.logs)],
         snakemake.output.pdf,
         snakemake.output.png,
+        experiment=snakemake.wildcards.experiment,
     )

@@ -2,7 +2,6 @@
 
 import pandas as pd
 
-from modgap.data.format import read_manifest
 from modgap.evaluate import gap_sweep, load_embeddings
 from modgap.io import write_text
 from modgap.logs import log_to_file
@@ -13,6 +12,5 @@ with log_to_file(snakemake.log[0]):
         snakemake.params.strengths,
         snakemake.params.retrieval,
         snakemake.params.options,
-        n_classes=len(read_manifest(snakemake.input.data)["class_names"]),
     )
     write_text(snakemake.output[0], pd.DataFrame(rows).to_csv(index=False))

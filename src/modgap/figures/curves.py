@@ -13,7 +13,7 @@ PANELS = (("loss", "training loss"), ("temperature", "temperature τ"), ("val_ga
           ("val_r1", "validation R@1 (%)"))  # fmt: skip
 
 
-def plot(logs: pd.DataFrame):
+def plot(logs: pd.DataFrame, title: str = ""):
     apply_style()
     figure, axes = plt.subplots(1, len(PANELS), figsize=(PAGE_WIDTH, 1.9))
     colors = method_colors(logs["method"].unique())
@@ -24,12 +24,20 @@ def plot(logs: pd.DataFrame):
     for axis, (_, title) in zip(axes, PANELS):
         axis.set_title(title, fontsize=7)
         axis.set_xlabel("epoch")
-    axes[0].legend(fontsize=5.5)
+    # below the panels, where it can cover no curve
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(5, len(labels)), fontsize=6)
+    if title:
+        figure.suptitle(title, fontsize=8)
     figure.tight_layout()
     return figure
 
 
-def make(log_paths: Sequence[tuple[str, int, str | Path]], pdf_path: str | Path, png_path: str | Path) -> None:
+def make(
+    log_paths: Sequence[tuple[str, int, str | Path]], pdf_path: str | Path, png_path: str | Path, experiment: str
+) -> None:
     """``log_paths``: (method, seed, path of train_log.csv) for every run of one experiment."""
     frames = [pd.read_csv(path).assign(method=method, seed=seed) for method, seed, path in log_paths]
-    save(plot(pd.concat(frames, ignore_index=True)), pdf_path, png_path)
+    seeds = len({seed for _, seed, _ in log_paths})
+    title = f"{experiment}: training curves, mean over {seeds} seed{'s' if seeds > 1 else ''}"
+    save(plot(pd.concat(frames, ignore_index=True), title), pdf_path, png_path)

@@ -12,10 +12,15 @@ from modgap.figures.style import COLUMN_WIDTH, apply_style, plt, save
 SERIES = (("v_measure", "V-Measure"), ("knn_acc", "kNN accuracy"), ("r1", "R@1 (mean over text pairs)"))
 
 
+def summarise(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds of every swept quantity per shift strength, in order of the resulting gap."""
+    return sweep.groupby("strength").agg(["mean", "std"]).sort_values(("gap", "mean"))
+
+
 def plot(sweep: pd.DataFrame, title: str):
     apply_style()
     figure, axis = plt.subplots(figsize=(COLUMN_WIDTH, 2.4))
-    summary = sweep.groupby("strength").agg(["mean", "std"]).sort_values(("gap", "mean"))
+    summary = summarise(sweep)
     for (key, label), marker in zip(SERIES, "osD"):
         if summary[(key, "mean")].isna().all():
             continue
@@ -27,7 +32,7 @@ def plot(sweep: pd.DataFrame, title: str):
         axis.axvline(original, color="gray", linestyle=":", linewidth=1)
         axis.annotate("trained", (original, axis.get_ylim()[0]), fontsize=6, color="gray", ha="left", va="bottom")
     axis.set_xlabel("modality gap (centroid distance)")
-    axis.set_ylabel("%")
+    axis.set_ylabel("V-Measure, kNN accuracy, R@1 (%)")
     axis.set_title(title, fontsize=8)
     axis.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3)
     return figure

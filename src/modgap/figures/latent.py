@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import seaborn as sns
 
-from modgap.evaluate import load_embeddings, modality_embeddings
+from modgap.evaluate import modality_embeddings
 from modgap.figures.style import MODALITY_MARKERS, PAGE_WIDTH, apply_style, method_label, plt, save
 from modgap.metrics import gap_metrics
 
@@ -24,7 +24,9 @@ def project(embeddings: Mapping[str, np.ndarray], dimensions: int) -> dict[str, 
     return {m: projected[bounds[i] : bounds[i + 1]] for i, m in enumerate(embeddings)}
 
 
-def plot(dumps: Sequence[tuple[str, Mapping[str, np.ndarray]]], class_names: Sequence[str], dimensions: int = 2):
+def plot(
+    dumps: Sequence[tuple[str, Mapping[str, np.ndarray]]], class_names: Sequence[str], dimensions: int = 2, title: str = ""
+):
     apply_style()
     columns = len(dumps)
     figure = plt.figure(figsize=(min(PAGE_WIDTH, 2.3 * columns), 2.6 if dimensions == 2 else 2.8))
@@ -59,15 +61,23 @@ def plot(dumps: Sequence[tuple[str, Mapping[str, np.ndarray]]], class_names: Seq
     ]
     figure.legend(handles=modality_handles + class_handles, loc="lower center", ncol=min(13, 3 + len(class_handles)),
                   fontsize=5.5, bbox_to_anchor=(0.5, -0.08))  # fmt: skip
+    if title:
+        figure.suptitle(title, fontsize=8, y=1.02)
     return figure
 
 
 def make(
-    embeddings: Mapping[str, str | Path],
+    dumps: Mapping[str, Mapping[str, np.ndarray]],
     class_names: Sequence[str],
     pdf_path: str | Path,
     png_path: str | Path,
-    dimensions: int = 2,
+    dimensions: int,
+    experiment: str,
+    seed: int,
 ) -> None:
-    dumps = [(method, load_embeddings(path)) for method, path in embeddings.items()]
-    save(plot(dumps, class_names, dimensions), pdf_path, png_path)
+    """``dumps``: method -> embedding dump (modgap.evaluate.load_method_dump)."""
+    title = (
+        f"{experiment}: test embeddings of all modalities, joint PCA to {dimensions}-D "
+        f"(fitted per method on every modality together), seed {seed}"
+    )
+    save(plot(list(dumps.items()), class_names, dimensions, title), pdf_path, png_path)
