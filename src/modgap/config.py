@@ -169,27 +169,26 @@ def _canonical(method: Mapping) -> str:
     return json.dumps({**{k: v for k, v in method.items() if k != "description"}, "loss": loss}, sort_keys=True)
 
 
-def _add_dose_response_methods(config: dict) -> None:
-    """Define the dose-response methods (config['dose_response']['methods']: strength -> method name).
+def dose_response_plan(config: dict) -> dict[float, tuple[str, dict]]:
+    """strength -> (method name, definition) of the dose-response (empty without one).
 
     Strength s scales the weights of the configured terms of the method; where the result
-    equals an existing method (s = 1: the method itself; s = 0 with every gap term gone: CLIP), that
-    method's runs are reused.
+    equals an existing method (s = 1: the method itself; s = 0 with every gap term gone: CLIP),
+    that method's name (and runs) are used, otherwise ``<method>_x<s>``.
     """
     dose = config["dose_response"]
-    dose["methods"] = {}
     if dose["experiment"] is None:
-        return
+        return {}
     base = config["methods"][dose["method"]]
+    plan = {}
     for strength in dose["strengths"]:
         scaled = copy.deepcopy(base)
         for term in dose["terms"]:
             scaled["loss"][term]["weight"] = base["loss"][term].get("weight", 1.0) * strength
         scaled["description"] = f"{dose['method']} with {', '.join(dose['terms'])} weights x {strength:g}"
         existing = [name for name, method in config["methods"].items() if _canonical(method) == _canonical(scaled)]
-        name = existing[0] if existing else f"{dose['method']}_x{strength:g}"
-        config["methods"].setdefault(name, scaled)
-        dose["methods"][strength] = name
+        plan[float(strength)] = (existing[0] if existing else f"{dose['method']}_x{strength:g}", scaled)
+    return plan
 
 
 def load_config(config: Mapping | str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict:
@@ -211,7 +210,8 @@ def load_config(config: Mapping | str | Path, schema_path: str | Path = SCHEMA_P
         problems = _reference_problems(resolved, schema)
     if problems:
         raise ConfigError(problems, source)
-    _add_dose_response_methods(resolved)
+    for name, definition in dose_response_plan(resolved).values():
+        resolved["methods"].setdefault(name, definition)
     return resolved
 
 
@@ -239,18 +239,18 @@ def resolve_run(config: dict, experiment_name: str, method_name: str) -> dict:
     }
 
 
-def dose_response_methods(config: dict, experiment_name: str | None = None) -> list[str]:
-    """The dose-response methods in strength order (for ``experiment_name``: [] unless it is the
+def dose_response_methods(config: dict, experiment_name: str | None = None) -> dict[float, str]:
+    """strength -> method of the dose-response (for ``experiment_name``: empty unless it is the
     dose-response experiment)."""
-    dose = config["dose_response"]
-    if dose["experiment"] is None or experiment_name not in (None, dose["experiment"]):
-        return []
-    return list(dict.fromkeys(dose["methods"].values()))
+    if experiment_name not in (None, config["dose_response"]["experiment"]):
+        return {}
+    return {strength: name for strength, (name, _) in dose_response_plan(config).items()}
 
 
 def trained_methods(config: dict, experiment_name: str) -> list[str]:
     """Methods an experiment may train: its own and, for the dose-response experiment, those of the sweep."""
-    return list(dict.fromkeys(experiment_by_name(config, experiment_name)["methods"] + dose_response_methods(config, experiment_name)))
+    own = experiment_by_name(config, experiment_name)["methods"]
+    return list(dict.fromkeys([*own, *dose_response_methods(config, experiment_name).values()]))
 
 
 def runs(config: dict) -> list[tuple[str, str, int]]:

@@ -20,11 +20,23 @@ log = logging.getLogger(__name__)
 GPU_LOCK_DIR = Path(tempfile.gettempdir()) / "modgap-gpu-locks"
 
 
-def configure_threads(threads: int) -> None:
-    """Use exactly the CPU threads Snakemake granted the job (results then match between runs)."""
-    import torch
+_THREAD_LIMITS = []  # threadpoolctl limiters, kept alive for the life of the process
 
-    torch.set_num_threads(max(1, int(threads)))
+
+def configure_threads(threads: int) -> None:
+    """Use exactly the CPU threads Snakemake granted the job, in torch and in every BLAS and OpenMP
+    pool (numpy's OpenBLAS would otherwise start a thread per core, whose spinning slows the other
+    jobs on the machine), so results match between runs and parallel jobs do not compete."""
+    import importlib.util
+
+    from threadpoolctl import threadpool_limits
+
+    threads = max(1, int(threads))
+    _THREAD_LIMITS.append(threadpool_limits(limits=threads))
+    if importlib.util.find_spec("torch") is not None:  # absent from the analysis environment
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def select_device(requested: str):

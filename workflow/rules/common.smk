@@ -156,7 +156,7 @@ DOSE_EXPERIMENT = study["dose_response"]["experiment"]
 
 
 def dose_response_files():
-    return [metrics_path(DOSE_EXPERIMENT, m) for m in dose_response_methods(study)]
+    return [metrics_path(DOSE_EXPERIMENT, m) for m in dict.fromkeys(dose_response_methods(study).values())]
 
 
 def figure_methods(experiment, wanted=None):

@@ -122,7 +122,7 @@ rule dose_response_table:
         ),
         md="results/tables/dose_response.md",
     params:
-        strengths=study["dose_response"]["methods"],
+        strengths=dose_response_methods(study),
     log:
         "results/logs/dose_response_table.log",
     conda:

@@ -5,8 +5,10 @@ import pandas as pd
 from modgap.evaluate import gap_sweep, load_embeddings
 from modgap.io import write_text
 from modgap.logs import log_to_file
+from modgap.runtime import configure_threads
 
 with log_to_file(snakemake.log[0]):
+    configure_threads(snakemake.threads)
     rows = gap_sweep(
         [(seed, load_embeddings(path)) for seed, path in zip(snakemake.params.seeds, snakemake.input.embeddings)],
         snakemake.params.strengths,

@@ -2,8 +2,10 @@
 
 from modgap.evaluate import evaluate_method
 from modgap.logs import log_to_file
+from modgap.runtime import configure_threads
 
 with log_to_file(snakemake.log[0]):
+    configure_threads(snakemake.threads)
     evaluate_method(
         list(zip(snakemake.params.seeds, snakemake.input.embeddings, snakemake.input.logs)),
         snakemake.output[0],
