@@ -31,12 +31,13 @@ def config_dict(default_config_dict) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
-    """A 120-sample embedded data set (84 train / 12 val / 24 test)."""
+    """A 120-sample embedded data set (84 train / 12 val / 24 test), one caption per item."""
     from modgap.config import load_config
     from modgap.data import prepare_dataset
 
     config = load_config(REPO / "config.yaml")["datasets"]["embedded"]
     config["n_samples"] = 120
+    config["captions_per_item"] = 1
     path = tmp_path_factory.mktemp("tiny") / "embedded"
     prepare_dataset("embedded", config, path)
     return path
@@ -47,9 +48,9 @@ def tiny_run(default_config_dict):
     """A function giving the resolved run of a method on a small model, quick to train on tiny_data."""
     from modgap.config import load_config, resolve_run
 
-    def make(method: str = "ours", experiment: str = "embedded_image_audio_text", **train) -> dict:
+    def make(method: str = "ours", experiment: str = "embedded_image_audio_text", model=None, **train) -> dict:
         config = copy.deepcopy(default_config_dict)
-        config["model"] = {"width": 16, "depth": 1, "heads": 2, "embed_dim": 8}
+        config["model"] = {"width": 16, "depth": 1, "heads": 2, "embed_dim": 8, **(model or {})}
         config["train"] = {"epochs": 3, "batch_size": 32, "checkpoint_every": 1, "progress": "never", **train}
         return resolve_run(load_config(config), experiment, method)
 

@@ -50,6 +50,7 @@ def cifar_config(repo):
         {
             **load_config(repo / "config.yaml"),
             "datasets": {"cifar10": {"source": "cifar10"}},
+            "dose_response": {"experiment": None},
             "experiments": [{"name": "c", "dataset": "cifar10", "modalities": ["image", "text"]}],
         }
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modgap.config import ConfigError, deep_merge, format_key, load_config, resolve_run, runs
+from modgap.config import ConfigError, deep_merge, dose_response_methods, format_key, load_config, resolve_run, runs
 
 
 def problems_of(config: dict) -> list[str]:
@@ -15,7 +15,7 @@ def problems_of(config: dict) -> list[str]:
 
 def test_default_config_is_valid_and_gets_defaults(config_dict):
     config = load_config(config_dict)
-    assert config["seeds"] == [0, 1, 2]
+    assert config["seeds"] == [0, 1, 2, 3, 4]
     assert config["train"]["optimizer"] == "adam"  # filled from the schema
     embedded = config["datasets"]["embedded"]
     assert embedded["audio"]["sample_rate"] == 8000
@@ -23,8 +23,11 @@ def test_default_config_is_valid_and_gets_defaults(config_dict):
     assert set(embedded["speech"]["test_voices"]).isdisjoint(embedded["speech"]["train_voices"])
     assert config["methods"]["clip_lt"]["encoder"] == "separate"
     assert config["methods"]["alignclip"]["encoder"] == "shared"
-    # experiments without a method list run every method
-    assert config["experiments"][0]["methods"] == list(config["methods"])
+    # experiments without a method list run every method; the dose-response adds its own, outside them
+    assert config["experiments"][0]["methods"] == list(config_dict["methods"])
+    assert dose_response_methods(config) == {0.0: "clip_lt", 0.1: "ours_x0.1", 0.3: "ours_x0.3", 1.0: "ours", 3.0: "ours_x3"}
+    assert config["methods"]["ours_x0.3"]["loss"]["atp"]["weight"] == pytest.approx(0.3)
+    assert load_config(config) == config  # a resolved configuration is a valid configuration
 
 
 def test_load_config_does_not_modify_its_input(config_dict):
@@ -77,15 +80,31 @@ def test_schema_errors_name_the_key(config_dict, mutate, expected):
         ),
         (
             lambda c: c["methods"]["ours"]["loss"].update(focal={"weight": 1}),
-            "config key 'methods.ours.loss.focal: unknown loss term",
+            "config key 'methods.ours.loss.focal': unknown loss term (known: atp, cu, imsep, infonce) (in experiments[0])",
         ),
         (
             lambda c: c["methods"]["ours"]["loss"]["cu"].update(temperature=3),
-            "methods.ours.loss.cu.temperature: unknown option (accepted: weight, t)",
+            "config key 'methods.ours.loss.cu.temperature': unknown option (accepted: weight, t)",
         ),
         (
             lambda c: c["methods"]["ours"]["loss"]["atp"].update(anchor="audio"),
-            "methods.ours.loss.atp.anchor: modality 'audio' is not among the experiment's modalities (image, text)",
+            "config key 'methods.ours.loss.atp.anchor': modality 'audio' is not among the experiment's modalities (image, text)",
+        ),
+        (
+            lambda c: c["methods"]["alignclip"]["loss"]["imsep"].update(similarity="caption"),
+            "config key 'methods.alignclip.loss.imsep.similarity': must be 'sentence' or 'label', got 'caption'",
+        ),
+        (
+            lambda c: c.update(claims={"methods": ["ours", "theirs"]}),
+            "config key 'claims.methods[1]': unknown method 'theirs'",
+        ),
+        (
+            lambda c: c.update(dose_response={"experiment": "elsewhere"}),
+            "config key 'dose_response.experiment': unknown experiment 'elsewhere'",
+        ),
+        (
+            lambda c: c.update(dose_response={"experiment": "embedded_image_text", "method": "clip_lt"}),
+            "config key 'dose_response.terms': method 'clip_lt' has no loss term atp, cu",
         ),
         (
             lambda c: c["experiments"][0].update(train={"epochs": 0}),
@@ -126,7 +145,7 @@ def test_runs_enumerates_experiment_method_seed(config_dict):
     config_dict["experiments"][1]["methods"] = ["ours"]
     config = load_config(config_dict)
     listed = runs(config)
-    assert len(listed) == 6 * 2 + 1 * 2
+    assert len(listed) == len(config_dict["methods"]) * 2 + 1 * 2
     assert ("embedded_image_audio_text", "ours", 5) in listed
 
 

@@ -97,25 +97,29 @@ def test_arrays_have_the_documented_shapes_and_types(prepared_twice, embedded_co
     assert arrays["image"].shape == (n, 1, 28, 28) and arrays["image"].dtype == np.uint8
     assert arrays["audio"].shape == (n, 40, frames) and arrays["audio"].dtype == np.float32
     assert arrays["audio_waveform"].shape == (n, 8000) and arrays["audio_waveform"].dtype == np.int16
-    assert arrays["text_tokens"].shape == (n, 1, 16) and arrays["text_tokens"].dtype == np.int32
-    assert arrays["text_embedding"].shape == (n, 1, 384)
-    np.testing.assert_allclose(np.linalg.norm(arrays["text_embedding"][:, 0], axis=1), 1.0, atol=1e-5)
-    assert (arrays["text_count"] == 1).all()
+    k = embedded_config["captions_per_item"]
+    assert arrays["text_tokens"].shape == (n, k, 16) and arrays["text_tokens"].dtype == np.int32
+    assert arrays["text_embedding"].shape == (n, k, 384)
+    np.testing.assert_allclose(np.linalg.norm(arrays["text_embedding"], axis=2), 1.0, atol=1e-5)
+    assert (arrays["text_count"] == k).all()
     assert arrays["labels"].dtype == np.int64
 
 
-def test_captions_name_the_digit(prepared_twice):
+def test_captions_name_the_digit_with_distinct_templates(prepared_twice, embedded_config):
     arrays = load_split(prepared_twice[0], "val", with_captions=True)
-    for label, (caption,) in zip(arrays["labels"], arrays["captions"]):
-        assert DIGIT_WORDS[label] in caption or str(label) in caption
-    assert len({c for (c,) in arrays["captions"]}) > 10  # templates vary
+    for label, captions in zip(arrays["labels"], arrays["captions"]):
+        assert all(DIGIT_WORDS[label] in caption or str(label) in caption for caption in captions)
+        assert len(set(captions)) == len(captions) == embedded_config["captions_per_item"]
+    firsts = [captions[0] for captions in arrays["captions"]]
+    assert len(set(firsts)) > 10  # the first caption (used for evaluation) varies between items
 
 
 def test_same_caption_same_tokens(prepared_twice):
     arrays = load_split(prepared_twice[0], "train", with_captions=True)
     by_caption = {}
-    for (caption,), tokens in zip(arrays["captions"], arrays["text_tokens"][:, 0]):
-        assert np.array_equal(by_caption.setdefault(caption, tokens), tokens)
+    for captions, item_tokens in zip(arrays["captions"], arrays["text_tokens"]):
+        for caption, tokens in zip(captions, item_tokens):
+            assert np.array_equal(by_caption.setdefault(caption, tokens), tokens)
     assert arrays["text_tokens"][:, 0, 0].tolist() == [101] * len(arrays["labels"])  # [CLS]
 
 

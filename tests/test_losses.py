@@ -122,13 +122,23 @@ def brute_force_imsep(z, s, scale, text="text"):
 def test_imsep_matches_brute_force(modalities):
     z = random_embeddings(modalities, n=6)
     sentences = random_embeddings(("s",), n=6, d=8, seed=3)["s"]
-    s = sentences @ sentences.T
-    value = float(intra_modality_separation(LossInputs(z, torch.tensor(5.0, dtype=torch.float64), s)))
-    assert value == pytest.approx(brute_force_imsep(z, s, 5.0), rel=1e-10)
+    scale = torch.tensor(5.0, dtype=torch.float64)
+    value = float(intra_modality_separation(LossInputs(z, scale, sentences=sentences)))
+    assert value == pytest.approx(brute_force_imsep(z, sentences @ sentences.T, 5.0), rel=1e-10)
+
+
+def test_imsep_label_reading_uses_same_class_similarities():
+    z = random_embeddings(("image", "text"), n=6)
+    labels = torch.tensor([0, 1, 0, 2, -1, -1])
+    same = torch.tensor([[float(a == b and a >= 0) for b in labels.tolist()] for a in labels.tolist()], dtype=torch.float64)
+    assert same[0, 2] == 1 and same[4, 5] == 0 and same[4, 4] == 0  # unlabelled items are like no other
+    value = float(intra_modality_separation(LossInputs(z, torch.tensor(5.0, dtype=torch.float64), labels=labels),
+                                            similarity="label"))  # fmt: skip
+    assert value == pytest.approx(brute_force_imsep(z, same, 5.0), rel=1e-10)
 
 
 def test_imsep_needs_caption_similarities():
-    with pytest.raises(ValueError, match="sentence-embedding similarities"):
+    with pytest.raises(ValueError, match="needs the sentence embeddings"):
         intra_modality_separation(LossInputs(random_embeddings(("image", "text")), torch.tensor(1.0)))
 
 

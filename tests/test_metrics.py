@@ -173,9 +173,10 @@ def test_intra_modality_cosine_is_the_mean_off_diagonal_cosine():
 
 def test_compute_metrics_gives_flat_percent_keys():
     z, labels = clustered(offset=0.5, n=100)
-    result = compute_metrics({**z, "labels": labels}, "class", OPTIONS, n_classes=4)
+    result = compute_metrics({**z, "labels": labels}, "class", OPTIONS)
     for key in ("gap", "gap_image_text", "cos_true_pairs", "r1_text_image", "r1_image_text", "r1_text_audio",
-                "v_measure", "knn_acc", "linear_probe_acc", "kmeans_k", "intra_cos_audio"):  # fmt: skip
+                "v_measure", "knn_acc", "linear_probe_acc", "kmeans_k", "intra_cos_audio", "r1_mean", "r1_chance"):  # fmt: skip
         assert key in result, key
     assert result["kmeans_k"] == 4 and 0 <= result["v_measure"] <= 100 and 0 <= result["knn_acc"] <= 100
-    assert compute_metrics({**z, "labels": labels}, "class", {**OPTIONS, "kmeans_k": 10}, 4)["kmeans_k"] == 10
+    assert result["r1_chance"] == pytest.approx(25.0) and result["notes"] == []
+    assert compute_metrics({**z, "labels": labels}, "class", {**OPTIONS, "kmeans_k": 10})["kmeans_k"] == 10

@@ -63,6 +63,7 @@ def coco_config(repo):
         {
             **load_config(repo / "config.yaml"),
             "datasets": {"coco": {"source": "mscoco", "image_size": 16, "test_images": 4, "val_images": 2}},
+            "dose_response": {"experiment": None},
             "experiments": [{"name": "c", "dataset": "coco", "modalities": ["image", "text"], "retrieval": "instance"}],
         }
     )

@@ -1,62 +1,88 @@
-"""Tables (aggregation, paper layout, paper comparison, ablation) and the claims check."""
+"""Tables (aggregation, flags, paper layout, paper comparison, dose-response), seed-paired statistics and
+the claims check, the paper's own table included."""
 
 from __future__ import annotations
 
 import json
+import math
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
-from modgap.claims import check_claims, format_verdicts
+from modgap.claims import FAILS, HOLDS, INCONCLUSIVE, check_claims, format_verdicts
 from modgap.cli import main as cli
+from modgap.stats import paired_difference, paired_ratio, t_interval
 from modgap.tables import (
     aggregate,
+    dose_response,
     load_runs,
     paper_comparison,
     paper_layout_latex,
     paper_layout_markdown,
+    paper_reference,
     write_tables,
 )
 
-THRESHOLDS = {"baseline": "clip_lt", "method": "ours", "retrieval_tolerance": 5.0, "group_gain": 2.0, "gap_ratio": 0.5}
+CLAIMS = {"baseline": "clip_lt", "methods": ["ours"], "confidence": 0.95, "retrieval_tolerance": 5.0,
+          "group_margin": 0.5}  # fmt: skip
 
 
-def run(method, seed, gap, r1, v, knn, experiment="e"):
+def run(method, seed, gap, r1, v, knn, experiment="e", converged=True, collapsed=False):
     return {"experiment": experiment, "method": method, "seed": seed, "retrieval": "class", "gap": gap,
-            "r1_text_image": r1, "r1_image_text": r1 + 2, "v_measure": v, "knn_acc": knn, "cos_true_pairs": 0.5}  # fmt: skip
+            "r1_text_image": r1, "r1_image_text": r1 + 2, "v_measure": v, "knn_acc": knn, "cos_true_pairs": 0.5,
+            "converged": converged, "collapsed": collapsed, "notes": []}  # fmt: skip
 
 
 @pytest.fixture()
 def metric_files(tmp_path):
-    runs = [
-        run("clip_lt", 0, 0.6, 80.0, 50.0, 80.0), run("clip_lt", 1, 0.8, 82.0, 54.0, 82.0),
-        run("ours", 0, 0.1, 81.0, 60.0, 85.0), run("ours", 1, 0.2, 83.0, 62.0, 86.0),
-    ]  # fmt: skip
+    by_method = {
+        "clip_lt": [run("clip_lt", 0, 0.6, 80.0, 50.0, 80.0), run("clip_lt", 1, 0.8, 82.0, 54.0, 82.0)],
+        "ours": [run("ours", 0, 0.1, 81.0, 60.0, 85.0), run("ours", 1, 0.2, 83.0, 62.0, 86.0, converged=False)],
+    }
     paths = []
-    for entry in runs:
-        path = tmp_path / f"{entry['method']}_{entry['seed']}.json"
-        path.write_text(json.dumps(entry))
+    for method, records in by_method.items():
+        path = tmp_path / f"{method}.json"
+        path.write_text(json.dumps(records))
         paths.append(path)
     return paths
 
 
-def test_aggregate_gives_mean_and_sample_std(metric_files):
+def test_aggregate_gives_mean_sample_std_and_flag_counts(metric_files):
     table = aggregate(load_runs(metric_files))
     assert table["method"].tolist() == ["clip_lt", "ours"] and table["n_seeds"].tolist() == [2, 2]
     ours = table.set_index("method").loc["ours"]
     assert ours["gap"] == pytest.approx(0.15) and ours["gap_std"] == pytest.approx(0.0707107, rel=1e-5)
     assert ours["tv_r1"] == pytest.approx((81 + 83 + 83 + 85) / 4)  # both directions, both seeds
-    assert "seed" not in table and "seed_std" not in table
+    assert ours["n_converged"] == 1 and ours["n_collapsed"] == 0
+    assert "seed" not in table and "seed_std" not in table and "converged_std" not in table
 
 
-def test_paper_layout_bolds_the_best_value(metric_files):
+def test_paper_layout_bolds_the_best_value_and_marks_unconverged_runs(metric_files):
     table = aggregate(load_runs(metric_files))
     markdown = paper_layout_markdown(table)
     assert "**0.150 ± 0.071**" in markdown  # lowest gap
     assert "**61.0 ± 1.4**" in markdown  # highest V-Measure
     assert "| CLIP (LT) | 2 | 0.700 ± 0.141 |" in markdown
+    assert "| Ours† | 2 |" in markdown and "† some runs did not converge" in markdown
     latex = paper_layout_latex(table)
     assert "\\toprule" in latex and "\\textbf{0.150 $\\pm$ 0.071}" in latex and "Gap $\\downarrow$" in latex
+
+
+def test_collapsed_runs_are_marked(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps([run("alignclip", 0, 0.01, 10.0, 5.0, 20.0, collapsed=True)]))
+    table = aggregate(load_runs([path]))
+    assert table["n_collapsed"].tolist() == [1]
+    assert "| AlignCLIP‡ | 1 |" in paper_layout_markdown(table)
+
+
+def test_corrupt_metrics_file_names_itself(tmp_path):
+    path = tmp_path / "ours.json"
+    path.write_text('[{"experiment": "e", "method"')
+    with pytest.raises(ValueError, match=f"{path}: not valid JSON .*re-run snakemake"):
+        load_runs([path])
 
 
 def test_paper_comparison_matches_reference_rows(metric_files):
@@ -68,24 +94,106 @@ def test_paper_comparison_matches_reference_rows(metric_files):
     assert paper_comparison(table, {"e": None}).empty
 
 
-def test_claims_verdicts(metric_files):
-    table = aggregate(load_runs(metric_files))
-    verdicts = check_claims(table, THRESHOLDS, {"e": 2})
-    assert [v.holds for v in verdicts] == [True, True, True]
-    assert "gap 0.150 ± 0.071 vs 0.700 ± 0.141 (ratio 0.21)" in verdicts[2].evidence
-    strict = check_claims(table, {**THRESHOLDS, "group_gain": 15.0, "retrieval_tolerance": 0.5}, {"e": 2})
-    assert [v.holds for v in strict] == [False, False, True]
-    assert "2 of 3" not in format_verdicts(verdicts, THRESHOLDS) and "3 of 3 checks hold." in format_verdicts(
-        verdicts, THRESHOLDS)  # fmt: skip
+def test_dose_response_rows_follow_the_strengths(metric_files):
+    frame = dose_response(aggregate(load_runs(metric_files)), {1.0: "ours", 0.0: "clip_lt"})
+    assert frame["strength"].tolist() == [0.0, 1.0] and frame["method"].tolist() == ["clip_lt", "ours"]
+    assert frame["gap"].tolist() == pytest.approx([0.7, 0.15])
 
 
-def test_claims_command_prints_the_verdicts(tmp_path, metric_files, repo, capsys):
+# -- seed-paired statistics ---------------------------------------------------------------------------
+
+
+def test_t_interval_matches_scipy():
+    values = [1.0, 3.0, 2.0, 6.0, 4.0]
+    interval = t_interval(values, 0.95)
+    low, high = scipy_stats.t.interval(0.95, 4, loc=np.mean(values), scale=scipy_stats.sem(values))
+    assert (interval.estimate, interval.low, interval.high, interval.n) == pytest.approx((3.2, low, high, 5))
+    assert interval.half_width() == pytest.approx(2.776445 * np.std(values, ddof=1) / math.sqrt(5), rel=1e-5)
+
+
+def test_paired_difference_and_ratio_pair_by_position():
+    difference = paired_difference([3.0, 5.0, 4.0], [1.0, 2.0, 3.0])
+    assert difference.estimate == pytest.approx(2.0) and difference.n == 3
+    ratio = paired_ratio([1.0, 4.0], [2.0, 2.0])  # per-seed ratios 0.5 and 2: geometric mean 1
+    assert ratio.estimate == pytest.approx(1.0)
+    assert math.log(ratio.high) == pytest.approx(-math.log(ratio.low))  # symmetric on the log scale
+
+
+def test_one_seed_gives_a_point_value():
+    interval = t_interval([2.5])
+    assert interval.is_point and interval.low == interval.high == 2.5
+
+
+# -- claims -------------------------------------------------------------------------------------------
+
+
+def paired_runs(deltas, base=None):
+    """Runs of clip_lt and ours for seeds 0..n-1 with the given per-seed differences of ours."""
+    base = base or {"gap": 0.5, "tv_r1": 90.0, "v_measure": 70.0, "knn_acc": 80.0}
+    rows = []
+    for seed in range(len(deltas["gap"])):
+        jitter = 0.01 * seed  # baselines vary between seeds; the pairing removes it
+        rows.append({"experiment": "e", "method": "clip_lt", "seed": seed, **{k: v + jitter for k, v in base.items()}})
+        rows.append({"experiment": "e", "method": "ours", "seed": seed,
+                     **{k: base[k] + jitter + deltas[k][seed] for k in base}})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def states(runs, **overrides):
+    return [v.state for v in check_claims(runs, {**CLAIMS, **overrides}, {"e": 2})]
+
+
+def test_clear_effects_give_decisive_verdicts():
+    runs = paired_runs({"gap": [-0.4, -0.41, -0.39], "tv_r1": [0.5, -0.5, 0.0], "v_measure": [3.0, 3.2, 2.8],
+                        "knn_acc": [1.0, 1.2, 0.8]})  # fmt: skip
+    assert states(runs) == [HOLDS, HOLDS, HOLDS]
+    worse = paired_runs({"gap": [0.2, 0.21, 0.19], "tv_r1": [-10.0, -11.0, -9.0], "v_measure": [0.1, -0.1, 0.0],
+                         "knn_acc": [1.0, 1.2, 0.8]})  # fmt: skip
+    assert states(worse) == [FAILS, FAILS, FAILS]  # R@1 drops 10, a V-Measure gain of 0.5 is ruled out, gap grows
+
+
+def test_noisy_effects_are_inconclusive():
+    runs = paired_runs({"gap": [-0.4, 0.3, -0.1], "tv_r1": [6.0, -4.0, 1.0], "v_measure": [5.0, -4.0, 2.0],
+                        "knn_acc": [1.0, 1.2, 0.8]})  # fmt: skip
+    assert states(runs) == [INCONCLUSIVE, INCONCLUSIVE, INCONCLUSIVE]
+
+
+def test_flags_and_evidence_are_reported(tmp_path):
+    runs = paired_runs({"gap": [-0.4, -0.41, -0.39], "tv_r1": [0.5, -0.5, 0.0], "v_measure": [3.0, 3.2, 2.8],
+                        "knn_acc": [1.0, 1.2, 0.8]})  # fmt: skip
+    runs["converged"] = [True, True, True, False, True, True]
+    verdicts = check_claims(runs, CLAIMS, {"e": 3})
+    assert verdicts[0].flags == ["1 of 3 ours runs did not converge"]
+    text = format_verdicts(verdicts, CLAIMS)
+    assert "! 1 of 3 ours runs did not converge" in text and "3 hold, 0 fail, 0 inconclusive" in text
+    assert "ΔV-Measure +3.0 [" in text and "(3 modalities)" in text
+
+
+def test_the_papers_own_table_passes_its_claims():
+    """The thresholds are ones the paper's reported numbers (one value per cell) meet on every data set."""
+    paper = paper_reference().rename(columns={"knn": "knn_acc", "dataset": "experiment"}).assign(seed=0)
+    verdicts = check_claims(paper, CLAIMS, dict(zip(paper["experiment"], paper["modalities"])))
+    assert {v.experiment for v in verdicts} == {"cifar10", "mscoco", "avmnist"}
+    assert [v.state for v in verdicts] == [HOLDS] * 9, format_verdicts(verdicts, CLAIMS)
+    assert "point value, one seed" in verdicts[0].evidence
+
+
+def test_claims_command_prints_the_verdicts_and_checks_the_configuration(tmp_path, metric_files, repo, capsys):
     outputs = {key: tmp_path / name for key, name in (
-        ("main_csv", "main.csv"), ("main_md", "main.md"), ("main_tex", "main.tex"),
+        ("runs_csv", "runs.csv"), ("main_csv", "main.csv"), ("main_md", "main.md"), ("main_tex", "main.tex"),
         ("comparison_csv", "c.csv"), ("comparison_md", "c.md"), ("ablation_csv", "a.csv"), ("ablation_md", "a.md"))}  # fmt: skip
     write_tables(metric_files, outputs, {"e": None})
     assert pd.read_csv(outputs["ablation_csv"])["method"].tolist() == ["clip_lt", "ours"]
-    assert cli(["claims", "--table", str(outputs["main_csv"]), "--default-config", str(repo / "config.yaml")]) == 0
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        "seeds: [0, 1]\nexperiments: [{name: e, dataset: embedded, modalities: [image, text], methods: [clip_lt, ours]}]\n"
+        "evaluate: {posthoc_source: null}\nclaims: {methods: [ours]}\ndose_response: {experiment: null}\n"
+    )
+    arguments = ["claims", "--runs", str(outputs["runs_csv"]), "--default-config", str(repo / "config.yaml")]
+    assert cli([*arguments, "--configfile", str(study)]) == 0
     printed = capsys.readouterr().out
-    assert "[HOLDS] 3. the loss closes the gap" in printed
-    assert cli(["claims", "--table", str(tmp_path / "missing.csv")]) == 2
+    assert "e: ours vs clip_lt" in printed and "3. the loss closes the gap (2 modalities)" in printed
+    assert cli(arguments) == 1  # config.yaml alone plans other experiments, methods and seeds
+    warning = capsys.readouterr().err
+    assert "does not hold the study of config.yaml alone" in warning and "runs missing from the results" in warning
+    assert cli(["claims", "--runs", str(tmp_path / "missing.csv")]) == 2

@@ -15,13 +15,17 @@ import pytest
 import torch
 
 from modgap.data.format import load_split
+from modgap.io import CorruptIntermediateError
 from modgap.embed import dump_embeddings
-from modgap.train import NonFiniteLossError, Trainer, train_run, warmup_cosine
+from modgap.train import NonFiniteLossError, Trainer, train_run, train_seeds, warmup_cosine
+
+MLP_TOWERS = {"trunk": "mlp", "towers": {"image": {"kind": "patch", "patch_size": 28},
+              "audio": {"kind": "frames", "frames_per_token": 24, "pool_frames": 4}, "text": {"kind": "tokens"}}}  # fmt: skip
 
 
 def read_log(path):
     with open(path) as handle:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+        return list(csv.DictReader(handle))
 
 
 def state(path):
@@ -111,7 +115,7 @@ def test_alignclip_shares_one_trunk_and_head(tmp_path, tiny_data, tiny_run):
     assert len({id(separate.trunks[m]) for m in ("image", "audio", "text")}) == 3
 
     data = Trainer(tiny_run("alignclip"), tiny_data, tmp_path, seed=0).train_data
-    inputs, _ = data.batch(torch.arange(8))
+    inputs = data.batch(torch.arange(8)).inputs
     trunk_parameters = list(shared.trunk.parameters()) + list(shared.head.parameters())
     for modality in ("image", "audio", "text"):
         shared.zero_grad()
@@ -163,3 +167,80 @@ def test_embedding_dump_keeps_every_caption_of_multi_caption_items(tmp_path, tin
     assert dumped["text_caption_item"].tolist() == np.repeat(np.arange(len(counts)), counts).tolist()
     first_of_each = np.searchsorted(dumped["text_caption_item"], np.arange(len(counts)))
     np.testing.assert_allclose(dumped["text_captions"][first_of_each], dumped["text"], atol=1e-6)
+
+
+def test_one_seed_gives_every_method_the_same_start(tmp_path, tiny_data, tiny_run):
+    """Seed pairing: the same initial weights wherever two methods' architectures agree, the same batches."""
+    clip = Trainer(tiny_run("clip_lt"), tiny_data, tmp_path, seed=3).model.state_dict()
+    ours = Trainer(tiny_run("ours"), tiny_data, tmp_path, seed=3).model.state_dict()
+    shared = Trainer(tiny_run("sharedclip"), tiny_data, tmp_path, seed=3).model.state_dict()
+    other_seed = dict(Trainer(tiny_run("clip_lt"), tiny_data, tmp_path, seed=4).model.named_parameters())
+    assert clip.keys() == ours.keys() and all(torch.equal(clip[k], ours[k]) for k in clip)
+    stems = [k for k in clip if k.startswith("stems.")]
+    assert stems and all(torch.equal(clip[k], shared[k]) for k in stems)
+    learned = [k for k in stems if k in other_seed and other_seed[k].numel() > 1 and other_seed[k].std() > 0]
+    assert learned and not any(torch.equal(clip[k], other_seed[k]) for k in learned)
+
+
+def test_resampled_partners_stay_within_the_class(tiny_data, tiny_run, tmp_path):
+    data = Trainer(tiny_run("clip_lt", resample_pairs=True), tiny_data, tmp_path, seed=0).train_data
+    partners = data.partner_choice(torch.Generator().manual_seed(0))
+    assert list(partners) == ["audio"]  # image is the item's own; text draws captions
+    chosen = partners["audio"].numpy()
+    assert (data.labels[chosen] == data.labels).all() and (chosen != np.arange(data.size)).mean() > 0.5
+    assert sorted(chosen.tolist()) == list(range(data.size))  # a permutation: every recording used once
+
+
+@pytest.mark.parametrize("model", [None, MLP_TOWERS], ids=["transformer", "mlp"])
+def test_train_seeds_writes_every_seed_and_resumes_finished_ones(tmp_path, tiny_data, tiny_run, model, caplog):
+    run = tiny_run("ours", epochs=2, model=model)
+    paths = {kind: [tmp_path / f"seed{s}" / name for s in (0, 1)]
+             for kind, name in (("models", "model.pt"), ("logs", "log.csv"), ("dumps", "test.npz"))}  # fmt: skip
+    train_seeds(run, tiny_data, [0, 1], paths["models"], paths["logs"], paths["dumps"])
+    assert all(p.is_file() for ps in paths.values() for p in ps)
+    assert not any((tmp_path / f"seed{s}" / "checkpoint.pt").exists() for s in (0, 1))
+    first = paths["dumps"][0].read_bytes()
+    assert set(np.load(paths["dumps"][0]).files) == {"image", "audio", "text", "labels", "ids"}
+
+    # as if killed during seed 1: seed 0 is finished, its checkpoint kept, its outputs gone
+    train_run(run, tiny_data, paths["models"][0], paths["logs"][0], 0, paths["dumps"][0], keep_checkpoint=True)
+    for kind in paths:
+        paths[kind][0].unlink()
+    with caplog.at_level("INFO", logger="modgap.train"):
+        train_seeds(run, tiny_data, [0, 1], paths["models"], paths["logs"], paths["dumps"])
+    assert "at epoch 2" in caplog.text  # seed 0 resumed after its last epoch: nothing retrained
+    assert paths["dumps"][0].read_bytes() == first
+
+
+def test_truncated_checkpoint_names_itself(tmp_path, tiny_data, tiny_run):
+    trainer = Trainer(tiny_run("ours", epochs=2), tiny_data, tmp_path, seed=0)
+    trainer.save_checkpoint()
+    data = trainer.checkpoint_path.read_bytes()
+    trainer.checkpoint_path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptIntermediateError, match=r"checkpoint.pt: unreadable checkpoint .*delete it"):
+        Trainer(tiny_run("ours", epochs=2), tiny_data, tmp_path, seed=0).try_resume()
+
+
+@pytest.mark.parametrize("model", [None, MLP_TOWERS], ids=["transformer", "mlp"])
+def test_gpu_code_paths_run_on_the_cpu(tmp_path, tiny_data, tiny_run, model):
+    """bf16 autocast and torch.compile, the options meant for GPUs, give finite losses and the same shapes."""
+    plain = train_run(tiny_run("ours", epochs=1, model=model), tiny_data, tmp_path / "a" / "m.pt",
+                      tmp_path / "a" / "l.csv", 0, tmp_path / "a" / "e.npz")  # fmt: skip
+    amp = train_run(tiny_run("ours", epochs=1, model=model, amp=True), tiny_data, tmp_path / "b" / "m.pt",
+                    tmp_path / "b" / "l.csv", 0, tmp_path / "b" / "e.npz")  # fmt: skip
+    assert np.isfinite(amp[0]["loss"]) and np.isfinite(amp[0]["val_loss"])
+    assert amp[0]["loss"] == pytest.approx(plain[0]["loss"], rel=0.1)  # bf16 rounding, same computation
+    a, b = np.load(tmp_path / "a" / "e.npz"), np.load(tmp_path / "b" / "e.npz")
+    assert all(a[m].shape == b[m].shape and b[m].dtype == np.float32 for m in ("image", "audio", "text"))
+
+
+def test_torch_compile_gives_the_eager_losses(tmp_path, tiny_data, tiny_run):
+    pytest.importorskip("torch._inductor")
+    eager = Trainer(tiny_run("clip_lt", epochs=1, model=MLP_TOWERS), tiny_data, tmp_path / "a", seed=0)
+    compiled = Trainer(tiny_run("clip_lt", epochs=1, model=MLP_TOWERS, compile=True), tiny_data, tmp_path / "b", seed=0)
+    batch = eager.train_data.batch(torch.arange(16))
+    with torch.no_grad():
+        expected = eager.forward(batch.inputs)
+        got = compiled.forward(batch.inputs)
+    for modality in expected:
+        torch.testing.assert_close(got[modality], expected[modality], atol=1e-4, rtol=1e-4)

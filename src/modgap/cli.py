@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from modgap.config import ConfigError, deep_merge, load_config
+from modgap.config import ConfigError, deep_merge, evaluated_methods, load_config
 
 
 def _load(configfiles: list[Path]) -> dict:
@@ -20,23 +20,51 @@ def _load(configfiles: list[Path]) -> dict:
     return load_config(merged)
 
 
-def claims(arguments: argparse.Namespace) -> int:
-    from modgap.claims import claims_report
+def mismatch(runs, config: dict) -> list[str]:
+    """How the runs on disk differ from the configuration's study (empty when they match)."""
+    expected = {
+        (e["name"], m, s) for e in config["experiments"] for m in evaluated_methods(config, e["name"]) for s in config["seeds"]
+    }
+    found = set(zip(runs["experiment"], runs["method"], runs["seed"].astype(int)))
+    problems = []
+    for label, runs_ in (("missing from the results", expected - found), ("not in the configuration", found - expected)):
+        if runs_:
+            listed = ", ".join(f"{e}/{m}/seed{s}" for e, m, s in sorted(runs_)[:5])
+            more = f" and {len(runs_) - 5} more" if len(runs_) > 5 else ""
+            problems.append(f"{len(runs_)} runs {label}: {listed}{more}")
+    return problems
 
-    if not arguments.table.is_file():
-        print(f"{arguments.table}: not found; run the study first (snakemake --cores all)", file=sys.stderr)
+
+def claims(arguments: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from modgap.claims import check_claims, format_verdicts
+
+    if not arguments.runs.is_file():
+        print(f"{arguments.runs}: not found; run the study first (snakemake --cores all)", file=sys.stderr)
         return 2
     config = _load([arguments.default_config, *arguments.configfile])
+    runs = pd.read_csv(arguments.runs)
+    problems = mismatch(runs, config)
+    if problems:
+        given = " ".join(f"--configfile {p}" for p in arguments.configfile) or "config.yaml alone"
+        print(
+            f"warning: {arguments.runs} does not hold the study of {given}:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + "\nrun snakemake with the same configuration first, or pass the --configfile it was run with",
+            file=sys.stderr,
+        )
+        return 1
     counts = {e["name"]: len(e["modalities"]) for e in config["experiments"]}
-    print(claims_report(arguments.table, config["claims"], counts), end="")
+    print(format_verdicts(check_claims(runs, config["claims"], counts), config["claims"]), end="")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="modgap", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("claims", help="check the paper's three claims on results/tables/main.csv")
-    check.add_argument("--table", type=Path, default=Path("results/tables/main.csv"))
+    check = commands.add_parser("claims", help="check the paper's three claims on results/tables/runs.csv")
+    check.add_argument("--runs", type=Path, default=Path("results/tables/runs.csv"), help="per-seed results")
     check.add_argument("--configfile", type=Path, action="append", default=[], help="as given to snakemake")
     check.add_argument("--default-config", type=Path, default=Path("config.yaml"), help=argparse.SUPPRESS)
     check.set_defaults(handler=claims)

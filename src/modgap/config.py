@@ -97,6 +97,12 @@ def _reference_problems(config: dict, schema: dict) -> list[str]:
     problems = []
     datasets = config["datasets"]
     methods = config["methods"]
+    for name, dataset in datasets.items():
+        if dataset["source"] == "embedded" and dataset["captions_per_item"] > len(dataset["captions"]):
+            problems.append(
+                f"config key 'datasets.{name}.captions_per_item': {dataset['captions_per_item']} captions per item "
+                f"need as many templates, there are {len(dataset['captions'])}"
+            )
     seen_names = set()
     for index, experiment in enumerate(config["experiments"]):
         key = f"experiments[{index}]"
@@ -129,7 +135,10 @@ def _reference_problems(config: dict, schema: dict) -> list[str]:
                 )
                 continue
             method_problems = loss_option_problems(methods[method_name]["loss"], experiment["modalities"])
-            problems += [f"config key 'methods.{method_name}.loss.{p}' (in {key})" for p in method_problems]
+            problems += [
+                f"config key 'methods.{method_name}.loss.{where}': {message} (in {key})"
+                for where, message in method_problems
+            ]
 
         for section in ("model", "train"):  # experiment-level overrides must still form valid sections
             if section in experiment:
@@ -153,7 +162,10 @@ def _dose_response_problems(config: dict) -> list[str]:
         return []
     names = [e["name"] for e in config["experiments"]]
     if dose["experiment"] not in names:
-        return [f"config key 'dose_response.experiment': unknown experiment '{dose['experiment']}' (defined: {', '.join(names)})"]
+        return [
+            f"config key 'dose_response.experiment': unknown experiment '{dose['experiment']}' "
+            f"(defined: {', '.join(names)}; null runs no dose-response)"
+        ]
     method = config["methods"].get(dose["method"])
     if method is None:
         return [f"config key 'dose_response.method': unknown method '{dose['method']}'"]

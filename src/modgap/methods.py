@@ -28,29 +28,32 @@ _MODALITY_OPTIONS = {
 SCHEDULES = ("constant", "paper_code")
 
 
-def loss_option_problems(loss_config: Mapping[str, Mapping], modalities: Sequence[str]) -> list[str]:
-    """Problems with a method's ``loss`` section for an experiment with these modalities."""
+def loss_option_problems(loss_config: Mapping[str, Mapping], modalities: Sequence[str]) -> list[tuple[str, str]]:
+    """Problems with a method's ``loss`` section for an experiment with these modalities, as
+    (key below ``loss``, message) pairs."""
     problems = []
     for term, options in loss_config.items():
         if term not in LOSS_TERM_OPTIONS:
-            problems.append(f"{term}: unknown loss term (known: {', '.join(sorted(LOSS_TERM_OPTIONS))})")
+            problems.append((term, f"unknown loss term (known: {', '.join(sorted(LOSS_TERM_OPTIONS))})"))
             continue
         accepted = LOSS_TERM_OPTIONS[term]
         for option in options:
             if option != "weight" and option not in accepted:
-                problems.append(f"{term}.{option}: unknown option (accepted: weight, {', '.join(accepted)})")
+                problems.append((f"{term}.{option}", f"unknown option (accepted: weight, {', '.join(accepted)})"))
         if term == "infonce" and options.get("pairs", "all") not in ("all", "anchor"):
-            problems.append(f"infonce.pairs: must be 'all' or 'anchor', got {options['pairs']!r}")
+            problems.append(("infonce.pairs", f"must be 'all' or 'anchor', got {options['pairs']!r}"))
         if term == "imsep" and options.get("similarity", "sentence") not in ("sentence", "label"):
-            problems.append(f"imsep.similarity: must be 'sentence' or 'label', got {options['similarity']!r}")
+            problems.append(("imsep.similarity", f"must be 'sentence' or 'label', got {options['similarity']!r}"))
         for (option_term, option), used in _MODALITY_OPTIONS.items():
             if option_term != term or not used(options):
                 continue
             modality = options.get(option, accepted[option])
             if modality not in modalities:
                 problems.append(
-                    f"{term}.{option}: modality '{modality}' is not among the experiment's "
-                    f"modalities ({', '.join(modalities)})"
+                    (
+                        f"{term}.{option}",
+                        f"modality '{modality}' is not among the experiment's modalities ({', '.join(modalities)})",
+                    )
                 )
     return problems
 

@@ -211,13 +211,18 @@ class Trainer:
                 sums[f"loss_{name}"] = sums.get(f"loss_{name}", 0.0) + float(value.detach())
         row = {"epoch": epoch + 1, "step": (epoch + 1) * self.steps_per_epoch}
         row.update({k: v / self.steps_per_epoch for k, v in sums.items()})
-        row["train_seconds"] = time.perf_counter() - started
+        training_seconds = time.perf_counter() - started
         row.update({f"weight_{k}": w for k, w in self.loss.term_weights(epoch, epochs).items()})
         row["lr"] = self.scheduler.get_last_lr()[0]
         row["temperature"] = self.loss.temperature.tau
         row["val_loss"] = self.validation_loss(epoch)
         val = embed_split(self.model, self.val_data, autocast=self.autocast)
         row.update(validation_metrics(val, self.val_data.labels, self.run["retrieval"]))
+        log.info(
+            "epoch %d/%d loss %.4f val loss %.4f gap %.3f R@1 %.1f (%.2f s training, %.0f samples/s, %.2f s validation)",
+            epoch + 1, epochs, row["loss"], row["val_loss"], row["val_gap"], row["val_r1"], training_seconds,
+            self.steps_per_epoch * batch_size / training_seconds, time.perf_counter() - started - training_seconds,
+        )  # fmt: skip
         return row
 
     @torch.no_grad()
@@ -243,14 +248,8 @@ class Trainer:
 
             bar = tqdm(total=epochs, initial=self.start_epoch, desc=self.run["method_name"], unit="epoch")
         for epoch in range(self.start_epoch, epochs):
-            started = time.perf_counter()
-            row = self.train_epoch(epoch)
-            row["seconds"] = time.perf_counter() - started
+            row = self.train_epoch(epoch)  # timings go to the job log: the epoch log stays byte-identical
             self.log_rows.append(row)
-            log.info(
-                "epoch %d/%d loss %.4f val gap %.3f val R@1 %.1f (%.1fs)",
-                epoch + 1, epochs, row["loss"], row["val_gap"], row["val_r1"], row["seconds"],
-            )  # fmt: skip
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", gap=f"{row['val_gap']:.2f}")

@@ -96,6 +96,7 @@ experiments:
 model: {width: 16, depth: 1, heads: 2, embed_dim: 8}
 train: {epochs: 2, batch_size: 32, progress: never}
 evaluate: {sweep_strengths: [0.0, 1.0], kmeans_n_init: 2}
+dose_response: {experiment: null}
 EOF
 run_snakemake() {
   local directory=$1; shift
@@ -112,7 +113,7 @@ slurm_started=$(date +%s)
 run_snakemake "$work/slurm" --workflow-profile "$repo/profiles/slurm" \
   --slurm-status-command squeue --slurm-no-account --slurm-init-seconds-before-status-checks 5 \
   --default-resources slurm_partition=debug mem_mb=2000 runtime=30 \
-  --set-resources train:gpu=0 embed:gpu=0 \
+  --set-resources train:gpu=0 \
   >"$work/slurm.log" 2>&1 || { tail -40 "$work/slurm.log"; fail "SLURM run"; }
 slurm_seconds=$(( $(date +%s) - slurm_started ))
 
@@ -133,7 +134,7 @@ bad_states=$(squeue -h -t all -o "%T" | grep -vc COMPLETED || true)
 for file in tables/main.csv tables/ablation.csv claims.txt; do
   cmp -s "$work/local/results/$file" "$work/slurm/results/$file" || fail "results/$file differs from the local run"
 done
-for file in "$work"/local/results/metrics/*/*/*.json; do
+for file in "$work"/local/results/metrics/*/*.json; do
   cmp -s "$file" "${file/\/local\//\/slurm\/}" || fail "${file#$work/local/} differs from the local run"
 done
 log "outputs equal the local run's (tables, claims, every metrics file)"
