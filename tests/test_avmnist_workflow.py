@@ -32,6 +32,7 @@ MIRROR_STUDY = {
     ],
     "model": {"width": 32, "depth": 1, "heads": 2, "embed_dim": 32},
     "train": {"epochs": 4, "batch_size": 64, "progress": "never"},
+    "dose_response": {"experiment": None},
 }  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import yaml
 from modgap.data.format import read_manifest, verify_checksums
 
 TINY = {
-    "seeds": [0],
+    "seeds": [0, 1],
     "datasets": {"embedded": {"source": "embedded", "n_samples": 120}},
     "experiments": [
         {"name": "pair", "dataset": "embedded", "modalities": ["image", "text"],
@@ -25,7 +26,9 @@ TINY = {
     "model": {"width": 16, "depth": 1, "heads": 2, "embed_dim": 8},
     "train": {"epochs": 2, "batch_size": 32, "progress": "never"},
     "evaluate": {"sweep_strengths": [0.0, 1.0], "kmeans_n_init": 2},
+    "dose_response": {"experiment": "triple", "strengths": [0.0, 0.5, 1.0]},
 }  # fmt: skip
+VERDICT = re.compile(r"\[\s*(HOLDS|FAILS|INCONCLUSIVE)\s*\]")
 FIGURES = {
     "pair": ["latent_2d", "cosine_histograms", "training_curves", "gap_sweep"],
     "triple": ["latent_2d", "latent_3d", "cosine_histograms", "training_curves", "gap_sweep"],
@@ -72,10 +75,14 @@ def checkout(repo, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def study(checkout, tmp_path_factory) -> Path:
+def study_run(checkout, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("study")
-    snakemake(checkout / "Snakefile", workdir, TINY)
-    return workdir
+    return workdir, snakemake(checkout / "Snakefile", workdir, TINY)
+
+
+@pytest.fixture(scope="module")
+def study(study_run) -> Path:
+    return study_run[0]
 
 
 @pytest.mark.slow
@@ -88,7 +95,9 @@ def test_study_prepares_trains_evaluates_and_plots(study):
         ("pair", "clip_lt"), ("pair", "ours"), ("pair", "alignclip"), ("pair", "posthoc"),
         ("triple", "clip_lt"), ("triple", "ours"), ("triple", "posthoc"),
     ]  # fmt: skip
-    assert (table["n_seeds"] == 1).all()
+    assert (table["n_seeds"] == 2).all() and "n_converged" in table and "n_collapsed" in table
+    runs = pd.read_csv(study / "results" / "tables" / "runs.csv")
+    assert len(runs) == 2 * len(table) and {"converged", "collapsed", "late_change_val_gap"} <= set(runs)
     for column in ("gap", "gap_std", "tv_r1", "v_measure", "knn_acc", "r1_text_audio"):
         assert column in table, column
     gaps = table.set_index(["experiment", "method"])["gap"]
@@ -98,15 +107,23 @@ def test_study_prepares_trains_evaluates_and_plots(study):
     assert set(comparison["method"]) == {"clip_lt", "ours"} and set(comparison["paper_dataset"]) == {"avmnist"}
     assert "\\toprule" in (study / "results" / "tables" / "main.tex").read_text()
     claims = (study / "results" / "claims.txt").read_text()
-    assert claims.count("[HOLDS]") + claims.count("[FAILS]") == 6
+    assert len(VERDICT.findall(claims)) == 6 and "2 paired seeds" in claims
     for experiment, names in FIGURES.items():
         for name in names:
             for suffix in ("pdf", "png"):
                 path = study / "results" / "figures" / experiment / f"{name}.{suffix}"
                 assert path.stat().st_size > 1000, path
-    for stage in ("prepare", "train", "embed", "metrics"):
+    for stage in ("prepare", "train", "metrics"):
         assert any((study / "results" / "logs" / stage).rglob("*.log")), stage
         assert stage == "prepare" or any((study / "results" / "benchmarks" / stage).rglob("*.tsv")), stage
+
+
+@pytest.mark.slow
+def test_the_run_ends_with_the_verdict(study_run):
+    _, result = study_run
+    claims = (study_run[0] / "results" / "claims.txt").read_text()
+    assert result.stdout.rstrip().endswith(claims.rstrip())
+    assert "Elapsed time" in result.stderr  # Snakemake's closing lines came before it
 
 
 @pytest.mark.slow
@@ -114,6 +131,26 @@ def test_finished_study_has_nothing_to_do(checkout, study):
     result = snakemake(checkout / "Snakefile", study, TINY, "-n")
     assert "Nothing to be done" in result.stdout + result.stderr
 
+
+@pytest.mark.slow
+def test_a_copied_project_keeps_its_results(checkout, study, tmp_path):
+    """cp -a of the whole project (workflow and results, in the same relative places) plans nothing."""
+    for folder in (checkout, study):
+        subprocess.run(["cp", "-a", str(folder), str(tmp_path / folder.name)], check=True)
+    result = snakemake(tmp_path / checkout.name / "Snakefile", tmp_path / study.name, TINY, "-n")
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout
+
+
+@pytest.mark.slow
+def test_dose_response_target(checkout, study):
+    result = snakemake(checkout / "Snakefile", study, TINY, "dose_response")
+    assert "rule train" in result.stdout + result.stderr  # only the new strength trains
+    trained = {p.parent.name for p in (study / "results" / "models" / "triple").glob("*/seed0")}
+    assert trained == {"clip_lt", "ours", "ours_x0.5"}
+    table = pd.read_csv(study / "results" / "tables" / "dose_response.csv")
+    assert table["strength"].tolist() == [0.0, 0.5, 1.0] and table["method"].tolist() == ["clip_lt", "ours_x0.5", "ours"]
+    for suffix in ("pdf", "png"):
+        assert (study / "results" / "figures" / "triple" / f"dose_response.{suffix}").stat().st_size > 1000
 
 @pytest.mark.slow
 def test_editing_a_figure_reruns_only_that_figure(checkout, study):

@@ -210,7 +210,7 @@ STARTED = time.time()
 
 def show_verdict():
     """After a run that (re)built the claims check, print it as the last thing on the terminal."""
-    path = Path("results/claims.txt")
+    path = Path("results/claims.txt").resolve()  # Snakemake leaves the working directory before atexit runs
     if path.is_file() and path.stat().st_mtime >= STARTED:
         # atexit: after Snakemake's own closing lines (log location, run time)
         atexit.register(lambda: print("\n" + path.read_text(), end="", flush=True))
