@@ -132,11 +132,13 @@ def test_error_message_lists_every_problem(config_dict):
 
 def test_experiment_overrides_merge_over_globals(config_dict):
     config_dict["experiments"][0]["train"] = {"epochs": 3}
+    config_dict["train"] = {"batch_size": 64}
     config = load_config(config_dict)
     run = resolve_run(config, "embedded_image_text", "ours")
-    assert run["train"]["epochs"] == 3
-    assert run["train"]["batch_size"] == config["train"]["batch_size"]
-    assert resolve_run(config, "embedded_image_audio_text", "ours")["train"]["epochs"] == config["train"]["epochs"]
+    assert run["train"]["epochs"] == 3 and run["train"]["batch_size"] == 64  # experiment over top level
+    assert run["train"]["optimizer"] == "adam"  # schema default under both
+    other = resolve_run(config, "embedded_image_audio_text", "ours")
+    assert other["train"]["epochs"] == 20 and other["model"]["trunk"] == "mlp"  # config.yaml's own overrides
     assert run["modalities"] == ["image", "text"]
 
 
