@@ -98,11 +98,54 @@ def test_ties_count_in_the_querys_favour():
 def test_class_recall_matches_brute_force_with_duplicate_texts():
     z, labels = clustered(n=40, modalities=("image", "text"), seed=3)
     z["text"] = unit(np.eye(8)[labels] + 0.0)  # class names as text: identical rows per class
-    for query, gallery in (("text", "image"), ("image", "text")):
-        ranks = metrics.class_ranks(z[query], z[gallery], labels, labels)
-        correct = [set(np.flatnonzero(labels == labels[i])) for i in range(40)]
-        for k in (1, 5):
-            assert metrics.recall_at(ranks, [k])[k] == pytest.approx(brute_force_recall(z[query], z[gallery], correct, k))
+    text_ranks, image_ranks = metrics.class_ranks(z["text"], labels, z["image"], labels)
+    correct = [set(np.flatnonzero(labels == labels[i])) for i in range(40)]
+    for k in (1, 5):
+        assert metrics.recall_at(text_ranks, [k])[k] == pytest.approx(brute_force_recall(z["text"], z["image"], correct, k))
+        assert metrics.recall_at(image_ranks, [k])[k] == pytest.approx(brute_force_recall(z["image"], z["text"], correct, k))
+
+
+def argsort_ranks(scores, correct):
+    """Brute force: sort each query's row of scores (correct answers first among equals), take the first correct."""
+    ranks = []
+    for i, row in enumerate(scores):
+        is_correct = np.isin(np.arange(len(row)), list(correct[i]))
+        order = np.lexsort((~is_correct, -row))
+        ranks.append(int(np.flatnonzero(is_correct[order])[0]) if is_correct.any() else len(gallery))
+    return np.array(ranks)
+
+
+@pytest.mark.parametrize("level", ["instance", "class"])
+def test_ranks_equal_a_brute_force_argsort_on_data_full_of_ties(level):
+    """Embeddings quantised to a coarse grid, so many scores tie exactly: ranks must still be exact."""
+    rng = np.random.default_rng(5)
+    n = 300
+    labels = rng.integers(4, size=n)
+    images = np.round(rng.normal(size=(n, 4)) * 2) / 2
+    images[::7] = images[1::7][: len(images[::7])]  # duplicate items
+    texts = images + np.round(rng.normal(size=(n, 4))) / 2
+    texts[::5] = texts[0]  # duplicate captions
+    images, texts = (x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-9) for x in (images, texts))
+    images, texts = images.astype(np.float32), texts.astype(np.float32)
+    if level == "instance":
+        text_ranks, image_ranks = metrics.instance_ranks(texts, images)
+        correct = [{i} for i in range(n)]
+    else:
+        text_ranks, image_ranks = metrics.class_ranks(texts, labels, images, labels)
+        correct = [set(np.flatnonzero(labels == labels[i])) for i in range(n)]
+    scores = texts @ images.T  # one product: the same float32 values the ranks compare
+    assert len(np.unique(scores)) < scores.size / 5  # plenty of exact ties
+    np.testing.assert_array_equal(text_ranks, argsort_ranks(scores, correct))
+    np.testing.assert_array_equal(image_ranks, argsort_ranks(scores.T, correct))
+
+
+def test_blas_computes_each_entry_from_its_two_vectors():
+    """paired_ranks reads an item's correct score from a product of other shapes than its competitors'."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(3000, 512)).astype(np.float32), rng.normal(size=(2500, 512)).astype(np.float32)
+    whole = a @ b.T
+    rows, columns = rng.permutation(3000)[:777], rng.permutation(2500)[:1313]
+    np.testing.assert_array_equal(a[rows] @ b[columns].T, whole[np.ix_(rows, columns)])
 
 
 def test_retrieval_metrics_keys_for_three_modalities():

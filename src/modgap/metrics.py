@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 _QUERY_BLOCK = 2048
-TIE_TOLERANCE = 1e-5
 
 
 def gap(z_a: np.ndarray, z_b: np.ndarray) -> float:
@@ -26,62 +25,73 @@ def cos_true_pairs(z_a: np.ndarray, z_b: np.ndarray) -> float:
     return float(np.mean(np.sum(z_a * z_b, axis=1)))
 
 
-def _ranks(queries: np.ndarray, gallery: np.ndarray, best_correct) -> np.ndarray:
-    """For every query, how many gallery items score strictly above its best correct item.
+def _correct_best(texts: np.ndarray, text_keys: np.ndarray, items: np.ndarray, item_keys: np.ndarray) -> np.ndarray:
+    """For every item, the highest score among the texts with its key (-inf if none), each score a
+    product of the same two vectors as in ``paired_ranks``' main pass."""
+    best = np.full(len(items), -np.inf, dtype=np.result_type(texts, items))
+    order = np.argsort(text_keys, kind="stable")
+    item_order = np.argsort(item_keys, kind="stable")
+    sorted_item_keys = item_keys[item_order]
+    for start in range(0, len(order), _QUERY_BLOCK):
+        rows = order[start : start + _QUERY_BLOCK]
+        keys = text_keys[rows]
+        low = np.searchsorted(sorted_item_keys, keys.min(), side="left")
+        high = np.searchsorted(sorted_item_keys, keys.max(), side="right")
+        columns = item_order[low:high]  # the items whose keys lie in this block's (sorted) key range
+        if len(columns) == 0:
+            continue
+        scores = texts[rows] @ items[columns].T
+        scores[keys[:, None] != item_keys[columns][None, :]] = -np.inf
+        np.maximum.at(best, columns, scores.max(axis=0))
+    return best
 
-    ``best_correct(block, similarities)`` gives, for the queries of a block, the
-    highest similarity among their correct gallery items (-inf if none), read from
-    the same matrix, so ties are exact and count in the query's favour.
+
+def paired_ranks(
+    texts: np.ndarray, text_keys: np.ndarray, items: np.ndarray, item_keys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ranks of every text as a query over the items and of every item as a query over the texts, where a
+    (text, item) pair is correct when their keys are equal (instance: the item's index; class: the label).
+
+    A query's rank is the number of wrong answers scoring strictly above its best correct one (ties count
+    in its favour; no correct answer: every gallery entry counts). One blocked pass over the text-item
+    similarities serves both directions: a text's correct score is read from the same matrix product as
+    its competitors; an item's from a product of the same two vectors (a BLAS computes each entry from
+    its two vectors alone; tests check it), so no tolerance is needed.
     """
-    ranks = np.empty(len(queries), dtype=np.int64)
-    for start in range(0, len(queries), _QUERY_BLOCK):
-        block = slice(start, min(start + _QUERY_BLOCK, len(queries)))
-        similarities = queries[block] @ gallery.T
-        ranks[block] = (similarities > best_correct(block, similarities)[:, None]).sum(axis=1)
-    return ranks
+    text_keys, item_keys = np.asarray(text_keys), np.asarray(item_keys)
+    order = np.argsort(item_keys, kind="stable")  # gallery columns grouped by key: per-key maxima by reduceat
+    keys, starts = np.unique(item_keys[order], return_index=True)
+    position = np.searchsorted(keys, text_keys).clip(max=max(len(keys) - 1, 0))
+    present = (keys[position] == text_keys) if len(keys) else np.zeros(len(texts), dtype=bool)
+    gallery = items[order]
+    item_best = _correct_best(texts, text_keys, items, item_keys)[order]
+    text_ranks = np.empty(len(texts), dtype=np.int64)
+    item_ranks = np.zeros(len(items), dtype=np.int64)
+    for start in range(0, len(texts), _QUERY_BLOCK):
+        block = slice(start, min(start + _QUERY_BLOCK, len(texts)))
+        similarities = texts[block] @ gallery.T
+        # one gallery entry per key (instance retrieval): the columns are the keys already
+        per_key = similarities if len(keys) == len(items) else np.maximum.reduceat(similarities, starts, axis=1)
+        best = np.where(present[block], per_key[np.arange(len(per_key)), position[block]], -np.inf)
+        text_ranks[block] = (similarities > best[:, None]).sum(axis=1)
+        item_ranks += (similarities > item_best[None, :]).sum(axis=0)
+    return text_ranks, item_ranks[np.argsort(order)]
 
 
 def instance_ranks(
     texts: np.ndarray, items: np.ndarray, text_item: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Ranks for instance-level retrieval in both directions, from one pass over the similarities.
-
-    ``text_item[t]`` is the item (row of ``items``) caption ``t`` describes (default:
-    its own row). A caption query is answered by its item; an item query by any of
-    its captions, so an image counts as retrieved within k when any of its captions
-    is (COCO protocol). Returns (ranks of the caption queries, ranks of the item queries).
-    Scores within TIE_TOLERANCE of the correct one count as ties, in the query's favour:
-    matrix products and row-wise dot products round differently in the last bits.
-    """
+    """Instance-level ranks both ways: caption ``t`` describes item ``text_item[t]`` (default: its own
+    row); an item counts as retrieved when any of its captions is (COCO protocol)."""
     text_item = np.arange(len(texts)) if text_item is None else np.asarray(text_item)
-    partner = np.einsum("ij,ij->i", texts, items[text_item])
-    best_caption = np.full(len(items), -np.inf, dtype=partner.dtype)
-    np.maximum.at(best_caption, text_item, partner)
-    text_ranks = np.empty(len(texts), dtype=np.int64)
-    item_ranks = np.zeros(len(items), dtype=np.int64)
-    for start in range(0, len(texts), _QUERY_BLOCK):
-        block = slice(start, min(start + _QUERY_BLOCK, len(texts)))
-        similarities = texts[block] @ items.T
-        text_ranks[block] = (similarities > partner[block, None] + TIE_TOLERANCE).sum(axis=1)
-        item_ranks += (similarities > best_caption[None, :] + TIE_TOLERANCE).sum(axis=0)
-    return text_ranks, item_ranks
+    return paired_ranks(texts, text_item, items, np.arange(len(items)))
 
 
-def class_ranks(queries: np.ndarray, gallery: np.ndarray, query_labels: np.ndarray, gallery_labels: np.ndarray) -> np.ndarray:
-    """Ranks for class-level retrieval: any gallery item of the query's class is correct."""
-    query_labels, gallery_labels = np.asarray(query_labels), np.asarray(gallery_labels)
-    order = np.argsort(gallery_labels, kind="stable")
-    classes, starts = np.unique(gallery_labels[order], return_index=True)
-    position = np.searchsorted(classes, query_labels).clip(max=len(classes) - 1)
-    present = classes[position] == query_labels
-    gallery = gallery[order]  # columns grouped by class: per-class maxima by one reduceat
-
-    def best_correct(block, similarities):
-        per_class = np.maximum.reduceat(similarities, starts, axis=1)
-        best = per_class[np.arange(len(per_class)), position[block]]
-        return np.where(present[block], best, -np.inf)
-
-    return _ranks(queries, gallery, best_correct)
+def class_ranks(
+    texts: np.ndarray, text_labels: np.ndarray, items: np.ndarray, item_labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class-level ranks both ways: any gallery entry of the query's class is correct."""
+    return paired_ranks(texts, text_labels, items, item_labels)
 
 
 def recall_at(ranks: np.ndarray, ks: Sequence[int]) -> dict[int, float]:
@@ -158,16 +168,13 @@ def retrieval_metrics(
             else:
                 texts, owners = embeddings[text_modality], None
             text_ranks, item_ranks = instance_ranks(texts, embeddings[other], owners)
-            ranks = {(text_modality, other): text_ranks, (other, text_modality): item_ranks}
         elif level == "class":
             keep = labels >= 0
-            texts, others, kept = embeddings[text_modality][keep], embeddings[other][keep], labels[keep]
-            ranks = {
-                (text_modality, other): class_ranks(texts, others, kept, kept),
-                (other, text_modality): class_ranks(others, texts, kept, kept),
-            }
+            kept = labels[keep]
+            text_ranks, item_ranks = class_ranks(embeddings[text_modality][keep], kept, embeddings[other][keep], kept)
         else:
             raise ValueError(f"retrieval level must be 'instance' or 'class', got {level!r}")
+        ranks = {(text_modality, other): text_ranks, (other, text_modality): item_ranks}
         for (query, target), rank in ranks.items():
             for k, value in recall_at(rank, ks).items():
                 results[f"r{k}_{query}_{target}"] = value
