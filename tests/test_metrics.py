@@ -223,3 +223,23 @@ def test_compute_metrics_gives_flat_percent_keys():
     assert result["kmeans_k"] == 4 and 0 <= result["v_measure"] <= 100 and 0 <= result["knn_acc"] <= 100
     assert result["r1_chance"] == pytest.approx(25.0) and result["notes"] == []
     assert compute_metrics({**z, "labels": labels}, "class", {**OPTIONS, "kmeans_k": 10})["kmeans_k"] == 10
+
+
+def test_sparse_labels_give_nan_with_a_note_not_a_crash(caplog):
+    """As on real COCO files: few test images have a single category, most are labelled -1."""
+    z, _ = clustered(n=40, modalities=("image", "text"))
+    labels = np.full(40, -1)
+    labels[[3, 9, 17]] = [5, 5, 71]  # three labelled items, two classes present
+    with caplog.at_level("WARNING"):
+        result = compute_metrics({**z, "labels": labels}, "instance", {**OPTIONS, "linear_probe": False})
+    assert result["n_classes_present"] == 2 and result["kmeans_k"] == 2
+    assert np.isnan(result["v_measure"]) and np.isnan(result["knn_acc"])
+    assert any("clustering skipped" in note for note in result["notes"]) and "clustering skipped" in caplog.text
+    assert 0 <= result["r1_text_image"] <= 100  # instance retrieval uses every item, labelled or not
+
+
+def test_kmeans_k_is_the_number_of_classes_present():
+    z, labels = clustered(n=80, classes=4)
+    labels = np.where(labels == 3, -1, labels)  # one class has no labelled test item
+    result = compute_metrics({**z, "labels": labels}, "class", {**OPTIONS, "linear_probe": False})
+    assert result["kmeans_k"] == 3 and not np.isnan(result["v_measure"]) and result["notes"] == []

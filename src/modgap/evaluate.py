@@ -107,7 +107,7 @@ def group_metrics(
         results.update(
             metrics.clustering_scores(points, stacked_labels, k, options["kmeans_random_state"], options["kmeans_n_init"])
         )
-    test_size = int(round(options["knn_test_fraction"] * len(points)))
+    test_size = int(np.ceil(options["knn_test_fraction"] * len(points)))  # as train_test_split counts
     train_size = len(points) - test_size
     if present < 2 or test_size < 1 or train_size < options["knn_k"]:
         notes.append(f"kNN skipped: {len(points)} labelled points cannot hold {options['knn_k']} neighbours and a test part")
