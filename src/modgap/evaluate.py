@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 MODALITY_ORDER = ("image", "audio", "text")
 # Fewer labelled test items per cluster than this and clustering scores are not computed.
-MIN_ITEMS_PER_CLUSTER = 2
+MIN_ITEMS_PER_CLUSTER = 5
 
 
 def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
