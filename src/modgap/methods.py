@@ -27,6 +27,10 @@ _MODALITY_OPTIONS = {
 
 SCHEDULES = ("constant", "paper_code")
 
+# Tower kinds: stems feed the trunk (shareable between modalities); backbones replace stem and trunk.
+STEM_KINDS = {"image": "patch", "audio": "frames", "text": "tokens"}
+BACKBONE_KINDS = {"resnet18": "image", "resnet50": "image", "vit_b_16": "image", "minilm": "text"}
+
 
 def loss_option_problems(loss_config: Mapping[str, Mapping], modalities: Sequence[str]) -> list[tuple[str, str]]:
     """Problems with a method's ``loss`` section for an experiment with these modalities, as

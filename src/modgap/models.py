@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from modgap.methods import BACKBONE_KINDS, STEM_KINDS
+
 # Version of the model files written by modgap.train (bumped when the architecture changes).
 MODEL_FORMAT = 2
-STEM_KINDS = {"image": "patch", "audio": "frames", "text": "tokens"}
-BACKBONE_KINDS = {"resnet18": "image", "resnet50": "image", "vit_b_16": "image", "minilm": "text"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

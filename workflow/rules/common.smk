@@ -24,6 +24,7 @@ from modgap.config import (
     dose_response_methods,
     evaluated_methods,
     experiment_by_name,
+    largest_batch,
     load_config,
     resolve_run,
     trained_methods,

@@ -7,5 +7,6 @@ from modgap.runtime import configure_threads
 with log_to_file(snakemake.log[0]):
     configure_threads(snakemake.threads)
     prepare_dataset(
-        snakemake.wildcards.dataset, snakemake.params.dataset, snakemake.output[0], snakemake.input.downloads
-    )
+        snakemake.wildcards.dataset, snakemake.params.dataset, snakemake.output[0], snakemake.input.downloads,
+        batch_size=snakemake.params.batch_size,
+    )  # fmt: skip

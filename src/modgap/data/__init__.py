@@ -25,10 +25,33 @@ def _module(source: str):
     return importlib.import_module(f"modgap.data.{source}")
 
 
-def prepare_dataset(name: str, config: Mapping, output_dir: str | Path, inputs: Sequence[str | Path] = ()) -> dict:
-    """Prepare the data set ``name`` from its (validated) config section and downloaded ``inputs``."""
+def prepare_dataset(
+    name: str,
+    config: Mapping,
+    output_dir: str | Path,
+    inputs: Sequence[str | Path] = (),
+    batch_size: tuple[int, str] | None = None,
+) -> dict:
+    """Prepare the data set ``name`` from its (validated) config section and downloaded ``inputs``.
+
+    ``batch_size``: (largest training batch of the experiments that use the data set, its config
+    key); a training split smaller than it is an error here, before any training job starts.
+    """
     source = config["source"]
     module = _module(source)
     if source == "embedded":
-        return module.prepare_embedded(config, output_dir, name=name)
-    return getattr(module, f"prepare_{source}")(config, list(inputs), output_dir, name=name)
+        manifest = module.prepare_embedded(config, output_dir, name=name)
+    else:
+        manifest = getattr(module, f"prepare_{source}")(config, list(inputs), output_dir, name=name)
+    train_items = manifest["splits"]["train"]["size"]
+    if batch_size is not None and batch_size[0] > train_items:
+        import shutil
+
+        from modgap.data.format import PreparedDataError
+
+        shutil.rmtree(output_dir)
+        raise PreparedDataError(
+            f"config key '{batch_size[1]}': {batch_size[0]} exceeds the {train_items} training items "
+            f"data set '{name}' prepared"
+        )
+    return manifest

