@@ -13,6 +13,7 @@ from scipy import stats as scipy_stats
 
 from modgap.claims import FAILS, HOLDS, INCONCLUSIVE, check_claims, format_verdicts
 from modgap.cli import main as cli
+from modgap.errors import CorruptIntermediateError
 from modgap.stats import paired_difference, paired_ratio, t_interval
 from modgap.tables import (
     aggregate,
@@ -81,7 +82,7 @@ def test_collapsed_runs_are_marked(tmp_path):
 def test_corrupt_metrics_file_names_itself(tmp_path):
     path = tmp_path / "ours.json"
     path.write_text('[{"experiment": "e", "method"')
-    with pytest.raises(ValueError, match=f"{path}: not valid JSON .*re-run snakemake"):
+    with pytest.raises(CorruptIntermediateError, match=f"{path}: unreadable metrics file .*snakemake --cores all --force {path}"):
         load_runs([path])
 
 

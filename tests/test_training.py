@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from modgap.data.format import load_split
-from modgap.io import CorruptIntermediateError
+from modgap.errors import CorruptIntermediateError
 from modgap.embed import dump_embeddings
 from modgap.train import NonFiniteLossError, Trainer, train_run, train_seeds, warmup_cosine
 
@@ -161,6 +161,10 @@ def test_embedding_dump_keeps_every_caption_of_multi_caption_items(tmp_path, tin
     np.save(test / "text_embedding.npy", np.repeat(np.load(test / "text_embedding.npy"), 2, axis=1))
     counts = np.where(np.arange(len(tokens)) % 2 == 0, 2, 1).astype(np.int16)
     np.save(test / "text_count.npy", counts)
+    manifest = json.loads((data / "manifest.json").read_text())
+    for name in ("text_tokens", "text_embedding"):  # record the new shapes, as preparation would
+        manifest["splits"]["test"]["files"][f"{name}.npy"]["shape"] = list(np.load(test / f"{name}.npy").shape)
+    (data / "manifest.json").write_text(json.dumps(manifest))
     train_run(tiny_run("clip_lt", epochs=1), data, tmp_path / "model.pt", tmp_path / "log.csv", seed=0)
     dumped = dump_embeddings(tmp_path / "model.pt", data, tmp_path / "emb.npz", device="cpu")
     assert len(dumped["text_captions"]) == counts.sum()

@@ -18,12 +18,14 @@ from typing import Any
 import jsonschema
 import yaml
 
+from modgap.errors import ExplainedError
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 # The training-free row: a trained method's embeddings with the gap shifted away (SPEC 3.4).
 POSTHOC_METHOD = "posthoc"
 
 
-class ConfigError(ValueError):
+class ConfigError(ExplainedError, ValueError):
     """The configuration is invalid; the message lists every offending key."""
 
     def __init__(self, problems: list[str], source: str | None = None):

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from modgap import metrics
-from modgap.io import CorruptIntermediateError, write_json
+from modgap.errors import corrupt
+from modgap.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,7 @@ def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
     except FileNotFoundError:
         raise
     except Exception as error:  # zipfile, pickle and numpy raise a dozen types on damaged files
-        raise CorruptIntermediateError(
-            f"{path}: unreadable embedding dump ({type(error).__name__}: {error}); delete it and re-run "
-            "snakemake to retrain the run that writes it"
-        ) from None
+        raise corrupt(path, "embedding dump", error) from None
 
 
 def load_method_dump(path: str | Path, shift: float | None = None) -> dict[str, np.ndarray]:
@@ -179,16 +177,10 @@ def read_train_log(path: str | Path) -> pd.DataFrame:
     except FileNotFoundError:
         raise
     except Exception as error:
-        raise CorruptIntermediateError(
-            f"{path}: unreadable training log ({type(error).__name__}: {error}); delete the run's folder and "
-            "re-run snakemake to retrain it"
-        ) from None
+        raise corrupt(path, "training log", error) from None
     missing = {"epoch", "val_loss", "val_gap", "val_r1"} - set(frame.columns)
     if frame.empty or missing:
-        raise CorruptIntermediateError(
-            f"{path}: training log without {', '.join(sorted(missing)) or 'rows'}; delete the run's folder and "
-            "re-run snakemake to retrain it"
-        )
+        raise corrupt(path, "training log", f"no {', '.join(sorted(missing)) or 'rows'}")
     return frame
 
 

@@ -14,10 +14,6 @@ from typing import Any
 import numpy as np
 
 
-class CorruptIntermediateError(RuntimeError):
-    """A file written by an earlier stage is unreadable; the message names it and how to rebuild it."""
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""

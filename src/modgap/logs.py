@@ -8,6 +8,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from modgap.errors import ExplainedError
+
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Libraries that log routine details at INFO (font subsetting of every PDF, model loading).
 _CHATTY = ("fontTools", "matplotlib", "sentence_transformers", "httpx")
@@ -18,6 +20,8 @@ def log_to_file(path: str | Path | None, level: int = logging.INFO) -> Iterator[
     """Send log records, warnings and uncaught tracebacks of the block to ``path`` (stderr if None).
 
     Snakemake jobs log to their rule's log file only, so the terminal shows the workflow's progress.
+    An error that explains itself (modgap.errors.ExplainedError) reaches the terminal as its one-line
+    message, the job exiting with status 1; its traceback stays in the log.
     """
     root = logging.getLogger()
     if path is None:
@@ -36,6 +40,12 @@ def log_to_file(path: str | Path | None, level: int = logging.INFO) -> Iterator[
     logging.captureWarnings(True)
     try:
         yield
+    except ExplainedError as error:
+        logging.getLogger("modgap").exception("failed")
+        if path is None:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
     except BaseException:
         logging.getLogger("modgap").exception("failed")
         raise

@@ -404,7 +404,14 @@ def save_trained(path, payload: Mapping) -> None:
 
 def load_trained(model_path, device: torch.device | str = "cpu") -> tuple[MultimodalEncoder, dict]:
     """The encoder written by ``save_trained`` and the payload it came with (run configuration, seed)."""
-    payload = torch.load(model_path, map_location=device, weights_only=False)
+    from modgap.errors import corrupt
+
+    try:
+        payload = torch.load(model_path, map_location=device, weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # torch.load raises many types on a truncated file
+        raise corrupt(model_path, "model file", error) from None
     if payload.get("format") != MODEL_FORMAT:
         raise ValueError(f"{model_path}: model format {payload.get('format')}, expected {MODEL_FORMAT}; train again")
     run = payload["run"]

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from modgap.errors import corrupt
 from modgap.io import write_text
 
 METHOD_LABELS = {
@@ -59,12 +60,10 @@ def read_metrics(path: str | Path) -> list[dict]:
     try:
         with open(path) as handle:
             records = json.load(handle)
-    except json.JSONDecodeError as error:
-        raise ValueError(
-            f"{path}: not valid JSON ({error}); delete it and re-run snakemake to evaluate the method again"
-        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise corrupt(path, "metrics file", error) from None
     if not isinstance(records, list) or not all(isinstance(r, dict) and "method" in r for r in records):
-        raise ValueError(f"{path}: not a list of per-seed metric records; delete it and re-run snakemake")
+        raise corrupt(path, "metrics file", "not a list of per-seed metric records")
     return records
 
 

@@ -27,11 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from modgap.errors import CorruptIntermediateError, ExplainedError
 from modgap import metrics
 from modgap.batches import SplitInputs
 from modgap.data.format import read_manifest
 from modgap.embed import embed_split, embedding_dump
-from modgap.io import CorruptIntermediateError, atomic_path, save_npz, write_text
+from modgap.io import atomic_path, save_npz, write_text
 from modgap.losses import MethodLoss
 from modgap.models import build_encoder, save_trained
 from modgap.runtime import select_device
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(ExplainedError, FloatingPointError):
     pass
 
 

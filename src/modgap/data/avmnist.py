@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from modgap.errors import ExplainedError
 from modgap.data import audio as audio_lib
 from modgap.data.download import md5sum
 from modgap.data.embedded import DIGIT_WORDS
@@ -40,7 +41,7 @@ MODALITIES = ("image", "audio", "text")
 _RECORDING = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
 
 
-class AvMnistFormatError(ValueError):
+class AvMnistFormatError(ExplainedError, ValueError):
     pass
 
 

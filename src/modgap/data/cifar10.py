@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from modgap.errors import ExplainedError
 from modgap.data.format import write_prepared
 from modgap.data.sources import CIFAR10_ARCHIVE as ARCHIVE
 from modgap.data.split import stratified_split
@@ -28,7 +29,7 @@ TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 
 
-class CifarFormatError(ValueError):
+class CifarFormatError(ExplainedError, ValueError):
     pass
 
 

@@ -20,12 +20,14 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from modgap.errors import ExplainedError
+
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(ExplainedError, RuntimeError):
     pass
 
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from modgap import __version__
 from modgap.data.text import TOKENIZER
+from modgap.errors import ExplainedError
 from modgap.io import atomic_directory, read_json, write_json
 
 FORMAT_VERSION = 1
@@ -43,7 +44,7 @@ OPTIONAL_FILES = ("audio_waveform", "audio_speaker")
 COMMON_FILES = ("labels", "ids")
 
 
-class PreparedDataError(RuntimeError):
+class PreparedDataError(ExplainedError, RuntimeError):
     pass
 
 
@@ -128,17 +129,40 @@ def write_prepared(
     return manifest
 
 
+def _rebuild(data_dir: Path) -> str:
+    return f"rebuild the data set with `snakemake --cores all --force {data_dir}`"
+
+
 def read_manifest(data_dir: str | Path) -> dict:
-    path = Path(data_dir) / "manifest.json"
+    data_dir = Path(data_dir)
+    path = data_dir / "manifest.json"
     if not path.is_file():
         raise PreparedDataError(f"{path}: not found; is {data_dir} a prepared data set?")
-    manifest = read_json(path)
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise PreparedDataError(
-            f"{path}: format version {manifest.get('format_version')} (this modgap reads {FORMAT_VERSION}); "
-            "prepare the data set again"
-        )
+    try:
+        manifest = read_json(path)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise PreparedDataError(f"{path}: unreadable manifest ({error}); {_rebuild(data_dir)}") from None
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        version = manifest.get("format_version") if isinstance(manifest, dict) else None
+        raise PreparedDataError(f"{path}: format version {version} (this modgap reads {FORMAT_VERSION}); {_rebuild(data_dir)}")
     return manifest
+
+
+def _load_array(data_dir: Path, split: str, name: str, meta: Mapping | None, mmap: bool) -> np.ndarray:
+    """One prepared array, checked against the shape and dtype its manifest records."""
+    path = data_dir / split / f"{name}.npy"
+    if not path.is_file():
+        raise PreparedDataError(f"{path}: missing; {_rebuild(data_dir)}")
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:  # a truncated .npy fails here (header or mmap length)
+        raise PreparedDataError(f"{path}: unreadable array ({error}); {_rebuild(data_dir)}") from None
+    if meta is not None and (list(array.shape) != meta["shape"] or str(array.dtype) != meta["dtype"]):
+        raise PreparedDataError(
+            f"{path}: holds {array.dtype} {list(array.shape)}, the manifest records {meta['dtype']} {meta['shape']}; "
+            f"{_rebuild(data_dir)}"
+        )
+    return array
 
 
 def load_split(
@@ -157,16 +181,13 @@ def load_split(
     unknown = [m for m in modalities if m not in manifest["modalities"]]
     if unknown:
         raise PreparedDataError(f"{data_dir}: no modality {', '.join(unknown)} (has {', '.join(manifest['modalities'])})")
+    files = manifest["splits"][split]["files"]
     arrays: dict[str, Any] = {}
     for array_name in expected_arrays(modalities):
-        path = data_dir / split / f"{array_name}.npy"
-        if not path.is_file():
-            raise PreparedDataError(f"{path}: missing; prepare the data set again")
-        arrays[array_name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        arrays[array_name] = _load_array(data_dir, split, array_name, files.get(f"{array_name}.npy"), mmap)
     for array_name in OPTIONAL_FILES:  # e.g. audio_speaker belongs to audio
-        path = data_dir / split / f"{array_name}.npy"
-        if array_name.split("_")[0] in modalities and path.is_file():
-            arrays[array_name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        if array_name.split("_")[0] in modalities and f"{array_name}.npy" in files:
+            arrays[array_name] = _load_array(data_dir, split, array_name, files[f"{array_name}.npy"], mmap)
     if with_captions and "text" in modalities:
         arrays["captions"] = read_json(data_dir / split / "captions.json")
     return arrays

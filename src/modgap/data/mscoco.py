@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from modgap.errors import ExplainedError
 from modgap.data.format import write_prepared
 from modgap.data.sources import MSCOCO_ARCHIVES as ARCHIVES
 from modgap.data.text import encode_captions
@@ -38,7 +39,7 @@ MODALITIES = ("image", "text")
 _CHUNK = 256
 
 
-class CocoFormatError(ValueError):
+class CocoFormatError(ExplainedError, ValueError):
     pass
 
 

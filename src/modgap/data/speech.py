@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from modgap.errors import ExplainedError
+
 # espeak_AUDIO_OUTPUT and espeak_PARAMETER values from speak_lib.h
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _PARAMETER_RATE = 1
@@ -28,7 +30,7 @@ _EE_OK = 0
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 
-class SpeechSynthesisError(RuntimeError):
+class SpeechSynthesisError(ExplainedError, RuntimeError):
     pass
 
 
