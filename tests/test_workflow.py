@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -206,6 +209,17 @@ def test_report_gathers_tables_and_figures(checkout, study):
             "unknown method 'sam'",
         ),
         ({"datasets": {"embedded": {"source": "embedded", "n_sample": 5}}}, "('n_sample' was unexpected)"),
+        ({"train": {**TINY["train"], "batch_size": 1000}}, "config key 'train.batch_size': 1000 exceeds the 90 training items"),
+        (
+            {"datasets": {"embedded": {"source": "embedded", "n_samples": 120},
+                          "av": {"source": "avmnist", "mnist": {"extracted": "/nonexistent"}}}},
+            "config key 'datasets.av.mnist.extracted': /nonexistent does not exist",
+        ),
+        (
+            {"methods": {"weird": {"loss": {"frobnicate": {}}}}, "experiments": [
+                {"name": "x", "dataset": "embedded", "modalities": ["image", "text"], "methods": ["weird"]}]},
+            "config key 'methods.weird.loss.frobnicate': unknown loss term",
+        ),
     ],
 )
 def test_broken_config_fails_before_any_job(repo, tmp_path, broken, message):
@@ -213,3 +227,80 @@ def test_broken_config_fails_before_any_job(repo, tmp_path, broken, message):
     assert result.returncode != 0
     assert message in result.stderr + result.stdout
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_jobs_run_the_code_of_their_own_checkout(checkout, study, tmp_path):
+    """A second checkout beside the installed package: its jobs import its own modgap (claims.py edited here)."""
+    for folder in (checkout, study):
+        subprocess.run(["cp", "-a", str(folder), str(tmp_path / folder.name)], check=True)
+    claims = tmp_path / checkout.name / "src" / "modgap" / "claims.py"
+    claims.write_text(claims.read_text().replace('"Claims check: each method', '"Claims check (second checkout): each method'))
+    result = snakemake(tmp_path / checkout.name / "Snakefile", tmp_path / study.name, TINY)
+    assert planned_jobs(snakemake(tmp_path / checkout.name / "Snakefile", tmp_path / study.name, TINY, "-n")) == {}
+    assert "rule claims" in result.stdout + result.stderr
+    assert "Claims check (second checkout)" in (tmp_path / study.name / "results" / "claims.txt").read_text()
+    import modgap
+
+    assert str(tmp_path) not in modgap.__file__  # the test process itself still has the installed package
+
+
+def interrupted(snakefile: Path, workdir: Path, config: dict, stop_when) -> None:
+    """Start the study and SIGKILL Snakemake and its jobs as soon as ``stop_when(workdir)`` is true."""
+    configfile = workdir / "tiny.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir),
+               "--configfile", str(configfile), "--cores", "2"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not stop_when(workdir) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, "the run ended before the fault could be injected"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def same_outputs(first: Path, second: Path) -> list[str]:
+    """Result files (tables, claims, metrics, embeddings, epoch logs) that differ between two studies."""
+    names = ["tables/runs.csv", "tables/main.csv", "claims.txt"]
+    for pattern in ("metrics/*/*.json", "embeddings/*/*/*.npz", "models/*/*/*/train_log.csv"):
+        names += [str(p.relative_to(first / "results")) for p in (first / "results").glob(pattern)]
+    return [n for n in names if (first / "results" / n).read_bytes() != (second / "results" / n).read_bytes()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "stop_when",
+    [
+        lambda w: any((w / "results" / "models").glob("*/*/seed*/checkpoint.pt")),  # during training
+        lambda w: any((w / "results" / "metrics").glob("*/*.json")),  # during evaluation
+    ],
+    ids=["training", "metrics"],
+)
+def test_a_killed_run_recovers_as_the_readme_says(checkout, study, tmp_path, stop_when):
+    config = {**TINY, "train": {**TINY["train"], "checkpoint_every": 1}}  # checkpoints never change results
+    workdir = tmp_path / "killed"
+    workdir.mkdir()
+    interrupted(checkout / "Snakefile", workdir, config, stop_when)
+    again = snakemake(checkout / "Snakefile", workdir, config, check=False)  # README: run the same command again,
+    if again.returncode != 0:  # and where Snakemake reports the lock the killed run left, unlock first
+        assert "--unlock" in again.stdout + again.stderr, again.stderr
+        snakemake(checkout / "Snakefile", workdir, config, "--unlock")
+        snakemake(checkout / "Snakefile", workdir, config)
+    assert same_outputs(study, workdir) == []
+
+
+@pytest.mark.slow
+def test_a_truncated_dump_fails_with_one_line_naming_it(checkout, study, tmp_path):
+    for folder in (checkout, study):
+        subprocess.run(["cp", "-a", str(folder), str(tmp_path / folder.name)], check=True)
+    dump = tmp_path / study.name / "results" / "embeddings" / "pair" / "ours" / "seed0.npz"
+    dump.write_bytes(dump.read_bytes()[: dump.stat().st_size // 2])
+    result = snakemake(tmp_path / checkout.name / "Snakefile", tmp_path / study.name, TINY, check=False)
+    assert result.returncode != 0
+    line = f"error: results/embeddings/pair/ours/seed0.npz: unreadable embedding dump"
+    assert line in result.stderr
+    assert "snakemake --cores all --force results/embeddings/pair/ours/seed0.npz" in result.stderr
+    assert "Traceback" not in result.stderr  # the traceback stays in the job's log
+    log = tmp_path / study.name / "results" / "logs" / "metrics" / "pair" / "ours.log"
+    assert "Traceback" in log.read_text()

@@ -9,10 +9,8 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-# Use this checkout's package even where only Snakemake is installed (e.g. with --use-conda).
+# Plan with this checkout's package, whatever else is installed; jobs do the same (scripts/_checkout.py).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-# Read by envs/*.post-deploy.sh to install the package into the conda environments.
-os.environ.update(MODGAP_SOURCE=str(workflow.basedir))
 
 SOURCE = Path(workflow.basedir) / "src" / "modgap"
 TRAIN_ENV = "../../envs/train.yaml"

@@ -1,5 +1,7 @@
 """Check the paper's claims on the per-seed runs and show the verdicts (modgap.claims)."""
 
+import _checkout  # noqa: F401 (first: this checkout's modgap)
+
 from modgap.claims import claims_report
 from modgap.io import write_text
 from modgap.logs import log_to_file

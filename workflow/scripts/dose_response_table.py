@@ -1,5 +1,7 @@
 """The trained dose-response table (modgap.tables.write_dose_response)."""
 
+import _checkout  # noqa: F401 (first: this checkout's modgap)
+
 from modgap.logs import log_to_file
 from modgap.tables import write_dose_response
 

@@ -1,5 +1,7 @@
 """Fetch one original file of a data set, resumable and verified (modgap.data.download)."""
 
+import _checkout  # noqa: F401 (first: this checkout's modgap)
+
 from pathlib import Path
 
 from modgap.data.download import download

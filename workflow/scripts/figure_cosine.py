@@ -1,5 +1,7 @@
 """Figure 3: cosine histograms of true and random pairs (modgap.figures.cosine)."""
 
+import _checkout  # noqa: F401 (first: this checkout's modgap)
+
 from modgap.evaluate import load_method_dump
 from modgap.figures import cosine
 from modgap.logs import log_to_file

@@ -1,5 +1,7 @@
 """The trained dose-response beside the post-hoc sweep (modgap.figures.dose_response)."""
 
+import _checkout  # noqa: F401 (first: this checkout's modgap)
+
 from modgap.figures import dose_response
 from modgap.logs import log_to_file
 from modgap.tables import method_label

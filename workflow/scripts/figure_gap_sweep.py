@@ -1,5 +1,7 @@
 """Figure 1: gap sweep (modgap.figures.gap_sweep)."""
 
+import _checkout  # noqa: F401 (first: this checkout's modgap)
+
 from modgap.figures import gap_sweep
 from modgap.logs import log_to_file
 from modgap.tables import method_label

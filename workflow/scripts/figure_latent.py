@@ -1,5 +1,7 @@
 """Figure 2: latent space projections (modgap.figures.latent)."""
 
+import _checkout  # noqa: F401 (first: this checkout's modgap)
+
 from modgap.data.format import read_manifest
 from modgap.evaluate import load_method_dump
 from modgap.figures import latent

@@ -1,5 +1,7 @@
 """Figure 4: training curves (modgap.figures.curves)."""
 
+import _checkout  # noqa: F401 (first: this checkout's modgap)
+
 from modgap.figures import curves
 from modgap.logs import log_to_file
 

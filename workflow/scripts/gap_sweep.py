@@ -1,5 +1,7 @@
 """Figure 1's data: post-hoc shift sweep over every seed (modgap.evaluate.gap_sweep)."""
 
+import _checkout  # noqa: F401 (first: this checkout's modgap)
+
 import pandas as pd
 
 from modgap.evaluate import gap_sweep, load_embeddings

@@ -1,5 +1,7 @@
 """Metrics, convergence and collapse of every seed of one method (modgap.evaluate.evaluate_method)."""
 
+import _checkout  # noqa: F401 (first: this checkout's modgap)
+
 from modgap.evaluate import evaluate_method
 from modgap.logs import log_to_file
 from modgap.runtime import configure_threads

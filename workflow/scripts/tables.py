@@ -1,5 +1,7 @@
 """Aggregate every run's metrics into the study's tables (modgap.tables.write_tables)."""
 
+import _checkout  # noqa: F401 (first: this checkout's modgap)
+
 from modgap.logs import log_to_file
 from modgap.tables import write_tables
 

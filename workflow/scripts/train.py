@@ -1,5 +1,7 @@
 """Train every seed of one (experiment, method) and dump their test-split embeddings (modgap.train.train_seeds)."""
 
+import _checkout  # noqa: F401 (first: this checkout's modgap)
+
 from modgap.logs import log_to_file
 from modgap.runtime import claim_gpu, configure_threads
 from modgap.train import train_seeds
