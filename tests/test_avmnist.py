@@ -12,7 +12,16 @@ import pytest
 import soundfile
 from conftest import SHARED
 
-from modgap.data.avmnist import AvMnistFormatError, load_fsdd, mix_background, read_idx
+from modgap.data.avmnist import (
+    AvMnistFormatError,
+    add_background,
+    load_fsdd,
+    pink_noise,
+    read_idx,
+    remove_image_energy,
+    scale_to_snr,
+    unimodal_probe_accuracy,
+)
 
 MNIST = SHARED / "data" / "mnist" / "raw"
 FSDD = SHARED / "data" / "fsdd"
@@ -92,8 +101,55 @@ def test_background_noise_is_mixed_at_the_requested_snr():
     rng = np.random.default_rng(0)
     speech = np.zeros(8000, dtype=np.float32)
     speech[1000:5000] = np.sin(np.linspace(0, 300, 4000))
-    clip = rng.standard_normal(20000).astype(np.float32)
-    mixed = mix_background(speech, [clip], snr_db=6.0, rng=rng)
+    mixed = scale_to_snr(speech, rng.standard_normal(8000).astype(np.float32), snr_db=6.0)
     noise = mixed - speech
     snr = 10 * np.log10(np.mean(speech[1000:5000] ** 2) / np.mean(noise**2))
-    assert snr == pytest.approx(6.0, abs=0.2)
+    assert snr == pytest.approx(6.0, abs=0.01)
+
+
+def test_pink_noise_falls_3_db_per_octave():
+    noise = pink_noise(2**16, np.random.default_rng(0))
+    power = np.abs(np.fft.rfft(noise)) ** 2
+    low, high = power[100:200].mean(), power[1600:3200].mean()  # four octaves apart
+    assert 10 * np.log10(low / high) == pytest.approx(4 * 3.0103 + 1.2, abs=1.5)  # 1/f (band widths differ)
+
+
+@pytest.mark.parametrize("source", ["white", "pink", "babble"])
+def test_offline_noise_is_deterministic_and_babble_comes_from_other_speakers(source):
+    fsdd = load_fsdd(FSDD, FEATURES)
+    rows = np.flatnonzero(fsdd["speakers"] == "theo")[:4]
+    noise = {"source": source, "snr_db": [5.0, 5.0], "babble_voices": 3}
+    first = add_background(fsdd["waves"][rows], fsdd["speakers"][rows], fsdd, noise, None, np.random.default_rng(1))
+    again = add_background(fsdd["waves"][rows], fsdd["speakers"][rows], fsdd, noise, None, np.random.default_rng(1))
+    np.testing.assert_array_equal(first, again)
+    speech = fsdd["waves"][rows]
+    for clean, noisy in zip(speech, first):
+        active = clean[np.abs(clean) > 0]
+        snr = 10 * np.log10(np.mean(active**2) / np.mean((noisy - clean) ** 2))
+        assert snr == pytest.approx(5.0, abs=0.01)
+
+
+def test_energy_removal_keeps_the_requested_variance_of_real_digits():
+    images = read_idx(MNIST / "t10k-images-idx3-ubyte.gz")[:4000].reshape(-1, 1, 28, 28)
+    splits = {"train": images[:3000], "test": images[3000:]}
+    degraded, info = remove_image_energy(splits, removed=0.75, seed=0)
+    assert 0.25 <= info["variance_retained"] < 0.30 and info["components_kept"] < 10  # a handful of 784
+    flat = splits["train"].reshape(3000, -1).astype(np.float64)
+    centred = flat - flat.mean(axis=0)
+    kept = degraded["train"].reshape(3000, -1).astype(np.float64) - flat.mean(axis=0)
+    ratio = np.sum(kept**2) / np.sum(centred**2)  # variance of the reconstruction
+    assert info["variance_retained"] - 0.04 < ratio <= info["variance_retained"]  # clipping to 0..255 takes a little
+    assert degraded["test"].shape == splits["test"].shape and degraded["test"].dtype == np.uint8
+
+
+def test_unimodal_probes_see_degraded_images_as_harder():
+    images = read_idx(MNIST / "t10k-images-idx3-ubyte.gz")[:3000].reshape(-1, 1, 28, 28)
+    labels = read_idx(MNIST / "t10k-labels-idx1-ubyte.gz")[:3000].astype(np.int64)
+    audio = np.random.default_rng(0).normal(size=(3000, 4, 16)).astype(np.float32)  # carries no class
+    splits = {s: {"image": images[r], "audio": audio[r], "labels": labels[r]}
+              for s, r in (("train", slice(0, 2000)), ("test", slice(2000, 3000)))}  # fmt: skip
+    clean = unimodal_probe_accuracy(splits, seed=0)
+    degraded_images, _ = remove_image_energy({s: v["image"] for s, v in splits.items()}, 0.75, seed=0)
+    degraded = unimodal_probe_accuracy({s: {**v, "image": degraded_images[s]} for s, v in splits.items()}, seed=0)
+    assert clean["image"] > 80 and degraded["image"] < clean["image"] - 20
+    assert clean["audio"] < 20  # chance is 10 %

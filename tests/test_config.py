@@ -220,3 +220,34 @@ def test_deep_merge_and_format_key():
 def test_largest_batch_names_its_key(config_dict):
     config_dict["experiments"][1]["train"] = {"batch_size": 256}
     assert largest_batch(load_config(config_dict), "embedded") == (256, "experiments[1].train.batch_size")
+
+
+NAMED_METHODS = {"clip_lt", "clip_ft", "ours", "ours_schedule", "sharedclip", "alignclip", "alignclip_label"}
+
+
+@pytest.mark.parametrize("preset", ["avmnist", "cifar10", "mscoco", "paper"])
+def test_every_preset_plans_every_named_method(repo, preset):
+    """Each paper preset is valid and runs the named methods (AlignCLIP and SharedCLIP included) in
+    every experiment on towers they can share; ResNet experiments run the separate-encoder methods."""
+    import yaml
+
+    config = load_config(deep_merge(yaml.safe_load((repo / "config.yaml").read_text()),
+                                    yaml.safe_load((repo / "presets" / f"{preset}.yaml").read_text())))  # fmt: skip
+    for experiment in config["experiments"]:
+        model = resolve_run(config, experiment["name"], experiment["methods"][0])["model"]
+        if model["towers"]["image"]["kind"] == "resnet50":
+            assert {"clip_lt", "clip_ft", "ours", "ours_schedule"} <= set(experiment["methods"])
+        else:
+            assert NAMED_METHODS <= set(experiment["methods"]), experiment["name"]
+            assert model["trunk"] == "transformer"
+    assert config["dose_response"]["experiment"] is None
+
+
+@pytest.mark.parametrize("preset", ["avmnist", "paper"])
+def test_avmnist_presets_degrade_as_the_generator_does(repo, preset):
+    import yaml
+
+    config = load_config(deep_merge(yaml.safe_load((repo / "config.yaml").read_text()),
+                                    yaml.safe_load((repo / "presets" / f"{preset}.yaml").read_text())))  # fmt: skip
+    avmnist = config["datasets"]["avmnist"]
+    assert avmnist["image_energy_removed"] == 0.75 and avmnist["noise"]["source"] == "esc50"

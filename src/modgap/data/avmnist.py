@@ -6,9 +6,17 @@ Digit Dataset (FSDD), and the digit's name as text.
 - audio: FSDD recordings of the same digit, drawn per image (seeded) from the split's speakers,
   test speakers (``test_speakers``, default yweweler) heard only in test; resampled to the
   feature rate where needed, silent edges trimmed, log-mel features as for the embedded set;
-  optional ESC-50 background noise at a random SNR;
-- optional PCA degradation of the images (``image_pca_keep``: fraction of components kept);
+  background noise at a random SNR per recording (``noise``): ESC-50 clips as the AV-MNIST
+  generator mixes them, or this project's offline substitutes (white, pink, babble of other FSDD
+  speakers), generated deterministically from the data set's seed;
+- image degradation by energy (``image_energy_removed``): the images are projected on the leading
+  principal components of the training images that keep 1 - removed of their variance (the
+  generator removes 75 %);
 - text: the digit's name; retrieval is class-level.
+
+Preparation also measures how hard each modality is alone: a linear probe (logistic regression)
+on raw image pixels and on time-pooled log-mel features, fitted on the training split and scored
+on the test split, recorded in the manifest.
 """
 
 from __future__ import annotations
@@ -182,34 +190,112 @@ def load_esc50(location: str | Path, features: Mapping) -> list[np.ndarray]:
     return clips
 
 
-def mix_background(wave: np.ndarray, clips: Sequence[np.ndarray], snr_db: float, rng: np.random.Generator):
-    """Add a random stretch of a random clip at ``snr_db`` relative to the speech."""
-    clip = clips[rng.integers(len(clips))]
-    if clip.size < wave.size:
-        clip = np.resize(clip, wave.size)
-    start = rng.integers(clip.size - wave.size + 1)
-    noise = clip[start : start + wave.size]
-    speech_power = float(np.mean(wave[np.abs(wave) > 0] ** 2)) if np.any(wave) else 0.0
+def scale_to_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """``speech`` plus ``noise`` scaled to ``snr_db`` relative to the speech's active (non-silent) part."""
+    active = speech[np.abs(speech) > 0]
+    speech_power = float(np.mean(active**2)) if active.size else 0.0
     noise_power = float(np.mean(noise**2))
-    if noise_power == 0.0:
-        return wave
-    return (wave + noise * np.sqrt(speech_power / noise_power / 10.0 ** (snr_db / 10.0))).astype(np.float32)
+    if noise_power == 0.0 or speech_power == 0.0:
+        return speech.astype(np.float32)
+    return (speech + noise * np.sqrt(speech_power / noise_power / 10.0 ** (snr_db / 10.0))).astype(np.float32)
+
+
+def esc50_noise(clips: Sequence[np.ndarray], length: int, rng: np.random.Generator) -> np.ndarray:
+    """A random stretch of a random ESC-50 clip (looped where shorter than ``length``)."""
+    clip = clips[rng.integers(len(clips))]
+    if clip.size < length:
+        clip = np.resize(clip, length)
+    start = rng.integers(clip.size - length + 1)
+    return clip[start : start + length]
+
+
+def pink_noise(length: int, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise with a 1/f power spectrum (white noise shaped in the frequency domain)."""
+    spectrum = np.fft.rfft(rng.standard_normal(length))
+    frequencies = np.arange(spectrum.size)
+    spectrum[1:] /= np.sqrt(frequencies[1:])
+    spectrum[0] = 0.0
+    return np.fft.irfft(spectrum, n=length).astype(np.float32)
+
+
+def babble_noise(waves: np.ndarray, speakers: np.ndarray, speaker: str, voices: int, rng: np.random.Generator):
+    """The sum of ``voices`` recordings of other speakers (any digit), as in a crowd of talkers."""
+    others = np.flatnonzero(speakers != speaker)
+    return waves[rng.choice(others, size=voices, replace=False)].sum(axis=0)
+
+
+def add_background(
+    waves: np.ndarray, speakers: np.ndarray, fsdd: Mapping, noise: Mapping, clips, rng: np.random.Generator
+) -> np.ndarray:
+    """Every recording of a split with background noise of ``noise['source']`` at a random SNR."""
+    noisy = np.empty_like(waves)
+    length = waves.shape[1]
+    for i, (wave, speaker) in enumerate(zip(waves, speakers)):
+        snr = rng.uniform(*noise["snr_db"])
+        if noise["source"] == "esc50":
+            background = esc50_noise(clips, length, rng)
+        elif noise["source"] == "white":
+            background = rng.standard_normal(length).astype(np.float32)
+        elif noise["source"] == "pink":
+            background = pink_noise(length, rng)
+        else:  # babble
+            background = babble_noise(fsdd["waves"], fsdd["speakers"], speaker, noise["babble_voices"], rng)
+        noisy[i] = scale_to_snr(wave, background, snr)
+    return noisy
 
 
 # -- assembly ----------------------------------------------------------------------------------
 
 
-def degrade_with_pca(splits: dict[str, np.ndarray], keep: float, seed: int) -> dict[str, np.ndarray]:
-    """Project every split's images on the top ``keep`` fraction of the train images' principal components."""
+def remove_image_energy(splits: dict[str, np.ndarray], removed: float, seed: int) -> tuple[dict[str, np.ndarray], dict]:
+    """Project every split's images on the fewest leading principal components of the training images
+    that keep at least ``1 - removed`` of their variance; returns the images and what was kept."""
     from sklearn.decomposition import PCA
 
     flat = {s: x.reshape(len(x), -1).astype(np.float32) for s, x in splits.items()}
-    components = max(1, int(round(keep * flat["train"].shape[1])))
+    pca = PCA(random_state=seed).fit(flat["train"])
+    retained = np.cumsum(pca.explained_variance_ratio_)
+    components = int(np.searchsorted(retained, 1.0 - removed - 1e-9) + 1)
     pca = PCA(n_components=components, random_state=seed).fit(flat["train"])
-    return {
+    degraded = {
         s: np.clip(np.round(pca.inverse_transform(pca.transform(x))), 0, 255).astype(np.uint8).reshape(splits[s].shape)
         for s, x in flat.items()
     }
+    info = {
+        "energy_removed": removed,
+        "components_kept": components,
+        "of_components": int(flat["train"].shape[1]),
+        "variance_retained": float(retained[components - 1]),
+    }
+    log.info("images: %d of %d principal components keep %.1f %% of the variance", components,
+             info["of_components"], 100 * info["variance_retained"])  # fmt: skip
+    return degraded, info
+
+
+def unimodal_probe_accuracy(splits: Mapping[str, Mapping[str, np.ndarray]], seed: int, max_train: int = 10000) -> dict:
+    """Test accuracy (percent) of a logistic regression on raw image pixels and on time-pooled log-mel
+    features, each fitted on (at most ``max_train`` items of) the training split."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def features(arrays: Mapping[str, np.ndarray], modality: str) -> np.ndarray:
+        if modality == "image":
+            return arrays["image"].reshape(len(arrays["image"]), -1).astype(np.float32) / 255.0
+        audio = arrays["audio"]  # (N, mels, frames): mean over 8 time bins keeps the coarse time course
+        bins = np.array_split(np.arange(audio.shape[2]), 8)
+        return np.concatenate([audio[:, :, b].mean(axis=2) for b in bins], axis=1)
+
+    rng = np.random.default_rng(seed)
+    train, test = splits["train"], splits["test"]
+    rows = rng.permutation(len(train["labels"]))[:max_train]
+    accuracy = {}
+    for modality in ("image", "audio"):
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+        probe.fit(features(train, modality)[rows], train["labels"][rows])
+        accuracy[modality] = float(100.0 * probe.score(features(test, modality), test["labels"]))
+    log.info("linear probes on raw inputs, test accuracy: image %.1f %%, audio %.1f %%", accuracy["image"], accuracy["audio"])
+    return accuracy
 
 
 def _subsample(indices: np.ndarray, size: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -253,8 +339,9 @@ def prepare_avmnist(config: Mapping, inputs: Sequence[str | Path], output_dir: s
     is_test_speaker = np.isin(fsdd["speakers"], config["test_speakers"])
     if not is_test_speaker.any():
         raise AvMnistFormatError(f"datasets.{name}.test_speakers: none of {config['test_speakers']} found in FSDD")
+    noise = config["noise"]
     clips = None
-    if config["esc50"]["enabled"]:
+    if noise["source"] == "esc50":
         clips = load_esc50(config["esc50"]["extracted"] or downloaded[ESC50_ARCHIVE.name], features)
 
     selected = {}
@@ -271,15 +358,16 @@ def prepare_avmnist(config: Mapping, inputs: Sequence[str | Path], output_dir: s
         selected[split] = (images[indices], labels[indices], recordings, [f"{origin}-{i:05d}" for i in indices])
 
     split_images = {s: v[0] for s, v in selected.items()}
-    if config["image_pca_keep"] is not None:
-        split_images = degrade_with_pca(split_images, config["image_pca_keep"], config["seed"])
+    degradation = None
+    if config["image_energy_removed"] is not None:
+        split_images, degradation = remove_image_energy(split_images, config["image_energy_removed"], config["seed"])
     text = encode_captions([[word] for word in DIGIT_WORDS], config["text"]["max_length"])
 
     splits = {}
     for split, (_, labels, recordings, ids) in selected.items():
         waves = fsdd["waves"][recordings]
-        if clips is not None:
-            waves = np.stack([mix_background(w, clips, rng.uniform(*config["esc50"]["snr_db"]), rng) for w in waves])
+        if noise["source"] != "none":
+            waves = add_background(waves, fsdd["speakers"][recordings], fsdd, noise, clips, rng)
         splits[split] = {
             "image": split_images[split],
             "audio": audio_lib.log_mel(waves, features),
@@ -303,6 +391,9 @@ def prepare_avmnist(config: Mapping, inputs: Sequence[str | Path], output_dir: s
             "fsdd": str(config["fsdd"]["extracted"] or downloaded[FSDD_ARCHIVE.name]),
             "fsdd_recordings": int(len(fsdd["names"])),
             "fsdd_counts": fsdd["counts"],
+            "image_degradation": degradation,
+            "noise": dict(noise, substitute=noise["source"] in ("white", "pink", "babble")),
+            "unimodal_probe_accuracy": unimodal_probe_accuracy(splits, config["seed"]),
         },
         config=config,
     )

@@ -66,7 +66,7 @@ def remote_files(config: Mapping) -> list[tuple[RemoteFile, str | None]]:
             files += [(MNIST_FILES[k], config["mnist"]["mirror"]) for k in mnist_keys(config)]
         if not config["fsdd"]["extracted"]:
             files.append((FSDD_ARCHIVE, config["fsdd"]["mirror"]))
-        if config["esc50"]["enabled"] and not config["esc50"]["extracted"]:
+        if config["noise"]["source"] == "esc50" and not config["esc50"]["extracted"]:
             files.append((ESC50_ARCHIVE, config["esc50"]["mirror"]))
         return files
     return []
