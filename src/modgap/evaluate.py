@@ -154,12 +154,14 @@ def compute_metrics(dump: Mapping[str, np.ndarray], retrieval: str, options: Map
 def convergence(log_rows: pd.DataFrame, criterion: Mapping) -> dict:
     """Whether a run converged: over the last ``window`` of its epochs, the validation loss moved by at
     most ``val_loss`` times its whole range over the run (loss scales differ between methods), and the
-    validation gap and R@1 by at most ``val_gap`` and ``val_r1``. Returns the flag and the movements."""
+    validation gap and R@1 by at most ``val_gap`` and ``val_r1`` (a tolerance of None: reported, not
+    tested). Returns the flag and the movements."""
     window = log_rows.tail(max(2, int(np.ceil(criterion["window"] * len(log_rows)))))
     late = {key: float(window[key].max() - window[key].min()) for key in ("val_loss", "val_gap", "val_r1")}
     loss_range = float(log_rows["val_loss"].max() - log_rows["val_loss"].min())
     late["val_loss"] = late["val_loss"] / loss_range if loss_range > 0 else 0.0
-    converged = len(log_rows) >= 2 and all(late[key] <= criterion[key] for key in late)
+    tested = [key for key in late if criterion[key] is not None]
+    converged = len(log_rows) >= 2 and all(late[key] <= criterion[key] for key in tested)
     return {"converged": bool(converged), "epochs": int(len(log_rows)), **{f"late_change_{k}": v for k, v in late.items()}}
 
 
