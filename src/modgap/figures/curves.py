@@ -21,8 +21,8 @@ def plot(logs: pd.DataFrame, title: str = ""):
         curve = logs[logs["method"] == method].groupby("epoch").mean(numeric_only=True)
         for axis, (column, _) in zip(axes, PANELS):
             axis.plot(curve.index, curve[column], color=colors[method], label=method_label(method), linewidth=1.2)
-    for axis, (_, title) in zip(axes, PANELS):
-        axis.set_title(title, fontsize=7)
+    for axis, (_, panel) in zip(axes, PANELS):
+        axis.set_title(panel, fontsize=7)
         axis.set_xlabel("epoch")
     # below the panels, where it can cover no curve
     handles, labels = axes[0].get_legend_handles_labels()

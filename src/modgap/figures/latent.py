@@ -62,7 +62,7 @@ def plot(
     figure.legend(handles=modality_handles + class_handles, loc="lower center", ncol=min(13, 3 + len(class_handles)),
                   fontsize=5.5, bbox_to_anchor=(0.5, -0.08))  # fmt: skip
     if title:
-        figure.suptitle(title, fontsize=8, y=1.02)
+        figure.suptitle(title, fontsize=7, y=1.08)
     return figure
 
 
@@ -76,8 +76,5 @@ def make(
     seed: int,
 ) -> None:
     """``dumps``: method -> embedding dump (modgap.evaluate.load_method_dump)."""
-    title = (
-        f"{experiment}: test embeddings of all modalities, joint PCA to {dimensions}-D "
-        f"(fitted per method on every modality together), seed {seed}"
-    )
+    title = f"{experiment}, seed {seed}: test embeddings, one PCA to {dimensions}-D per method over all modalities"
     save(plot(list(dumps.items()), class_names, dimensions, title), pdf_path, png_path)

@@ -17,7 +17,8 @@ from modgap.tables import method_label  # noqa: E402
 COLUMN_WIDTH = 3.4  # inches, one column of a two-column paper
 PAGE_WIDTH = 7.0
 MODALITY_MARKERS = {"image": "o", "audio": "^", "text": "s"}
-METHOD_ORDER = ("clip_lt", "clip_ft", "ours", "ours_atp", "ours_cu", "alignclip", "posthoc")
+METHOD_ORDER = ("clip_lt", "clip_ft", "ours", "ours_schedule", "ours_atp", "ours_cu", "sharedclip", "alignclip",
+                "alignclip_label", "posthoc")  # fmt: skip
 
 
 def apply_style() -> None:
