@@ -260,12 +260,14 @@ def interrupted(snakefile: Path, workdir: Path, config: dict, stop_when) -> None
     process.wait()
 
 
-def same_outputs(first: Path, second: Path) -> list[str]:
-    """Result files (tables, claims, metrics, embeddings, epoch logs) that differ between two studies."""
+def same_outputs(reference: Path, recovered: Path) -> list[str]:
+    """Result files of the recovered study (tables, claims, metrics, embeddings, epoch logs) that differ
+    from the reference study's (which may hold more, e.g. the dose-response of another test)."""
     names = ["tables/runs.csv", "tables/main.csv", "claims.txt"]
     for pattern in ("metrics/*/*.json", "embeddings/*/*/*.npz", "models/*/*/*/train_log.csv"):
-        names += [str(p.relative_to(first / "results")) for p in (first / "results").glob(pattern)]
-    return [n for n in names if (first / "results" / n).read_bytes() != (second / "results" / n).read_bytes()]
+        names += [str(p.relative_to(recovered / "results")) for p in (recovered / "results").glob(pattern)]
+    assert len(names) > 20
+    return [n for n in names if (reference / "results" / n).read_bytes() != (recovered / "results" / n).read_bytes()]
 
 
 @pytest.mark.slow
