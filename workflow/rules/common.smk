@@ -10,9 +10,10 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 # Plan with this checkout's package, whatever else is installed; jobs do the same (scripts/_checkout.py).
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+PACKAGE_ROOT = Path(workflow.basedir, "src")
+sys.path.insert(0, str(PACKAGE_ROOT))
 
-SOURCE = Path(workflow.basedir) / "src" / "modgap"
+SOURCE = Path(PACKAGE_ROOT, "modgap")
 TRAIN_ENV = "../../envs/train.yaml"
 ANALYSIS_ENV = "../../envs/analysis.yaml"
 
@@ -212,4 +213,4 @@ def show_verdict():
     path = Path("results/claims.txt").resolve()  # Snakemake leaves the working directory before atexit runs
     if path.is_file() and path.stat().st_mtime >= STARTED:
         # atexit: after Snakemake's own closing lines (log location, run time)
-        atexit.register(lambda: print("\n" + path.read_text(), end="", flush=True))
+        atexit.register(lambda: print(f"\n{path.read_text()}", end="", flush=True))
