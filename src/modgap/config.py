@@ -361,13 +361,3 @@ def evaluated_methods(config: dict, experiment_name: str) -> list[str]:
     if config["evaluate"]["posthoc_source"] in methods:
         methods.append(POSTHOC_METHOD)
     return methods
-
-
-def evaluated_runs(config: dict) -> list[tuple[str, str, int]]:
-    """Every (experiment, method, seed) with a metrics file, the post-hoc rows included."""
-    return [
-        (experiment["name"], method, seed)
-        for experiment in config["experiments"]
-        for method in evaluated_methods(config, experiment["name"])
-        for seed in config["seeds"]
-    ]

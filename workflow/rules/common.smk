@@ -26,7 +26,6 @@ from modgap.config import (
     largest_batch,
     load_config,
     resolve_run,
-    trained_methods,
 )
 from modgap.data.sources import remote_files
 from modgap.runtime import local_gpu_count

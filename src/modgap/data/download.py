@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -130,16 +129,4 @@ def download(
                 f"(from {url}); the partial file was deleted, download again"
             )
     os.replace(part, target)
-    return target
-
-
-def copy_verified(source: str | Path, target: str | Path, md5: str | None) -> Path:
-    """Copy a file of an existing local copy, checking its MD5 when one is known."""
-    source, target = Path(source), Path(target)
-    if not source.is_file():
-        raise DownloadError(f"{source}: not found")
-    if md5 is not None and md5sum(source) != md5:
-        raise DownloadError(f"{source}: MD5 {md5sum(source)} does not match the expected {md5}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
     return target
