@@ -31,7 +31,7 @@ def config_dict(default_config_dict) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
-    """A 120-sample embedded data set (84 train / 12 val / 24 test), one caption per item."""
+    """A 120-sample embedded data set (90 train / 10 val / 20 test), one caption per item."""
     from modgap.config import load_config
     from modgap.data import prepare_dataset
 
