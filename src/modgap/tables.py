@@ -196,7 +196,10 @@ def paper_comparison(table: pd.DataFrame, references: Mapping[str, str | None]) 
             entry[f"{metric}_ours_std"] = row.get(f"{metric}_std", np.nan)
             entry[f"{metric}_paper"] = match.iloc[0][metric]
         rows.append(entry)
-    return pd.DataFrame(rows)
+    columns = ["experiment", "method", "paper_dataset"] + [
+        f"{metric}_{part}" for metric in metrics for part in ("ours", "ours_std", "paper")
+    ]
+    return pd.DataFrame(rows, columns=columns)  # the header even when no experiment names a reference
 
 
 def paper_comparison_markdown(comparison: pd.DataFrame) -> str:

@@ -23,24 +23,31 @@ def pair_cosines(embeddings: Mapping[str, np.ndarray], seed: int = 0) -> tuple[n
     return np.concatenate(true), np.concatenate(random)
 
 
+PANELS_PER_ROW = 5
+
+
 def plot(dumps: Sequence[tuple[str, Mapping[str, np.ndarray]]], title: str = ""):
     apply_style()
-    columns = len(dumps)
+    columns = min(PANELS_PER_ROW, len(dumps))
+    rows = -(-len(dumps) // columns)
     # y not shared: a collapsed method's spike at cosine 1 would flatten every other panel
-    figure, axes = plt.subplots(1, columns, figsize=(min(PAGE_WIDTH, 1.8 * columns), 1.9), sharex=True,
+    figure, axes = plt.subplots(rows, columns, figsize=(min(PAGE_WIDTH, 1.45 * columns), 1.75 * rows), sharex=True,
                                 squeeze=False)  # fmt: skip
     bins = np.linspace(-1, 1, 61)
-    for axis, (method, dump) in zip(axes[0], dumps):
+    for axis, (method, dump) in zip(axes.flat, dumps):
         true, random = pair_cosines(modality_embeddings(dump))
-        axis.hist(random, bins=bins, alpha=0.6, density=True, label="random pairs")
-        axis.hist(true, bins=bins, alpha=0.6, density=True, label="true pairs")
-        axis.axvline(true.mean(), color="C1", linewidth=1)
-        axis.set_title(f"{method_label(method)}\nmean true {true.mean():.2f}", fontsize=7)
-        axis.set_xlabel("cosine")
+        axis.hist(random, bins=bins, color="C0", alpha=0.45, density=True, label="random pairs")
+        axis.hist(true, bins=bins, color="C3", alpha=0.6, density=True, label="true pairs")
+        axis.axvline(true.mean(), color="C3", linewidth=0.8, linestyle="--", label="mean of true pairs")
+        axis.set_title(f"{method_label(method)}\ntrue-pair mean {true.mean():.2f}", fontsize=6)
         axis.set_yticks([])
-    axes[0][0].set_ylabel("density")
+        axis.tick_params(labelsize=6)
+    for axis in axes.flat[len(dumps) :]:
+        axis.set_visible(False)
+    for axis in axes[-1]:
+        axis.set_xlabel("cosine", fontsize=7)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=2, fontsize=6, bbox_to_anchor=(0.5, -0.12))
+    figure.legend(handles, labels, loc="upper center", ncol=3, fontsize=6, bbox_to_anchor=(0.5, 0.0))
     if title:
         figure.suptitle(title, fontsize=8)
     figure.tight_layout()

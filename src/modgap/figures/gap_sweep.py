@@ -30,7 +30,7 @@ def plot(sweep: pd.DataFrame, title: str):
     original = summary.loc[0.0, ("gap", "mean")] if 0.0 in summary.index else None
     if original is not None:
         axis.axvline(original, color="gray", linestyle=":", linewidth=1)
-        axis.annotate("trained", (original, axis.get_ylim()[0]), fontsize=6, color="gray", ha="left", va="bottom")
+        axis.annotate(" trained", (original, axis.get_ylim()[1]), fontsize=6, color="gray", ha="left", va="top")
     axis.set_xlabel("modality gap (centroid distance)")
     axis.set_ylabel("V-Measure, kNN accuracy, R@1 (%)")
     axis.set_title(title, fontsize=8)

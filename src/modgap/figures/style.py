@@ -27,7 +27,7 @@ def apply_style() -> None:
 
 
 def method_colors(methods) -> dict[str, tuple]:
-    palette = sns.color_palette("colorblind", len(METHOD_ORDER))
+    palette = sns.color_palette("tab10", len(METHOD_ORDER))  # ten well-separated hues, one per named method
     return {m: palette[METHOD_ORDER.index(m) % len(palette)] if m in METHOD_ORDER else "gray" for m in methods}
 
 
