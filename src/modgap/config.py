@@ -112,8 +112,7 @@ def _plan_problems(config: dict) -> list[str]:
         for modality in experiment["modalities"]:
             kind = model["towers"][modality]["kind"]
             if shared and kind in BACKBONE_KINDS:
-                key = "towers" if "towers" in experiment.get("model", {}) else None
-                where = f"experiments[{index}].model.towers.{modality}.kind" if key else f"model.towers.{modality}.kind"
+                where = _experiment_key(index, experiment, "model", "towers") + f".{modality}.kind"
                 problems.append(
                     f"config key '{where}': {kind} cannot share a trunk, which method(s) {', '.join(shared)} of "
                     f"experiment '{experiment['name']}' need (encoder: shared takes patch, frames or tokens stems)"
