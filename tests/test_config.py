@@ -38,6 +38,8 @@ def test_default_config_is_valid_and_gets_defaults(config_dict):
     assert dose_response_methods(config) == {0.0: "clip_lt", 0.1: "ours_x0.1", 0.3: "ours_x0.3", 1.0: "ours", 3.0: "ours_x3"}
     assert config["methods"]["ours_x0.3"]["loss"]["atp"]["weight"] == pytest.approx(0.3)
     assert load_config(config) == config  # a resolved configuration is a valid configuration
+    config_dict["methods"]["ours"]["loss"]["atp"]["weight"] = 1  # an int weight is the same method
+    assert dose_response_methods(load_config(config_dict))[1.0] == "ours"
 
 
 def test_load_config_does_not_modify_its_input(config_dict):
@@ -115,6 +117,14 @@ def test_schema_errors_name_the_key(config_dict, mutate, expected):
         (
             lambda c: c.update(dose_response={"experiment": "embedded_image_text", "method": "clip_lt"}),
             "config key 'dose_response.terms': method 'clip_lt' has no loss term atp, cu",
+        ),
+        (
+            lambda c: c["evaluate"].update(posthoc_source=None) if "evaluate" in c else c.update(evaluate={"posthoc_source": None}),
+            "config key 'dose_response.experiment': its figure puts the trained models beside the post-hoc shift",
+        ),
+        (
+            lambda c: c["methods"].update({"ours_x0.3": {"loss": {"infonce": {"weight": 1.0}}}}),
+            "config key 'methods.ours_x0.3': the name of the dose-response method for strength 0.3 is taken",
         ),
         (
             lambda c: c["experiments"][0].update(train={"epochs": 0}),

@@ -116,9 +116,12 @@ def argsort_ranks(scores, correct):
     return np.array(ranks)
 
 
+@pytest.mark.parametrize("block", [2048, 64, 37])
 @pytest.mark.parametrize("level", ["instance", "class"])
-def test_ranks_equal_a_brute_force_argsort_on_data_full_of_ties(level):
-    """Embeddings quantised to a coarse grid, so many scores tie exactly: ranks must still be exact."""
+def test_ranks_equal_a_brute_force_argsort_on_data_full_of_ties(level, block, monkeypatch):
+    """Embeddings quantised to a coarse grid, so many scores tie exactly: ranks must still be exact,
+    whether the queries fit one block or fill several with a remainder."""
+    monkeypatch.setattr(metrics, "_QUERY_BLOCK", block)
     rng = np.random.default_rng(5)
     n = 300
     labels = rng.integers(4, size=n)
@@ -140,13 +143,17 @@ def test_ranks_equal_a_brute_force_argsort_on_data_full_of_ties(level):
     np.testing.assert_array_equal(image_ranks, argsort_ranks(scores.T, correct))
 
 
-def test_blas_computes_each_entry_from_its_two_vectors():
-    """paired_ranks reads an item's correct score from a product of other shapes than its competitors'."""
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(size=(3000, 512)).astype(np.float32), rng.normal(size=(2500, 512)).astype(np.float32)
-    whole = a @ b.T
-    rows, columns = rng.permutation(3000)[:777], rng.permutation(2500)[:1313]
-    np.testing.assert_array_equal(a[rows] @ b[columns].T, whole[np.ix_(rows, columns)])
+def test_item_ranks_on_continuous_data_across_block_remainders(monkeypatch):
+    """Several blocks with a remainder, 512-d float32: an item's own captions never count against it."""
+    monkeypatch.setattr(metrics, "_QUERY_BLOCK", 256)
+    rng = np.random.default_rng(3)
+    items = unit(rng.normal(size=(300, 512))).astype(np.float32)
+    owner = np.repeat(np.arange(300), 2)[:-1]  # 599 captions: the last block is a remainder
+    captions = unit(items[owner] + 0.9 * rng.normal(size=(len(owner), 512))).astype(np.float32)
+    _, item_ranks = metrics.instance_ranks(captions, items, owner)
+    scores = items.astype(np.float64) @ captions.astype(np.float64).T
+    expected = [int((np.delete(row, np.flatnonzero(owner == j)) > row[owner == j].max()).sum()) for j, row in enumerate(scores)]
+    np.testing.assert_array_equal(item_ranks, expected)
 
 
 def test_retrieval_metrics_keys_for_three_modalities():

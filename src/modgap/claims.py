@@ -12,8 +12,10 @@ the paired differences:
    (fails);
 3. the gap closes: the gap ratio lies below 1 (holds); it lies at or above 1 (fails).
 
-Anything else is inconclusive. Runs that did not converge or that collapsed are
-flagged beside the verdict they enter.
+Anything else is inconclusive; where claim 2's intervals both hold and fail (above 0
+but below the margin), holds wins: the gain is shown, if small. With one seed the
+bounds are the point values, marked as such. Runs that did not converge or that
+collapsed are flagged beside the verdict they enter.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def _flags(runs: pd.DataFrame, method: str) -> list[str]:
     for column, what in (("converged", "did not converge"), ("collapsed", "collapsed")):
         if column not in runs:
             continue
-        values = runs[column].astype(bool)
+        values = runs[column].fillna(column == "converged").astype(bool)  # unknown: not flagged
         count = int((~values).sum()) if column == "converged" else int(values.sum())
         if count:
             flags.append(f"{count} of {len(runs)} {method} runs {what}")

@@ -241,12 +241,31 @@ def _dose_response_problems(config: dict) -> list[str]:
     missing = [t for t in dose["terms"] if t not in method["loss"]]
     if missing:
         return [f"config key 'dose_response.terms': method '{dose['method']}' has no loss term {', '.join(missing)}"]
-    return []
+    problems = []
+    source = config["evaluate"]["posthoc_source"]
+    planned = {name for name, _ in dose_response_plan(config).values()}
+    if source is None or source not in [*experiment_by_name(config, dose["experiment"])["methods"], *planned]:
+        problems.append(
+            f"config key 'dose_response.experiment': its figure puts the trained models beside the post-hoc "
+            f"shift of evaluate.posthoc_source ({source}), which experiment '{dose['experiment']}' does not train"
+        )
+    for strength, (name, definition) in dose_response_plan(config).items():
+        if name in config["methods"] and _canonical(config["methods"][name]) != _canonical(definition):
+            problems.append(
+                f"config key 'methods.{name}': the name of the dose-response method for strength {strength:g} "
+                "is taken by another definition; rename that method"
+            )
+    return problems
 
 
 def _canonical(method: Mapping) -> str:
-    """A method's definition without its description and zero-weight terms, for comparing methods."""
-    loss = {term: options for term, options in method["loss"].items() if options.get("weight", 1.0) != 0}
+    """A method's definition without its description and zero-weight terms, weights as floats, for
+    comparing methods."""
+    loss = {
+        term: {**options, "weight": float(options.get("weight", 1.0))}
+        for term, options in method["loss"].items()
+        if options.get("weight", 1.0) != 0
+    }
     return json.dumps({**{k: v for k, v in method.items() if k != "description"}, "loss": loss}, sort_keys=True)
 
 

@@ -161,7 +161,8 @@ def convergence(log_rows: pd.DataFrame, criterion: Mapping) -> dict:
     loss_range = float(log_rows["val_loss"].max() - log_rows["val_loss"].min())
     late["val_loss"] = late["val_loss"] / loss_range if loss_range > 0 else 0.0
     tested = [key for key in late if criterion[key] is not None]
-    converged = len(log_rows) >= 2 and all(late[key] <= criterion[key] for key in tested)
+    finite = bool(np.isfinite(window[["val_loss", "val_gap"]].to_numpy()).all())
+    converged = len(log_rows) >= 2 and finite and all(late[key] <= criterion[key] for key in tested)
     return {"converged": bool(converged), "epochs": int(len(log_rows)), **{f"late_change_{k}": v for k, v in late.items()}}
 
 

@@ -54,16 +54,18 @@ def paired_ranks(
 
     A query's rank is the number of wrong answers scoring strictly above its best correct one (ties count
     in its favour; no correct answer: every gallery entry counts). One blocked pass over the text-item
-    similarities serves both directions: a text's correct score is read from the same matrix product as
-    its competitors; an item's from a product of the same two vectors (a BLAS computes each entry from
-    its two vectors alone; tests check it), so no tolerance is needed.
+    similarities serves both directions. A text query's correct score is read from the same matrix
+    product as its competitors, so its rank is exact. An item query's best correct score comes from a
+    product of the same two vectors in another shape, which a BLAS may round differently in the last
+    bit: its own correct answers are never counted against it, and only a wrong answer tying its best
+    correct one to the last bit could be miscounted.
     """
     text_keys, item_keys = np.asarray(text_keys), np.asarray(item_keys)
     order = np.argsort(item_keys, kind="stable")  # gallery columns grouped by key: per-key maxima by reduceat
     keys, starts = np.unique(item_keys[order], return_index=True)
     position = np.searchsorted(keys, text_keys).clip(max=max(len(keys) - 1, 0))
     present = (keys[position] == text_keys) if len(keys) else np.zeros(len(texts), dtype=bool)
-    gallery = items[order]
+    gallery, gallery_keys = items[order], item_keys[order]
     item_best = _correct_best(texts, text_keys, items, item_keys)[order]
     text_ranks = np.empty(len(texts), dtype=np.int64)
     item_ranks = np.zeros(len(items), dtype=np.int64)
@@ -74,7 +76,8 @@ def paired_ranks(
         per_key = similarities if len(keys) == len(items) else np.maximum.reduceat(similarities, starts, axis=1)
         best = np.where(present[block], per_key[np.arange(len(per_key)), position[block]], -np.inf)
         text_ranks[block] = (similarities > best[:, None]).sum(axis=1)
-        item_ranks += (similarities > item_best[None, :]).sum(axis=0)
+        wrong = text_keys[block, None] != gallery_keys[None, :]
+        item_ranks += ((similarities > item_best[None, :]) & wrong).sum(axis=0)
     return text_ranks, item_ranks[np.argsort(order)]
 
 

@@ -23,7 +23,6 @@ from modgap.config import (
     dose_response_methods,
     evaluated_methods,
     experiment_by_name,
-    largest_batch,
     load_config,
     resolve_run,
 )

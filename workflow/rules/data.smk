@@ -28,7 +28,6 @@ rule prepare_dataset:
         directory(prepared("{dataset}")),
     params:
         dataset=lambda wildcards: study["datasets"][wildcards.dataset],
-        batch_size=lambda wildcards: largest_batch(study, wildcards.dataset),
     log:
         "results/logs/prepare/{dataset}.log",
     benchmark:

@@ -2,6 +2,7 @@
 
 import _checkout  # noqa: F401 (first: this checkout's modgap)
 
+from modgap.config import largest_batch, load_config
 from modgap.data import prepare_dataset
 from modgap.logs import log_to_file
 from modgap.runtime import configure_threads
@@ -10,5 +11,6 @@ with log_to_file(snakemake.log[0]):
     configure_threads(snakemake.threads)
     prepare_dataset(
         snakemake.wildcards.dataset, snakemake.params.dataset, snakemake.output[0], snakemake.input.downloads,
-        batch_size=snakemake.params.batch_size,
+        # read from the configuration, not a param: a new batch size must not re-prepare the data
+        batch_size=largest_batch(load_config(snakemake.config), snakemake.wildcards.dataset),
     )  # fmt: skip
