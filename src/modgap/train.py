@@ -40,7 +40,10 @@ from modgap.runtime import select_device
 log = logging.getLogger(__name__)
 
 
-CHECKPOINT_NAME = "checkpoint.pt"
+def checkpoint_path(run_dir: str | Path) -> Path:
+    """Where a run writes its resumable checkpoint (beside its model)."""
+    return Path(run_dir) / "checkpoint.pt"
+
 
 
 class NonFiniteLossError(ExplainedError, FloatingPointError):
@@ -94,7 +97,7 @@ class Trainer:
         self.options = run["train"]
         self.data_dir = Path(data_dir)
         self.output_dir = Path(output_dir)
-        self.checkpoint_path = self.output_dir / CHECKPOINT_NAME
+        self.checkpoint_path = checkpoint_path(self.output_dir)
         self.device = select_device(self.options["device"])
         manifest = read_manifest(data_dir)
         self.fingerprint = run_fingerprint(run, self.seed, manifest)
@@ -216,8 +219,8 @@ class Trainer:
         row.update({f"weight_{k}": w for k, w in self.loss.term_weights(epoch, epochs).items()})
         row["lr"] = self.scheduler.get_last_lr()[0]
         row["temperature"] = self.loss.temperature.tau
-        row["val_loss"] = self.validation_loss(epoch)
         val = embed_split(self.model, self.val_data, autocast=self.autocast)
+        row["val_loss"] = self.validation_loss(val, epoch)
         row.update(validation_metrics(val, self.val_data.labels, self.run["retrieval"]))
         log.info(
             "epoch %d/%d loss %.4f val loss %.4f gap %.3f R@1 %.1f (%.2f s training, %.0f samples/s, %.2f s validation)",
@@ -227,17 +230,15 @@ class Trainer:
         return row
 
     @torch.no_grad()
-    def validation_loss(self, epoch: int) -> float:
-        """The method's loss on the validation split, in consecutive full batches of the training size."""
+    def validation_loss(self, embeddings: Mapping[str, np.ndarray], epoch: int) -> float:
+        """The method's loss on the validation split's ``embeddings`` (from embed_split, so the encoder
+        runs once), in consecutive full batches of the training size."""
         batch_size = min(self.options["batch_size"], self.val_data.size)
-        self.model.eval()
         losses = []
         for start in range(0, self.val_data.size - batch_size + 1, batch_size):
-            batch = self.val_data.batch(torch.arange(start, start + batch_size))
-            with self.autocast():
-                embeddings = self.forward(batch.inputs)
-            losses.append(float(self.loss(embeddings, epoch, self.options["epochs"], batch.sentences, batch.labels)[0]))
-        self.model.train()
+            batch = self.val_data.batch(torch.arange(start, start + batch_size))  # their labels and captions
+            chunk = {m: torch.from_numpy(z[start : start + batch_size]).to(self.device) for m, z in embeddings.items()}
+            losses.append(float(self.loss(chunk, epoch, self.options["epochs"], batch.sentences, batch.labels)[0]))
         return float(np.mean(losses))
 
     def fit(self, progress: bool = False) -> None:
@@ -336,4 +337,4 @@ def train_seeds(
     for seed, model_path, log_path, embeddings_path in zip(seeds, model_paths, log_paths, embeddings_paths, strict=True):
         train_run(run, data_dir, model_path, log_path, int(seed), embeddings_path, keep_checkpoint=True)
     for model_path in model_paths:
-        (Path(model_path).parent / CHECKPOINT_NAME).unlink(missing_ok=True)
+        checkpoint_path(Path(model_path).parent).unlink(missing_ok=True)
