@@ -99,7 +99,7 @@ def test_ties_count_in_the_querys_favour():
 def test_class_recall_matches_brute_force_with_duplicate_texts():
     z, labels = clustered(n=40, modalities=("image", "text"), seed=3)
     z["text"] = unit(np.eye(8)[labels] + 0.0)  # class names as text: identical rows per class
-    text_ranks, image_ranks = metrics.class_ranks(z["text"], labels, z["image"], labels)
+    text_ranks, image_ranks = metrics.class_ranks(z["text"], z["image"], labels)
     correct = [set(np.flatnonzero(labels == labels[i])) for i in range(40)]
     for k in (1, 5):
         assert metrics.recall_at(text_ranks, [k])[k] == pytest.approx(brute_force_recall(z["text"], z["image"], correct, k))
@@ -112,16 +112,15 @@ def argsort_ranks(scores, correct):
     for i, row in enumerate(scores):
         is_correct = np.isin(np.arange(len(row)), list(correct[i]))
         order = np.lexsort((~is_correct, -row))
-        ranks.append(int(np.flatnonzero(is_correct[order])[0]) if is_correct.any() else len(gallery))
+        ranks.append(int(np.flatnonzero(is_correct[order])[0]))
     return np.array(ranks)
 
 
-@pytest.mark.parametrize("block", [2048, 64, 37])
-@pytest.mark.parametrize("level", ["instance", "class"])
-def test_ranks_equal_a_brute_force_argsort_on_data_full_of_ties(level, block, monkeypatch):
-    """Embeddings quantised to a coarse grid, so many scores tie exactly: ranks must still be exact,
-    whether the queries fit one block or fill several with a remainder."""
-    monkeypatch.setattr(metrics, "_QUERY_BLOCK", block)
+@pytest.mark.parametrize("chunk_size", [2048, 64, 37])
+def test_ranks_equal_a_brute_force_argsort_on_data_full_of_ties(chunk_size):
+    """Embeddings quantised to a coarse grid, so many scores tie exactly: ranks must still be exact at both
+    levels, whether the items fit one chunk or fill several, with classes split over chunks (chunk 64: a
+    class of ~75 items is a group of two chunks) or packed several to a chunk."""
     rng = np.random.default_rng(5)
     n = 300
     labels = rng.integers(4, size=n)
@@ -131,29 +130,43 @@ def test_ranks_equal_a_brute_force_argsort_on_data_full_of_ties(level, block, mo
     texts[::5] = texts[0]  # duplicate captions
     images, texts = (x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-9) for x in (images, texts))
     images, texts = images.astype(np.float32), texts.astype(np.float32)
-    if level == "instance":
-        text_ranks, image_ranks = metrics.instance_ranks(texts, images)
-        correct = [{i} for i in range(n)]
-    else:
-        text_ranks, image_ranks = metrics.class_ranks(texts, labels, images, labels)
-        correct = [set(np.flatnonzero(labels == labels[i])) for i in range(n)]
-    scores = texts @ images.T  # one product: the same float32 values the ranks compare
+    ranks = metrics.retrieval_ranks(texts, images, labels, ("instance", "class"), chunk_size=chunk_size)
+    scores = texts @ images.T  # one product: the same float32 values the ranks compare (the grid is exact)
     assert len(np.unique(scores)) < scores.size / 5  # plenty of exact ties
-    np.testing.assert_array_equal(text_ranks, argsort_ranks(scores, correct))
-    np.testing.assert_array_equal(image_ranks, argsort_ranks(scores.T, correct))
+    for level, correct in (("instance", [{i} for i in range(n)]),
+                           ("class", [set(np.flatnonzero(labels == labels[i])) for i in range(n)])):  # fmt: skip
+        text_ranks, image_ranks = ranks[level]
+        np.testing.assert_array_equal(text_ranks, argsort_ranks(scores, correct))
+        np.testing.assert_array_equal(image_ranks, argsort_ranks(scores.T, correct))
 
 
-def test_item_ranks_on_continuous_data_across_block_remainders(monkeypatch):
-    """Several blocks with a remainder, 512-d float32: an item's own captions never count against it."""
-    monkeypatch.setattr(metrics, "_QUERY_BLOCK", 256)
+def test_item_ranks_on_continuous_data_across_chunk_remainders():
+    """Several chunks with a remainder, 512-d float32: an item's own captions never count against it."""
     rng = np.random.default_rng(3)
     items = unit(rng.normal(size=(300, 512))).astype(np.float32)
-    owner = np.repeat(np.arange(300), 2)[:-1]  # 599 captions: the last block is a remainder
+    owner = np.repeat(np.arange(300), 2)[:-1]  # 599 captions: the last item has one
     captions = unit(items[owner] + 0.9 * rng.normal(size=(len(owner), 512))).astype(np.float32)
-    _, item_ranks = metrics.instance_ranks(captions, items, owner)
+    _, item_ranks = metrics.retrieval_ranks(captions, items, np.full(300, -1), ("instance",), owner, chunk_size=64)["instance"]
     scores = items.astype(np.float64) @ captions.astype(np.float64).T
     expected = [int((np.delete(row, np.flatnonzero(owner == j)) > row[owner == j].max()).sum()) for j, row in enumerate(scores)]
     np.testing.assert_array_equal(item_ranks, expected)
+
+
+def test_unlabelled_items_have_instance_ranks_but_no_class_ranks():
+    rng = np.random.default_rng(4)
+    labels = rng.integers(3, size=90)
+    labels[::4] = -1
+    texts, items = (unit(rng.normal(size=(90, 6))).astype(np.float32) for _ in range(2))
+    ranks = metrics.retrieval_ranks(texts, items, labels, ("instance", "class"), chunk_size=16)
+    scores = texts @ items.T
+    np.testing.assert_array_equal(ranks["instance"][0], argsort_ranks(scores, [{i} for i in range(90)]))
+    keep = labels >= 0
+    kept, kept_labels = scores[np.ix_(keep, keep)], labels[keep]
+    correct = [set(np.flatnonzero(kept_labels == label)) for label in kept_labels]
+    text_ranks, item_ranks = ranks["class"]
+    assert (text_ranks[~keep] == -1).all() and (item_ranks[~keep] == -1).all()
+    np.testing.assert_array_equal(text_ranks[keep], argsort_ranks(kept, correct))
+    np.testing.assert_array_equal(item_ranks[keep], argsort_ranks(kept.T, correct))
 
 
 def test_retrieval_metrics_keys_for_three_modalities():
@@ -181,18 +194,57 @@ def test_unlabelled_items_are_left_out_of_clustering():
     assert len(points) == 2 * 50 and (stacked_labels >= 0).all()
 
 
-def test_knn_accuracy_matches_brute_force():
+def brute_force_knn(points, labels, k=5, test_fraction=0.2, seed=0):
     from sklearn.model_selection import train_test_split
 
-    z, labels = clustered(offset=0.5)
-    points, stacked_labels = metrics.stacked(z, labels)
-    train_x, test_x, train_y, test_y = train_test_split(points, stacked_labels, test_size=0.2, random_state=0)
+    train_x, test_x, train_y, test_y = train_test_split(points, labels, test_size=test_fraction, random_state=seed)
     correct = 0
     for x, y in zip(test_x, test_y):
-        nearest = np.argsort(np.linalg.norm(train_x - x, axis=1), kind="stable")[:5]
-        votes = np.bincount(train_y[nearest], minlength=4)
+        nearest = np.argsort(np.linalg.norm(train_x - x, axis=1), kind="stable")[:k]
+        votes = np.bincount(train_y[nearest], minlength=labels.max() + 1)
         correct += np.argmax(votes) == y
-    assert metrics.knn_accuracy(points, stacked_labels) == pytest.approx(100 * correct / len(test_y))
+    return 100 * correct / len(test_y)
+
+
+def test_knn_accuracy_matches_brute_force():
+    z, labels = clustered(offset=0.5)
+    points, stacked_labels = metrics.stacked(z, labels)
+    assert metrics.knn_accuracy(z, labels) == pytest.approx(brute_force_knn(points, stacked_labels))
+
+
+@pytest.mark.parametrize("chunk_size", [2048, 40, 7])
+def test_knn_shared_with_retrieval_equals_knn_alone_and_scikit_learn(chunk_size):
+    """kNN that takes its text-to-other neighbours from the retrieval passes finds the same neighbours as kNN
+    in passes of its own and as scikit-learn, with unlabelled items left out and any chunking."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    z, labels = clustered(n=240, d=12, classes=5, offset=0.3, seed=8)
+    labels = labels.copy()
+    labels[::9] = -1
+    z = {m: x.astype(np.float32) for m, x in z.items()}
+    protocol = metrics.KnnProtocol(k=5, test_fraction=0.25, seed=3)
+    recalls, shared = metrics.retrieval_and_knn(z, labels, levels=("class",), knn=protocol, chunk_size=chunk_size)
+    _, alone = metrics.retrieval_and_knn(z, labels, knn=protocol, chunk_size=chunk_size)
+    points, stacked_labels = metrics.stacked(z, labels)
+    from sklearn.model_selection import train_test_split
+
+    train_x, test_x, train_y, test_y = train_test_split(points, stacked_labels, test_size=0.25, random_state=3)
+    expected = 100 * np.mean(KNeighborsClassifier(5).fit(train_x, train_y).predict(test_x) == test_y)
+    assert shared == alone == pytest.approx(expected)
+    assert recalls["class"] == metrics.retrieval_metrics(z, labels, "class")
+
+
+def test_passes_give_the_same_bytes_with_one_thread_or_two(monkeypatch):
+    from modgap import similarity
+
+    z, labels = clustered(n=400, d=16, classes=6, offset=0.2, seed=9)
+    z = {m: x.astype(np.float32) for m, x in z.items()}
+    results = []
+    for threads in (1, 2):
+        monkeypatch.setattr(similarity, "default_threads", lambda threads=threads: threads)
+        results.append(metrics.retrieval_and_knn(z, labels, levels=("instance", "class"), knn=metrics.KnnProtocol(),
+                                                 chunk_size=50))  # fmt: skip
+    assert results[0] == results[1]
 
 
 def test_posthoc_shift_removes_the_centroid_gap():

@@ -18,6 +18,7 @@ import pandas as pd
 from modgap import metrics
 from modgap.errors import corrupt
 from modgap.io import write_json
+from modgap.metrics import KnnProtocol
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +83,36 @@ def chance_r1(labels: np.ndarray, level: str, n_items: int) -> float:
     return float(100.0 * np.sum(shares**2))
 
 
-def group_metrics(
-    embeddings: Mapping[str, np.ndarray], labels: np.ndarray, options: Mapping
-) -> tuple[dict[str, float], list[str]]:
-    """KMeans scores and kNN accuracy on the stacked labelled embeddings, and notes on what was skipped.
+def knn_protocol(labels: np.ndarray, n_modalities: int, options: Mapping) -> KnnProtocol | None:
+    """The kNN protocol of ``options``, or None when the labelled test points cannot hold its neighbours and
+    a test part."""
+    labelled = int((labels >= 0).sum()) * n_modalities
+    test_size = int(np.ceil(options["knn_test_fraction"] * labelled))  # as train_test_split counts
+    if len(np.unique(labels[labels >= 0])) < 2 or test_size < 1 or labelled - test_size < options["knn_k"]:
+        return None
+    return KnnProtocol(options["knn_k"], options["knn_test_fraction"], options["knn_seed"])
 
-    k is ``options['kmeans_k']`` or the number of classes present among the labelled test items.
+
+def labelled_metrics(
+    embeddings: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    retrieval: str,
+    options: Mapping,
+    ks: Sequence[int] | None = None,
+    text_captions: np.ndarray | None = None,
+    text_caption_item: np.ndarray | None = None,
+) -> tuple[dict[str, float], dict[str, float], list[str]]:
+    """Retrieval R@k (``ks``, default ``options['recall_at']``), KMeans scores, kNN and the optional probe of
+    one set of embeddings: (recalls, group-wise results, notes on what the labels could not support).
+
+    Retrieval and kNN share their similarity products. KMeans k is ``options['kmeans_k']`` or the number of
+    classes present among the labelled test items.
     """
+    knn = knn_protocol(labels, len(embeddings), options)
+    recalls, knn_acc = metrics.retrieval_and_knn(
+        embeddings, labels, levels=(retrieval,), ks=ks or options["recall_at"], knn=knn,
+        text_captions=text_captions, text_caption_item=text_caption_item,
+    )  # fmt: skip
     points, stacked_labels = metrics.stacked(embeddings, labels)
     present = len(np.unique(stacked_labels))
     k = options["kmeans_k"] or present
@@ -105,15 +129,9 @@ def group_metrics(
         results.update(
             metrics.clustering_scores(points, stacked_labels, k, options["kmeans_random_state"], options["kmeans_n_init"])
         )
-    test_size = int(np.ceil(options["knn_test_fraction"] * len(points)))  # as train_test_split counts
-    train_size = len(points) - test_size
-    if present < 2 or test_size < 1 or train_size < options["knn_k"]:
+    if knn is None:
         notes.append(f"kNN skipped: {len(points)} labelled points cannot hold {options['knn_k']} neighbours and a test part")
-        results["knn_acc"] = float("nan")
-    else:
-        results["knn_acc"] = metrics.knn_accuracy(
-            points, stacked_labels, options["knn_k"], options["knn_test_fraction"], options["knn_seed"]
-        )
+    results["knn_acc"] = float("nan") if knn_acc is None else knn_acc
     if options["linear_probe"]:
         if present < 2 or len(points) < 10 * present:
             notes.append("linear probe skipped: too few labelled points")
@@ -122,7 +140,7 @@ def group_metrics(
             results.update(linear_probe_accuracy(points, stacked_labels, options["knn_seed"]))
     for note in notes:
         log.warning(note)
-    return results, notes
+    return recalls[retrieval], results, notes
 
 
 def compute_metrics(dump: Mapping[str, np.ndarray], retrieval: str, options: Mapping) -> dict:
@@ -131,19 +149,14 @@ def compute_metrics(dump: Mapping[str, np.ndarray], retrieval: str, options: Map
     labels = np.asarray(dump["labels"])
     results: dict = {"n_test": int(len(labels)), "n_labelled": int((labels >= 0).sum())}
     results.update(metrics.gap_metrics(embeddings))
-    recalls = metrics.retrieval_metrics(
-        embeddings,
-        labels,
-        retrieval,
-        ks=options["recall_at"],
-        text_captions=dump.get("text_captions"),
-        text_caption_item=dump.get("text_caption_item"),
-    )
+    recalls, group, notes = labelled_metrics(
+        embeddings, labels, retrieval, options,
+        text_captions=dump.get("text_captions"), text_caption_item=dump.get("text_caption_item"),
+    )  # fmt: skip
     results.update(recalls)
     r1 = [v for key, v in recalls.items() if key.startswith("r1_")]
     results["r1_mean"] = float(np.mean(r1)) if r1 else float("nan")
     results["r1_chance"] = chance_r1(labels, retrieval, len(labels))
-    group, notes = group_metrics(embeddings, labels, options)
     results.update(group)
     for modality, z in embeddings.items():
         results[f"intra_cos_{modality}"] = intra_modality_cosine(z)
@@ -246,12 +259,10 @@ def gap_sweep(
         for strength in strengths:
             shifted = shift_dump(dump, strength)
             embeddings = modality_embeddings(shifted)
-            labels = np.asarray(shifted["labels"])
-            recalls = metrics.retrieval_metrics(
-                embeddings, labels, retrieval, ks=(1,),
+            recalls, group, _ = labelled_metrics(
+                embeddings, np.asarray(shifted["labels"]), retrieval, {**options, "linear_probe": False}, ks=(1,),
                 text_captions=shifted.get("text_captions"), text_caption_item=shifted.get("text_caption_item"),
             )  # fmt: skip
-            group, _ = group_metrics(embeddings, labels, {**options, "linear_probe": False})
             rows.append(
                 {
                     "seed": seed,

@@ -1,18 +1,21 @@
 """Metrics on L2-normalised embeddings (SPEC section 4), vectorised with numpy.
 
 Embeddings are float arrays (N, d) per modality, row i of every modality being
-the same sample. Retrieval scores queries in blocks, so 25,000 x 25,000
-similarity matrices never exist in memory at once.
+the same sample. Retrieval and kNN read their scores from tiled passes
+(``modgap.similarity``), so 25,000 x 25,000 similarity matrices never exist in
+memory at once, and both retrieval levels and kNN share the products they need.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-_QUERY_BLOCK = 2048
+from modgap import similarity
+from modgap.kmeans import kmeans
 
 
 def gap(z_a: np.ndarray, z_b: np.ndarray) -> float:
@@ -25,81 +28,58 @@ def cos_true_pairs(z_a: np.ndarray, z_b: np.ndarray) -> float:
     return float(np.mean(np.sum(z_a * z_b, axis=1)))
 
 
-def _correct_best(texts: np.ndarray, text_keys: np.ndarray, items: np.ndarray, item_keys: np.ndarray) -> np.ndarray:
-    """For every item, the highest score among the texts with its key (-inf if none), each score a
-    product of the same two vectors as in ``paired_ranks``' main pass."""
-    best = np.full(len(items), -np.inf, dtype=np.result_type(texts, items))
-    order = np.argsort(text_keys, kind="stable")
-    item_order = np.argsort(item_keys, kind="stable")
-    sorted_item_keys = item_keys[item_order]
-    for start in range(0, len(order), _QUERY_BLOCK):
-        rows = order[start : start + _QUERY_BLOCK]
-        keys = text_keys[rows]
-        low = np.searchsorted(sorted_item_keys, keys.min(), side="left")
-        high = np.searchsorted(sorted_item_keys, keys.max(), side="right")
-        columns = item_order[low:high]  # the items whose keys lie in this block's (sorted) key range
-        if len(columns) == 0:
-            continue
-        scores = texts[rows] @ items[columns].T
-        scores[keys[:, None] != item_keys[columns][None, :]] = -np.inf
-        np.maximum.at(best, columns, scores.max(axis=0))
-    return best
+def retrieval_ranks(
+    texts: np.ndarray,
+    items: np.ndarray,
+    labels: np.ndarray,
+    levels: Sequence[str] = ("instance",),
+    owner: np.ndarray | None = None,
+    chunk_size: int = similarity.CHUNK_SIZE,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Ranks of every text among the items and of every item among the texts, per level, from one pass.
 
-
-def paired_ranks(
-    texts: np.ndarray, text_keys: np.ndarray, items: np.ndarray, item_keys: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Ranks of every text as a query over the items and of every item as a query over the texts, where a
-    (text, item) pair is correct when their keys are equal (instance: the item's index; class: the label).
-
-    A query's rank is the number of wrong answers scoring strictly above its best correct one (ties count
-    in its favour; no correct answer: every gallery entry counts). One blocked pass over the text-item
-    similarities serves both directions. A text query's correct score is read from the same matrix
-    product as its competitors, so its rank is exact. An item query's best correct score comes from a
-    product of the same two vectors in another shape, which a BLAS may round differently in the last
-    bit: its own correct answers are never counted against it, and only a wrong answer tying its best
-    correct one to the last bit could be miscounted.
+    Text ``t`` describes item ``owner[t]`` (default: its own row); ``labels`` are the items' classes (-1:
+    none). A rank counts the wrong answers scoring strictly above the query's best correct one (ties count
+    in its favour): at the 'instance' level the correct answers are a text's owner and an item's own texts
+    (COCO: an item counts as found when any of its captions is); at the 'class' level, every labelled
+    item or text of the query's class (ranks of unlabelled queries are -1).
     """
-    text_keys, item_keys = np.asarray(text_keys), np.asarray(item_keys)
-    order = np.argsort(item_keys, kind="stable")  # gallery columns grouped by key: per-key maxima by reduceat
-    keys, starts = np.unique(item_keys[order], return_index=True)
-    position = np.searchsorted(keys, text_keys).clip(max=max(len(keys) - 1, 0))
-    present = (keys[position] == text_keys) if len(keys) else np.zeros(len(texts), dtype=bool)
-    gallery, gallery_keys = items[order], item_keys[order]
-    item_best = _correct_best(texts, text_keys, items, item_keys)[order]
-    text_ranks = np.empty(len(texts), dtype=np.int64)
-    item_ranks = np.zeros(len(items), dtype=np.int64)
-    for start in range(0, len(texts), _QUERY_BLOCK):
-        block = slice(start, min(start + _QUERY_BLOCK, len(texts)))
-        similarities = texts[block] @ gallery.T
-        # one gallery entry per key (instance retrieval): the columns are the keys already
-        per_key = similarities if len(keys) == len(items) else np.maximum.reduceat(similarities, starts, axis=1)
-        best = np.where(present[block], per_key[np.arange(len(per_key)), position[block]], -np.inf)
-        text_ranks[block] = (similarities > best[:, None]).sum(axis=1)
-        wrong = text_keys[block, None] != gallery_keys[None, :]
-        item_ranks += ((similarities > item_best[None, :]) & wrong).sum(axis=0)
-    return text_ranks, item_ranks[np.argsort(order)]
+    labels = np.asarray(labels)
+    owner = np.arange(len(texts)) if owner is None else np.asarray(owner, dtype=np.int64)
+    return _rank_pass(texts, items, owner, labels, similarity.layout(labels, chunk_size), levels)
+
+
+def _rank_pass(texts, items, owner, labels, plan, levels, search=None, modalities=None) -> dict[str, tuple]:
+    """One pass over ``texts @ items.T`` for the ranks at ``levels``; with a kNN ``search``, the pass also
+    serves kNN between the two ``modalities`` (text, other)."""
+    rows, cols = similarity.rows_by_chunk(owner, plan, len(items)), list(plan.chunks)
+    consumers = []
+    if search is not None:
+        rows, row_side = search.side(modalities[0], rows)
+        cols, col_side = search.side(modalities[1], cols)
+        consumers.append(search.consumer(row_side, col_side, *modalities))
+    dtype = np.result_type(texts, items)
+    counters = [similarity.LevelRanks(level, plan, rows, cols, owner, labels, dtype) for level in levels]
+    similarity.tile_pass(texts, items, rows, cols, plan, [*counters, *consumers])
+    return {counter.level: counter.ranks() for counter in counters}
 
 
 def instance_ranks(
     texts: np.ndarray, items: np.ndarray, text_item: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Instance-level ranks both ways: caption ``t`` describes item ``text_item[t]`` (default: its own
-    row); an item counts as retrieved when any of its captions is (COCO protocol)."""
-    text_item = np.arange(len(texts)) if text_item is None else np.asarray(text_item)
-    return paired_ranks(texts, text_item, items, np.arange(len(items)))
+    """Instance-level ranks both ways: caption ``t`` describes item ``text_item[t]`` (default: its own row)."""
+    return retrieval_ranks(texts, items, np.full(len(items), -1), ("instance",), text_item)["instance"]
 
 
-def class_ranks(
-    texts: np.ndarray, text_labels: np.ndarray, items: np.ndarray, item_labels: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Class-level ranks both ways: any gallery entry of the query's class is correct."""
-    return paired_ranks(texts, text_labels, items, item_labels)
+def class_ranks(texts: np.ndarray, items: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class-level ranks both ways for paired texts and items (row i of each is sample i, of class labels[i])."""
+    return retrieval_ranks(texts, items, labels, ("class",))["class"]
 
 
 def recall_at(ranks: np.ndarray, ks: Sequence[int]) -> dict[int, float]:
-    """R@k in percent from 0-based ranks."""
-    return {k: float(100.0 * np.mean(ranks < k)) for k in ks}
+    """R@k in percent from 0-based ranks; negative ranks (queries without a label) are left out."""
+    ranks = ranks[ranks >= 0]
+    return {k: float(100.0 * np.mean(ranks < k)) if len(ranks) else float("nan") for k in ks}
 
 
 def stacked(embeddings: Mapping[str, np.ndarray], labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -112,9 +92,8 @@ def stacked(embeddings: Mapping[str, np.ndarray], labels: np.ndarray) -> tuple[n
 def clustering_scores(points: np.ndarray, labels: np.ndarray, k: int, random_state: int = 0, n_init: int = 10) -> dict:
     """KMeans on the points, scored against the labels: V-Measure, homogeneity, NMI, ARI (percent)."""
     from sklearn import metrics as skm
-    from sklearn.cluster import KMeans
 
-    clusters = KMeans(n_clusters=k, random_state=random_state, n_init=n_init).fit_predict(points)
+    clusters = kmeans(points, k, n_init=n_init, random_state=random_state).labels
     homogeneity, completeness, v_measure = skm.homogeneity_completeness_v_measure(labels, clusters)
     return {
         "v_measure": 100.0 * v_measure,
@@ -125,14 +104,134 @@ def clustering_scores(points: np.ndarray, labels: np.ndarray, k: int, random_sta
     }
 
 
-def knn_accuracy(points: np.ndarray, labels: np.ndarray, k: int = 5, test_fraction: float = 0.2, seed: int = 0) -> float:
-    """k-nearest-neighbour (Euclidean) accuracy in percent on a seeded random train/test split."""
-    from sklearn.model_selection import train_test_split
-    from sklearn.neighbors import KNeighborsClassifier
+@dataclass(frozen=True)
+class KnnProtocol:
+    """kNN accuracy on the stacked labelled embeddings of every modality: ``k`` Euclidean neighbours, majority
+    vote (ties: the smallest label), on a seeded random split (scikit-learn's ``train_test_split``)."""
 
-    train_x, test_x, train_y, test_y = train_test_split(points, labels, test_size=test_fraction, random_state=seed)
-    classifier = KNeighborsClassifier(n_neighbors=k).fit(train_x, train_y)
-    return float(100.0 * np.mean(classifier.predict(test_x) == test_y))
+    k: int = 5
+    test_fraction: float = 0.2
+    seed: int = 0
+
+
+class _KnnSearch:
+    """The neighbour lists of kNN's test points and the passes that fill them.
+
+    Points are numbered as ``stacked`` orders them (modality by modality, labelled items in order). Unit
+    vectors' Euclidean order is their inner products' order, so neighbours are the train points of
+    highest score; passes between the text and another modality can be shared with retrieval.
+    """
+
+    def __init__(self, embeddings: Mapping[str, np.ndarray], labels: np.ndarray, plan: similarity.Layout,
+                 protocol: KnnProtocol, chunk_size: int) -> None:  # fmt: skip
+        from sklearn.model_selection import train_test_split
+
+        labelled = np.flatnonzero(labels >= 0)
+        n_points = len(labelled) * len(embeddings)
+        train, test = train_test_split(np.arange(n_points), test_size=protocol.test_fraction, random_state=protocol.seed)
+        if len(train) < protocol.k or len(test) == 0:
+            raise ValueError(f"kNN needs at least {protocol.k} train points and one test point, got {len(train)} and {len(test)}")
+        self.plan, self.test, self.labels = plan, test, labels
+        self.chunk_size, self.test_fraction = chunk_size, protocol.test_fraction
+        self.point_labels = np.tile(labels[labelled], len(embeddings))
+        self.query = np.full(n_points, -1, dtype=np.int64)  # test point -> its neighbour list
+        self.query[test] = np.arange(len(test))
+        self.point = {}  # modality -> every item's point number (-1: unlabelled)
+        for number, modality in enumerate(embeddings):
+            self.point[modality] = np.full(len(labels), -1, dtype=np.int64)
+            self.point[modality][labelled] = number * len(labelled) + np.arange(len(labelled))
+        dtype = np.result_type(*embeddings.values())
+        self.neighbours = similarity.Neighbours(len(test), protocol.k, dtype)
+        self.covered: set[tuple[str, str]] = set()
+
+    def side(self, modality: str, chunks: Sequence[np.ndarray]) -> tuple[list[np.ndarray], similarity.Side]:
+        """``chunks`` (item indices) reordered test points first, and their kNN ids."""
+        ordered, n_queries, ids = [], [], []
+        for members in chunks:
+            points = self.point[modality][members]
+            queries = np.where(points >= 0, self.query[points.clip(min=0)], -1)
+            first = np.argsort(queries < 0, kind="stable")
+            ordered.append(members[first])
+            n_queries.append(int(np.sum(queries >= 0)))
+            ids.append(np.where(queries >= 0, queries, points)[first])
+        return ordered, similarity.Side(n_queries, ids)
+
+    def consumer(self, rows: similarity.Side, cols: similarity.Side, row_modality: str, col_modality: str):
+        """The consumer of a pass between two modalities, which then needs no pass of its own."""
+        self.covered |= {(row_modality, col_modality), (col_modality, row_modality)}
+        return similarity.NeighbourBlocks(self.neighbours, self.plan, rows, cols)
+
+    def complete(self, embeddings: Mapping[str, np.ndarray]) -> None:
+        """Passes of test points of ``a`` against train points of ``b`` for every pair not yet covered."""
+        # chunks 1/test_fraction times larger, so that a chunk's test points alone still fill a tile's side
+        plan = similarity.layout(self.labels, int(np.ceil(self.chunk_size / self.test_fraction)))
+        for a, b in itertools.product(embeddings, repeat=2):
+            if (a, b) in self.covered:
+                continue
+            is_test = {m: self.query[self.point[m].clip(min=0)] >= 0 for m in (a, b)}
+            rows = [members[is_test[a][members]] if labelled else members[:0] for members, labelled in zip(plan.chunks, plan.labelled)]
+            cols = [members[~is_test[b][members]] if labelled else members[:0] for members, labelled in zip(plan.chunks, plan.labelled)]
+            row_side = similarity.Side([len(r) for r in rows], [self.query[self.point[a][r]] for r in rows])
+            col_side = similarity.Side([0] * len(cols), [self.point[b][c] for c in cols])
+            blocks = similarity.NeighbourBlocks(self.neighbours, plan, row_side, col_side)
+            similarity.tile_pass(embeddings[a], embeddings[b], rows, cols, plan, [blocks])
+
+    def accuracy(self) -> float:
+        votes = self.point_labels[self.neighbours.index]
+        classes = np.unique(self.point_labels)
+        counts = (votes[:, :, None] == classes[None, None, :]).sum(axis=1)
+        predicted = classes[np.argmax(counts, axis=1)]  # ties: the smallest label, as scikit-learn
+        return float(100.0 * np.mean(predicted == self.point_labels[self.test]))
+
+
+def retrieval_and_knn(
+    embeddings: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    *,
+    levels: Sequence[str] = (),
+    ks: Sequence[int] = (1, 5, 10),
+    knn: KnnProtocol | None = None,
+    text_captions: np.ndarray | None = None,
+    text_caption_item: np.ndarray | None = None,
+    text_modality: str = "text",
+    chunk_size: int = similarity.CHUNK_SIZE,
+) -> tuple[dict[str, dict[str, float]], float | None]:
+    """Retrieval R@k at every level in ``levels`` and kNN accuracy, sharing the products they both need.
+
+    Returns ``{level: {"r{k}_{query}_{target}": percent}}`` (both ways between the text and every other
+    modality; empty without a text modality) and the kNN accuracy in percent (None without ``knn``). With
+    ``text_captions`` the instance level ranks every caption (COCO); the class level uses the text modality.
+    """
+    labels = np.asarray(labels)
+    plan = similarity.layout(labels, chunk_size)
+    search = _KnnSearch(embeddings, labels, plan, knn, chunk_size) if knn is not None else None
+    recalls: dict[str, dict[str, float]] = {level: {} for level in levels}
+    identity = np.arange(len(labels))
+    by_caption = text_captions is not None and "instance" in levels
+    text_levels = [level for level in levels if not (by_caption and level == "instance")]
+    for other in (m for m in embeddings if m != text_modality) if text_modality in embeddings else ():
+        ranks = {}
+        if text_levels:  # kNN alone is cheaper in passes of its own (test against train points only)
+            ranks |= _rank_pass(embeddings[text_modality], embeddings[other], identity, labels, plan, text_levels,
+                                search, (text_modality, other))  # fmt: skip
+        if by_caption:
+            owner = np.asarray(text_caption_item, dtype=np.int64)
+            ranks |= _rank_pass(text_captions, embeddings[other], owner, labels, plan, ["instance"])
+        for level, (text_ranks, item_ranks) in ranks.items():
+            for (query, target), level_ranks in {(text_modality, other): text_ranks, (other, text_modality): item_ranks}.items():
+                for k, value in recall_at(level_ranks, ks).items():
+                    recalls[level][f"r{k}_{query}_{target}"] = value
+    if search is None:
+        return recalls, None
+    search.complete(embeddings)
+    return recalls, search.accuracy()
+
+
+def knn_accuracy(
+    embeddings: Mapping[str, np.ndarray], labels: np.ndarray, k: int = 5, test_fraction: float = 0.2, seed: int = 0
+) -> float:
+    """kNN accuracy in percent on the stacked labelled embeddings (see ``KnnProtocol``)."""
+    return retrieval_and_knn(embeddings, labels, knn=KnnProtocol(k, test_fraction, seed))[1]
 
 
 def gap_metrics(embeddings: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -156,32 +255,10 @@ def retrieval_metrics(
     text_caption_item: np.ndarray | None = None,
     text_modality: str = "text",
 ) -> dict[str, float]:
-    """R@k both ways between the text and every other modality, keys like ``r1_text_image``.
-
-    ``level`` is 'instance' (own partner; with ``text_captions`` every caption of an
-    item counts, as in COCO) or 'class' (any item of the query's class).
-    """
-    if text_modality not in embeddings:
-        return {}
-    results: dict[str, float] = {}
-    for other in (m for m in embeddings if m != text_modality):
-        if level == "instance":
-            if text_captions is not None:
-                texts, owners = text_captions, text_caption_item
-            else:
-                texts, owners = embeddings[text_modality], None
-            text_ranks, item_ranks = instance_ranks(texts, embeddings[other], owners)
-        elif level == "class":
-            keep = labels >= 0
-            kept = labels[keep]
-            text_ranks, item_ranks = class_ranks(embeddings[text_modality][keep], kept, embeddings[other][keep], kept)
-        else:
-            raise ValueError(f"retrieval level must be 'instance' or 'class', got {level!r}")
-        ranks = {(text_modality, other): text_ranks, (other, text_modality): item_ranks}
-        for (query, target), rank in ranks.items():
-            for k, value in recall_at(rank, ks).items():
-                results[f"r{k}_{query}_{target}"] = value
-    return results
+    """R@k both ways between the text and every other modality at one level, keys like ``r1_text_image``."""
+    recalls, _ = retrieval_and_knn(embeddings, labels, levels=(level,), ks=ks, text_captions=text_captions,
+                                   text_caption_item=text_caption_item, text_modality=text_modality)  # fmt: skip
+    return recalls[level]
 
 
 def posthoc_shift(embeddings: Mapping[str, np.ndarray], strength: float) -> dict[str, np.ndarray]:

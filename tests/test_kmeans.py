@@ -1,0 +1,53 @@
+"""KMeans (modgap.kmeans) against scikit-learn's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+
+from modgap.kmeans import kmeans
+
+
+def blobs(n=600, d=16, k=5, spread=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(k, size=n)
+    points = rng.normal(size=(k, d))[labels] * 4 + spread * rng.normal(size=(n, d))
+    return points.astype(np.float32), labels
+
+
+def test_separated_clusters_are_found_exactly():
+    points, labels = blobs()
+    result = kmeans(points, 5, n_init=10, random_state=0)
+    assert adjusted_rand_score(labels, result.labels) == 1.0
+    reference = KMeans(5, n_init=10, random_state=0).fit(points)
+    assert result.inertia == pytest.approx(reference.inertia_, rel=1e-5)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_overlapping_clusters_reach_scikit_learns_inertia(seed):
+    """Several local optima: the best of ten runs is as good as scikit-learn's best of ten (within 1 %)."""
+    points, _ = blobs(n=2000, d=32, k=8, spread=4.0, seed=seed)
+    result = kmeans(points, 8, n_init=10, random_state=seed)
+    reference = KMeans(8, n_init=10, random_state=seed).fit(points)
+    assert result.inertia <= reference.inertia_ * 1.01
+    distances = ((points[:, None, :] - np.stack([points[result.labels == j].mean(0) for j in range(8)])[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(result.labels, distances.argmin(axis=1))  # a fixed point: labels of its centres
+    assert result.inertia == pytest.approx(distances.min(axis=1).sum(), rel=1e-4)
+
+
+def test_same_seed_same_clustering_and_more_runs_never_worse():
+    points, _ = blobs(n=800, d=8, k=6, spread=3.0, seed=4)
+    first, again = kmeans(points, 6, n_init=3, random_state=7), kmeans(points, 6, n_init=3, random_state=7)
+    np.testing.assert_array_equal(first.labels, again.labels)
+    single = kmeans(points, 6, n_init=1, random_state=7)
+    assert kmeans(points, 6, n_init=10, random_state=7).inertia <= single.inertia + 1e-6
+
+
+def test_edge_cases():
+    points, _ = blobs(n=30, d=3)
+    assert (kmeans(points, 1, n_init=2).labels == 0).all()
+    assert len(np.unique(kmeans(points, 30, n_init=1).labels)) == 30  # every point its own cluster
+    with pytest.raises(ValueError, match="k=31"):
+        kmeans(points, 31)

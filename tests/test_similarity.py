@@ -1,0 +1,103 @@
+"""The tiled passes behind retrieval and kNN (modgap.similarity): chunking, counting, neighbour lists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modgap import similarity
+
+
+@pytest.mark.parametrize("chunk_size", [1000, 50, 13])
+def test_layout_keeps_every_class_whole_in_a_chunk_or_alone_in_a_group(chunk_size):
+    rng = np.random.default_rng(0)
+    labels = np.concatenate([np.full(120, 0), np.full(7, 1), np.full(30, 2), np.full(3, 3), np.full(25, -1)])
+    labels = labels[rng.permutation(len(labels))]
+    plan = similarity.layout(labels, chunk_size)
+    members = np.concatenate(plan.chunks)
+    assert sorted(members.tolist()) == list(range(len(labels)))  # every item once
+    assert max(map(len, plan.chunks)) <= chunk_size
+    chunk_of = plan.chunk_of(len(labels))
+    for label in np.unique(labels[labels >= 0]):
+        chunks = np.unique(chunk_of[labels == label])
+        groups = np.unique(plan.group[chunks])
+        assert len(groups) == 1  # a class never spans two groups
+        if len(chunks) > 1:  # a class over several chunks has them to itself
+            assert set(labels[np.concatenate([plan.chunks[c] for c in chunks])]) == {label}
+            assert np.sum(plan.group == groups[0]) == len(chunks)
+    for chunk, labelled in zip(plan.chunks, plan.labelled):
+        assert (labels[chunk] >= 0).all() if labelled else (labels[chunk] < 0).all()
+
+
+def test_layout_tiers_order_a_chunk_its_group_then_the_rest():
+    plan = similarity.layout(np.array([0] * 5 + [1] * 2 + [2] * 2), chunk_size=4)
+    # class 0 is split into a group of two chunks; classes 1 and 2 share one chunk
+    assert [len(c) for c in plan.chunks] == [3, 2, 4]
+    assert [plan.tier(0, 0), plan.tier(0, 1), plan.tier(1, 0), plan.tier(0, 2)] == [0, 1, 1, 2]
+    assert not plan.holds_whole_classes(0) and plan.holds_whole_classes(2)
+
+
+def test_rows_by_chunk_follow_their_owner():
+    plan = similarity.layout(np.array([1, 0, 1, 0]), chunk_size=2)
+    owner = np.array([3, 0, 0, 2, 1])
+    rows = similarity.rows_by_chunk(owner, plan, 4)
+    chunk_of = plan.chunk_of(4)
+    for number, chunk_rows in enumerate(rows):
+        assert (chunk_of[owner[chunk_rows]] == number).all()
+    assert sorted(np.concatenate(rows).tolist()) == list(range(5))
+
+
+def test_count_above_is_strict_per_row_and_per_column():
+    tile = np.array([[0.5, 0.2, 0.9], [0.1, 0.1, 0.3]], dtype=np.float32)
+    assert similarity.count_above(tile, np.array([0.5, 0.1], dtype=np.float32), axis=1).tolist() == [1, 1]
+    assert similarity.count_above(tile, np.array([0.1, 0.1, 0.3], dtype=np.float32), axis=0).tolist() == [1, 1, 1]
+
+
+def test_neighbours_keep_the_best_k_and_the_earlier_of_equal_scores():
+    neighbours = similarity.Neighbours(2, k=2, dtype=np.float64)
+    neighbours.begin(0)
+    block = np.array([[0.1, 0.9, 0.5, 0.9], [0.0, 0.0, 0.0, 0.0]])
+    neighbours.merge(neighbours.candidates(np.array([0, 1]), block, np.array([10, 11, 12, 13])))
+    assert neighbours.index.tolist() == [[11, 13], [10, 11]] and neighbours.scores[0].tolist() == [0.9, 0.9]
+    neighbours.begin(1)  # judged against the lists as they stand when the tier begins
+    later = np.array([[0.95, 0.9], [0.0, 0.2]])
+    neighbours.merge(neighbours.candidates(np.array([0, 1]), later, np.array([20, 21])))
+    assert neighbours.index.tolist() == [[20, 11], [21, 10]]
+
+
+def test_neighbours_read_columns_as_queries_without_a_transpose():
+    rng = np.random.default_rng(1)
+    block = rng.normal(size=(600, 3))  # 600 candidates (rows) for 3 queries (columns): primed and sparse
+    by_columns, by_rows = similarity.Neighbours(3, 5), similarity.Neighbours(3, 5)
+    for neighbours, found in ((by_columns, lambda n: n.candidates(np.arange(3), block, np.arange(600), axis=0)),
+                              (by_rows, lambda n: n.candidates(np.arange(3), block.T.copy(), np.arange(600)))):  # fmt: skip
+        neighbours.begin(0)
+        neighbours.merge(found(neighbours))
+    np.testing.assert_array_equal(by_columns.index, by_rows.index)
+    np.testing.assert_array_equal(by_columns.index, np.argsort(-block, axis=0)[:5].T)
+
+
+def test_tile_pass_shows_each_score_once_per_consumer():
+    class Collect:
+        def __init__(self):
+            self.seen = np.zeros((9, 7), dtype=int)
+            self.tiers = []
+
+        def begin(self, tier):
+            self.tiers.append(tier)
+
+        def process(self, tier, r, c, tile):
+            return r, c, tile
+
+        def apply(self, contribution):
+            r, c, tile = contribution
+            np.testing.assert_allclose(tile, rows[row_chunks[r]] @ cols[plan.chunks[c]].T)
+            self.seen[np.ix_(row_chunks[r], plan.chunks[c])] += 1
+
+    rng = np.random.default_rng(2)
+    rows, cols = rng.normal(size=(9, 4)), rng.normal(size=(7, 4))
+    plan = similarity.layout(np.array([0, 0, 0, 1, 1, 2, -1]), chunk_size=2)
+    row_chunks = similarity.rows_by_chunk(np.array([0, 1, 2, 3, 4, 5, 6, 0, 3]), plan, 7)
+    consumer = Collect()
+    similarity.tile_pass(rows, cols, row_chunks, list(plan.chunks), plan, [consumer], threads=2)
+    assert (consumer.seen == 1).all() and consumer.tiers == [0, 1, 2]
