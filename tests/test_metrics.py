@@ -317,3 +317,31 @@ def test_convergence_criterion_on_hand_made_logs():
     assert result["late_change_val_gap"] == pytest.approx(0.005) and result["late_change_val_r1"] == pytest.approx(1.0)
     assert not convergence(log, {**criterion, "val_r1": 0.5})["converged"]  # R@1 tested when asked
     assert not convergence(log, {**criterion, "val_gap": 0.001})["converged"]
+
+
+@pytest.mark.parametrize("case", ["random", "identical", "one cluster", "all singletons", "one class"])
+def test_partition_scores_equal_scikit_learns(case):
+    from sklearn import metrics as skm
+
+    rng = np.random.default_rng(11)
+    labels = rng.integers(5, size=200)
+    clusters = {"random": rng.integers(7, size=200), "identical": labels * 3 + 1, "one cluster": np.zeros(200, int),
+                "all singletons": np.arange(200), "one class": rng.integers(3, size=200)}[case]  # fmt: skip
+    if case == "one class":
+        labels = np.zeros(200, int)
+    scores = metrics.partition_scores(labels, clusters)
+    homogeneity, completeness, v_measure = skm.homogeneity_completeness_v_measure(labels, clusters)
+    expected = {"v_measure": v_measure, "homogeneity": homogeneity, "completeness": completeness,
+                "nmi": skm.normalized_mutual_info_score(labels, clusters), "ari": skm.adjusted_rand_score(labels, clusters)}  # fmt: skip
+    for name, value in expected.items():
+        assert scores[name] == pytest.approx(100 * value, abs=1e-9), name
+
+
+@pytest.mark.parametrize("n, fraction, seed", [(10, 0.2, 0), (101, 0.2, 3), (7, 0.5, 1), (1000, 0.33, 42)])
+def test_split_indices_equal_train_test_split(n, fraction, seed):
+    from sklearn.model_selection import train_test_split
+
+    train, test = train_test_split(np.arange(n), test_size=fraction, random_state=seed)
+    ours_train, ours_test = metrics.split_indices(n, fraction, seed)
+    np.testing.assert_array_equal(ours_train, train)
+    np.testing.assert_array_equal(ours_test, test)

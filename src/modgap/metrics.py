@@ -89,19 +89,53 @@ def stacked(embeddings: Mapping[str, np.ndarray], labels: np.ndarray) -> tuple[n
     return points, np.tile(labels[keep], len(embeddings))
 
 
+def _entropy(counts: np.ndarray) -> float:
+    shares = counts[counts > 0] / counts.sum()
+    return float(-np.sum(shares * np.log(shares)))
+
+
+def partition_scores(labels: np.ndarray, clusters: np.ndarray) -> dict[str, float]:
+    """V-Measure, homogeneity, completeness, NMI (arithmetic normalisation) and ARI of a clustering, in percent,
+    from its contingency table (scikit-learn's definitions and conventions for degenerate partitions)."""
+    _, label_of = np.unique(labels, return_inverse=True)
+    _, cluster_of = np.unique(clusters, return_inverse=True)
+    table = np.zeros((label_of.max(initial=-1) + 1, cluster_of.max(initial=-1) + 1))
+    np.add.at(table, (label_of, cluster_of), 1)
+    n = table.sum()
+    h_labels, h_clusters = _entropy(table.sum(axis=1)), _entropy(table.sum(axis=0))
+    joint = table[table > 0] / n
+    outer = np.outer(table.sum(axis=1), table.sum(axis=0))[table > 0] / n**2
+    mutual = float(max(np.sum(joint * np.log(joint / outer)), 0.0))
+    homogeneity = 1.0 if h_labels == 0 else mutual / h_labels
+    completeness = 1.0 if h_clusters == 0 else mutual / h_clusters
+    v_measure = 0.0 if homogeneity + completeness == 0 else 2 * homogeneity * completeness / (homogeneity + completeness)
+    if table.shape[0] == table.shape[1] == 1 or h_labels == h_clusters == 0:
+        nmi = 1.0
+    else:
+        nmi = mutual / max(np.mean([h_labels, h_clusters]), np.finfo(float).eps)
+
+    def pairs(counts):
+        return float(np.sum(counts * (counts - 1) / 2))
+
+    together, same_label, same_cluster = pairs(table), pairs(table.sum(axis=1)), pairs(table.sum(axis=0))
+    expected = same_label * same_cluster / pairs(np.array([n]))
+    top = (same_label + same_cluster) / 2
+    ari = 1.0 if top == expected else (together - expected) / (top - expected)
+    scores = {"v_measure": v_measure, "homogeneity": homogeneity, "completeness": completeness, "nmi": nmi, "ari": ari}
+    return {name: 100.0 * value for name, value in scores.items()}
+
+
 def clustering_scores(points: np.ndarray, labels: np.ndarray, k: int, random_state: int = 0, n_init: int = 10) -> dict:
     """KMeans on the points, scored against the labels: V-Measure, homogeneity, NMI, ARI (percent)."""
-    from sklearn import metrics as skm
+    return partition_scores(labels, kmeans(points, k, n_init=n_init, random_state=random_state).labels)
 
-    clusters = kmeans(points, k, n_init=n_init, random_state=random_state).labels
-    homogeneity, completeness, v_measure = skm.homogeneity_completeness_v_measure(labels, clusters)
-    return {
-        "v_measure": 100.0 * v_measure,
-        "homogeneity": 100.0 * homogeneity,
-        "completeness": 100.0 * completeness,
-        "nmi": 100.0 * skm.normalized_mutual_info_score(labels, clusters),
-        "ari": 100.0 * skm.adjusted_rand_score(labels, clusters),
-    }
+
+def split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) indices of scikit-learn's ``train_test_split(range(n), test_size=test_fraction,
+    random_state=seed)``: a RandomState(seed) permutation whose first ceil(test_fraction n) are the test part."""
+    n_test = int(np.ceil(test_fraction * n))
+    permutation = np.random.RandomState(seed).permutation(n)
+    return permutation[n_test:], permutation[:n_test]
 
 
 @dataclass(frozen=True)
@@ -124,11 +158,9 @@ class _KnnSearch:
 
     def __init__(self, embeddings: Mapping[str, np.ndarray], labels: np.ndarray, plan: similarity.Layout,
                  protocol: KnnProtocol, chunk_size: int) -> None:  # fmt: skip
-        from sklearn.model_selection import train_test_split
-
         labelled = np.flatnonzero(labels >= 0)
         n_points = len(labelled) * len(embeddings)
-        train, test = train_test_split(np.arange(n_points), test_size=protocol.test_fraction, random_state=protocol.seed)
+        train, test = split_indices(n_points, protocol.test_fraction, protocol.seed)
         if len(train) < protocol.k or len(test) == 0:
             raise ValueError(f"kNN needs at least {protocol.k} train points and one test point, got {len(train)} and {len(test)}")
         self.plan, self.test, self.labels = plan, test, labels

@@ -29,7 +29,6 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 # Items per chunk: 2048 x 2048 tiles keep BLAS near its peak and the tile (16 MB) in the L3 cache.
 CHUNK_SIZE = 2048
-assert CHUNK_SIZE < 2**16  # count_above sums a tile's side into uint16
 TIERS = (0, 1, 2)
 # Candidates of a kNN block whose k-th best score primes the threshold for the rest of the block.
 PRIME = 256
@@ -68,37 +67,40 @@ def _even_pieces(members: np.ndarray, size: int) -> list[np.ndarray]:
 def layout(labels: np.ndarray, chunk_size: int = CHUNK_SIZE) -> Layout:
     """Chunks of at most ``chunk_size`` items: unlabelled items in index order, then whole classes packed in
     label order; a class larger than a chunk is split evenly into a group of its own."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     labels = np.asarray(labels)
     chunks: list[np.ndarray] = []
     groups: list[int] = []
     labelled: list[bool] = []
+    packed: list[np.ndarray] = []  # whole classes waiting to fill a chunk
 
     def add(members: np.ndarray, group: int, is_labelled: bool) -> None:
         chunks.append(members)
         groups.append(group)
         labelled.append(is_labelled)
 
+    def flush() -> None:
+        if packed:
+            add(np.concatenate(packed), len(chunks), True)
+            packed.clear()
+
     for piece in _even_pieces(np.flatnonzero(labels < 0), chunk_size):
         add(piece, len(chunks), False)
     order = np.argsort(labels, kind="stable")
     order = order[labels[order] >= 0]
-    classes, starts = np.unique(labels[order], return_index=True)
-    packed: list[np.ndarray] = []
-    for members in np.split(order, starts[1:]) if len(classes) else []:
-        if len(members) > chunk_size:
-            group = len(chunks) + bool(packed)
-            if packed:
-                add(np.concatenate(packed), len(chunks), True)
-                packed = []
+    _, starts = np.unique(labels[order], return_index=True)
+    for members in np.split(order, starts[1:]) if len(order) else []:
+        if len(members) > chunk_size:  # a group of its own, split evenly
+            flush()
+            group = len(chunks)
             for piece in _even_pieces(members, chunk_size):
                 add(piece, group, True)
             continue
-        if packed and sum(map(len, packed)) + len(members) > chunk_size:
-            add(np.concatenate(packed), len(chunks), True)
-            packed = []
+        if sum(map(len, packed)) + len(members) > chunk_size:
+            flush()
         packed.append(members)
-    if packed:
-        add(np.concatenate(packed), len(chunks), True)
+    flush()
     return Layout(tuple(chunks), np.array(groups, dtype=np.int64), np.array(labelled, dtype=bool))
 
 
@@ -118,8 +120,9 @@ def default_threads() -> int:
 def count_above(tile: np.ndarray, thresholds: np.ndarray, axis: int) -> np.ndarray:
     """Per row (axis 1) or column (axis 0): how many entries lie strictly above that row's or column's threshold."""
     above = tile > (thresholds[:, None] if axis == 1 else thresholds[None, :])
-    # summing bytes into uint16 vectorises (4x faster than into int64); a tile side is below 65,536
-    return np.add.reduce(above.view(np.uint8), axis=axis, dtype=np.uint16)
+    # summing bytes into uint16 vectorises (4x faster than into int64) where the sums cannot overflow
+    dtype = np.uint16 if tile.shape[axis] < 2**16 else np.int64
+    return np.add.reduce(above.view(np.uint8), axis=axis, dtype=dtype)
 
 
 class LevelRanks:

@@ -5,7 +5,7 @@
 rule metrics:
     input:
         unpack(lambda wildcards: method_runs(wildcards.experiment, wildcards.method)),
-        code=code("metrics.py", "evaluate.py"),
+        code=code("metrics.py", "similarity.py", "kmeans.py", "evaluate.py"),
     output:
         "results/metrics/{experiment}/{method}.json",
     params:
@@ -32,7 +32,7 @@ rule metrics:
 rule gap_sweep:
     input:
         embeddings=lambda wildcards: method_runs(wildcards.experiment, POSTHOC_METHOD)["embeddings"],
-        code=code("metrics.py", "evaluate.py"),
+        code=code("metrics.py", "similarity.py", "kmeans.py", "evaluate.py"),
     output:
         "results/sweeps/{experiment}.csv",
     params:

@@ -5,7 +5,7 @@
 rule train:
     input:
         data=lambda wildcards: prepared(experiment_dataset(wildcards.experiment)),
-        code=code("train.py", "models.py", "losses.py", "methods.py", "batches.py", "embed.py"),
+        code=code("train.py", "models.py", "losses.py", "methods.py", "batches.py", "embed.py", "metrics.py", "similarity.py"),
     output:
         models=seed_paths(run_path("models", "model.pt")),
         logs=seed_paths(run_path("models", "train_log.csv")),
