@@ -22,6 +22,7 @@ class Clustering:
     labels: np.ndarray
     inertia: float
     iterations: int
+    flop: float  # floating-point operations of the distance products of all runs (for benchmarks)
 
 
 def _squared_distances(points: np.ndarray, point_norms: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -40,7 +41,7 @@ def kmeans_plus_plus(points: np.ndarray, point_norms: np.ndarray, k: int, n_init
     the nearest seed so far and keeps the one that lowers the run's total the most (scikit-learn's rule).
     """
     n = len(points)
-    trials = 2 + int(np.log(k))
+    trials = 2 + int(np.log(k))  # scikit-learn's number of local trials
     seeds = np.empty((n_init, k), dtype=np.int64)
     seeds[:, 0] = rng.integers(n, size=n_init)
     closest = _squared_distances(points, point_norms, points[seeds[:, 0]])  # (n, n_init): to the nearest seed
@@ -76,6 +77,8 @@ def kmeans(
     spread = point_norms.mean(dtype=np.float64) - np.sum(points.mean(axis=0, dtype=np.float64) ** 2)
     tolerance = tol * float(spread) / d
     centres = kmeans_plus_plus(points, point_norms, k, n_init, rng)  # (n_init, k, d)
+    trials = 2 + int(np.log(k))
+    flop = 2.0 * n * d * n_init * (1 + (k - 1) * trials + k)  # seeding, and the final labels below
     labels = np.full((n_init, n), -1, dtype=np.int64)
     sums, counts = np.zeros((n_init, k, d)), np.zeros((n_init, k))
     active = np.ones(n_init, dtype=bool)
@@ -84,6 +87,7 @@ def kmeans(
         runs = np.flatnonzero(active)
         # every active run's nearest centres in one product: the highest x.c - |c|^2 / 2
         scores = points @ centres[runs].reshape(-1, d).T
+        flop += 2.0 * n * d * len(runs) * k
         scores -= 0.5 * np.einsum("rkd,rkd->rk", centres[runs], centres[runs]).reshape(1, -1)
         assigned = scores.reshape(n, len(runs), k).argmax(axis=2).T  # (runs, n)
         _update_sums(sums, counts, points, runs, labels[runs], assigned, k)
@@ -102,7 +106,7 @@ def kmeans(
     labels = distances.argmin(axis=2).T
     inertia = np.take_along_axis(distances, labels.T[:, :, None], axis=2)[:, :, 0].sum(axis=0, dtype=np.float64)
     best = int(np.argmin(inertia))
-    return Clustering(labels[best], float(inertia[best]), int(iterations[best]))
+    return Clustering(labels[best], float(inertia[best]), int(iterations[best]), flop)
 
 
 def _update_sums(sums: np.ndarray, counts: np.ndarray, points: np.ndarray, runs: np.ndarray, previous: np.ndarray,
