@@ -345,3 +345,9 @@ def test_split_indices_equal_train_test_split(n, fraction, seed):
     ours_train, ours_test = metrics.split_indices(n, fraction, seed)
     np.testing.assert_array_equal(ours_train, train)
     np.testing.assert_array_equal(ours_test, test)
+
+
+def test_knn_refuses_embeddings_that_are_not_unit_vectors():
+    z, labels = clustered(n=40, modalities=("image", "text"))
+    with pytest.raises(ValueError, match="text embeddings have norms 2.0000-2.0000"):
+        metrics.knn_accuracy({"image": z["image"], "text": 2 * z["text"]}, labels)

@@ -158,6 +158,11 @@ class _KnnSearch:
 
     def __init__(self, embeddings: Mapping[str, np.ndarray], labels: np.ndarray, plan: similarity.Layout,
                  protocol: KnnProtocol, chunk_size: int) -> None:  # fmt: skip
+        for modality, z in embeddings.items():
+            norms = np.linalg.norm(z, axis=1)
+            if len(z) and np.abs(norms - 1).max() > 1e-3:
+                raise ValueError(f"kNN ranks unit vectors by inner product; the {modality} embeddings have norms "
+                                 f"{norms.min():.4f}-{norms.max():.4f} (L2-normalise them first)")  # fmt: skip
         labelled = np.flatnonzero(labels >= 0)
         n_points = len(labelled) * len(embeddings)
         train, test = split_indices(n_points, protocol.test_fraction, protocol.seed)
