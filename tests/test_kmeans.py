@@ -51,3 +51,10 @@ def test_edge_cases():
     assert len(np.unique(kmeans(points, 30, n_init=1).labels)) == 30  # every point its own cluster
     with pytest.raises(ValueError, match="k=31"):
         kmeans(points, 31)
+
+
+def test_non_finite_points_are_refused():
+    points, _ = blobs(n=30, d=3)
+    points[4, 1] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        kmeans(points, 3)

@@ -351,3 +351,31 @@ def test_knn_refuses_embeddings_that_are_not_unit_vectors():
     z, labels = clustered(n=40, modalities=("image", "text"))
     with pytest.raises(ValueError, match="text embeddings have norms 2.0000-2.0000"):
         metrics.knn_accuracy({"image": z["image"], "text": 2 * z["text"]}, labels)
+
+
+def test_knn_with_more_neighbours_than_the_priming_candidates(monkeypatch):
+    """k larger than the columns that prime a block's threshold (PRIME): the lists stay the true top k."""
+    from modgap import similarity
+
+    monkeypatch.setattr(similarity, "PRIME", 4)
+    z, labels = clustered(n=150, d=6, classes=3, modalities=("image", "text"), seed=12)
+    z = {m: x.astype(np.float32) for m, x in z.items()}
+    points, stacked_labels = metrics.stacked(z, labels)
+    for k in (3, 9, 40):
+        assert metrics.knn_accuracy(z, labels, k=k) == pytest.approx(brute_force_knn(points, stacked_labels, k=k))
+
+
+def test_a_dump_with_non_finite_embeddings_names_itself(tmp_path):
+    from modgap.errors import CorruptIntermediateError
+    from modgap.evaluate import load_embeddings
+
+    z, labels = clustered(n=10, modalities=("image", "text"))
+    z["text"][3, 0] = np.nan
+    np.savez(tmp_path / "seed0.npz", **z, labels=labels)
+    with pytest.raises(CorruptIntermediateError, match=r"seed0.npz: unreadable embedding dump \(non-finite values in 'text'\)"):
+        load_embeddings(tmp_path / "seed0.npz")
+
+
+def test_partition_scores_of_a_single_point():
+    assert metrics.partition_scores(np.array([3]), np.array([0])) == {
+        "v_measure": 100.0, "homogeneity": 100.0, "completeness": 100.0, "nmi": 100.0, "ari": 100.0}  # fmt: skip

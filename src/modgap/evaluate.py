@@ -28,14 +28,19 @@ MIN_ITEMS_PER_CLUSTER = 5
 
 
 def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
-    """The arrays of an embedding dump; a truncated or corrupt file raises CorruptIntermediateError."""
+    """The arrays of an embedding dump; a truncated or corrupt file, or non-finite embeddings, raise
+    CorruptIntermediateError."""
     try:
         with np.load(path) as archive:
-            return {name: archive[name] for name in archive.files}
+            dump = {name: archive[name] for name in archive.files}
     except FileNotFoundError:
         raise
     except Exception as error:  # zipfile, pickle and numpy raise a dozen types on damaged files
         raise corrupt(path, "embedding dump", error) from None
+    for name in (*MODALITY_ORDER, "text_captions"):
+        if name in dump and not np.isfinite(dump[name]).all():
+            raise corrupt(path, "embedding dump", f"non-finite values in {name!r}")
+    return dump
 
 
 def load_method_dump(path: str | Path, shift: float | None = None) -> dict[str, np.ndarray]:

@@ -2,8 +2,8 @@
 
 Same seeding rule, tolerance and stopping test as scikit-learn's ``KMeans``. The ``n_init`` runs go side
 by side: each seeding or Lloyd step of every run is one wide product with the data, which reads the
-data once instead of once per run, and each step after the first moves only the points that changed
-cluster between the per-cluster sums. (Bounds that skip distance computations, Elkan's or Hamerly's,
+data once instead of once per run; once few points change cluster, a step moves only those between
+the per-cluster sums instead of summing every cluster again. (Bounds that skip distance computations, Elkan's or Hamerly's,
 prune little on embeddings: in hundreds of dimensions a point's distances to all centres are close.)
 
 The random draws differ from scikit-learn's, so clusterings can differ where KMeans has several local
@@ -34,6 +34,11 @@ def _squared_distances(points: np.ndarray, point_norms: np.ndarray, centres: np.
     return np.maximum(distances, 0.0, out=distances)
 
 
+def local_trials(k: int) -> int:
+    """Candidates drawn per k-means++ step: scikit-learn's 2 + log(k)."""
+    return 2 + int(np.log(k))
+
+
 def kmeans_plus_plus(points: np.ndarray, point_norms: np.ndarray, k: int, n_init: int, rng: np.random.Generator) -> np.ndarray:
     """Greedy k-means++ seeds for ``n_init`` runs at once: (n_init, k, d).
 
@@ -41,7 +46,7 @@ def kmeans_plus_plus(points: np.ndarray, point_norms: np.ndarray, k: int, n_init
     the nearest seed so far and keeps the one that lowers the run's total the most (scikit-learn's rule).
     """
     n = len(points)
-    trials = 2 + int(np.log(k))  # scikit-learn's number of local trials
+    trials = local_trials(k)
     seeds = np.empty((n_init, k), dtype=np.int64)
     seeds[:, 0] = rng.integers(n, size=n_init)
     closest = _squared_distances(points, point_norms, points[seeds[:, 0]])  # (n, n_init): to the nearest seed
@@ -68,6 +73,8 @@ def kmeans(
     after ``max_iter`` steps: scikit-learn's tests.
     """
     points = np.ascontiguousarray(points)
+    if not np.isfinite(points).all():
+        raise ValueError("KMeans: the points contain NaN or infinite values")
     if not 1 <= k <= len(points):
         raise ValueError(f"KMeans needs 1 <= k <= {len(points)} points, got k={k}")
     n, d = points.shape
@@ -77,8 +84,7 @@ def kmeans(
     spread = point_norms.mean(dtype=np.float64) - np.sum(points.mean(axis=0, dtype=np.float64) ** 2)
     tolerance = tol * float(spread) / d
     centres = kmeans_plus_plus(points, point_norms, k, n_init, rng)  # (n_init, k, d)
-    trials = 2 + int(np.log(k))
-    flop = 2.0 * n * d * n_init * (1 + (k - 1) * trials + k)  # seeding, and the final labels below
+    flop = 2.0 * n * d * n_init * (1 + (k - 1) * local_trials(k) + k)  # seeding, and the final labels below
     labels = np.full((n_init, n), -1, dtype=np.int64)
     sums, counts = np.zeros((n_init, k, d)), np.zeros((n_init, k))
     active = np.ones(n_init, dtype=bool)

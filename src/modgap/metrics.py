@@ -112,15 +112,15 @@ def partition_scores(labels: np.ndarray, clusters: np.ndarray) -> dict[str, floa
     if table.shape[0] == table.shape[1] == 1 or h_labels == h_clusters == 0:
         nmi = 1.0
     else:
-        nmi = mutual / max(np.mean([h_labels, h_clusters]), np.finfo(float).eps)
+        nmi = mutual / max((h_labels + h_clusters) / 2, np.finfo(float).eps)
 
     def pairs(counts):
         return float(np.sum(counts * (counts - 1) / 2))
 
     together, same_label, same_cluster = pairs(table), pairs(table.sum(axis=1)), pairs(table.sum(axis=0))
-    expected = same_label * same_cluster / pairs(np.array([n]))
+    expected = same_label * same_cluster / pairs(np.array([n])) if n > 1 else 0.0
     top = (same_label + same_cluster) / 2
-    ari = 1.0 if top == expected else (together - expected) / (top - expected)
+    ari = 1.0 if top == expected else (together - expected) / (top - expected)  # equal: full agreement
     scores = {"v_measure": v_measure, "homogeneity": homogeneity, "completeness": completeness, "nmi": nmi, "ari": ari}
     return {name: 100.0 * value for name, value in scores.items()}
 
@@ -160,7 +160,7 @@ class _KnnSearch:
                  protocol: KnnProtocol, chunk_size: int) -> None:  # fmt: skip
         for modality, z in embeddings.items():
             norms = np.linalg.norm(z, axis=1)
-            if len(z) and np.abs(norms - 1).max() > 1e-3:
+            if not np.all(np.abs(norms - 1) <= 1e-3):  # NaN fails too
                 raise ValueError(f"kNN ranks unit vectors by inner product; the {modality} embeddings have norms "
                                  f"{norms.min():.4f}-{norms.max():.4f} (L2-normalise them first)")  # fmt: skip
         labelled = np.flatnonzero(labels >= 0)
@@ -200,20 +200,24 @@ class _KnnSearch:
 
     def complete(self, embeddings: Mapping[str, np.ndarray]) -> None:
         """Passes of test points of ``a`` against train points of ``b`` for every pair not yet covered."""
-        # chunks 1/test_fraction times larger, so that a chunk's test points alone still fill a tile's side
-        plan = similarity.layout(self.labels, int(np.ceil(self.chunk_size / self.test_fraction)))
+        # chunks 1/test_fraction times larger, so that a chunk's test points alone still fill a tile's side;
+        # the chunks of unlabelled items hold no kNN points
+        full = similarity.layout(self.labels, int(np.ceil(self.chunk_size / self.test_fraction)))
+        kept = full.labelled
+        plan = similarity.Layout(tuple(c for c, keep in zip(full.chunks, kept) if keep), full.group[kept], kept[kept])
         for a, b in itertools.product(embeddings, repeat=2):
             if (a, b) in self.covered:
                 continue
-            is_test = {m: self.query[self.point[m].clip(min=0)] >= 0 for m in (a, b)}
-            rows = [members[is_test[a][members]] if labelled else members[:0] for members, labelled in zip(plan.chunks, plan.labelled)]
-            cols = [members[~is_test[b][members]] if labelled else members[:0] for members, labelled in zip(plan.chunks, plan.labelled)]
+            rows = [members[self.query[self.point[a][members]] >= 0] for members in plan.chunks]  # test points of a
+            cols = [members[self.query[self.point[b][members]] < 0] for members in plan.chunks]  # train points of b
             row_side = similarity.Side([len(r) for r in rows], [self.query[self.point[a][r]] for r in rows])
             col_side = similarity.Side([0] * len(cols), [self.point[b][c] for c in cols])
             blocks = similarity.NeighbourBlocks(self.neighbours, plan, row_side, col_side)
             similarity.tile_pass(embeddings[a], embeddings[b], rows, cols, plan, [blocks])
 
     def accuracy(self) -> float:
+        if (self.neighbours.index < 0).any():  # every test point has at least k train points to choose from
+            raise RuntimeError("kNN: a neighbour list was left incomplete")
         votes = self.point_labels[self.neighbours.index]
         classes = np.unique(self.point_labels)
         counts = (votes[:, :, None] == classes[None, None, :]).sum(axis=1)
@@ -246,7 +250,8 @@ def retrieval_and_knn(
     identity = np.arange(len(labels))
     by_caption = text_captions is not None and "instance" in levels
     text_levels = [level for level in levels if not (by_caption and level == "instance")]
-    for other in (m for m in embeddings if m != text_modality) if text_modality in embeddings else ():
+    others = [m for m in embeddings if m != text_modality] if text_modality in embeddings else []
+    for other in others:
         ranks = {}
         if text_levels:  # kNN alone is cheaper in passes of its own (test against train points only)
             ranks |= _rank_pass(embeddings[text_modality], embeddings[other], identity, labels, plan, text_levels,

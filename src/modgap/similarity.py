@@ -27,10 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-# Items per chunk: 2048 x 2048 tiles keep BLAS near its peak and the tile (16 MB) in the L3 cache.
+# Items per chunk: 2048 x 2048 tiles (16 MB in float32) keep BLAS near its peak on this project's machine.
 CHUNK_SIZE = 2048
 TIERS = (0, 1, 2)
-# Candidates of a kNN block whose k-th best score primes the threshold for the rest of the block.
+# Candidates of a kNN block (at least 4 k) whose k-th best score primes the threshold for the rest of it.
 PRIME = 256
 
 
@@ -210,7 +210,8 @@ class Neighbours:
     """The ``k`` best-scoring candidates of every query (kNN: a test point's nearest train points), sorted.
 
     Workers judge a tile's entries against the lists as they stood when the tier began, so what enters
-    a list never depends on the order in which threads finish; among equal scores the earlier one stays.
+    a list never depends on the order in which threads finish. Among exactly equal scores the candidate
+    met first in the pass order stays (scikit-learn leaves that choice arbitrary too).
     """
 
     def __init__(self, n_queries: int, k: int, dtype=np.float32) -> None:
@@ -229,10 +230,11 @@ class Neighbours:
         if block.size == 0:
             return None
         threshold = self.threshold[queries]
-        primed = block[:, :PRIME] if axis == 1 else block[:PRIME]
-        if block.shape[axis] > PRIME:
+        first = max(PRIME, 4 * self.k)
+        if block.shape[axis] > first:
             # a query's k best are at least the k-th best of its first candidates: a threshold without a pass
-            kth = np.take(np.partition(primed, PRIME - self.k, axis=axis), PRIME - self.k, axis=axis)
+            primed = block[:, :first] if axis == 1 else block[:first]
+            kth = np.take(np.partition(primed, first - self.k, axis=axis), first - self.k, axis=axis)
             threshold = np.maximum(threshold, np.nextafter(kth, -np.inf))  # ">= kth": those first k best stay
         above = block > (threshold[:, None] if axis == 1 else threshold[None, :])
         rows, cols = np.divmod(np.flatnonzero(above), above.shape[1])  # 2-D nonzero is 6x slower
