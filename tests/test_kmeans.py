@@ -58,3 +58,20 @@ def test_non_finite_points_are_refused():
     points[4, 1] = np.inf
     with pytest.raises(ValueError, match="NaN or infinite"):
         kmeans(points, 3)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lloyd_from_the_same_seeds_equals_scikit_learns(seed):
+    """The stopping test, the final labels and the inertia are scikit-learn's: started from this module's
+    k-means++ seeds, scikit-learn's KMeans ends in the same clustering after as many steps."""
+    from modgap.kmeans import kmeans_plus_plus
+
+    points, _ = blobs(n=500, d=6, k=4, spread=3.0, seed=seed)
+    points = points.astype(np.float64)
+    ours = kmeans(points, 4, n_init=1, random_state=seed)
+    norms = np.einsum("ij,ij->i", points, points)
+    seeds = kmeans_plus_plus(points, norms, 4, 1, np.random.default_rng(seed))[0]
+    reference = KMeans(4, init=seeds, n_init=1).fit(points)
+    np.testing.assert_array_equal(ours.labels, reference.labels_)
+    assert ours.iterations == reference.n_iter_
+    assert ours.inertia == pytest.approx(reference.inertia_, rel=1e-9)
