@@ -92,8 +92,8 @@ def knn_protocol(labels: np.ndarray, n_modalities: int, options: Mapping) -> Knn
     """The kNN protocol of ``options``, or None when the labelled test points cannot hold its neighbours and
     a test part."""
     labelled = int((labels >= 0).sum()) * n_modalities
-    test_size = int(np.ceil(options["knn_test_fraction"] * labelled))  # as split_indices counts
-    if len(np.unique(labels[labels >= 0])) < 2 or test_size < 1 or labelled - test_size < options["knn_k"]:
+    n_test = metrics.test_size(labelled, options["knn_test_fraction"])
+    if len(np.unique(labels[labels >= 0])) < 2 or n_test < 1 or labelled - n_test < options["knn_k"]:
         return None
     return KnnProtocol(options["knn_k"], options["knn_test_fraction"], options["knn_seed"])
 

@@ -130,10 +130,15 @@ def clustering_scores(points: np.ndarray, labels: np.ndarray, k: int, random_sta
     return partition_scores(labels, kmeans(points, k, n_init=n_init, random_state=random_state).labels)
 
 
+def test_size(n: int, test_fraction: float) -> int:
+    """Points in the test part of a split of ``n``: ceil(test_fraction n), as scikit-learn counts."""
+    return int(np.ceil(test_fraction * n))
+
+
 def split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, test) indices of scikit-learn's ``train_test_split(range(n), test_size=test_fraction,
-    random_state=seed)``: a RandomState(seed) permutation whose first ceil(test_fraction n) are the test part."""
-    n_test = int(np.ceil(test_fraction * n))
+    random_state=seed)``: a RandomState(seed) permutation whose first ``test_size`` are the test part."""
+    n_test = test_size(n, test_fraction)
     permutation = np.random.RandomState(seed).permutation(n)
     return permutation[n_test:], permutation[:n_test]
 

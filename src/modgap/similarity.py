@@ -74,6 +74,7 @@ def layout(labels: np.ndarray, chunk_size: int = CHUNK_SIZE) -> Layout:
     groups: list[int] = []
     labelled: list[bool] = []
     packed: list[np.ndarray] = []  # whole classes waiting to fill a chunk
+    packed_size = 0
 
     def add(members: np.ndarray, group: int, is_labelled: bool) -> None:
         chunks.append(members)
@@ -81,9 +82,11 @@ def layout(labels: np.ndarray, chunk_size: int = CHUNK_SIZE) -> Layout:
         labelled.append(is_labelled)
 
     def flush() -> None:
+        nonlocal packed_size
         if packed:
             add(np.concatenate(packed), len(chunks), True)
             packed.clear()
+            packed_size = 0
 
     for piece in _even_pieces(np.flatnonzero(labels < 0), chunk_size):
         add(piece, len(chunks), False)
@@ -97,9 +100,10 @@ def layout(labels: np.ndarray, chunk_size: int = CHUNK_SIZE) -> Layout:
             for piece in _even_pieces(members, chunk_size):
                 add(piece, group, True)
             continue
-        if sum(map(len, packed)) + len(members) > chunk_size:
+        if packed_size + len(members) > chunk_size:
             flush()
         packed.append(members)
+        packed_size += len(members)
     flush()
     return Layout(tuple(chunks), np.array(groups, dtype=np.int64), np.array(labelled, dtype=bool))
 
