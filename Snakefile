@@ -24,5 +24,9 @@ rule all:
     default_target: True
 
 
+onstart:
+    remove_stale_temporaries_under("results")  # what a killed run left; this run holds the lock
+
+
 onsuccess:
     show_verdict()

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import pickle
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from modgap.config import load_config
 from modgap.data import prepare_dataset
+from modgap.data import cifar10
+from modgap.data.cifar10 import TEST_BATCH as TEST_BATCH_NAME
 from modgap.data.cifar10 import CifarFormatError, read_batches
 from modgap.data.format import PreparedDataError, load_split, read_manifest
 
@@ -54,7 +59,7 @@ def cifar_config(repo):
             "experiments": [{"name": "c", "dataset": "cifar10", "modalities": ["image", "text"]}],
         }
     )
-    return config["datasets"]["cifar10"]
+    return {**config["datasets"]["cifar10"], "verify": False}  # the fixtures are not the release's files
 
 
 def test_prepare_from_the_tarball(tmp_path, cifar_config):
@@ -106,3 +111,45 @@ def test_truncated_archive_is_reported(tmp_path):
     (tmp_path / "c.tar.gz").write_bytes(data[: len(data) // 2])
     with pytest.raises(CifarFormatError, match="truncated or corrupt archive"):
         read_batches(tmp_path / "c.tar.gz")
+
+
+class Payload:
+    """Unpickling this runs ``touch <marker>``: what a planted batch would do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def extracted_copy(tmp_path) -> Path:
+    write_tarball(tmp_path / "c.tar.gz")
+    with tarfile.open(tmp_path / "c.tar.gz") as archive:
+        archive.extractall(tmp_path, filter="data")
+    return tmp_path / "cifar-10-batches-py"
+
+
+def test_a_planted_batch_never_runs_its_code(tmp_path):
+    folder, marker = extracted_copy(tmp_path), tmp_path / "pwned"
+    (folder / "data_batch_2").write_bytes(pickle.dumps({b"data": Payload(marker), b"labels": []}))
+    with pytest.raises(CifarFormatError, match=r"data_batch_2: not a readable CIFAR-10 batch \(refused to load posix.system"):
+        read_batches(folder, verify=False)  # even unverified, the loader builds no callable
+    assert not marker.exists()
+
+
+def test_batches_are_checked_against_the_release_before_unpickling(tmp_path, monkeypatch):
+    folder, marker = extracted_copy(tmp_path), tmp_path / "pwned"
+    (folder / "data_batch_2").write_bytes(pickle.dumps({b"data": Payload(marker), b"labels": []}))
+    unpickled = []
+    monkeypatch.setattr(cifar10, "_unpickle", lambda raw, origin: unpickled.append(origin))
+    with pytest.raises(CifarFormatError, match=r"data_batch_\d: MD5 [0-9a-f]{32} is not the release's"):
+        read_batches(folder)
+    assert unpickled == [] and not marker.exists()
+
+
+def test_the_release_checksums_pass(tmp_path, monkeypatch):
+    folder = extracted_copy(tmp_path)
+    fake = {name: hashlib.md5((folder / name).read_bytes()).hexdigest() for name in cifar10.BATCH_MD5}
+    monkeypatch.setattr(cifar10, "BATCH_MD5", fake)  # as if the fixtures were the release's files
+    assert len(read_batches(folder)[TEST_BATCH_NAME][b"labels"]) == PER_BATCH

@@ -372,7 +372,7 @@ def test_a_dump_with_non_finite_embeddings_names_itself(tmp_path):
     z, labels = clustered(n=10, modalities=("image", "text"))
     z["text"][3, 0] = np.nan
     np.savez(tmp_path / "seed0.npz", **z, labels=labels)
-    with pytest.raises(CorruptIntermediateError, match=r"seed0.npz: unreadable embedding dump \(non-finite values in 'text'\)"):
+    with pytest.raises(CorruptIntermediateError, match=r"seed0.npz: damaged embedding dump \(non-finite values in 'text'\)"):
         load_embeddings(tmp_path / "seed0.npz")
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from modgap.claims import FAILS, HOLDS, INCONCLUSIVE, check_claims, format_verdicts
+from modgap.claims import FAILS, HOLDS, INCONCLUSIVE, check_claims, claims_report, format_verdicts
 from modgap.cli import main as cli
 from modgap.errors import CorruptIntermediateError
 from modgap.stats import paired_difference, paired_ratio, t_interval
@@ -32,8 +32,9 @@ CLAIMS = {"baseline": "clip_lt", "methods": ["ours"], "confidence": 0.95, "retri
 
 def run(method, seed, gap, r1, v, knn, experiment="e", converged=True, collapsed=False):
     return {"experiment": experiment, "method": method, "seed": seed, "retrieval": "class", "gap": gap,
-            "r1_text_image": r1, "r1_image_text": r1 + 2, "v_measure": v, "knn_acc": knn, "cos_true_pairs": 0.5,
-            "converged": converged, "collapsed": collapsed, "notes": []}  # fmt: skip
+            "r1_text_image": r1, "r1_image_text": r1 + 2, "r1_mean": r1 + 1, "r1_chance": 10.0, "v_measure": v,
+            "knn_acc": knn, "cos_true_pairs": 0.5, "epochs": 2, "converged": converged, "collapsed": collapsed,
+            "notes": []}  # fmt: skip
 
 
 @pytest.fixture()
@@ -82,8 +83,51 @@ def test_collapsed_runs_are_marked(tmp_path):
 def test_corrupt_metrics_file_names_itself(tmp_path):
     path = tmp_path / "ours.json"
     path.write_text('[{"experiment": "e", "method"')
-    with pytest.raises(CorruptIntermediateError, match=f"{path}: unreadable metrics file .*snakemake --cores all --force {path}"):
+    with pytest.raises(CorruptIntermediateError, match=f"{path}: damaged metrics file .*snakemake --cores all --forcerun {path}"):
         load_runs([path])
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda records: [{k: records[0][k] for k in ("experiment", "method", "seed")}],
+         r"seeds \[0\], the study has \[0, 1\]"),  # the issue's case: one row, no metrics
+        (lambda records: [{k: v for k, v in r.items() if k != "gap"} for r in records], r"record 0 \(seed 0\) lacks gap"),
+        (lambda records: [{**records[0], "gap": float("nan")}, records[1]], r"record 0 \(seed 0\): gap is nan"),
+        (lambda records: [records[0], {**records[1], "knn_acc": float("inf")}], r"record 1 \(seed 1\): knn_acc is inf"),
+        (lambda records: [records[0], {**records[1], "v_measure": "high"}], r"v_measure is 'high', not a number"),
+        (lambda records: [records[0], {**records[1], "method": "other"}], "more than one experiment or method"),
+    ],
+    ids=["short", "missing-key", "nan", "inf", "string", "mixed"],
+)
+def test_a_damaged_metrics_file_never_reaches_a_table(metric_files, damage, message, monkeypatch):
+    monkeypatch.setenv("MODGAP_RERUN", "snakemake --cores all --configfile mine.yaml results/claims.txt")
+    path = metric_files[1]
+    path.write_text(json.dumps(damage(json.loads(path.read_text()))))
+    rebuild = f"snakemake --cores all --configfile mine.yaml results/claims.txt --forcerun {path}"
+    with pytest.raises(CorruptIntermediateError, match=f"{path}: damaged metrics file .*{message}.*{rebuild}"):
+        load_runs(metric_files, seeds=[0, 1])
+
+
+def test_group_metrics_may_be_nan_where_the_notes_say_why(metric_files):
+    records = json.loads(metric_files[1].read_text())
+    records[0].update(v_measure=float("nan"), notes=["clustering skipped: 3 labelled test items"])
+    metric_files[1].write_text(json.dumps(records))
+    assert np.isnan(load_runs(metric_files, seeds=[0, 1])["v_measure"].iloc[2])
+    records[0]["notes"] = []
+    metric_files[1].write_text(json.dumps(records))
+    with pytest.raises(CorruptIntermediateError, match="v_measure is nan"):
+        load_runs(metric_files, seeds=[0, 1])
+
+
+def test_a_runs_table_missing_a_seed_gives_no_verdict(tmp_path, metric_files):
+    runs = load_runs(metric_files)
+    (tmp_path / "runs.csv").write_text(runs[runs["seed"] == 0].to_csv(index=False))
+    expected = [("e", m, s) for m in ("clip_lt", "ours") for s in (0, 1)]
+    with pytest.raises(CorruptIntermediateError, match=r"runs.csv: damaged runs table \(2 runs missing from the results: e/clip_lt/seed1"):
+        claims_report(tmp_path / "runs.csv", CLAIMS, {"e": 2}, expected)
+    (tmp_path / "runs.csv").write_text(runs.to_csv(index=False))
+    assert "e: ours vs clip_lt" in claims_report(tmp_path / "runs.csv", CLAIMS, {"e": 2}, expected)
 
 
 def test_paper_comparison_matches_reference_rows(metric_files):

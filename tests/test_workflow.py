@@ -300,7 +300,7 @@ def test_a_truncated_dump_fails_with_one_line_naming_it(checkout, study, tmp_pat
     dump.write_bytes(dump.read_bytes()[: dump.stat().st_size // 2])
     result = snakemake(tmp_path / checkout.name / "Snakefile", tmp_path / study.name, TINY, check=False)
     assert result.returncode != 0
-    line = "error: results/embeddings/pair/ours/seed0.npz: unreadable embedding dump"
+    line = "error: results/embeddings/pair/ours/seed0.npz: damaged embedding dump"
     assert line in result.stderr
     assert "snakemake --cores all --force results/embeddings/pair/ours/seed0.npz" in result.stderr
     assert "Traceback" not in result.stderr  # the traceback stays in the job's log

@@ -20,12 +20,13 @@ collapsed are flagged beside the verdict they enter.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from modgap.errors import corrupt
 from modgap.stats import Interval, paired_difference, paired_ratio
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
@@ -172,5 +173,36 @@ def format_verdicts(verdicts: list[Verdict], claims: Mapping) -> str:
     return "\n".join(lines) + "\n"
 
 
-def claims_report(runs_csv: str | Path, claims: Mapping, modality_counts: Mapping[str, int]) -> str:
-    return format_verdicts(check_claims(pd.read_csv(runs_csv), claims, modality_counts), claims)
+def mismatch(runs: pd.DataFrame, expected: Iterable[tuple[str, str, int]]) -> list[str]:
+    """How the (experiment, method, seed) runs of ``runs`` differ from ``expected`` (empty when they match)."""
+    expected = {(e, m, int(s)) for e, m, s in expected}
+    found = set(zip(runs["experiment"], runs["method"], runs["seed"].astype(int))) if len(runs) else set()
+    problems = []
+    for label, runs_ in (("missing from the results", expected - found), ("not in the configuration", found - expected)):
+        if runs_:
+            listed = ", ".join(f"{e}/{m}/seed{s}" for e, m, s in sorted(runs_)[:5])
+            more = f" and {len(runs_) - 5} more" if len(runs_) > 5 else ""
+            problems.append(f"{len(runs_)} runs {label}: {listed}{more}")
+    return problems
+
+
+def claims_report(
+    runs_csv: str | Path,
+    claims: Mapping,
+    modality_counts: Mapping[str, int],
+    expected: Iterable[tuple[str, str, int]] | None = None,
+) -> str:
+    """The claims check of ``runs_csv``; with ``expected`` runs, a table that lacks any (or holds
+    others) is refused as a damaged intermediate instead of giving a verdict."""
+    try:
+        runs = pd.read_csv(runs_csv)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise corrupt(runs_csv, "runs table", error) from None
+    missing = [c for c in ("experiment", "method", "seed") if c not in runs]
+    if missing:
+        raise corrupt(runs_csv, "runs table", f"no column {', '.join(missing)}")
+    if expected is not None:
+        problems = mismatch(runs, expected)
+        if problems:
+            raise corrupt(runs_csv, "runs table", "; ".join(problems))
+    return format_verdicts(check_claims(runs, claims, modality_counts), claims)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from modgap.config import ConfigError, deep_merge, evaluated_methods, load_config
+from modgap.config import ConfigError, deep_merge, evaluated_runs, load_config
 
 
 def _load(configfiles: list[Path]) -> dict:
@@ -20,32 +20,17 @@ def _load(configfiles: list[Path]) -> dict:
     return load_config(merged)
 
 
-def mismatch(runs, config: dict) -> list[str]:
-    """How the runs on disk differ from the configuration's study (empty when they match)."""
-    expected = {
-        (e["name"], m, s) for e in config["experiments"] for m in evaluated_methods(config, e["name"]) for s in config["seeds"]
-    }
-    found = set(zip(runs["experiment"], runs["method"], runs["seed"].astype(int)))
-    problems = []
-    for label, runs_ in (("missing from the results", expected - found), ("not in the configuration", found - expected)):
-        if runs_:
-            listed = ", ".join(f"{e}/{m}/seed{s}" for e, m, s in sorted(runs_)[:5])
-            more = f" and {len(runs_) - 5} more" if len(runs_) > 5 else ""
-            problems.append(f"{len(runs_)} runs {label}: {listed}{more}")
-    return problems
-
-
 def claims(arguments: argparse.Namespace) -> int:
     import pandas as pd
 
-    from modgap.claims import check_claims, format_verdicts
+    from modgap.claims import check_claims, format_verdicts, mismatch
 
     if not arguments.runs.is_file():
         print(f"{arguments.runs}: not found; run the study first (snakemake --cores all)", file=sys.stderr)
         return 2
     config = _load([arguments.default_config, *arguments.configfile])
     runs = pd.read_csv(arguments.runs)
-    problems = mismatch(runs, config)
+    problems = mismatch(runs, evaluated_runs(config))
     if problems:
         given = " ".join(f"--configfile {p}" for p in arguments.configfile) or "config.yaml alone"
         print(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,17 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": properties_with_defaults})
 
 
-_DefaultingValidator = _with_defaults(jsonschema.Draft7Validator)
+def _strict_integer(checker, instance) -> bool:
+    """Integers are ints: 1.0 is not a seed or an epoch count (JSON Schema would accept it)."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_DefaultingValidator = _with_defaults(
+    jsonschema.validators.extend(
+        jsonschema.Draft7Validator,
+        type_checker=jsonschema.Draft7Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
+    )
+)
 
 
 def format_key(path: Iterator[Any] | list[Any]) -> str:
@@ -67,8 +78,33 @@ def _schema_problems(config: dict, schema: dict, prefix: tuple = ()) -> list[str
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
         if error.validator in ("if", "allOf") and error.context:
             continue  # the specific errors of the branch are reported separately
-        problems.append(f"config key '{format_key([*prefix, *error.absolute_path])}': {error.message}")
-    return problems
+        key = format_key([*prefix, *error.absolute_path])
+        if error.validator == "propertyNames":
+            problems.append(f"config key '{key}': {error.instance!r} is not a plain name ({_NAME_RULE})")
+        elif error.validator == "pattern" and error.schema.get("pattern") == _name_pattern(schema):
+            problems.append(f"config key '{key}': {error.instance!r} is not a plain name ({_NAME_RULE})")
+        else:
+            problems.append(f"config key '{key}': {error.message}")
+    return problems + _non_finite_problems(config, prefix)
+
+
+_NAME_RULE = "letters, digits, _ . - and no path: it names a folder under results/"
+
+
+def _name_pattern(schema: dict) -> str | None:
+    return schema.get("definitions", {}).get("name", {}).get("pattern")
+
+
+def _non_finite_problems(value: Any, path: tuple) -> list[str]:
+    """NaN and infinity anywhere in the configuration, each naming its key (JSON Schema lets them
+    through every bound: NaN compares false with any minimum)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"config key '{format_key(list(path))}': {value} is not a finite number"]
+    if isinstance(value, Mapping):
+        return [p for key, item in value.items() for p in _non_finite_problems(item, (*path, key))]
+    if isinstance(value, list):
+        return [p for index, item in enumerate(value) for p in _non_finite_problems(item, (*path, index))]
+    return []
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
@@ -170,6 +206,12 @@ def _reference_problems(config: dict, schema: dict) -> list[str]:
             problems.append(
                 f"config key 'datasets.{name}.captions_per_item': {dataset['captions_per_item']} captions per item "
                 f"need as many templates, there are {len(dataset['captions'])}"
+            )
+    for name, method in methods.items():
+        if all(options.get("weight", 1.0) == 0 for options in method["loss"].values()):
+            problems.append(
+                f"config key 'methods.{name}.loss': every term has weight 0, so the method would train on a "
+                "zero loss; give one term a positive weight"
             )
     seen_names = set()
     for index, experiment in enumerate(config["experiments"]):
@@ -379,3 +421,13 @@ def evaluated_methods(config: dict, experiment_name: str) -> list[str]:
     if config["evaluate"]["posthoc_source"] in methods:
         methods.append(POSTHOC_METHOD)
     return methods
+
+
+def evaluated_runs(config: dict) -> list[tuple[str, str, int]]:
+    """Every (experiment, evaluated method, seed) of the main study: the rows its runs table holds."""
+    return [
+        (experiment["name"], method, seed)
+        for experiment in config["experiments"]
+        for method in evaluated_methods(config, experiment["name"])
+        for seed in config["seeds"]
+    ]

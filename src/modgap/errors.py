@@ -5,7 +5,14 @@ Kept free of heavy imports: the Snakefile reads the configuration (modgap.config
 
 from __future__ import annotations
 
+import os
+import shlex
+from collections.abc import Sequence
 from pathlib import Path
+
+# Set by the workflow (common.smk) to the command line the user ran, so a job's advice repeats it.
+RERUN_VARIABLE = "MODGAP_RERUN"
+_DRY_RUN_FLAGS = ("-n", "--dry-run", "--dryrun")
 
 
 class ExplainedError(Exception):
@@ -14,13 +21,22 @@ class ExplainedError(Exception):
 
 
 class CorruptIntermediateError(ExplainedError, RuntimeError):
-    """A file written by an earlier stage is unreadable; the message names it and how to rebuild it."""
+    """A file written by an earlier stage is unreadable or incomplete; the message names it and how to rebuild it."""
+
+
+def study_command(argv: Sequence[str]) -> str:
+    """The snakemake command line of ``argv`` (as ``sys.argv`` holds it), less any dry-run flag: what
+    the user typed, config files and targets included, to be repeated with one more option."""
+    return shlex.join(["snakemake", *(a for a in argv[1:] if a not in _DRY_RUN_FLAGS)])
+
+
+def rebuild_command(path: str | Path) -> str:
+    """The command that rebuilds ``path`` and everything made from it, then finishes the user's study."""
+    command = os.environ.get(RERUN_VARIABLE) or "snakemake --cores all"
+    return f"{command} --forcerun {shlex.quote(str(path))}"
 
 
 def corrupt(path: str | Path, what: str, error: BaseException | str) -> CorruptIntermediateError:
-    """The error for an unreadable intermediate ``path`` (a ``what``), with the command that rebuilds it."""
+    """The error for a damaged (unreadable or incomplete) intermediate ``path`` (a ``what``), with the command that rebuilds it."""
     detail = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    return CorruptIntermediateError(
-        f"{path}: unreadable {what} ({detail}); rebuild it with `snakemake --cores all --force {path}`, "
-        "then run the study again"
-    )
+    return CorruptIntermediateError(f"{path}: damaged {what} ({detail}); rebuild it with `{rebuild_command(path)}`")

@@ -1,8 +1,18 @@
-"""Atomic file output: a crashed job never leaves a file that looks finished."""
+"""Atomic file output: a crashed job never leaves a file that looks finished, and never removes what
+it did not write.
+
+Every output is written to a hidden temporary sibling (``.<name>.<random>.tmp``) and moved into place
+only when complete. A later write of the same output first removes the temporaries an interrupted
+run left behind. A directory output replaces an existing directory only if that directory carries
+the mark this module writes into every directory it makes (``OWNED_MARK``): a name that happens to
+resolve to somebody else's folder can never have it removed.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import json
 import os
 import shutil
@@ -13,35 +23,143 @@ from typing import Any
 
 import numpy as np
 
+from modgap.errors import ExplainedError
+
+# Written into every directory made by atomic_directory: the licence to replace it later.
+OWNED_MARK = ".modgap-output"
+_WRITE_CAUSES = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+class OutputWriteError(ExplainedError, OSError):
+    """An output could not be written (disk full, read-only, no permission); names the path and the cause."""
+
+
+class ForeignDirectoryError(ExplainedError, FileExistsError):
+    """An output directory exists but was not written by this workflow, so it is left alone."""
+
+
+def _write_cause(error: OSError, directory: Path) -> str | None:
+    """The plain-words cause of a failed write, or None when it is not a storage problem."""
+    if error.errno in _WRITE_CAUSES:
+        return _WRITE_CAUSES[error.errno]
+    # numpy's short writes ("N requested and M written") carry no errno: a full disk is the usual cause
+    if error.errno is None and "requested and" in str(error):
+        with contextlib.suppress(OSError):
+            if shutil.disk_usage(directory).free < 64 * 2**20:
+                return "no space left on device"
+        return "short write (is the disk full?)"
+    return None
+
+
+@contextlib.contextmanager
+def explained_write_errors(path: Path) -> Iterator[None]:
+    """Turn a storage failure inside the block into one line naming ``path`` and the cause."""
+    try:
+        yield
+    except OSError as error:
+        if isinstance(error, ExplainedError):
+            raise
+        cause = _write_cause(error, path.parent)
+        if cause is None:
+            raise
+        raise OutputWriteError(f"{cause} while writing {path}") from error
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporaries an interrupted write of ``path`` left beside it; return them."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return _remove(sorted(path.parent.glob(f".{glob_escape(path.name)}.*.tmp")))
+
+
+def remove_stale_temporaries_under(root: str | Path) -> list[Path]:
+    """Remove every temporary (``.*.tmp``) an interrupted write left anywhere below ``root``.
+
+    Only for a moment when nothing writes below ``root``: the workflow calls it as a run starts,
+    holding Snakemake's lock on the working directory.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    inside_another = lambda path: any(part.endswith(".tmp") for part in path.relative_to(root).parts[:-1])  # noqa: E731
+    return _remove(sorted(p for p in root.rglob(".*.tmp") if not inside_another(p)))
+
+
+def _remove(paths: list[Path]) -> list[Path]:
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return paths
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob's special characters taken literally."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _make_parent(path: Path) -> None:
+    with explained_write_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _make_parent(path)
+    remove_stale_temporaries(path)
+    with explained_write_errors(path):
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     tmp = Path(tmp)
     try:
-        yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp creates files readable by their owner only
-        os.replace(tmp, path)
+        with explained_write_errors(path):
+            yield tmp
+            os.chmod(tmp, 0o644)  # mkstemp creates files readable by their owner only
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def is_owned(directory: Path) -> bool:
+    """Whether ``directory`` was written by atomic_directory (or is empty, so nothing can be lost)."""
+    return (directory / OWNED_MARK).is_file() or (directory.is_dir() and not any(directory.iterdir()))
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory beside ``path``; it replaces ``path`` only if the block succeeds."""
+    """Yield a temporary directory beside ``path``; it replaces ``path`` only if the block succeeds.
+
+    An existing ``path`` is replaced only when this module wrote it (it holds ``OWNED_MARK``);
+    anything else there is refused before any work, with a ForeignDirectoryError.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    if path.is_symlink() or path.exists() and not (path.is_dir() and is_owned(path)):
+        raise ForeignDirectoryError(
+            f"{path}: exists and was not written by this workflow; refusing to replace it "
+            "(move it away, or choose another name)"
+        )
+    _make_parent(path)
+    remove_stale_temporaries(path)
+    with explained_write_errors(path):
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
-        yield tmp
-        os.chmod(tmp, 0o755)  # mkdtemp creates directories private to their owner
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        with explained_write_errors(path):
+            yield tmp
+            (tmp / OWNED_MARK).write_text("written by modgap; the workflow may replace this directory\n")
+            os.chmod(tmp, 0o755)  # mkdtemp creates directories private to their owner
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -56,9 +174,24 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
+
+
+def save_torch(path: str | Path, payload: Any) -> None:
+    """``torch.save`` atomically, byte-stable: the archive's internal folder name is fixed ("archive")
+    instead of following the random temporary file name, and a full disk fails as an OSError."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def read_json(path: str | Path) -> Any:

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from modgap.methods import BACKBONE_KINDS, STEM_KINDS
 
 # Version of the model files written by modgap.train (bumped when the architecture changes).
-MODEL_FORMAT = 2
+MODEL_FORMAT = 3  # 3: plain tensors and containers only, loaded weights-only
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -394,25 +394,33 @@ def build_encoder(
     return MultimodalEncoder(stems, backbones, trunks, heads)
 
 
+def load_weights_only(path, what: str, device: torch.device | str = "cpu"):
+    """``torch.load`` that can never run code: tensors and plain containers only (weights_only).
+
+    A file holding anything else (a pickled object, an older format, a planted payload) is refused
+    as a damaged ``what``, naming the file and how to rebuild it.
+    """
+    from modgap.errors import corrupt
+
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # torch.load raises many types on truncated, foreign or unsafe files
+        raise corrupt(path, what, error) from None
+
+
 def save_trained(path, payload: Mapping) -> None:
     """Write a trained run (``format``, ``run``, ``seed``, ``input_shapes``, ``text_vocabulary``, weights) atomically."""
-    from modgap.io import atomic_path
+    from modgap.io import save_torch
 
-    with atomic_path(path) as tmp:
-        torch.save({"format": MODEL_FORMAT, **payload}, tmp)
+    save_torch(path, {"format": MODEL_FORMAT, **payload})
 
 
 def load_trained(model_path, device: torch.device | str = "cpu") -> tuple[MultimodalEncoder, dict]:
     """The encoder written by ``save_trained`` and the payload it came with (run configuration, seed)."""
-    from modgap.errors import corrupt
-
-    try:
-        payload = torch.load(model_path, map_location=device, weights_only=False)
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # torch.load raises many types on a truncated file
-        raise corrupt(model_path, "model file", error) from None
-    if payload.get("format") != MODEL_FORMAT:
+    payload = load_weights_only(model_path, "model file", device)
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ValueError(f"{model_path}: model format {payload.get('format')}, expected {MODEL_FORMAT}; train again")
     run = payload["run"]
     model = build_encoder(

@@ -55,8 +55,35 @@ def method_label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
-def read_metrics(path: str | Path) -> list[dict]:
-    """The per-seed records of one metrics file (modgap.evaluate.evaluate_method)."""
+# Keys every per-seed metrics record holds; the first group is always finite, the second may be NaN
+# only where the record's notes say why (too few labels for clustering or kNN).
+ALWAYS_FINITE = ("gap", "cos_true_pairs", "r1_mean", "r1_chance", "epochs")
+FINITE_UNLESS_NOTED = ("v_measure", "knn_acc")
+FLAGS = ("converged", "collapsed")
+
+
+def _record_problem(record: Mapping, index: int) -> str | None:
+    """Why one per-seed record cannot enter a table (None: it can)."""
+    missing = [k for k in (*ALWAYS_FINITE, *FINITE_UNLESS_NOTED, *FLAGS) if k not in record]
+    if missing:
+        return f"record {index} (seed {record.get('seed')}) lacks {', '.join(missing)}"
+    for key in (*ALWAYS_FINITE, *FINITE_UNLESS_NOTED):
+        value = record[key]
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return f"record {index} (seed {record['seed']}): {key} is {value!r}, not a number"
+        if not np.isfinite(value) and (key in ALWAYS_FINITE or not record.get("notes")):
+            return f"record {index} (seed {record['seed']}): {key} is {value}"
+    return None
+
+
+def read_metrics(path: str | Path, seeds: Iterable[int] | None = None) -> list[dict]:
+    """The per-seed records of one metrics file (modgap.evaluate.evaluate_method), validated.
+
+    Every record names one experiment and method, holds every metric key, and has finite values
+    (group-wise ones may be NaN where its notes explain why). With ``seeds``, the file holds exactly
+    one record per seed. Anything else is a damaged intermediate: the error names the file and the
+    command that rebuilds it, so a short or truncated file never reaches a table or a verdict.
+    """
     try:
         with open(path) as handle:
             records = json.load(handle)
@@ -64,12 +91,23 @@ def read_metrics(path: str | Path) -> list[dict]:
         raise corrupt(path, "metrics file", error) from None
     if not isinstance(records, list) or not all(isinstance(r, dict) and "method" in r for r in records):
         raise corrupt(path, "metrics file", "not a list of per-seed metric records")
+    if len({(r.get("experiment"), r.get("method")) for r in records}) > 1:
+        raise corrupt(path, "metrics file", "records of more than one experiment or method")
+    found = [r.get("seed") for r in records]
+    if seeds is not None and sorted(found, key=str) != sorted(seeds):
+        raise corrupt(path, "metrics file", f"seeds {found}, the study has {sorted(seeds)}")
+    for index, record in enumerate(records):
+        problem = _record_problem(record, index)
+        if problem:
+            raise corrupt(path, "metrics file", problem)
     return records
 
 
-def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """One row per run of every metrics file, with the derived paper columns tv_r1 and ta_r1."""
-    rows = [record for path in paths for record in read_metrics(path)]
+def load_runs(paths: Iterable[str | Path], seeds: Iterable[int] | None = None) -> pd.DataFrame:
+    """One row per run of every metrics file (each validated, with ``seeds`` the study's seeds), with the
+    derived paper columns tv_r1 and ta_r1."""
+    seeds = None if seeds is None else list(seeds)
+    rows = [record for path in paths for record in read_metrics(path, seeds)]
     frame = pd.DataFrame(rows)
     if "notes" in frame:
         frame["notes"] = frame["notes"].map(lambda notes: "; ".join(notes) if isinstance(notes, list) else notes)
@@ -255,9 +293,11 @@ def dose_response_markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines + ["", FLAG_NOTES]) + "\n"
 
 
-def write_dose_response(metric_paths: Iterable[str | Path], strengths: Mapping[float, str], csv_path, md_path) -> pd.DataFrame:
+def write_dose_response(
+    metric_paths: Iterable[str | Path], strengths: Mapping[float, str], csv_path, md_path, seeds: Iterable[int] | None = None
+) -> pd.DataFrame:
     """Write the dose-response table (csv and Markdown) from the metrics of its methods."""
-    frame = dose_response(aggregate(load_runs(metric_paths)), strengths)
+    frame = dose_response(aggregate(load_runs(metric_paths, seeds)), strengths)
     write_text(csv_path, frame.to_csv(index=False))
     write_text(md_path, dose_response_markdown(frame))
     return frame
@@ -267,9 +307,12 @@ def write_tables(
     metric_paths: Iterable[str | Path],
     outputs: Mapping[str, str | Path],
     references: Mapping[str, str | None],
+    seeds: Iterable[int] | None = None,
 ) -> pd.DataFrame:
-    """Write runs.csv, main.{csv,md,tex}, paper_comparison.{csv,md} and ablation.{csv,md}; returns the main table."""
-    runs = load_runs(metric_paths)
+    """Write runs.csv, main.{csv,md,tex}, paper_comparison.{csv,md} and ablation.{csv,md}; returns the main table.
+
+    ``seeds``: the study's seeds, which every metrics file must hold (see read_metrics)."""
+    runs = load_runs(metric_paths, seeds)
     write_text(outputs["runs_csv"], runs.to_csv(index=False))
     table = aggregate(runs)
     write_text(outputs["main_csv"], table.to_csv(index=False))

@@ -32,7 +32,7 @@ from modgap import metrics
 from modgap.batches import SplitInputs
 from modgap.data.format import read_manifest
 from modgap.embed import embed_split, embedding_dump
-from modgap.io import atomic_path, save_npz, write_text
+from modgap.io import save_npz, save_torch, write_text
 from modgap.losses import MethodLoss
 from modgap.models import build_encoder, save_trained
 from modgap.runtime import select_device
@@ -154,21 +154,20 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
-        with atomic_path(self.checkpoint_path) as tmp:
-            torch.save(self._state(), tmp)
+        save_torch(self.checkpoint_path, self._state())
 
     def try_resume(self) -> bool:
         """Continue from this run's checkpoint, if one exists for the same configuration and data."""
         if not self.checkpoint_path.is_file():
             return False
         try:
-            state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
-        except Exception as error:  # torch.load raises many types on a truncated file
+            state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        except Exception as error:  # truncated, foreign, older or unsafe (anything but tensors and containers)
             raise CorruptIntermediateError(
                 f"{self.checkpoint_path}: unreadable checkpoint ({type(error).__name__}: {error}); "
                 "delete it and re-run snakemake to train the run from its start"
             ) from None
-        if state.get("fingerprint") != self.fingerprint:
+        if not isinstance(state, dict) or state.get("fingerprint") != self.fingerprint:
             log.warning("ignoring %s: it belongs to another configuration or data", self.checkpoint_path)
             return False
         self.model.load_state_dict(state["model"])
@@ -179,6 +178,14 @@ class Trainer:
         self.start_epoch = state["epoch"]
         log.info("resumed from %s at epoch %d", self.checkpoint_path, self.start_epoch)
         return True
+
+    def _likely_cause(self, epoch: int, step: int) -> str:
+        """Which config keys to look at for a non-finite loss: before the first update it cannot be the
+        learning rate, so the method's temperature and weights; later the run has diverged."""
+        method = f"methods.{self.run['method_name']}"
+        if epoch == 0 and step == 0:
+            return f"it is the first step, before any update: check {method}.temperature, {method}.loss weights and the inputs"
+        return f"the run diverged: lower train.lr or set train.grad_clip (or check {method}.temperature)"
 
     # -- training ------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -200,8 +207,7 @@ class Trainer:
             if not torch.isfinite(total):
                 values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
                 raise NonFiniteLossError(
-                    f"non-finite loss at epoch {epoch + 1}, step {step + 1} ({values}); "
-                    "lower train.lr or enable train.grad_clip"
+                    f"non-finite loss at epoch {epoch + 1}, step {step + 1} ({values}); {self._likely_cause(epoch, step)}"
                 )
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()

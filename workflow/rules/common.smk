@@ -22,12 +22,19 @@ from modgap.config import (
     ConfigError,
     dose_response_methods,
     evaluated_methods,
+    evaluated_runs,
     experiment_by_name,
     load_config,
     resolve_run,
 )
 from modgap.data.sources import remote_files
+from modgap.errors import RERUN_VARIABLE, study_command
+from modgap.io import remove_stale_temporaries_under
 from modgap.runtime import local_gpu_count
+
+# A job's advice to rebuild a damaged file repeats the user's own command line (config files, targets);
+# jobs on a cluster inherit the submitting run's.
+os.environ.setdefault(RERUN_VARIABLE, study_command(sys.argv))
 
 
 try:
@@ -124,6 +131,10 @@ def embeddings_path(experiment, method, seed):
     return f"results/embeddings/{experiment}/{method}/seed{seed}.npz"
 
 
+def model_path(experiment, method, seed):
+    return f"results/models/{experiment}/{method}/seed{seed}/model.pt"
+
+
 def train_log_path(experiment, method, seed):
     return f"results/models/{experiment}/{method}/seed{seed}/train_log.csv"
 
@@ -186,8 +197,27 @@ def figures_of(experiment):
     return [f"results/figures/{experiment}/{name}.{ext}" for name in names for ext in ("pdf", "png")]
 
 
+def trained_outputs():
+    """Every model, epoch log and embedding dump of the main study: targets of `all`, so a deleted one
+    is rebuilt by the next run (Snakemake leaves a missing intermediate alone while the files made
+    from it are up to date)."""
+    return [
+        path
+        for experiment in study["experiments"]
+        for method in experiment["methods"]
+        for seed in study["seeds"]
+        for path in (
+            model_path(experiment["name"], method, seed),
+            train_log_path(experiment["name"], method, seed),
+            embeddings_path(experiment["name"], method, seed),
+        )
+    ]
+
+
 def all_targets():
     return [
+        *trained_outputs(),
+        *metrics_files(),
         "results/tables/main.csv",
         "results/claims.txt",
         *[path for e in study["experiments"] for path in figures_of(e["name"])],

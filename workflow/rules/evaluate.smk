@@ -84,6 +84,7 @@ rule tables:
         ablation_md="results/tables/ablation.md",
     params:
         references={e["name"]: e["paper_reference"] for e in study["experiments"]},
+        seeds=study["seeds"],
     log:
         "results/logs/tables.log",
     conda:
@@ -101,6 +102,7 @@ rule claims:
     params:
         claims=study["claims"],
         modality_counts={e["name"]: len(e["modalities"]) for e in study["experiments"]},
+        expected=evaluated_runs(study),
     log:
         "results/logs/claims.log",
     conda:
@@ -123,6 +125,7 @@ rule dose_response_table:
         md="results/tables/dose_response.md",
     params:
         strengths=dose_response_methods(study),
+        seeds=study["seeds"],
     log:
         "results/logs/dose_response_table.log",
     conda:

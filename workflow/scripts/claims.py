@@ -7,5 +7,7 @@ from modgap.io import write_text
 from modgap.logs import log_to_file
 
 with log_to_file(snakemake.log[0]):
-    report = claims_report(snakemake.input.runs, snakemake.params.claims, snakemake.params.modality_counts)
+    report = claims_report(
+        snakemake.input.runs, snakemake.params.claims, snakemake.params.modality_counts, snakemake.params.expected
+    )
     write_text(snakemake.output[0], report)

@@ -6,4 +6,4 @@ from modgap.logs import log_to_file
 from modgap.tables import write_tables
 
 with log_to_file(snakemake.log[0]):
-    write_tables(snakemake.input.metrics, dict(snakemake.output.items()), snakemake.params.references)
+    write_tables(snakemake.input.metrics, dict(snakemake.output.items()), snakemake.params.references, snakemake.params.seeds)

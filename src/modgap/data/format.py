@@ -30,7 +30,7 @@ import numpy as np
 
 from modgap import __version__
 from modgap.data.text import TOKENIZER
-from modgap.errors import ExplainedError
+from modgap.errors import ExplainedError, rebuild_command
 from modgap.io import atomic_directory, read_json, write_json
 
 FORMAT_VERSION = 1
@@ -130,7 +130,7 @@ def write_prepared(
 
 
 def _rebuild(data_dir: Path) -> str:
-    return f"rebuild the data set with `snakemake --cores all --force {data_dir}`"
+    return f"rebuild the data set with `{rebuild_command(data_dir)}`"
 
 
 def read_manifest(data_dir: str | Path) -> dict:

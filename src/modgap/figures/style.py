@@ -36,8 +36,12 @@ def ordered(methods) -> list[str]:
     return known + sorted(m for m in methods if m not in METHOD_ORDER)
 
 
+# No creation date in PDFs: the same figure gives the same bytes in every run.
+_PDF_METADATA = {"CreationDate": None}
+
+
 def save(figure, pdf_path: str | Path, png_path: str | Path) -> None:
-    for path, kwargs in ((pdf_path, {}), (png_path, {"dpi": 200})):
+    for path, kwargs in ((pdf_path, {"metadata": _PDF_METADATA}), (png_path, {"dpi": 200})):
         with atomic_path(path) as tmp:
             figure.savefig(tmp, format=Path(path).suffix[1:], **kwargs)
     plt.close(figure)
