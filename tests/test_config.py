@@ -68,6 +68,21 @@ def test_load_config_reads_yaml_files(repo):
         (lambda c: c["experiments"][0].pop("dataset"), "config key 'experiments[0]': 'dataset' is a required"),
         (lambda c: c["methods"]["ours"].update(encoder="siamese"), "config key 'methods.ours.encoder'"),
         (lambda c: c["methods"]["ours"]["loss"]["atp"].update(weight=-1), "methods.ours.loss.atp.weight"),
+        # names are names: each becomes a folder under results/
+        (lambda c: c["datasets"].update({"../../../x": {"source": "embedded"}}),
+         "config key 'datasets': '../../../x' is not a plain name"),
+        (lambda c: c["methods"].update({"a/b": {"loss": {"infonce": {}}}}), "config key 'methods': 'a/b' is not a plain name"),
+        (lambda c: c["experiments"][0].update(name=".."), "config key 'experiments[0].name': '..' is not a plain name"),
+        # numbers are numbers: NaN and infinity pass every bound of a schema
+        (lambda c: c.update(train={"lr": float("nan")}), "config key 'train.lr': nan is not a finite number"),
+        (lambda c: c.update(train={"warmup_fraction": float("nan")}), "config key 'train.warmup_fraction': nan is not"),
+        (lambda c: c["methods"]["ours"].update(temperature={"init": float("nan")}),
+         "config key 'methods.ours.temperature.init': nan is not a finite number"),
+        (lambda c: c["experiments"][0].update(train={"lr": float("inf")}), "config key 'experiments[0].train.lr': inf"),
+        (lambda c: c.update(seeds=[0.0, 1.0]), "config key 'seeds[0]': 0.0 is not of type 'integer'"),
+        (lambda c: c.update(train={"epochs": 20.0}), "config key 'train.epochs': 20.0 is not of type 'integer'"),
+        (lambda c: c["methods"]["ours"].update(loss={"infonce": {"weight": 0}, "atp": {"weight": 0.0}}),
+         "config key 'methods.ours.loss': every term has weight 0"),
     ],
 )
 def test_schema_errors_name_the_key(config_dict, mutate, expected):

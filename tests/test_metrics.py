@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pandas as pd
@@ -10,8 +11,8 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import v_measure_score
 
-from modgap import metrics
-from modgap.evaluate import compute_metrics, intra_modality_cosine, shift_dump
+from modgap import metrics, similarity
+from modgap.evaluate import compute_metrics, intra_modality_cosine, is_collapsed, shift_dump
 
 OPTIONS = {
     "recall_at": [1, 5, 10], "kmeans_k": None, "kmeans_random_state": 0, "kmeans_n_init": 10,
@@ -36,15 +37,27 @@ def clustered(n=60, d=8, classes=4, modalities=("image", "audio", "text"), offse
     return out, labels
 
 
+def brute_force_counts(scores: np.ndarray, correct: list[set]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per query row of ``scores``: wrong answers above its best correct score, wrong ones equal to it, and
+    correct ones equal to it, counted one by one."""
+    above, tied, best_correct = [], [], []
+    for i, row in enumerate(scores):
+        best = max(row[j] for j in correct[i])
+        wrong = [s for j, s in enumerate(row) if j not in correct[i]]
+        above.append(sum(s > best for s in wrong))
+        tied.append(sum(s == best for s in wrong))
+        best_correct.append(sum(row[j] == best for j in correct[i]))
+    return np.array(above), np.array(tied), np.array(best_correct)
+
+
 def brute_force_recall(queries, gallery, correct, k):
-    """correct[i] = set of gallery rows that answer query i; ties broken in the query's favour."""
-    hits = 0
-    for i, q in enumerate(queries):
-        scores = gallery @ q
-        best = max(scores[j] for j in correct[i])
-        rank = sum(1 for s in scores if s > best)
-        hits += rank < k
-    return 100.0 * hits / len(queries)
+    """R@k in percent with ties broken uniformly at random, from the hypergeometric law: with a wrong answers
+    above, t wrong and m correct tied, the first k - a tied places hold no correct one with probability
+    C(t, k - a) / C(t + m, k - a)."""
+    above, tied, best_correct = brute_force_counts(queries @ gallery.T, correct)
+    hits = [0.0 if a >= k else 1.0 - math.comb(t, k - a) / math.comb(t + m, k - a) if k - a <= t + m else 1.0
+            for a, t, m in zip(above, tied, best_correct)]  # fmt: skip
+    return 100.0 * float(np.mean(hits))
 
 
 def test_gap_and_true_pair_cosine_hand_computed():
@@ -88,12 +101,44 @@ def test_instance_recall_with_several_captions_per_image():
         )
 
 
-def test_ties_count_in_the_querys_favour():
+def test_tied_answers_are_broken_at_random_hand_computed():
     captions = np.array([[1.0, 0.0], [0.0, 1.0]])
-    items = np.array([[1.0, 0.0], [1.0, 0.0]])  # caption 0's partner ties with item 1
+    items = np.array([[1.0, 0.0], [1.0, 0.0]])  # identical items: every caption ties its partner with the other
     caption_ranks, item_ranks = metrics.instance_ranks(captions, items)
-    assert caption_ranks.tolist() == [0, 0]  # caption 1 scores 0 with both items: a tie, also in its favour
-    assert item_ranks.tolist() == [0, 1]  # item 1: its caption (score 0) is beaten by caption 0 (score 1)
+    assert caption_ranks.above.tolist() == [0, 0] and caption_ranks.tied.tolist() == [1, 1]
+    assert metrics.recall_at(caption_ranks, [1, 2]) == {1: 50.0, 2: 100.0}  # a coin flip, then certain
+    # item 0: its caption scores 1, caption 1 scores 0; item 1: its caption (0) is beaten by caption 0 (1)
+    assert item_ranks.above.tolist() == [0, 1] and item_ranks.tied.tolist() == [0, 0]
+    assert metrics.recall_at(item_ranks, [1, 2]) == {1: 50.0, 2: 100.0}
+
+
+def test_tie_probabilities_hand_computed():
+    ranks = similarity.Ranks(above=np.array([0, 0, 1, 2, -1]), tied=np.array([2, 2, 1, 0, 9]),
+                             best_correct=np.array([1, 2, 1, 1, 1]))  # fmt: skip
+    # a=0, t=2, m=1: the correct one is first with p 1/3, in the top 2 with p 2/3
+    # a=0, t=2, m=2: first with p 2/4; top 2 misses both with p (2/4)(1/3), so 5/6
+    # a=1, t=1, m=1: never first; in the top 2 with p 1/2; a=2, t=0: third for sure; the last is not ranked
+    np.testing.assert_allclose(ranks.hit_probability(1), [1 / 3, 1 / 2, 0, 0])
+    np.testing.assert_allclose(ranks.hit_probability(2), [2 / 3, 5 / 6, 1 / 2, 0])
+    np.testing.assert_allclose(ranks.hit_probability(3), [1, 1, 1, 1])
+    assert metrics.recall_at(ranks, [1])[1] == pytest.approx(100 * (1 / 3 + 1 / 2) / 4)
+
+
+@pytest.mark.parametrize("level", ["instance", "class"])
+def test_an_encoder_that_maps_everything_to_one_point_scores_chance(level):
+    n, classes = 60, 4
+    labels = np.arange(n) % classes
+    same = np.tile(unit(np.ones((1, 8))), (n, 1))  # every embedding identical: every score ties
+    z = {"image": same, "audio": same.copy(), "text": same.copy()}
+    recalls = metrics.retrieval_metrics(z, labels, level, ks=(1, 5))
+    correct = 1 if level == "instance" else n // classes
+    for k in (1, 5):  # chance: k answers drawn at random hold a correct one
+        chance = 100 * (1 - math.comb(n - correct, k) / math.comb(n, k))
+        values = [v for key, v in recalls.items() if key.startswith(f"r{k}_")]
+        assert len(values) == 4 and values == pytest.approx([chance] * 4)
+    assert metrics.retrieval_metrics(z, labels, level, ks=(1,))["r1_text_image"] == pytest.approx(
+        100 / n if level == "instance" else 100 / classes
+    )
 
 
 def test_class_recall_matches_brute_force_with_duplicate_texts():
@@ -106,21 +151,18 @@ def test_class_recall_matches_brute_force_with_duplicate_texts():
         assert metrics.recall_at(image_ranks, [k])[k] == pytest.approx(brute_force_recall(z["image"], z["text"], correct, k))
 
 
-def argsort_ranks(scores, correct):
-    """Brute force: sort each query's row of scores (correct answers first among equals), take the first correct."""
-    ranks = []
-    for i, row in enumerate(scores):
-        is_correct = np.isin(np.arange(len(row)), list(correct[i]))
-        order = np.lexsort((~is_correct, -row))
-        ranks.append(int(np.flatnonzero(is_correct[order])[0]))
-    return np.array(ranks)
+def assert_counts(ranks, scores, correct):
+    above, tied, best_correct = brute_force_counts(scores, correct)
+    np.testing.assert_array_equal(ranks.above, above)
+    np.testing.assert_array_equal(ranks.tied, tied)
+    np.testing.assert_array_equal(ranks.best_correct, best_correct)
 
 
 @pytest.mark.parametrize("chunk_size", [2048, 64, 37])
-def test_ranks_equal_a_brute_force_argsort_on_data_full_of_ties(chunk_size):
-    """Embeddings quantised to a coarse grid, so many scores tie exactly: ranks must still be exact at both
-    levels, whether the items fit one chunk or fill several, with classes split over chunks (chunk 64: a
-    class of ~75 items is a group of two chunks) or packed several to a chunk."""
+def test_ranks_equal_brute_force_counts_on_data_full_of_ties(chunk_size):
+    """Embeddings quantised to a coarse grid, so many scores tie exactly: the counts above and tied must
+    still be exact at both levels, whether the items fit one chunk or fill several, with classes split
+    over chunks (chunk 64: a class of ~75 items is a group of two chunks) or packed several to a chunk."""
     rng = np.random.default_rng(5)
     n = 300
     labels = rng.integers(4, size=n)
@@ -136,8 +178,11 @@ def test_ranks_equal_a_brute_force_argsort_on_data_full_of_ties(chunk_size):
     for level, correct in (("instance", [{i} for i in range(n)]),
                            ("class", [set(np.flatnonzero(labels == labels[i])) for i in range(n)])):  # fmt: skip
         text_ranks, image_ranks = ranks[level]
-        np.testing.assert_array_equal(text_ranks, argsort_ranks(scores, correct))
-        np.testing.assert_array_equal(image_ranks, argsort_ranks(scores.T, correct))
+        assert text_ranks.tied.sum() > 0 and (level == "instance" or image_ranks.best_correct.max() > 1)
+        assert_counts(text_ranks, scores, correct)
+        assert_counts(image_ranks, scores.T, correct)
+        for k in (1, 5):
+            assert metrics.recall_at(text_ranks, [k])[k] == pytest.approx(brute_force_recall(texts, images, correct, k))
 
 
 def test_item_ranks_on_continuous_data_across_chunk_remainders():
@@ -149,7 +194,8 @@ def test_item_ranks_on_continuous_data_across_chunk_remainders():
     _, item_ranks = metrics.retrieval_ranks(captions, items, np.full(300, -1), ("instance",), owner, chunk_size=64)["instance"]
     scores = items.astype(np.float64) @ captions.astype(np.float64).T
     expected = [int((np.delete(row, np.flatnonzero(owner == j)) > row[owner == j].max()).sum()) for j, row in enumerate(scores)]
-    np.testing.assert_array_equal(item_ranks, expected)
+    np.testing.assert_array_equal(item_ranks.above, expected)
+    assert (item_ranks.tied == 0).all() and (item_ranks.best_correct == 1).all()
 
 
 def test_unlabelled_items_have_instance_ranks_but_no_class_ranks():
@@ -159,14 +205,14 @@ def test_unlabelled_items_have_instance_ranks_but_no_class_ranks():
     texts, items = (unit(rng.normal(size=(90, 6))).astype(np.float32) for _ in range(2))
     ranks = metrics.retrieval_ranks(texts, items, labels, ("instance", "class"), chunk_size=16)
     scores = texts @ items.T
-    np.testing.assert_array_equal(ranks["instance"][0], argsort_ranks(scores, [{i} for i in range(90)]))
+    assert_counts(ranks["instance"][0], scores, [{i} for i in range(90)])
     keep = labels >= 0
     kept, kept_labels = scores[np.ix_(keep, keep)], labels[keep]
     correct = [set(np.flatnonzero(kept_labels == label)) for label in kept_labels]
     text_ranks, item_ranks = ranks["class"]
-    assert (text_ranks[~keep] == -1).all() and (item_ranks[~keep] == -1).all()
-    np.testing.assert_array_equal(text_ranks[keep], argsort_ranks(kept, correct))
-    np.testing.assert_array_equal(item_ranks[keep], argsort_ranks(kept.T, correct))
+    assert (text_ranks.above[~keep] == -1).all() and (item_ranks.above[~keep] == -1).all()
+    np.testing.assert_array_equal(text_ranks.above[keep], brute_force_counts(kept, correct)[0])
+    np.testing.assert_array_equal(item_ranks.above[keep], brute_force_counts(kept.T, correct)[0])
 
 
 def test_retrieval_metrics_keys_for_three_modalities():
@@ -379,3 +425,25 @@ def test_a_dump_with_non_finite_embeddings_names_itself(tmp_path):
 def test_partition_scores_of_a_single_point():
     assert metrics.partition_scores(np.array([3]), np.array([0])) == {
         "v_measure": 100.0, "homogeneity": 100.0, "completeness": 100.0, "nmi": 100.0, "ari": 100.0}  # fmt: skip
+
+
+COLLAPSE = {"cos_true_pairs": 0.95, "r1_over_chance": 2.0, "intra_cos": 0.95}
+
+
+def test_an_exactly_collapsed_encoder_is_flagged_collapsed():
+    """Every embedding identical: R@1 is chance (ties broken at random), so the flag can fire."""
+    labels = np.arange(80) % 4
+    same = np.tile(unit(np.ones((1, 8))), (80, 1))
+    results = compute_metrics({"image": same, "text": same.copy(), "labels": labels}, "class", {**OPTIONS, "linear_probe": False})
+    assert results["r1_mean"] == pytest.approx(results["r1_chance"]) == pytest.approx(25.0)
+    assert is_collapsed(results, COLLAPSE)
+
+
+def test_one_collapsed_modality_is_flagged_even_when_pairs_are_apart():
+    z, labels = clustered(n=80, modalities=("image", "text"), seed=2)
+    z["image"] = np.tile(z["image"][:1], (80, 1))  # images all one point, texts still spread
+    results = compute_metrics({**z, "labels": labels}, "class", {**OPTIONS, "linear_probe": False})
+    assert results["cos_true_pairs"] < 0.95 and results["intra_cos_image"] == pytest.approx(1.0)
+    assert is_collapsed(results, COLLAPSE)
+    healthy, _ = clustered(n=80, modalities=("image", "text"), seed=2)
+    assert not is_collapsed(compute_metrics({**healthy, "labels": labels}, "class", {**OPTIONS, "linear_probe": False}), COLLAPSE)

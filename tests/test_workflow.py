@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -220,13 +221,24 @@ def test_report_gathers_tables_and_figures(checkout, study):
                 {"name": "x", "dataset": "embedded", "modalities": ["image", "text"], "methods": ["weird"]}]},
             "config key 'methods.weird.loss.frobnicate': unknown loss term",
         ),
+        (
+            {"datasets": {"../../escape": {"source": "embedded", "n_samples": 120}}, "experiments": [
+                {"name": "x", "dataset": "../../escape", "modalities": ["image", "text"]}]},
+            "config key 'datasets': '../../escape' is not a plain name",
+        ),
+        ({"train": {**TINY["train"], "lr": float("nan")}}, "config key 'train.lr': nan is not a finite number"),
     ],
 )
 def test_broken_config_fails_before_any_job(repo, tmp_path, broken, message):
-    result = snakemake(repo / "Snakefile", tmp_path, {**TINY, **broken}, check=False)
+    workdir = tmp_path / "a" / "b"
+    workdir.mkdir(parents=True)
+    result = snakemake(repo / "Snakefile", workdir, {**TINY, **broken}, check=False)
     assert result.returncode != 0
     assert message in result.stderr + result.stdout
-    assert not (tmp_path / "results").exists()
+    assert not (workdir / "results").exists()
+    # nothing outside results/ either: a name like ../../escape would have landed beside or above the workdir
+    assert [p.name for p in tmp_path.iterdir()] == ["a"] and [p.name for p in (tmp_path / "a").iterdir()] == ["b"]
+    assert {p.name for p in workdir.iterdir()} <= {"tiny.yaml", ".snakemake"}
 
 
 @pytest.mark.slow
@@ -260,14 +272,28 @@ def interrupted(snakefile: Path, workdir: Path, config: dict, stop_when) -> None
     process.wait()
 
 
-def same_outputs(reference: Path, recovered: Path) -> list[str]:
-    """Result files of the recovered study (tables, claims, metrics, embeddings, epoch logs) that differ
-    from the reference study's (which may hold more, e.g. the dose-response of another test)."""
-    names = ["tables/runs.csv", "tables/main.csv", "claims.txt"]
-    for pattern in ("metrics/*/*.json", "embeddings/*/*/*.npz", "models/*/*/*/train_log.csv"):
-        names += [str(p.relative_to(recovered / "results")) for p in (recovered / "results").glob(pattern)]
-    assert len(names) > 20
-    return [n for n in names if (reference / "results" / n).read_bytes() != (recovered / "results" / n).read_bytes()]
+def same_outputs(reference: Path, other: Path) -> list[str]:
+    """Result files of ``other`` (every file under results/ but logs and benchmarks: data, models,
+    dumps, metrics, tables, figures, claims) whose bytes differ from the reference study's (which may
+    hold more, e.g. the dose-response of another test)."""
+    root = other / "results"
+    names = [
+        str(p.relative_to(root)) for p in root.rglob("*")
+        if p.is_file() and p.parts[len(root.parts)] not in ("logs", "benchmarks") and p.name != ".snakemake_timestamp"
+    ]  # fmt: skip
+    assert len(names) > 60
+    return [n for n in names if (reference / "results" / n).read_bytes() != (root / n).read_bytes()]
+
+
+def temporaries(workdir: Path) -> list[Path]:
+    return sorted((workdir / "results").rglob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_two_clean_runs_give_the_same_bytes(checkout, study, tmp_path):
+    """Models (archive names), PDFs (no creation date), dumps, tables: all byte-identical."""
+    snakemake(checkout / "Snakefile", tmp_path, TINY)
+    assert same_outputs(study, tmp_path) == []
 
 
 @pytest.mark.slow
@@ -290,6 +316,7 @@ def test_a_killed_run_recovers_as_the_readme_says(checkout, study, tmp_path, sto
         snakemake(checkout / "Snakefile", workdir, config, "--unlock")
         snakemake(checkout / "Snakefile", workdir, config)
     assert same_outputs(study, workdir) == []
+    assert temporaries(workdir) == []  # what the killed jobs were writing is gone
 
 
 @pytest.mark.slow
@@ -302,7 +329,46 @@ def test_a_truncated_dump_fails_with_one_line_naming_it(checkout, study, tmp_pat
     assert result.returncode != 0
     line = "error: results/embeddings/pair/ours/seed0.npz: damaged embedding dump"
     assert line in result.stderr
-    assert "snakemake --cores all --force results/embeddings/pair/ours/seed0.npz" in result.stderr
     assert "Traceback" not in result.stderr  # the traceback stays in the job's log
     log = tmp_path / study.name / "results" / "logs" / "metrics" / "pair" / "ours.log"
     assert "Traceback" in log.read_text()
+    # the advice repeats the user's own command (its config file, its snakefile) and ends with the clean result
+    command = re.search(r"rebuild it with `([^`]+)`", result.stderr).group(1)
+    assert f"--configfile {tmp_path / study.name / 'tiny.yaml'}" in command
+    assert command.endswith("--forcerun results/embeddings/pair/ours/seed0.npz")
+    words = shlex.split(command)
+    assert words[0] == "snakemake"
+    subprocess.run([sys.executable, "-m", "snakemake", *words[1:]], check=True, capture_output=True)
+    assert same_outputs(study, tmp_path / study.name) == []
+
+
+@pytest.mark.slow
+def test_a_short_metrics_file_stops_the_run_before_any_verdict(checkout, study, tmp_path):
+    for folder in (checkout, study):
+        subprocess.run(["cp", "-a", str(folder), str(tmp_path / folder.name)], check=True)
+    workdir = tmp_path / study.name
+    metrics = workdir / "results" / "metrics" / "pair" / "ours.json"
+    metrics.write_text('[{"experiment": "pair", "method": "ours", "seed": 0}]\n')  # valid JSON, one row, no metrics
+    claims_before = (workdir / "results" / "claims.txt").read_bytes()
+    result = snakemake(tmp_path / checkout.name / "Snakefile", workdir, TINY, check=False)
+    assert result.returncode != 0
+    assert "error: results/metrics/pair/ours.json: damaged metrics file (seeds [0], the study has [0, 1])" in result.stderr
+    assert not (workdir / "results" / "claims.txt").exists() or (
+        (workdir / "results" / "claims.txt").read_bytes() == claims_before
+    )  # no verdict printed from it
+
+
+@pytest.mark.slow
+def test_deleted_intermediates_are_rebuilt_by_the_next_run(checkout, study, tmp_path):
+    for folder in (checkout, study):
+        subprocess.run(["cp", "-a", str(folder), str(tmp_path / folder.name)], check=True)
+    results = tmp_path / study.name / "results"
+    deleted = [results / "embeddings" / "pair" / "ours" / "seed1.npz", results / "models" / "triple" / "clip_lt" /
+               "seed0" / "model.pt", results / "metrics" / "pair" / "alignclip.json"]  # fmt: skip
+    for path in deleted:
+        path.unlink()
+    dry = snakemake(tmp_path / checkout.name / "Snakefile", tmp_path / study.name, TINY, "-n")
+    assert planned_jobs(dry)["train"] == 2 and planned_jobs(dry)["metrics"] >= 3  # and the post-hoc row of clip_lt
+    snakemake(tmp_path / checkout.name / "Snakefile", tmp_path / study.name, TINY)
+    assert all(path.is_file() for path in deleted)
+    assert same_outputs(study, tmp_path / study.name) == []

@@ -185,10 +185,13 @@ def convergence(log_rows: pd.DataFrame, criterion: Mapping) -> dict:
 
 
 def is_collapsed(results: Mapping, criterion: Mapping) -> bool:
-    """True pairs near-identical while retrieval is near chance: every input maps to about one point."""
+    """Every input maps to about one point: true pairs near-identical while retrieval is near chance, or
+    the embeddings of one modality near-identical among themselves (mean intra-modality cosine)."""
+    intra = [value for key, value in results.items() if key.startswith("intra_cos_")]
     return bool(
         results["cos_true_pairs"] >= criterion["cos_true_pairs"]
         and results["r1_mean"] < criterion["r1_over_chance"] * results["r1_chance"]
+        or any(value >= criterion["intra_cos"] for value in intra)
     )
 
 

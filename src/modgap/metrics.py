@@ -35,14 +35,14 @@ def retrieval_ranks(
     levels: Sequence[str] = ("instance",),
     owner: np.ndarray | None = None,
     chunk_size: int = similarity.CHUNK_SIZE,
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+) -> dict[str, tuple[similarity.Ranks, similarity.Ranks]]:
     """Ranks of every text among the items and of every item among the texts, per level, from one pass.
 
     Text ``t`` describes item ``owner[t]`` (default: its own row); ``labels`` are the items' classes (-1:
-    none). A rank counts the wrong answers scoring strictly above the query's best correct one (ties count
-    in its favour): at the 'instance' level the correct answers are a text's owner and an item's own texts
-    (COCO: an item counts as found when any of its captions is); at the 'class' level, every labelled
-    item or text of the query's class (ranks of unlabelled queries are -1).
+    none). Each query's ``similarity.Ranks`` entry counts the wrong answers above and tying its best
+    correct score and the correct answers at it: at the 'instance' level the correct answers are a text's
+    owner and an item's own texts (COCO: an item counts as found when any of its captions is); at the
+    'class' level, every labelled item or text of the query's class (unlabelled queries are not ranked).
     """
     labels = np.asarray(labels)
     owner = np.arange(len(texts)) if owner is None else np.asarray(owner, dtype=np.int64)
@@ -66,20 +66,24 @@ def _rank_pass(texts, items, owner, labels, plan, levels, search=None, modalitie
 
 def instance_ranks(
     texts: np.ndarray, items: np.ndarray, text_item: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[similarity.Ranks, similarity.Ranks]:
     """Instance-level ranks both ways: caption ``t`` describes item ``text_item[t]`` (default: its own row)."""
     return retrieval_ranks(texts, items, np.full(len(items), -1), ("instance",), text_item)["instance"]
 
 
-def class_ranks(texts: np.ndarray, items: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def class_ranks(texts: np.ndarray, items: np.ndarray, labels: np.ndarray) -> tuple[similarity.Ranks, similarity.Ranks]:
     """Class-level ranks both ways for paired texts and items (row i of each is sample i, of class labels[i])."""
     return retrieval_ranks(texts, items, labels, ("class",))["class"]
 
 
-def recall_at(ranks: np.ndarray, ks: Sequence[int]) -> dict[int, float]:
-    """R@k in percent from 0-based ranks; negative ranks (queries without a label) are left out."""
-    ranks = ranks[ranks >= 0]
-    return {k: float(100.0 * np.mean(ranks < k)) if len(ranks) else float("nan") for k in ks}
+def recall_at(ranks: similarity.Ranks, ks: Sequence[int]) -> dict[int, float]:
+    """R@k in percent, ties broken uniformly at random (in expectation, see ``similarity.Ranks``); queries
+    that are not ranked (no label at the class level) are left out. Without ties this is the share of
+    queries with fewer than k wrong answers above their best correct one; an encoder that maps every
+    input to one point scores chance."""
+    if not ranks.ranked.any():
+        return {k: float("nan") for k in ks}
+    return {k: float(100.0 * np.mean(ranks.hit_probability(k))) for k in ks}
 
 
 def stacked(embeddings: Mapping[str, np.ndarray], labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

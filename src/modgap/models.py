@@ -394,20 +394,30 @@ def build_encoder(
     return MultimodalEncoder(stems, backbones, trunks, heads)
 
 
-def load_weights_only(path, what: str, device: torch.device | str = "cpu"):
+def load_weights_only(path, what: str, device: torch.device | str = "cpu", advice: str | None = None):
     """``torch.load`` that can never run code: tensors and plain containers only (weights_only).
 
     A file holding anything else (a pickled object, an older format, a planted payload) is refused
-    as a damaged ``what``, naming the file and how to rebuild it.
+    as a damaged ``what`` naming the file, with ``advice`` or else the command that rebuilds it.
     """
-    from modgap.errors import corrupt
+    import pickle
+    import re
+
+    from modgap.errors import CorruptIntermediateError, corrupt
 
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as error:  # torch.load raises many types on truncated, foreign or unsafe files
-        raise corrupt(path, what, error) from None
+        refused = re.search(r"GLOBAL (\S+)", str(error)) if isinstance(error, pickle.UnpicklingError) else None
+        if refused:
+            detail = f"UnpicklingError: holds {refused.group(1)}, not only tensors and plain data; not loaded"
+        else:
+            detail = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        if advice is None:
+            raise corrupt(path, what, detail) from None
+        raise CorruptIntermediateError(f"{path}: damaged {what} ({detail}); {advice}") from None
 
 
 def save_trained(path, payload: Mapping) -> None:

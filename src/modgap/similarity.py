@@ -121,20 +121,65 @@ def default_threads() -> int:
     return max(sizes, default=1)
 
 
+def _count(mask: np.ndarray, axis: int) -> np.ndarray:
+    # summing bytes into uint16 vectorises (4x faster than into int64) where the sums cannot overflow
+    dtype = np.uint16 if mask.shape[axis] < 2**16 else np.int64
+    return np.add.reduce(mask.view(np.uint8), axis=axis, dtype=dtype)
+
+
 def count_above(tile: np.ndarray, thresholds: np.ndarray, axis: int) -> np.ndarray:
     """Per row (axis 1) or column (axis 0): how many entries lie strictly above that row's or column's threshold."""
-    above = tile > (thresholds[:, None] if axis == 1 else thresholds[None, :])
-    # summing bytes into uint16 vectorises (4x faster than into int64) where the sums cannot overflow
-    dtype = np.uint16 if tile.shape[axis] < 2**16 else np.int64
-    return np.add.reduce(above.view(np.uint8), axis=axis, dtype=dtype)
+    return _count(tile > (thresholds[:, None] if axis == 1 else thresholds[None, :]), axis)
+
+
+def count_above_and_equal(tile: np.ndarray, thresholds: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row (axis 1) or column (axis 0): entries strictly above, and entries equal to, its threshold."""
+    bound = thresholds[:, None] if axis == 1 else thresholds[None, :]
+    return _count(tile > bound, axis), _count(tile == bound, axis)
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """Where each query's correct answers fall among all answers, ties kept apart.
+
+    ``above``: wrong answers scoring strictly above the query's best correct score; ``tied``: wrong
+    answers scoring exactly that; ``best_correct``: correct answers scoring exactly that (at least 1).
+    Queries that are not ranked (unlabelled ones at the class level) have ``above`` = -1.
+    """
+
+    above: np.ndarray
+    tied: np.ndarray
+    best_correct: np.ndarray
+
+    @property
+    def ranked(self) -> np.ndarray:
+        return self.above >= 0
+
+    def hit_probability(self, k: int) -> np.ndarray:
+        """Per ranked query: the probability that a correct answer is among the top ``k`` when ties are
+        broken uniformly at random. With ``a`` above, ``t`` tied wrong and ``m`` tied correct answers, the
+        top k miss every correct one with probability prod_{j < k-a} (t - j) / (t + m - j) (0 once j
+        reaches t); for a < k the hit probability is one minus that, else 0. Without ties this is
+        1 when a < k; with every answer tied (a collapsed encoder) it is chance, m / (t + m) at k = 1."""
+        keep = self.ranked
+        above = self.above[keep].astype(np.int64)
+        tied = self.tied[keep].astype(np.float64)
+        correct = self.best_correct[keep].astype(np.float64)
+        miss = np.ones(len(above))
+        for j in range(k):
+            inside = j < k - above  # the (j+1)-th of the tied places is still within the top k
+            factor = np.clip(tied - j, 0.0, None) / (tied + correct - j).clip(1.0)
+            miss = np.where(inside, miss * factor, miss)
+        return np.where(above < k, 1.0 - miss, 0.0)
 
 
 class LevelRanks:
     """Ranks at one retrieval level, both ways: every text's rank among the items, every item's among the texts.
 
-    A rank is the number of wrong answers scoring strictly above the query's best correct one (ties count
-    in its favour). ``level`` 'instance': a text's correct item is its owner; 'class': every item of its
-    owner's class (labelled items only: the ranks of unlabelled texts and items are -1).
+    Per query (see ``Ranks``): the wrong answers scoring strictly above its best correct one, the wrong
+    answers tying it exactly, and the correct answers at that best score. ``level`` 'instance': a text's
+    correct item is its owner; 'class': every item of its owner's class (labelled items only: unlabelled
+    texts and items are not ranked).
     """
 
     def __init__(self, level: str, plan: Layout, row_chunks: Sequence[np.ndarray], col_chunks: Sequence[np.ndarray],
@@ -149,10 +194,12 @@ class LevelRanks:
         self.column = np.empty(len(self.labels), dtype=np.int64)  # every item's column within its chunk's tiles
         for cols in col_chunks:
             self.column[cols] = np.arange(len(cols))
-        self.text_best = np.full(len(self.owner), -np.inf, dtype=dtype)  # the tiles' dtype: exact comparisons
-        self.item_best = np.full(len(self.labels), -np.inf, dtype=dtype)
-        self.text_ranks = np.zeros(len(self.owner), dtype=np.int64)
-        self.item_ranks = np.zeros(len(self.labels), dtype=np.int64)
+        # per side (texts, items): best correct score (in the tiles' dtype: exact comparisons), correct
+        # answers at it, wrong answers above it, wrong answers tying it
+        self.best = [np.full(n, -np.inf, dtype=dtype) for n in (len(self.owner), len(self.labels))]
+        self.best_count = [np.zeros(n, dtype=np.int64) for n in (len(self.owner), len(self.labels))]
+        self.above = [np.zeros(n, dtype=np.int64) for n in (len(self.owner), len(self.labels))]
+        self.tied = [np.zeros(n, dtype=np.int64) for n in (len(self.owner), len(self.labels))]
 
     def begin(self, tier: int) -> None:
         pass
@@ -165,49 +212,68 @@ class LevelRanks:
             return True
         return tier == 2 or (tier == 0 and self.plan.holds_whole_classes(r))
 
-    def _correct_best(self, r: int, c: int, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per row and per column of the tile, the best score among its correct answers in the tile."""
+    def _correct_best(self, r: int, c: int, tile: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """Per row and per column of the tile: the best score among its correct answers in the tile, and how
+        many correct answers there score exactly that (0 where the tile holds none)."""
         if self.level == "instance":  # tier 0: the owner of every row lies among the tile's columns
             owner_column = self.column[self.owner[self.row_chunks[r]]]
             text_best = tile[np.arange(len(tile)), owner_column]
             item_best = np.full(tile.shape[1], -np.inf, dtype=tile.dtype)
             np.maximum.at(item_best, owner_column, text_best)
-            return text_best, item_best
+            item_count = np.zeros(tile.shape[1], dtype=np.int64)
+            np.add.at(item_count, owner_column, text_best == item_best[owner_column])
+            return (text_best, np.ones(len(tile), dtype=np.int64)), (item_best, item_count)
         same = self.row_labels[self.row_chunks[r]][:, None] == self.labels[self.col_chunks[c]][None, :]
         if not same.all():
             tile = np.where(same, tile, -np.inf)
-        return tile.max(axis=1), tile.max(axis=0)
+        text_best, item_best = tile.max(axis=1), tile.max(axis=0)
+        text_count = np.where(np.isfinite(text_best), _count(tile == text_best[:, None], axis=1), 0)
+        item_count = np.where(np.isfinite(item_best), _count(tile == item_best[None, :], axis=0), 0)
+        return (text_best, text_count.astype(np.int64)), (item_best, item_count.astype(np.int64))
 
     def process(self, tier: int, r: int, c: int, tile: np.ndarray):
         """The tile's contribution, computed on a worker thread without writing shared state."""
         if self.level == "class" and not (self.plan.labelled[r] and self.plan.labelled[c]):
             return None
-        rows, cols = self.row_chunks[r], self.col_chunks[c]
+        indices = self.row_chunks[r], self.col_chunks[c]
         best = self._correct_best(r, c, tile) if self._holds_correct(tier) else None
         counts = None
         if self._holds_wrong(tier, r):
-            # the bests are final: from this very tile in tier 0, from the earlier tiers otherwise
-            text_best, item_best = best if tier == 0 else (self.text_best[rows], self.item_best[cols])
-            counts = count_above(tile, text_best, axis=1), count_above(tile, item_best, axis=0)
-        return rows, cols, best, counts
+            counts = []
+            for side, axis in ((0, 1), (1, 0)):
+                # the bests are final: from this very tile in tier 0, from the earlier tiers otherwise
+                threshold = best[side][0] if tier == 0 else self.best[side][indices[side]]
+                above, equal = count_above_and_equal(tile, threshold, axis)
+                # in tier 0 the tile's own correct answers at the best score are among the equal ones
+                tied = equal - best[side][1] if tier == 0 else equal
+                counts.append((above, tied))
+        return indices, best, counts
 
     def apply(self, contribution) -> None:
         if contribution is None:
             return
-        rows, cols, best, counts = contribution
-        if best is not None:
-            np.maximum.at(self.text_best, rows, best[0])
-            np.maximum.at(self.item_best, cols, best[1])
-        if counts is not None:
-            self.text_ranks[rows] += counts[0]
-            self.item_ranks[cols] += counts[1]
+        indices, best, counts = contribution
+        for side, index in enumerate(indices):  # a chunk's indices are distinct: plain fancy indexing is exact
+            if best is not None:
+                tile_best, tile_count = best[side]
+                old_best, old_count = self.best[side][index], self.best_count[side][index]
+                self.best_count[side][index] = np.where(
+                    tile_best > old_best, tile_count, np.where(tile_best == old_best, old_count + tile_count, old_count)
+                )
+                self.best[side][index] = np.maximum(old_best, tile_best)
+            if counts is not None:
+                self.above[side][index] += counts[side][0]
+                self.tied[side][index] += counts[side][1]
 
-    def ranks(self) -> tuple[np.ndarray, np.ndarray]:
-        text_ranks, item_ranks = self.text_ranks.copy(), self.item_ranks.copy()
-        if self.level == "class":
-            text_ranks[self.row_labels < 0] = -1
-            item_ranks[self.labels < 0] = -1
-        return text_ranks, item_ranks
+    def ranks(self) -> tuple[Ranks, Ranks]:
+        """(texts among the items, items among the texts)."""
+        result = []
+        for side, query_labels in enumerate((self.row_labels, self.labels)):
+            above = self.above[side].copy()
+            if self.level == "class":
+                above[query_labels < 0] = -1
+            result.append(Ranks(above, self.tied[side].copy(), self.best_count[side].copy()))
+        return result[0], result[1]
 
 
 class Neighbours:

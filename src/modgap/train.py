@@ -27,14 +27,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from modgap.errors import CorruptIntermediateError, ExplainedError
+from modgap.errors import ExplainedError
 from modgap import metrics
 from modgap.batches import SplitInputs
 from modgap.data.format import read_manifest
 from modgap.embed import embed_split, embedding_dump
 from modgap.io import save_npz, save_torch, write_text
 from modgap.losses import MethodLoss
-from modgap.models import build_encoder, save_trained
+from modgap.models import build_encoder, load_weights_only, save_trained
 from modgap.runtime import select_device
 
 log = logging.getLogger(__name__)
@@ -160,13 +160,8 @@ class Trainer:
         """Continue from this run's checkpoint, if one exists for the same configuration and data."""
         if not self.checkpoint_path.is_file():
             return False
-        try:
-            state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
-        except Exception as error:  # truncated, foreign, older or unsafe (anything but tensors and containers)
-            raise CorruptIntermediateError(
-                f"{self.checkpoint_path}: unreadable checkpoint ({type(error).__name__}: {error}); "
-                "delete it and re-run snakemake to train the run from its start"
-            ) from None
+        advice = "delete it and re-run snakemake to train the run from its start"
+        state = load_weights_only(self.checkpoint_path, "checkpoint", self.device, advice)
         if not isinstance(state, dict) or state.get("fingerprint") != self.fingerprint:
             log.warning("ignoring %s: it belongs to another configuration or data", self.checkpoint_path)
             return False
