@@ -27,7 +27,7 @@ from modgap.tables import (
 )
 
 CLAIMS = {"baseline": "clip_lt", "methods": ["ours"], "confidence": 0.95, "retrieval_tolerance": 5.0,
-          "group_margin": 0.5}  # fmt: skip
+          "group_margin": 0.5, "min_seeds": 3}  # fmt: skip
 
 
 def run(method, seed, gap, r1, v, knn, experiment="e", converged=True, collapsed=False):
@@ -207,19 +207,23 @@ def test_flags_and_evidence_are_reported(tmp_path):
     runs = paired_runs({"gap": [-0.4, -0.41, -0.39], "tv_r1": [0.5, -0.5, 0.0], "v_measure": [3.0, 3.2, 2.8],
                         "knn_acc": [1.0, 1.2, 0.8]})  # fmt: skip
     runs["converged"] = [True, True, True, False, True, True]
+    runs["epochs"] = 20
     verdicts = check_claims(runs, CLAIMS, {"e": 3})
     assert verdicts[0].flags == ["1 of 3 ours runs did not converge"]
     text = format_verdicts(verdicts, CLAIMS)
-    assert "! 1 of 3 ours runs did not converge" in text and "3 hold, 0 fail, 0 inconclusive" in text
+    assert "! 1 of 3 ours runs did not converge" in text and "Holm: 3 hold, 0 hold below margin, 0 fail" in text
     assert "ΔV-Measure +3.0 [" in text and "(3 modalities)" in text
+    assert "e: ours vs clip_lt, at 20 epochs (NOT all runs converged)" in text
+    assert "smaller gap (3 modalities) — at 20 epochs, not converged" in text
 
 
 def test_the_papers_own_table_passes_its_claims():
     """The thresholds are ones the paper's reported numbers (one value per cell) meet on every data set."""
     paper = paper_reference().rename(columns={"knn": "knn_acc", "dataset": "experiment"}).assign(seed=0)
-    verdicts = check_claims(paper, CLAIMS, dict(zip(paper["experiment"], paper["modalities"])))
+    claims = {**CLAIMS, "min_seeds": 1, "group_margin": 0.0}  # point values: no interval, no margin to read
+    verdicts = check_claims(paper, claims, dict(zip(paper["experiment"], paper["modalities"])))
     assert {v.experiment for v in verdicts} == {"cifar10", "mscoco", "avmnist"}
-    assert [v.state for v in verdicts] == [HOLDS] * 9, format_verdicts(verdicts, CLAIMS)
+    assert [v.per_claim_state for v in verdicts] == [HOLDS] * 9, format_verdicts(verdicts, claims)
     assert "point value, one seed" in verdicts[0].evidence
 
 
@@ -237,7 +241,7 @@ def test_claims_command_prints_the_verdicts_and_checks_the_configuration(tmp_pat
     arguments = ["claims", "--runs", str(outputs["runs_csv"]), "--default-config", str(repo / "config.yaml")]
     assert cli([*arguments, "--configfile", str(study)]) == 0
     printed = capsys.readouterr().out
-    assert "e: ours vs clip_lt" in printed and "3. the loss closes the gap (2 modalities)" in printed
+    assert "e: ours vs clip_lt" in printed and "3. ours vs clip_lt: smaller gap (2 modalities)" in printed
     assert cli(arguments) == 1  # config.yaml alone plans other experiments, methods and seeds
     warning = capsys.readouterr().err
     assert "does not hold the study of config.yaml alone" in warning and "runs missing from the results" in warning

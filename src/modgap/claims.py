@@ -1,26 +1,36 @@
-"""The claims check: do the paper's three claims (SPEC section 1) hold on our runs?
+"""The claims check: do the paper's three claims hold on our runs?
 
 Each method of ``claims.methods`` is compared with ``claims.baseline`` (CLIP with a
 learnable temperature) seed by seed, on every experiment that trained both. Each
-claim gets one of three verdicts from the confidence intervals (modgap.stats) of
-the paired differences:
+comparison makes three checks, each decided from confidence intervals
+(modgap.stats) of the paired per-seed differences:
 
 1. retrieval barely changes: every R@1 (TV, TA) difference lies within
    +-``retrieval_tolerance`` (holds); one lies entirely outside it (fails);
-2. group-wise metrics improve: the V-Measure and the kNN differences both lie above
-   0 (holds); either lies below ``group_margin``, so a gain of that size is ruled out
-   (fails);
-3. the gap closes: the gap ratio lies below 1 (holds); it lies at or above 1 (fails).
+2. group-wise metrics are higher: the V-Measure and the kNN differences both lie
+   above 0 (holds; "holds, below margin" when one of them also lies below
+   ``group_margin``, so the gain is shown but a gain of the margin's size is ruled
+   out); otherwise, one lies below ``group_margin`` (fails);
+3. the gap is smaller: the gap ratio lies below 1 (holds); at or above 1 (fails).
 
-Anything else is inconclusive; where claim 2's intervals both hold and fail (above 0
-but below the margin), holds wins: the gain is shown, if small. With one seed the
-bounds are the point values, marked as such. Runs that did not converge or that
-collapsed are flagged beside the verdict they enter.
+Anything else is inconclusive. An interval from fewer than ``min_seeds`` seeds, or one
+of zero width (every seed gave the same difference), never decides a check: it is
+inconclusive with a note.
+
+The checks of one report are a family: with a dozen of them, some unadjusted 95 %
+decisions are expected to be wrong. Each check gets a p-value, the smallest level at
+which its intervals decide it (found by bisection on the level, since a decision only
+gets lost as intervals widen), and Holm's step-down procedure assigns the levels at
+which the checks are decided while the family-wise error rate stays at 1 - confidence.
+The Holm column decides; the per-claim column (each check at the nominal level) is
+shown beside it. Each verdict names the training budget it was decided at and whether
+all its runs converged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +39,12 @@ import pandas as pd
 from modgap.errors import corrupt
 from modgap.stats import Interval, paired_difference, paired_ratio
 
-HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
+HOLDS, HOLDS_BELOW_MARGIN, FAILS, INCONCLUSIVE = "holds", "holds, below margin", "fails", "inconclusive"
+STATES = (HOLDS, HOLDS_BELOW_MARGIN, FAILS, INCONCLUSIVE)
 RETRIEVAL_COLUMNS = {"tv_r1": "TV R@1", "ta_r1": "TA R@1"}
+GROUP_COLUMNS = {"v_measure": "V-Measure", "knn_acc": "kNN"}
+# A decision is a state and the intervals it was read from, at a given confidence level.
+Decision = tuple[str, dict[str, Interval]]
 
 
 @dataclass
@@ -38,10 +52,14 @@ class Verdict:
     experiment: str
     method: str
     claim: str
-    state: str
+    state: str  # the deciding one: Holm's family-wise adjusted verdict
+    per_claim_state: str  # each check at the nominal level alone
     evidence: str
+    p_value: float
     intervals: dict[str, Interval] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
+    budget: str = ""
+    converged: bool = True
 
 
 def _interval(interval: Interval, digits: int = 1, signed: bool = True) -> str:
@@ -51,9 +69,20 @@ def _interval(interval: Interval, digits: int = 1, signed: bool = True) -> str:
     return f"{interval.estimate:{sign}.{digits}f} [{interval.low:{sign}.{digits}f}, {interval.high:{sign}.{digits}f}]"
 
 
-def _retrieval_verdict(changes: Mapping[str, Interval], tolerance: float) -> str:
-    if not changes or any(pd.isna(c.estimate) for c in changes.values()):
-        return INCONCLUSIVE
+def _undecidable(intervals: Mapping[str, Interval], min_seeds: int) -> str | None:
+    """Why these intervals cannot decide a check (None: they can)."""
+    if not intervals or any(math.isnan(i.estimate) for i in intervals.values()):
+        return "no finite values"
+    fewest = min(i.n for i in intervals.values())
+    if fewest < min_seeds:
+        return f"{fewest} paired seeds, fewer than claims.min_seeds ({min_seeds}): not decided"
+    flat = [name for name, i in intervals.items() if i.n >= 2 and i.half_width() == 0]
+    if flat:
+        return f"zero-width interval ({', '.join(flat)}: every seed gave the same difference): not decided"
+    return None
+
+
+def _retrieval_state(changes: Mapping[str, Interval], tolerance: float) -> str:
     if any(c.above(tolerance) or c.below(-tolerance) for c in changes.values()):
         return FAILS
     if all(c.within(-tolerance, tolerance) for c in changes.values()):
@@ -61,24 +90,56 @@ def _retrieval_verdict(changes: Mapping[str, Interval], tolerance: float) -> str
     return INCONCLUSIVE
 
 
-def _group_verdict(gains: Mapping[str, Interval], margin: float) -> str:
-    if any(pd.isna(g.estimate) for g in gains.values()):
-        return INCONCLUSIVE
+def _group_state(gains: Mapping[str, Interval], margin: float) -> str:
     if all(g.above(0.0) for g in gains.values()):
-        return HOLDS
+        return HOLDS_BELOW_MARGIN if any(g.below(margin) for g in gains.values()) else HOLDS
     if any(g.below(margin) for g in gains.values()):
         return FAILS
     return INCONCLUSIVE
 
 
-def _gap_verdict(ratio: Interval) -> str:
-    if pd.isna(ratio.estimate):
-        return INCONCLUSIVE
+def _gap_state(ratios: Mapping[str, Interval]) -> str:
+    ratio = ratios["gap_ratio"]
     if ratio.below(1.0):
         return HOLDS
     if ratio.low >= 1.0:
         return FAILS
     return INCONCLUSIVE
+
+
+def p_value(decide: Callable[[float], Decision], iterations: int = 60) -> float:
+    """The smallest level alpha at which ``decide(1 - alpha)`` is not inconclusive (1.0 if none is).
+
+    Intervals only widen as alpha falls, and a decision rests on intervals clearing thresholds, so
+    being decided is monotone in alpha: bisection on log(alpha) finds the boundary (to within 1e-15).
+    """
+    low, high = math.log(1e-15), math.log(1.0 - 1e-9)
+    if decide(1.0 - math.exp(high))[0] == INCONCLUSIVE:  # not decided even by near-zero-width intervals
+        return 1.0
+    if decide(1.0 - math.exp(low))[0] != INCONCLUSIVE:
+        return math.exp(low)
+    for _ in range(iterations):
+        middle = (low + high) / 2.0
+        if decide(1.0 - math.exp(middle))[0] == INCONCLUSIVE:
+            low = middle
+        else:
+            high = middle
+    return math.exp(high)
+
+
+def holm_levels(p_values: list[float], alpha: float) -> list[float | None]:
+    """Holm's step-down: the level at which each hypothesis is rejected, or None where it is not.
+
+    Sorted by p-value, the i-th (0-based) of m is tested at alpha / (m - i); testing stops at the first
+    that is not rejected, and every later one is kept (Holm 1979)."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    levels: list[float | None] = [None] * len(p_values)
+    for rank, index in enumerate(order):
+        level = alpha / (len(p_values) - rank)
+        if p_values[index] > level:
+            break
+        levels[index] = level
+    return levels
 
 
 def _flags(runs: pd.DataFrame, method: str) -> list[str]:
@@ -94,10 +155,67 @@ def _flags(runs: pd.DataFrame, method: str) -> list[str]:
     return flags
 
 
+def _budget(*runs: pd.DataFrame) -> str:
+    epochs = sorted({int(e) for frame in runs if "epochs" in frame for e in frame["epochs"].dropna()})
+    if not epochs:
+        return "budget unknown"
+    return f"{epochs[0]} epochs" if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]} epochs"
+
+
+def _all_converged(*runs: pd.DataFrame) -> bool:
+    return all(bool(frame["converged"].fillna(True).astype(bool).all()) for frame in runs if "converged" in frame)
+
+
+def _checks(a: pd.DataFrame, b: pd.DataFrame, claims: Mapping, modalities) -> list[tuple[str, Callable[[float], Decision], Callable]]:
+    """The three checks of one comparison: (label, decide(confidence), evidence(intervals))."""
+    method, baseline, min_seeds = claims["_method"], claims["baseline"], claims["min_seeds"]
+    tolerance, margin = claims["retrieval_tolerance"], claims["group_margin"]
+
+    def checked(intervals_at, state_of):
+        def decide(confidence: float) -> Decision:
+            intervals = intervals_at(confidence)
+            if _undecidable(intervals, min_seeds):
+                return INCONCLUSIVE, intervals
+            return state_of(intervals), intervals
+
+        return decide
+
+    recalls = [k for k in RETRIEVAL_COLUMNS if k in a and a[k].notna().all() and b[k].notna().all()]
+    retrieval = checked(lambda c: {k: paired_difference(a[k], b[k], c) for k in recalls},
+                        lambda i: _retrieval_state(i, tolerance))  # fmt: skip
+    group = checked(lambda c: {k: paired_difference(a[k], b[k], c) for k in GROUP_COLUMNS},
+                    lambda i: _group_state(i, margin))  # fmt: skip
+    gap = checked(lambda c: {"gap_ratio": paired_ratio(a["gap"], b["gap"], c)}, _gap_state)
+
+    def retrieval_evidence(intervals):
+        return "; ".join(f"Δ{RETRIEVAL_COLUMNS[k]} {_interval(i)}" for k, i in intervals.items()) + (
+            f"  [holds within ±{tolerance:g}, fails outside it]"
+        )
+
+    def group_evidence(intervals):
+        text = "; ".join(f"Δ{GROUP_COLUMNS[k]} {_interval(i)}" for k, i in intervals.items())
+        text += f"  [holds when both lie above 0, fails when one lies below +{margin:g}]"
+        width = intervals["v_measure"].half_width()
+        if not intervals["v_measure"].is_point and width > margin:
+            text += f"; ΔV-Measure half-width {width:.1f} > margin {margin:g}: too few seeds to rule a margin-size gain in or out"
+        return text
+
+    def gap_evidence(intervals):
+        return (f"gap ratio {_interval(intervals['gap_ratio'], 2, signed=False)} (gap {a['gap'].mean():.3f} vs "
+                f"{b['gap'].mean():.3f})  [holds below 1, fails at or above 1]")  # fmt: skip
+
+    return [
+        (f"1. {method} vs {baseline}: R@1 within ±{tolerance:g} points", retrieval, retrieval_evidence),
+        (f"2. {method} vs {baseline}: V-Measure and kNN higher", group, group_evidence),
+        (f"3. {method} vs {baseline}: smaller gap ({modalities} modalities)", gap, gap_evidence),
+    ]
+
+
 def check_claims(runs: pd.DataFrame, claims: Mapping, modality_counts: Mapping[str, int]) -> list[Verdict]:
-    """Verdicts for every (experiment, method) pair with runs of both the method and the baseline."""
+    """Verdicts for every (experiment, method) pair with runs of both the method and the baseline; the
+    whole list is the family Holm's adjustment covers."""
     baseline, confidence = claims["baseline"], claims["confidence"]
-    verdicts = []
+    pending = []
     for experiment, block in runs.groupby("experiment", sort=False):
         base = block[block["method"] == baseline].set_index("seed")
         for method in claims["methods"]:
@@ -107,45 +225,25 @@ def check_claims(runs: pd.DataFrame, claims: Mapping, modality_counts: Mapping[s
                 continue
             a, b = ours.loc[seeds], base.loc[seeds]
             flags = _flags(a.reset_index(), method) + _flags(b.reset_index(), baseline)
-            seeds_note = f"{len(seeds)} paired seeds"
-
-            recalls = [k for k in RETRIEVAL_COLUMNS if k in a and a[k].notna().all() and b[k].notna().all()]
-            changes = {k: paired_difference(a[k], b[k], confidence) for k in recalls}
-            tolerance = claims["retrieval_tolerance"]
-            verdicts.append(
-                Verdict(
-                    experiment, method, "1. closing the gap barely changes retrieval (R@1)",
-                    _retrieval_verdict(changes, tolerance),
-                    "; ".join(f"Δ{RETRIEVAL_COLUMNS[k]} {_interval(c)}" for k, c in changes.items())
-                    + f"  [holds within ±{tolerance:g}, fails outside it; {seeds_note}]",
-                    changes, flags,
-                )  # fmt: skip
-            )
-
-            gains = {k: paired_difference(a[k], b[k], confidence) for k in ("v_measure", "knn_acc")}
-            margin = claims["group_margin"]
-            verdicts.append(
-                Verdict(
-                    experiment, method, "2. closing the gap improves group-wise metrics",
-                    _group_verdict(gains, margin),
-                    f"ΔV-Measure {_interval(gains['v_measure'])}; ΔkNN {_interval(gains['knn_acc'])}"
-                    f"  [holds when both lie above 0, fails when one lies below +{margin:g}]",
-                    gains, flags,
-                )  # fmt: skip
-            )
-
-            ratio = paired_ratio(a["gap"], b["gap"], confidence)
-            verdicts.append(
-                Verdict(
-                    experiment, method,
-                    f"3. the loss closes the gap ({modality_counts.get(experiment, '?')} modalities)",
-                    _gap_verdict(ratio),
-                    f"gap ratio {_interval(ratio, 2, signed=False)} (gap {a['gap'].mean():.3f} vs "
-                    f"{b['gap'].mean():.3f})  [holds below 1, fails at or above 1]",
-                    {"gap_ratio": ratio}, flags,
-                )  # fmt: skip
-            )
+            context = {"budget": _budget(a, b), "converged": _all_converged(a, b), "flags": flags}
+            checks = _checks(a, b, {**claims, "_method": method}, modality_counts.get(experiment, "?"))
+            pending += [(experiment, method, label, decide, evidence, context) for label, decide, evidence in checks]
+    p_values = [p_value(decide) for _, _, _, decide, _, _ in pending]
+    levels = holm_levels(p_values, 1.0 - confidence)
+    verdicts = []
+    for (experiment, method, label, decide, evidence, context), p, level in zip(pending, p_values, levels):
+        state, intervals = decide(confidence)
+        held = decide(1.0 - level)[0] if level is not None else INCONCLUSIVE
+        text = evidence(intervals)
+        note = _undecidable(intervals, claims["min_seeds"])
+        if note:
+            text += f"; {note}"
+        verdicts.append(Verdict(experiment, method, label, held, state, text, p, intervals, **context))
     return verdicts
+
+
+def _p_text(p: float) -> str:
+    return "p = 1" if p >= 1.0 else f"p = {p:.2g}"
 
 
 def format_verdicts(verdicts: list[Verdict], claims: Mapping) -> str:
@@ -156,21 +254,34 @@ def format_verdicts(verdicts: list[Verdict], claims: Mapping) -> str:
         )
     level = f"{100 * claims['confidence']:g}%"
     lines = [
-        f"Claims check: each method against {claims['baseline']}, paired by seed; "
-        f"{level} t-intervals of the per-seed differences (ratios: geometric mean).",
+        f"Claims check: each method against {claims['baseline']}, paired by seed; {level} t-intervals of the "
+        "per-seed differences (ratios: geometric mean). The intervals cover training randomness (seeds) on one "
+        "data set and one split.",
+        f"The {len(verdicts)} checks are one family: Holm's adjustment decides (first column); the second "
+        f"column is each check alone at {level}. Inconclusive: the intervals neither show the claim nor rule it out.",
     ]
     current = None
+    width = max(len(s) for s in STATES) + 2
     for verdict in verdicts:
         if (verdict.experiment, verdict.method) != current:
             current = (verdict.experiment, verdict.method)
-            lines += ["", f"{verdict.experiment}: {verdict.method} vs {claims['baseline']}"]
+            status = "all runs converged" if verdict.converged else "NOT all runs converged"
+            lines += ["", f"{verdict.experiment}: {verdict.method} vs {claims['baseline']}, at {verdict.budget} ({status})"]
             lines += [f"  ! {flag}" for flag in verdict.flags]
-        lines.append(f"  [{verdict.state.upper():^12}] {verdict.claim}")
-        lines.append(f"                 {verdict.evidence}")
-    counts = {state: sum(v.state == state for v in verdicts) for state in (HOLDS, FAILS, INCONCLUSIVE)}
-    lines += ["", f"{counts[HOLDS]} hold, {counts[FAILS]} fail, {counts[INCONCLUSIVE]} inconclusive "
-              f"(of {len(verdicts)} checks)."]  # fmt: skip
+            lines.append(f"  {'Holm (decides)':<{width}} {'per claim':<{width}}")
+        scope = "" if verdict.converged else f" — at {verdict.budget}, not converged"
+        lines.append(f"  {'[' + verdict.state.upper() + ']':<{width}} {'[' + verdict.per_claim_state + ']':<{width}} "
+                     f"{verdict.claim}{scope}")  # fmt: skip
+        lines.append(f"      {verdict.evidence}; {_p_text(verdict.p_value)}")
+    lines += ["", "Holm: " + _counts(verdicts, "state") + f" (of {len(verdicts)} checks).",
+              "Per claim: " + _counts(verdicts, "per_claim_state") + "."]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _counts(verdicts: list[Verdict], attribute: str) -> str:
+    counts = {state: sum(getattr(v, attribute) == state for v in verdicts) for state in STATES}
+    return (f"{counts[HOLDS]} hold, {counts[HOLDS_BELOW_MARGIN]} hold below margin, {counts[FAILS]} fail, "
+            f"{counts[INCONCLUSIVE]} inconclusive")  # fmt: skip
 
 
 def mismatch(runs: pd.DataFrame, expected: Iterable[tuple[str, str, int]]) -> list[str]:

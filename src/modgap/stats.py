@@ -67,6 +67,9 @@ def paired_ratio(method: Sequence[float], baseline: Sequence[float], confidence:
     if (method <= 0).any() or (baseline <= 0).any():
         return Interval(float("nan"), float("nan"), float("nan"), int(method.size))
     log_interval = t_interval(np.log(method / baseline), confidence)
-    return Interval(
-        math.exp(log_interval.estimate), math.exp(log_interval.low), math.exp(log_interval.high), log_interval.n
-    )
+    return Interval(_exp(log_interval.estimate), _exp(log_interval.low), _exp(log_interval.high), log_interval.n)
+
+
+def _exp(x: float) -> float:
+    """exp that saturates at infinity (the bounds of near-certain intervals) instead of raising."""
+    return math.exp(x) if x < 709.0 else math.inf
