@@ -166,6 +166,12 @@ def test_temperature_clamp_caps_logit_scale_at_100():
     assert float(temperature().detach()) == pytest.approx(50.0)  # below the cap: untouched
 
 
+def test_a_fixed_temperature_is_never_clamped():
+    fixed = Temperature(0.005, learnable=False, max_logit_scale=100)  # 1/tau = 200, above the learnable cap
+    fixed.clamp_()
+    assert float(fixed().detach()) == pytest.approx(200.0)
+
+
 @pytest.mark.parametrize(
     ("epoch", "epochs", "alpha", "beta"),
     [
@@ -179,6 +185,8 @@ def test_temperature_clamp_caps_logit_scale_at_100():
         (5, 10, 1.0, 0.4),  # scaled: epoch 5 of 10 is epoch 50 of 100
         (9, 10, 1.8, 0.0),
         (1, 4, 1.0, 0.9),  # 25 % -> beta 1 - 5/50
+        (4.5, 10, 1.0, 0.5),  # step half-way through epoch 4 of 10: 45 % of the released 100 epochs
+        (8.25, 10, 1.65, 0.0),
     ],
 )
 def test_paper_code_schedule(epoch, epochs, alpha, beta):

@@ -67,7 +67,7 @@ def test_paper_layout_bolds_the_best_value_and_marks_unconverged_runs(metric_fil
     assert "**0.150 ± 0.071**" in markdown  # lowest gap
     assert "**61.0 ± 1.4**" in markdown  # highest V-Measure
     assert "| CLIP (LT) | 2 | 0.700 ± 0.141 |" in markdown
-    assert "| Ours† | 2 |" in markdown and "† some runs did not converge" in markdown
+    assert "| Ours (learnable τ)† | 2 |" in markdown and "† some runs did not converge" in markdown
     latex = paper_layout_latex(table)
     assert "\\toprule" in latex and "\\textbf{0.150 $\\pm$ 0.071}" in latex and "Gap $\\downarrow$" in latex
 

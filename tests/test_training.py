@@ -248,3 +248,21 @@ def test_torch_compile_gives_the_eager_losses(tmp_path, tiny_data, tiny_run):
         got = compiled.forward(batch.inputs)
     for modality in expected:
         torch.testing.assert_close(got[modality], expected[modality], atol=1e-4, rtol=1e-4)
+
+
+def test_the_weight_schedule_moves_every_step(tmp_path, tiny_data, tiny_run, monkeypatch):
+    """The released code changes alpha and beta per step: the loss sees the step's fractional epoch."""
+    from modgap.losses import MethodLoss
+
+    seen = []
+    forward = MethodLoss.forward
+
+    def recording(self, embeddings, epoch, epochs, *args, **kwargs):
+        seen.append(epoch)
+        return forward(self, embeddings, epoch, epochs, *args, **kwargs)
+
+    monkeypatch.setattr(MethodLoss, "forward", recording)
+    trainer = Trainer(tiny_run("ours_released", epochs=2), tiny_data, tmp_path, seed=0)
+    trainer.train_epoch(1)
+    steps = trainer.steps_per_epoch
+    assert steps > 1 and seen[:steps] == pytest.approx([1 + s / steps for s in range(steps)])

@@ -53,7 +53,9 @@ class Temperature(nn.Module):
 
     @torch.no_grad()
     def clamp_(self) -> None:
-        self.log_scale.clamp_(0.0, self.max_log_scale)
+        """Keep a learnable 1/tau within [1, max_logit_scale]; a fixed temperature is left as configured."""
+        if self.learnable:
+            self.log_scale.clamp_(0.0, self.max_log_scale)
 
     @property
     def tau(self) -> float:
@@ -163,7 +165,7 @@ class MethodLoss(nn.Module):
         """Whether a term reads the sentence embeddings of the captions (IMSep as released)."""
         return "imsep" in self.weights and self.options["imsep"].get("similarity", "sentence") == "sentence"
 
-    def term_weights(self, epoch: int, epochs: int) -> dict[str, float]:
+    def term_weights(self, epoch: float, epochs: int) -> dict[str, float]:
         return {
             name: weight * schedule_multiplier(self.schedule, name, epoch, epochs)
             for name, weight in self.weights.items()
@@ -172,7 +174,7 @@ class MethodLoss(nn.Module):
     def forward(
         self,
         embeddings: Mapping[str, Tensor],
-        epoch: int,
+        epoch: float,
         epochs: int,
         sentences: Tensor | None = None,
         labels: Tensor | None = None,

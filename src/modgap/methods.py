@@ -62,8 +62,9 @@ def loss_option_problems(loss_config: Mapping[str, Mapping], modalities: Sequenc
     return problems
 
 
-def schedule_multiplier(schedule: str, term: str, epoch: int, epochs: int) -> float:
-    """Weight multiplier of a loss term at a (0-based) epoch.
+def schedule_multiplier(schedule: str, term: str, epoch: float, epochs: int) -> float:
+    """Weight multiplier of a loss term at a (0-based, fractional) epoch: step s of an epoch of S
+    steps is at ``epoch + s / S``, since the released code moves the weights every step.
 
     ``paper_code`` is the released code's schedule over 100 epochs, stretched to
     ``epochs``: alpha (ATP) is 1 until 50 % of training, then rises linearly to 2

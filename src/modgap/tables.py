@@ -25,8 +25,9 @@ from modgap.io import write_text
 METHOD_LABELS = {
     "clip_lt": "CLIP (LT)",
     "clip_ft": "CLIP (FT)",
-    "ours": "Ours",
-    "ours_schedule": "Ours (released schedule)",
+    "ours": "Ours (learnable τ)",
+    "ours_released": "Ours as released (τ 0.1, schedule)",
+    "ours_schedule": "Ours (schedule, learnable τ)",
     "ours_atp": "Ours: ATP only",
     "ours_cu": "Ours: CU only",
     "sharedclip": "SharedCLIP",
@@ -42,7 +43,7 @@ PAPER_COLUMNS = [
     ("v_measure", "V-Measure", False),
     ("knn_acc", "kNN", False),
 ]
-ABLATION_METHODS = ("clip_lt", "ours_atp", "ours_cu", "ours", "ours_schedule")
+ABLATION_METHODS = ("clip_lt", "ours_atp", "ours_cu", "ours", "ours_schedule", "ours_released")
 _IDENTITY = ("experiment", "method", "seed", "retrieval", "notes", "converged", "collapsed")
 NOT_CONVERGED, COLLAPSED = "†", "‡"
 FLAG_NOTES = (

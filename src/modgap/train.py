@@ -198,7 +198,8 @@ class Trainer:
             batch = self.train_data.batch(order[step * batch_size : (step + 1) * batch_size], captions, partners)
             with self.autocast():
                 embeddings = self.forward(batch.inputs)
-            total, terms = self.loss(embeddings, epoch, epochs, batch.sentences, batch.labels)
+            position = epoch + step / self.steps_per_epoch  # the schedule moves every step, as released
+            total, terms = self.loss(embeddings, position, epochs, batch.sentences, batch.labels)
             if not torch.isfinite(total):
                 values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
                 raise NonFiniteLossError(

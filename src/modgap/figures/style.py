@@ -17,8 +17,8 @@ from modgap.tables import method_label  # noqa: E402
 COLUMN_WIDTH = 3.4  # inches, one column of a two-column paper
 PAGE_WIDTH = 7.0
 MODALITY_MARKERS = {"image": "o", "audio": "^", "text": "s"}
-METHOD_ORDER = ("clip_lt", "clip_ft", "ours", "ours_schedule", "ours_atp", "ours_cu", "sharedclip", "alignclip",
-                "alignclip_label", "posthoc")  # fmt: skip
+METHOD_ORDER = ("clip_lt", "clip_ft", "ours", "ours_released", "ours_schedule", "ours_atp", "ours_cu", "sharedclip",
+                "alignclip", "alignclip_label", "posthoc")  # fmt: skip
 
 
 def apply_style() -> None:
@@ -27,7 +27,8 @@ def apply_style() -> None:
 
 
 def method_colors(methods) -> dict[str, tuple]:
-    palette = sns.color_palette("tab10", len(METHOD_ORDER))  # ten well-separated hues, one per named method
+    tab20 = sns.color_palette("tab20", 20)  # the ten strong hues first, then their light partners
+    palette = (tab20[0::2] + tab20[1::2])[: len(METHOD_ORDER)]  # a hue of its own for every named method
     return {m: palette[METHOD_ORDER.index(m) % len(palette)] if m in METHOD_ORDER else "gray" for m in methods}
 
 
