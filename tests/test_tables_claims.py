@@ -27,7 +27,7 @@ from modgap.tables import (
 )
 
 CLAIMS = {"baseline": "clip_lt", "methods": ["ours"], "confidence": 0.95, "retrieval_tolerance": 5.0,
-          "group_margin": 0.5, "min_seeds": 3}  # fmt: skip
+          "group_margin": 0.5, "min_seeds": 3, "ratio_margin": 0.1}  # fmt: skip
 
 
 def run(method, seed, gap, r1, v, knn, experiment="e", converged=True, collapsed=False):
@@ -185,7 +185,7 @@ def paired_runs(deltas, base=None):
 
 
 def states(runs, **overrides):
-    return [v.state for v in check_claims(runs, {**CLAIMS, **overrides}, {"e": 2})]
+    return [v.state for v in check_claims(runs, {**CLAIMS, **overrides}, {"e": 2})[0]]
 
 
 def test_clear_effects_give_decisive_verdicts():
@@ -208,7 +208,7 @@ def test_flags_and_evidence_are_reported(tmp_path):
                         "knn_acc": [1.0, 1.2, 0.8]})  # fmt: skip
     runs["converged"] = [True, True, True, False, True, True]
     runs["epochs"] = 20
-    verdicts = check_claims(runs, CLAIMS, {"e": 3})
+    verdicts, _ = check_claims(runs, CLAIMS, {"e": 3})
     assert verdicts[0].flags == ["1 of 3 ours runs did not converge"]
     text = format_verdicts(verdicts, CLAIMS)
     assert "! 1 of 3 ours runs did not converge" in text and "Holm: 3 hold, 0 hold below margin, 0 fail" in text
@@ -221,7 +221,7 @@ def test_the_papers_own_table_passes_its_claims():
     """The thresholds are ones the paper's reported numbers (one value per cell) meet on every data set."""
     paper = paper_reference().rename(columns={"knn": "knn_acc", "dataset": "experiment"}).assign(seed=0)
     claims = {**CLAIMS, "min_seeds": 1, "group_margin": 0.0}  # point values: no interval, no margin to read
-    verdicts = check_claims(paper, claims, dict(zip(paper["experiment"], paper["modalities"])))
+    verdicts, _ = check_claims(paper, claims, dict(zip(paper["experiment"], paper["modalities"])))
     assert {v.experiment for v in verdicts} == {"cifar10", "mscoco", "avmnist"}
     assert [v.per_claim_state for v in verdicts] == [HOLDS] * 9, format_verdicts(verdicts, claims)
     assert "point value, one seed" in verdicts[0].evidence

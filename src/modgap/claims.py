@@ -211,11 +211,70 @@ def _checks(a: pd.DataFrame, b: pd.DataFrame, claims: Mapping, modalities) -> li
     ]
 
 
-def check_claims(runs: pd.DataFrame, claims: Mapping, modality_counts: Mapping[str, int]) -> list[Verdict]:
-    """Verdicts for every (experiment, method) pair with runs of both the method and the baseline; the
-    whole list is the family Holm's adjustment covers."""
+def _margins(claims: Mapping) -> dict[str, float]:
+    """How far a paired difference may move when the budget doubles, per metric: each claim's margin."""
+    return {**dict.fromkeys(RETRIEVAL_COLUMNS, claims["retrieval_tolerance"]),
+            **dict.fromkeys(GROUP_COLUMNS, claims["group_margin"]), "gap_ratio": claims["ratio_margin"]}  # fmt: skip
+
+
+@dataclass
+class Rung:
+    """One budget of a comparison's ladder: its verdicts (per claim, nominal level) and estimates."""
+
+    budget: int
+    evaluation: str
+    states: list[str]
+    estimates: dict[str, float]
+    gaps: tuple[float, float]  # method's, baseline's
+
+
+@dataclass
+class Ladder:
+    """A comparison across the budgets of one experiment, and where it stops moving."""
+
+    experiment: str
+    method: str
+    rungs: list[Rung]
+    converged_at: int | None  # the first budget whose doubling moves no paired difference by its margin
+    doubling: list[str]  # the test's outcome at every budget that has a double
+
+
+def doubling_test(rungs: list[Rung], margins: Mapping[str, float]) -> tuple[int | None, list[str]]:
+    """The first budget N whose double 2N (or the next budget above it) changes every paired difference
+    by less than its claim's margin, and what the test found at every budget that has a double."""
+    lines, converged = [], None
+    for rung in rungs:
+        double = next((r for r in rungs if r.budget >= 2 * rung.budget), None)
+        if double is None:
+            continue
+        moves = {k: abs(double.estimates[k] - rung.estimates[k]) for k in rung.estimates if k in double.estimates}
+        too_far = {k: v for k, v in moves.items() if not v < margins[k]}  # NaN moves too far
+        if too_far:
+            worst = ", ".join(f"{k} moved {v:.2f} (margin {margins[k]:g})" for k, v in too_far.items())
+            lines.append(f"{rung.budget} -> {double.budget} epochs: {worst}")
+        else:
+            lines.append(f"{rung.budget} -> {double.budget} epochs: every difference moved less than its margin")
+            converged = rung.budget if converged is None else converged
+    return converged, lines
+
+
+def check_claims(
+    runs: pd.DataFrame,
+    claims: Mapping,
+    modality_counts: Mapping[str, int],
+    ladders: Mapping[str, list[tuple[int, str]]] | None = None,
+) -> tuple[list[Verdict], list[Ladder]]:
+    """Verdicts for every (experiment, method) pair with runs of both the method and the baseline.
+
+    ``ladders``: experiment -> [(budget, evaluation name)] for experiments evaluated along a budget
+    ladder. Such a comparison gives verdicts at its converged budget (``doubling_test``), or at its last
+    budget marked not converged; its other budgets appear in its Ladder. The verdicts returned are the
+    family Holm's adjustment covers.
+    """
     baseline, confidence = claims["baseline"], claims["confidence"]
-    pending = []
+    ladders = ladders or {}
+    rung_of = {evaluation: (experiment, budget) for experiment, rungs in ladders.items() for budget, evaluation in rungs}
+    comparisons = {}  # (evaluation, method) -> (checks, context)
     for experiment, block in runs.groupby("experiment", sort=False):
         base = block[block["method"] == baseline].set_index("seed")
         for method in claims["methods"]:
@@ -225,9 +284,37 @@ def check_claims(runs: pd.DataFrame, claims: Mapping, modality_counts: Mapping[s
                 continue
             a, b = ours.loc[seeds], base.loc[seeds]
             flags = _flags(a.reset_index(), method) + _flags(b.reset_index(), baseline)
-            context = {"budget": _budget(a, b), "converged": _all_converged(a, b), "flags": flags}
+            context = {"budget": _budget(a, b), "converged": _all_converged(a, b), "flags": flags,
+                       "gaps": (float(a["gap"].mean()), float(b["gap"].mean()))}  # fmt: skip
             checks = _checks(a, b, {**claims, "_method": method}, modality_counts.get(experiment, "?"))
-            pending += [(experiment, method, label, decide, evidence, context) for label, decide, evidence in checks]
+            comparisons[(experiment, method)] = (checks, context)
+
+    headline, ladder_results = [], []
+    margins = _margins(claims)
+    for (evaluation, method), (checks, context) in comparisons.items():
+        if evaluation not in rung_of:
+            headline.append((evaluation, method, checks, context))
+    for experiment, rungs in ladders.items():
+        for method in claims["methods"]:
+            present = [(budget, name) for budget, name in rungs if (name, method) in comparisons]
+            if not present:
+                continue
+            built = []
+            for budget, name in present:
+                checks, context = comparisons[(name, method)]
+                decisions = [decide(confidence) for _, decide, _ in checks]
+                estimates = {k: i.estimate for _, intervals in decisions for k, i in intervals.items()}
+                built.append(Rung(budget, name, [state for state, _ in decisions], estimates, context["gaps"]))
+            converged_at, lines = doubling_test(built, margins)
+            ladder_results.append(Ladder(experiment, method, built, converged_at, lines))
+            chosen = converged_at if converged_at is not None else built[-1].budget
+            name = next(r.evaluation for r in built if r.budget == chosen)
+            checks, context = comparisons[(name, method)]
+            context = {**context, "budget": f"{chosen} epochs", "converged": converged_at is not None}
+            headline.append((name, method, checks, context))
+
+    pending = [(e, m, label, decide, evidence, context) for e, m, checks, context in headline
+               for label, decide, evidence in checks]  # fmt: skip
     p_values = [p_value(decide) for _, _, _, decide, _, _ in pending]
     levels = holm_levels(p_values, 1.0 - confidence)
     verdicts = []
@@ -238,15 +325,37 @@ def check_claims(runs: pd.DataFrame, claims: Mapping, modality_counts: Mapping[s
         note = _undecidable(intervals, claims["min_seeds"])
         if note:
             text += f"; {note}"
+        context = {k: v for k, v in context.items() if k != "gaps"}
         verdicts.append(Verdict(experiment, method, label, held, state, text, p, intervals, **context))
-    return verdicts
+    return verdicts, ladder_results
+
+
+def format_ladders(ladders: list[Ladder], claims: Mapping) -> list[str]:
+    """The budget ladder of every comparison: per budget, both gaps, the paired differences and the
+    per-claim states; then the doubling test."""
+    if not ladders:
+        return []
+    lines = ["", "Budget ladders (per claim, nominal level; the verdict above is read at the converged budget):"]
+    for ladder in ladders:
+        lines += ["", f"{ladder.experiment}: {ladder.method} vs {claims['baseline']}"]
+        lines.append(f"  {'epochs':>6}  {'gap':>13}  {'ΔV-Measure':>10}  {'ΔkNN':>6}  {'ΔR@1':>11}  states (1, 2, 3)")
+        for rung in ladder.rungs:
+            recall = "/".join(f"{rung.estimates[k]:+.1f}" for k in RETRIEVAL_COLUMNS if k in rung.estimates)
+            lines.append(
+                f"  {rung.budget:>6}  {rung.gaps[0]:.3f} / {rung.gaps[1]:.3f}  {rung.estimates['v_measure']:>+10.1f}  "
+                f"{rung.estimates['knn_acc']:>+6.1f}  {recall:>11}  {', '.join(rung.states)}"
+            )
+        status = f"converged at {ladder.converged_at} epochs" if ladder.converged_at else "not converged on this ladder"
+        lines.append(f"  doubling test: {status}")
+        lines += [f"    {line}" for line in ladder.doubling]
+    return lines
 
 
 def _p_text(p: float) -> str:
     return "p = 1" if p >= 1.0 else f"p = {p:.2g}"
 
 
-def format_verdicts(verdicts: list[Verdict], claims: Mapping) -> str:
+def format_verdicts(verdicts: list[Verdict], claims: Mapping, ladders: list[Ladder] | None = None) -> str:
     if not verdicts:
         return (
             f"No experiment has runs of '{claims['baseline']}' and of any of {', '.join(claims['methods'])}: "
@@ -273,6 +382,7 @@ def format_verdicts(verdicts: list[Verdict], claims: Mapping) -> str:
         lines.append(f"  {'[' + verdict.state.upper() + ']':<{width}} {'[' + verdict.per_claim_state + ']':<{width}} "
                      f"{verdict.claim}{scope}")  # fmt: skip
         lines.append(f"      {verdict.evidence}; {_p_text(verdict.p_value)}")
+    lines += format_ladders(ladders or [], claims)
     lines += ["", "Holm: " + _counts(verdicts, "state") + f" (of {len(verdicts)} checks).",
               "Per claim: " + _counts(verdicts, "per_claim_state") + "."]  # fmt: skip
     return "\n".join(lines) + "\n"
@@ -302,6 +412,7 @@ def claims_report(
     claims: Mapping,
     modality_counts: Mapping[str, int],
     expected: Iterable[tuple[str, str, int]] | None = None,
+    ladders: Mapping[str, list[tuple[int, str]]] | None = None,
 ) -> str:
     """The claims check of ``runs_csv``; with ``expected`` runs, a table that lacks any (or holds
     others) is refused as a damaged intermediate instead of giving a verdict."""
@@ -316,4 +427,5 @@ def claims_report(
         problems = mismatch(runs, expected)
         if problems:
             raise corrupt(runs_csv, "runs table", "; ".join(problems))
-    return format_verdicts(check_claims(runs, claims, modality_counts), claims)
+    verdicts, ladder_results = check_claims(runs, claims, modality_counts, ladders)
+    return format_verdicts(verdicts, claims, ladder_results)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from modgap.config import ConfigError, deep_merge, evaluated_runs, load_config
+from modgap.config import ConfigError, deep_merge, evaluated_runs, evaluations, experiment_by_name, ladders, load_config
 
 
 def _load(configfiles: list[Path]) -> dict:
@@ -40,8 +40,9 @@ def claims(arguments: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    counts = {e["name"]: len(e["modalities"]) for e in config["experiments"]}
-    print(format_verdicts(check_claims(runs, config["claims"], counts), config["claims"]), end="")
+    counts = {e["name"]: len(experiment_by_name(config, e["name"])["modalities"]) for e in evaluations(config)}
+    verdicts, ladder_results = check_claims(runs, config["claims"], counts, ladders(config))
+    print(format_verdicts(verdicts, config["claims"], ladder_results), end="")
     return 0
 
 

@@ -144,6 +144,7 @@ def _plan_problems(config: dict) -> list[str]:
     for index, experiment in enumerate(config["experiments"]):
         model = deep_merge(config["model"], experiment.get("model", {}))
         train = deep_merge(config["train"], experiment.get("train", {}))
+        problems += _ladder_problems(index, experiment, train)
         shared = [m for m in experiment["methods"] if config["methods"].get(m, {}).get("encoder") == "shared"]
         for modality in experiment["modalities"]:
             kind = model["towers"][modality]["kind"]
@@ -175,6 +176,23 @@ def _plan_problems(config: dict) -> list[str]:
     for name, dataset in config["datasets"].items():
         problems += [f"config key 'datasets.{name}.{key}': {problem}" for key, problem in _path_problems(dataset)]
     return problems
+
+
+def _ladder_problems(index: int, experiment: Mapping, train: Mapping) -> list[str]:
+    """A budget ladder must ascend to the run's epochs, on a schedule whose snapshots are runs stopped there."""
+    budgets = train["budgets"]
+    if budgets is None:
+        return []
+    where = _experiment_key(index, experiment, "train", "budgets")
+    if list(budgets) != sorted(budgets) or budgets[-1] != train["epochs"]:
+        return [f"config key '{where}': {budgets} must ascend to train.epochs ({train['epochs']})"]
+    if len(budgets) > 1 and train["lr_schedule"] != "constant":
+        key = _experiment_key(index, experiment, "train", "lr_schedule")
+        return [
+            f"config key '{key}': a budget ladder needs lr_schedule: constant (under '{train['lr_schedule']}' the "
+            "state at an earlier budget is not that of a run trained for it)"
+        ]
+    return []
 
 
 def _path_problems(dataset: Mapping) -> list[tuple[str, str]]:
@@ -368,10 +386,44 @@ def largest_batch(config: dict, dataset: str) -> tuple[int, str] | None:
 
 
 def experiment_by_name(config: dict, name: str) -> dict:
+    """The experiment called ``name``; an evaluation at one budget of a ladder, ``<name>@<epochs>``,
+    gives the experiment it was trained in."""
+    base, _, budget = name.partition("@")
     for experiment in config["experiments"]:
-        if experiment["name"] == name:
+        if experiment["name"] == base and (not budget or int(budget) in (budget_ladder(config, base) or [])):
             return experiment
     raise KeyError(f"no experiment named '{name}' in the configuration")
+
+
+def budget_ladder(config: dict, experiment_name: str) -> list[int] | None:
+    """The experiment's ``train.budgets`` (its own or the top level's), or None without a ladder."""
+    for experiment in config["experiments"]:
+        if experiment["name"] == experiment_name:
+            return deep_merge(config["train"], experiment.get("train", {}))["budgets"]
+    raise KeyError(f"no experiment named '{experiment_name}' in the configuration")
+
+
+def ladders(config: dict) -> dict[str, list[tuple[int, str]]]:
+    """experiment -> [(budget, evaluation name)] for every experiment evaluated along a budget ladder."""
+    result: dict[str, list[tuple[int, str]]] = {}
+    for evaluation in evaluations(config):
+        if evaluation["name"] != evaluation["experiment"]:
+            result.setdefault(evaluation["experiment"], []).append((evaluation["budget"], evaluation["name"]))
+    return result
+
+
+def evaluations(config: dict) -> list[dict]:
+    """What the metrics, tables and claims evaluate: every experiment once, or, with a budget ladder,
+    once per budget as ``<name>@<epochs>`` (``experiment``: the trained one; ``budget``: its epochs;
+    ``final``: the run's last epoch, whose dumps are the run's own)."""
+    result = []
+    for experiment in config["experiments"]:
+        epochs = deep_merge(config["train"], experiment.get("train", {}))["epochs"]
+        ladder = budget_ladder(config, experiment["name"])
+        for budget in ladder or [epochs]:
+            name = f"{experiment['name']}@{budget}" if ladder else experiment["name"]
+            result.append({"name": name, "experiment": experiment["name"], "budget": int(budget), "final": budget == epochs})
+    return result
 
 
 def resolve_run(config: dict, experiment_name: str, method_name: str) -> dict:
@@ -424,10 +476,10 @@ def evaluated_methods(config: dict, experiment_name: str) -> list[str]:
 
 
 def evaluated_runs(config: dict) -> list[tuple[str, str, int]]:
-    """Every (experiment, evaluated method, seed) of the main study: the rows its runs table holds."""
+    """Every (evaluation, evaluated method, seed) of the main study: the rows its runs table holds."""
     return [
-        (experiment["name"], method, seed)
-        for experiment in config["experiments"]
-        for method in evaluated_methods(config, experiment["name"])
+        (evaluation["name"], method, seed)
+        for evaluation in evaluations(config)
+        for method in evaluated_methods(config, evaluation["name"])
         for seed in config["seeds"]
     ]

@@ -37,15 +37,30 @@ def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
         raise
     except Exception as error:  # zipfile, pickle and numpy raise a dozen types on damaged files
         raise corrupt(path, "embedding dump", error) from None
-    for name in (*MODALITY_ORDER, "text_captions"):
-        if name in dump and not np.isfinite(dump[name]).all():
+    for name, values in dump.items():
+        if name.partition("@")[0] in BUDGET_ARRAYS and not np.isfinite(values).all():
             raise corrupt(path, "embedding dump", f"non-finite values in {name!r}")
     return dump
 
 
-def load_method_dump(path: str | Path, shift: float | None = None) -> dict[str, np.ndarray]:
-    """An embedding dump, moved by the post-hoc shift of strength ``shift`` where one is given."""
+# Arrays a dump holds per budget of a ladder, as '<array>@<epochs>' (labels and ids are shared).
+BUDGET_ARRAYS = (*MODALITY_ORDER, "text_captions")
+
+
+def at_budget(dump: Mapping[str, np.ndarray], budget: int, path: str | Path = "dump") -> dict[str, np.ndarray]:
+    """The dump as it was at epoch ``budget`` of a budget ladder: its '<array>@<budget>' arrays."""
+    snapshot = {name: dump[f"{name}@{budget}"] for name in BUDGET_ARRAYS if f"{name}@{budget}" in dump}
+    if not snapshot:
+        raise corrupt(path, "embedding dump", f"no embeddings of budget {budget} (arrays '<modality>@{budget}')")
+    return {**{k: v for k, v in dump.items() if "@" not in k and k not in BUDGET_ARRAYS}, **snapshot}
+
+
+def load_method_dump(path: str | Path, shift: float | None = None, budget: int | None = None) -> dict[str, np.ndarray]:
+    """An embedding dump (at ``budget`` of a ladder, if given), moved by the post-hoc shift of strength
+    ``shift`` where one is given."""
     dump = load_embeddings(path)
+    if budget is not None:
+        dump = at_budget(dump, budget, path)
     return dump if shift is None else shift_dump(dump, shift)
 
 
@@ -228,17 +243,23 @@ def evaluate_method(
     retrieval: str,
     options: Mapping,
     shift: float | None = None,
+    budget: int | None = None,
 ) -> list[dict]:
     """Evaluate every seed of one method and write them as a JSON list of flat records.
 
     ``runs``: (seed, embedding dump, training log) per seed. With ``shift`` the dumps are
-    first moved by the post-hoc shift of that strength (the training-free 'posthoc' row).
+    first moved by the post-hoc shift of that strength (the training-free 'posthoc' row). With
+    ``budget`` the runs are evaluated as they stood at that epoch of their budget ladder: the
+    dumps' arrays of that budget, the epoch log up to it.
     """
     records = []
     for seed, dump_path, log_path in runs:
-        dump = load_method_dump(dump_path, shift)
+        dump = load_method_dump(dump_path, shift, budget)
+        train_log = read_train_log(log_path)
+        if budget is not None:
+            train_log = train_log[train_log["epoch"] <= budget]
         record = {"experiment": experiment, "method": method, "seed": int(seed)}
-        record.update(evaluate_run(dump, read_train_log(log_path), retrieval=retrieval, options=options))
+        record.update(evaluate_run(dump, train_log, retrieval=retrieval, options=options))
         records.append(record)
     write_json(output_path, records)
     return records

@@ -27,11 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from modgap.errors import ExplainedError
 from modgap import metrics
+from modgap.errors import ExplainedError
 from modgap.batches import SplitInputs
 from modgap.data.format import read_manifest
 from modgap.embed import embed_split, embedding_dump
+from modgap.evaluate import BUDGET_ARRAYS
 from modgap.io import save_npz, save_torch, write_text
 from modgap.losses import MethodLoss
 from modgap.models import build_encoder, load_weights_only, save_trained
@@ -43,6 +44,14 @@ log = logging.getLogger(__name__)
 def checkpoint_path(run_dir: str | Path) -> Path:
     """Where a run writes its resumable checkpoint (beside its model)."""
     return Path(run_dir) / "checkpoint.pt"
+
+
+def remove_resume_state(run_dir: str | Path) -> None:
+    """The checkpoint and ladder snapshots of a finished run (its outputs hold what they held)."""
+    run_dir = Path(run_dir)
+    checkpoint_path(run_dir).unlink(missing_ok=True)
+    for snapshot in run_dir.glob("snapshot_e*.npz"):
+        snapshot.unlink()
 
 
 
@@ -76,6 +85,12 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def warmup_constant(step: int, warmup: int) -> float:
+    """Learning-rate multiplier: linear warm-up over ``warmup`` steps, then 1 (no decay): training
+    longer continues the same run, so a snapshot at any budget is a run stopped there."""
+    return (step + 1) / warmup if step < warmup else 1.0
 
 
 def validation_metrics(embeddings: Mapping[str, np.ndarray], labels: np.ndarray, level: str) -> dict[str, float]:
@@ -128,10 +143,14 @@ class Trainer:
                 f"train.batch_size {self.options['batch_size']} exceeds the {self.train_data.size} training items"
             )
         total = self.steps_per_epoch * self.options["epochs"]
-        warmup = max(1, int(self.options["warmup_fraction"] * total))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: warmup_cosine(step, total, warmup)
-        )
+        if self.options["lr_schedule"] == "constant":  # warm-up over part of the first budget
+            first = (self.options["budgets"] or [self.options["epochs"]])[0]
+            warmup = max(1, int(self.options["warmup_fraction"] * self.steps_per_epoch * first))
+            multiplier = lambda step: warmup_constant(step, warmup)  # noqa: E731
+        else:
+            warmup = max(1, int(self.options["warmup_fraction"] * total))
+            multiplier = lambda step: warmup_cosine(step, total, warmup)  # noqa: E731
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, multiplier)
         self.log_rows: list[dict] = []
         self.start_epoch = 0
 
@@ -243,6 +262,15 @@ class Trainer:
             losses.append(float(self.loss(chunk, epoch, self.options["epochs"], batch.sentences, batch.labels)[0]))
         return float(np.mean(losses))
 
+    def snapshot_path(self, budget: int) -> Path:
+        """Where the test embeddings at an earlier budget of the ladder wait for the run's final dump
+        (beside the checkpoint, so a resumed run still has them)."""
+        return self.output_dir / f"snapshot_e{budget}.npz"
+
+    @property
+    def snapshot_budgets(self) -> list[int]:
+        return [b for b in self.options["budgets"] or [] if b < self.options["epochs"]]
+
     def fit(self, progress: bool = False) -> None:
         epochs = self.options["epochs"]
         self.try_resume()
@@ -257,6 +285,9 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", gap=f"{row['val_gap']:.2f}")
+            if epoch + 1 in self.snapshot_budgets:  # before the checkpoint that would skip this epoch on resume
+                test = SplitInputs(self.data_dir, "test", self.run["modalities"], self.device)
+                save_npz(self.snapshot_path(epoch + 1), **embedding_dump(self.model, test, autocast=self.autocast))
             if (epoch + 1) % self.options["checkpoint_every"] == 0 or epoch + 1 == epochs:
                 self.save_checkpoint()  # the last one lets a job of several seeds skip the finished ones
         if bar is not None:
@@ -266,7 +297,11 @@ class Trainer:
         """Write the trained model, the epoch log and the test-split embeddings atomically."""
         if embeddings_path is not None:
             test = SplitInputs(self.data_dir, "test", self.run["modalities"], self.device)
-            save_npz(embeddings_path, **embedding_dump(self.model, test, autocast=self.autocast))
+            arrays = embedding_dump(self.model, test, autocast=self.autocast)
+            for budget in self.snapshot_budgets:  # the ladder's earlier budgets, as '<array>@<epochs>'
+                with np.load(self.snapshot_path(budget)) as snapshot:
+                    arrays |= {f"{k}@{budget}": snapshot[k] for k in BUDGET_ARRAYS if k in snapshot.files}
+            save_npz(embeddings_path, **arrays)
         save_trained(
             model_path,
             {
@@ -319,7 +354,7 @@ def train_run(
     trainer.fit(progress=show_progress(run["train"]["progress"]))
     trainer.save(model_path, log_path, embeddings_path)
     if not keep_checkpoint:
-        trainer.checkpoint_path.unlink(missing_ok=True)
+        remove_resume_state(Path(model_path).parent)
     return trainer.log_rows
 
 
@@ -339,4 +374,4 @@ def train_seeds(
     for seed, model_path, log_path, embeddings_path in zip(seeds, model_paths, log_paths, embeddings_paths, strict=True):
         train_run(run, data_dir, model_path, log_path, int(seed), embeddings_path, keep_checkpoint=True)
     for model_path in model_paths:
-        checkpoint_path(Path(model_path).parent).unlink(missing_ok=True)
+        remove_resume_state(Path(model_path).parent)

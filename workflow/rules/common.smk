@@ -23,7 +23,9 @@ from modgap.config import (
     dose_response_methods,
     evaluated_methods,
     evaluated_runs,
+    evaluations,
     experiment_by_name,
+    ladders,
     load_config,
     resolve_run,
 )
@@ -48,9 +50,12 @@ def one_of(names):
     return "|".join(re.escape(name) for name in names)
 
 
+EVALUATIONS = {evaluation["name"]: evaluation for evaluation in evaluations(study)}
+
+
 wildcard_constraints:
     dataset=one_of(study["datasets"]),
-    experiment=one_of(e["name"] for e in study["experiments"]),
+    experiment=one_of([*(e["name"] for e in study["experiments"]), *EVALUATIONS]),
     method=one_of(study["methods"]),
     seed=r"\d+",
 
@@ -144,13 +149,29 @@ def trained_source(method):
     return POSTHOC_SOURCE if method == POSTHOC_METHOD else method
 
 
-def method_runs(experiment, method):
-    """Embedding dumps and training logs of every seed of an evaluated method."""
-    source = trained_source(method)
+def method_runs(evaluation, method):
+    """Embedding dumps and training logs of every seed of an evaluated method (at a budget of a ladder:
+    the trained experiment's files, which hold every budget)."""
+    source, experiment = trained_source(method), trained_experiment(evaluation)
     return {
         "embeddings": [embeddings_path(experiment, source, seed) for seed in study["seeds"]],
         "logs": [train_log_path(experiment, source, seed) for seed in study["seeds"]],
     }
+
+
+def trained_experiment(name):
+    """The experiment whose runs an evaluation (or the experiment itself) reads."""
+    return EVALUATIONS[name]["experiment"] if name in EVALUATIONS else name
+
+
+def final_evaluation(experiment):
+    """The evaluation of an experiment at its runs' last epoch."""
+    return next(name for name, e in EVALUATIONS.items() if e["experiment"] == experiment and e["final"])
+
+
+def evaluated_budget(evaluation):
+    """The epoch an evaluation reads its dumps at: None for a run's own last epoch."""
+    return None if EVALUATIONS[evaluation]["final"] else EVALUATIONS[evaluation]["budget"]
 
 
 def metrics_path(experiment, method):
@@ -158,14 +179,17 @@ def metrics_path(experiment, method):
 
 
 def metrics_files():
-    return [metrics_path(e["name"], m) for e in study["experiments"] for m in evaluated_methods(study, e["name"])]
+    return [metrics_path(name, m) for name in EVALUATIONS for m in evaluated_methods(study, name)]
 
 
 DOSE_EXPERIMENT = study["dose_response"]["experiment"]
 
 
 def dose_response_files():
-    return [metrics_path(DOSE_EXPERIMENT, m) for m in dict.fromkeys(dose_response_methods(study).values())]
+    if DOSE_EXPERIMENT is None:
+        return []
+    evaluation = final_evaluation(DOSE_EXPERIMENT)
+    return [metrics_path(evaluation, m) for m in dict.fromkeys(dose_response_methods(study).values())]
 
 
 def figure_methods(experiment, wanted=None):
@@ -221,6 +245,7 @@ def all_targets():
         "results/tables/main.csv",
         "results/claims.txt",
         *[path for e in study["experiments"] for path in figures_of(e["name"])],
+        *([f"results/figures/budget.{ext}" for ext in ("pdf", "png")] if ladders(study) else []),
     ]
 
 

@@ -13,8 +13,10 @@ rule metrics:
         retrieval=lambda wildcards: experiment_by_name(study, wildcards.experiment)["retrieval"],
         options=study["evaluate"],
         shift=lambda wildcards: study["evaluate"]["posthoc_strength"] if wildcards.method == POSTHOC_METHOD else None,
+        budget=lambda wildcards: evaluated_budget(wildcards.experiment),
     wildcard_constraints:
         method=one_of([*study["methods"], POSTHOC_METHOD]),
+        experiment=one_of(EVALUATIONS),
     log:
         "results/logs/metrics/{experiment}/{method}.log",
     benchmark:
@@ -83,7 +85,7 @@ rule tables:
         ),
         ablation_md="results/tables/ablation.md",
     params:
-        references={e["name"]: e["paper_reference"] for e in study["experiments"]},
+        references={name: experiment_by_name(study, name)["paper_reference"] for name in EVALUATIONS},
         seeds=study["seeds"],
     log:
         "results/logs/tables.log",
@@ -101,8 +103,9 @@ rule claims:
         report("results/claims.txt", caption="../report/claims.rst", category="Claims"),
     params:
         claims=study["claims"],
-        modality_counts={e["name"]: len(e["modalities"]) for e in study["experiments"]},
+        modality_counts={name: len(experiment_by_name(study, name)["modalities"]) for name in EVALUATIONS},
         expected=evaluated_runs(study),
+        ladders=ladders(study),
     log:
         "results/logs/claims.log",
     conda:

@@ -128,3 +128,26 @@ rule figure_dose_response:
         ANALYSIS_ENV
     script:
         "../scripts/figure_dose_response.py"
+
+
+rule figure_budget:
+    input:
+        runs=rules.tables.output.runs_csv,
+        code=code("figures/budget.py", "figures/style.py", "stats.py"),
+    output:
+        pdf="results/figures/budget.pdf",
+        png=report(
+            "results/figures/budget.png",
+            caption="../report/budget.rst",
+            category="Figures",
+            labels={"figure": "budget ladder"},
+        ),
+    params:
+        ladders=ladders(study),
+        claims=study["claims"],
+    log:
+        "results/logs/figures/budget.log",
+    conda:
+        ANALYSIS_ENV
+    script:
+        "../scripts/figure_budget.py"

@@ -16,4 +16,5 @@ with log_to_file(snakemake.log[0]):
         retrieval=snakemake.params.retrieval,
         options=snakemake.params.options,
         shift=snakemake.params.shift,
+        budget=snakemake.params.budget,
     )

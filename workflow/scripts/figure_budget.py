@@ -1,0 +1,10 @@
+"""The budget figure: the comparisons along their budget ladders (modgap.figures.budget)."""
+
+import _checkout  # noqa: F401 (first: this checkout's modgap)
+
+from modgap.figures import budget
+from modgap.logs import log_to_file
+
+with log_to_file(snakemake.log[0]):
+    budget.make(snakemake.input.runs, snakemake.params.ladders, snakemake.params.claims, snakemake.output.pdf,
+                snakemake.output.png)  # fmt: skip
