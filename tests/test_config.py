@@ -276,3 +276,37 @@ def test_avmnist_presets_degrade_as_the_generator_does(repo, preset):
                                     yaml.safe_load((repo / "presets" / f"{preset}.yaml").read_text())))  # fmt: skip
     avmnist = config["datasets"]["avmnist"]
     assert avmnist["image_energy_removed"] == 0.75 and avmnist["noise"]["source"] == "esc50"
+
+
+def ladder_config(config_dict, **train):
+    config_dict["experiments"][0]["train"] = {**config_dict["experiments"][0]["train"], **train}
+    return config_dict
+
+
+def test_a_budget_ladder_gives_one_evaluation_per_budget(config_dict):
+    from modgap.config import evaluations, experiment_by_name, ladders
+
+    config = load_config(ladder_config(config_dict, epochs=40, budgets=[10, 20, 40], lr_schedule="constant"))
+    names = [e["name"] for e in evaluations(config)]
+    assert names == ["embedded_image_text@10", "embedded_image_text@20", "embedded_image_text@40", "embedded_image_audio_text"]
+    assert [e["final"] for e in evaluations(config)] == [False, False, True, True]
+    assert ladders(config) == {"embedded_image_text": [(10, "embedded_image_text@10"), (20, "embedded_image_text@20"),
+                                                       (40, "embedded_image_text@40")]}  # fmt: skip
+    assert experiment_by_name(config, "embedded_image_text@20")["name"] == "embedded_image_text"
+    with pytest.raises(KeyError):
+        experiment_by_name(config, "embedded_image_text@30")  # not a budget of its ladder
+
+
+@pytest.mark.parametrize(
+    ("train", "expected"),
+    [
+        ({"epochs": 40, "budgets": [10, 20], "lr_schedule": "constant"},
+         "config key 'experiments[0].train.budgets': [10, 20] must ascend to train.epochs (40)"),
+        ({"epochs": 40, "budgets": [20, 10, 40], "lr_schedule": "constant"}, "experiments[0].train.budgets': [20, 10, 40]"),
+        # the experiment sets no schedule, so the top level's (cosine) is the key to change
+        ({"epochs": 40, "budgets": [10, 20, 40]}, "config key 'train.lr_schedule': a budget ladder needs lr_schedule: constant"),
+    ],
+)
+def test_a_broken_ladder_names_its_key(config_dict, train, expected):
+    problems = problems_of(ladder_config(config_dict, **train))
+    assert any(expected in p for p in problems), problems

@@ -266,3 +266,28 @@ def test_the_weight_schedule_moves_every_step(tmp_path, tiny_data, tiny_run, mon
     trainer.train_epoch(1)
     steps = trainer.steps_per_epoch
     assert steps > 1 and seen[:steps] == pytest.approx([1 + s / steps for s in range(steps)])
+
+
+def test_a_budget_ladder_keeps_the_embeddings_of_every_budget(tmp_path, tiny_data, tiny_run):
+    """Each dump holds the test embeddings at every earlier budget ('<array>@<epochs>'), equal to those of a
+    run stopped there: with a constant learning rate, the first epochs do not depend on the last."""
+    from modgap.evaluate import load_method_dump
+
+    ladder = {"epochs": 3, "budgets": [1, 3], "lr_schedule": "constant"}
+    train_seeds(tiny_run("ours", **ladder), tiny_data, [0], [tmp_path / "a" / "model.pt"], [tmp_path / "a" / "log.csv"],
+                [tmp_path / "a" / "dump.npz"])  # fmt: skip
+    stopped = {"epochs": 1, "budgets": [1], "lr_schedule": "constant"}  # warm-up over the same first budget
+    train_run(tiny_run("ours", **stopped), tiny_data, tmp_path / "b" / "model.pt", tmp_path / "b" / "log.csv", 0,
+              tmp_path / "b" / "dump.npz")  # fmt: skip
+    early, stopped_dump = load_method_dump(tmp_path / "a" / "dump.npz", budget=1), load_method_dump(tmp_path / "b" / "dump.npz")
+    for modality in ("image", "audio", "text"):
+        np.testing.assert_array_equal(early[modality], stopped_dump[modality])
+    final = load_method_dump(tmp_path / "a" / "dump.npz")
+    assert not np.array_equal(final["image"], early["image"]) and {"image@1", "text@1"} <= set(final)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["dump.npz", "log.csv", "model.pt"]  # snapshots cleaned
+
+
+def test_warmup_then_constant():
+    from modgap.train import warmup_constant
+
+    assert [warmup_constant(s, 4) for s in (0, 3, 4, 1000)] == [0.25, 1.0, 1.0, 1.0]

@@ -108,13 +108,14 @@ def _gap_state(ratios: Mapping[str, Interval]) -> str:
 
 
 def p_value(decide: Callable[[float], Decision], iterations: int = 60) -> float:
-    """The smallest level alpha at which ``decide(1 - alpha)`` is not inconclusive (1.0 if none is).
+    """The smallest level alpha at which ``decide(1 - alpha)`` is not inconclusive, searched in
+    [1e-15, 0.5] (1.0 when not decided even at 0.5, i.e. by 50 % intervals).
 
     Intervals only widen as alpha falls, and a decision rests on intervals clearing thresholds, so
-    being decided is monotone in alpha: bisection on log(alpha) finds the boundary (to within 1e-15).
+    being decided is monotone in alpha: bisection on log(alpha) finds the boundary.
     """
-    low, high = math.log(1e-15), math.log(1.0 - 1e-9)
-    if decide(1.0 - math.exp(high))[0] == INCONCLUSIVE:  # not decided even by near-zero-width intervals
+    low, high = math.log(1e-15), math.log(0.5)
+    if decide(1.0 - math.exp(high))[0] == INCONCLUSIVE:
         return 1.0
     if decide(1.0 - math.exp(low))[0] != INCONCLUSIVE:
         return math.exp(low)
@@ -172,11 +173,12 @@ def _checks(a: pd.DataFrame, b: pd.DataFrame, claims: Mapping, modalities) -> li
     tolerance, margin = claims["retrieval_tolerance"], claims["group_margin"]
 
     def checked(intervals_at, state_of):
+        # whether the data can decide at all (seeds, spread) is read once, at the nominal level
+        undecidable = _undecidable(intervals_at(claims["confidence"]), min_seeds)
+
         def decide(confidence: float) -> Decision:
             intervals = intervals_at(confidence)
-            if _undecidable(intervals, min_seeds):
-                return INCONCLUSIVE, intervals
-            return state_of(intervals), intervals
+            return (INCONCLUSIVE if undecidable else state_of(intervals)), intervals
 
         return decide
 
@@ -352,7 +354,7 @@ def format_ladders(ladders: list[Ladder], claims: Mapping) -> list[str]:
 
 
 def _p_text(p: float) -> str:
-    return "p = 1" if p >= 1.0 else f"p = {p:.2g}"
+    return "p > 0.5" if p >= 1.0 else f"p = {p:.2g}"
 
 
 def format_verdicts(verdicts: list[Verdict], claims: Mapping, ladders: list[Ladder] | None = None) -> str:
