@@ -226,8 +226,12 @@ class Rung:
     budget: int
     evaluation: str
     states: list[str]
-    estimates: dict[str, float]
+    intervals: dict[str, Interval]  # every paired difference (ratio for the gap) at the nominal level
     gaps: tuple[float, float]  # method's, baseline's
+
+    @property
+    def estimates(self) -> dict[str, float]:
+        return {k: i.estimate for k, i in self.intervals.items()}
 
 
 @dataclass
@@ -305,8 +309,8 @@ def check_claims(
             for budget, name in present:
                 checks, context = comparisons[(name, method)]
                 decisions = [decide(confidence) for _, decide, _ in checks]
-                estimates = {k: i.estimate for _, intervals in decisions for k, i in intervals.items()}
-                built.append(Rung(budget, name, [state for state, _ in decisions], estimates, context["gaps"]))
+                intervals = {k: i for _, found in decisions for k, i in found.items()}
+                built.append(Rung(budget, name, [state for state, _ in decisions], intervals, context["gaps"]))
             converged_at, lines = doubling_test(built, margins)
             ladder_results.append(Ladder(experiment, method, built, converged_at, lines))
             chosen = converged_at if converged_at is not None else built[-1].budget

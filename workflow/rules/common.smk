@@ -20,6 +20,7 @@ ANALYSIS_ENV = "../../envs/analysis.yaml"
 from modgap.config import (
     POSTHOC_METHOD,
     ConfigError,
+    deep_merge,
     dose_response_methods,
     evaluated_methods,
     evaluated_runs,
@@ -157,6 +158,11 @@ def method_runs(evaluation, method):
         "embeddings": [embeddings_path(experiment, source, seed) for seed in study["seeds"]],
         "logs": [train_log_path(experiment, source, seed) for seed in study["seeds"]],
     }
+
+
+def resolve_model(experiment):
+    """An experiment's model section: its own overrides over the top level's."""
+    return deep_merge(study["model"], experiment_by_name(study, experiment).get("model", {}))
 
 
 def trained_experiment(name):

@@ -141,3 +141,31 @@ rule dose_response:
     """The trained dose-response: its table and figure (snakemake --cores all dose_response)."""
     input:
         dose_response_targets(),
+
+
+rule regime_map_outputs:
+    input:
+        runs=rules.tables.output.runs_csv,
+        code=code("regime.py", "claims.py", "stats.py", "figures/style.py"),
+    output:
+        csv=report("results/tables/regime_map.csv", caption="../report/regime_map.rst", category="Regime map"),
+        md="results/tables/regime_map.md",
+        pdf="results/figures/regime_map.pdf",
+        png=report("results/figures/regime_map.png", caption="../report/regime_map.rst", category="Regime map"),
+    params:
+        claims=study["claims"],
+        ladders=ladders(study),
+        knobs={e["name"]: resolve_model(e["name"])["towers"]["image"].get("patch_size") for e in study["experiments"]},
+        modality_counts={name: len(experiment_by_name(study, name)["modalities"]) for name in EVALUATIONS},
+    log:
+        "results/logs/regime_map.log",
+    conda:
+        ANALYSIS_ENV
+    script:
+        "../scripts/regime_map.py"
+
+
+rule regime_map:
+    """The regime map's table and figure (snakemake --cores all --configfile presets/regime_map.yaml regime_map)."""
+    input:
+        rules.regime_map_outputs.output,

@@ -1,0 +1,90 @@
+"""The regime map: every comparison of a study's budget ladders placed against how far apart the
+baseline keeps the modalities. One row per (experiment, method, budget): the knob's setting, CLIP's and
+the method's gaps, the paired differences with their confidence intervals, the per-claim verdicts, and
+where the ladder converged (modgap.claims.doubling_test)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from modgap.claims import RETRIEVAL_COLUMNS, check_claims
+from modgap.figures.style import PAGE_WIDTH, apply_style, method_colors, method_label, plt, save
+from modgap.io import write_text
+
+DIFFERENCES = {"v_measure": "ΔV-Measure", "knn_acc": "ΔkNN", **{k: f"Δ{v}" for k, v in RETRIEVAL_COLUMNS.items()}}
+
+
+def regime_table(
+    runs: pd.DataFrame, claims: Mapping, ladders: Mapping, knobs: Mapping[str, object], modality_counts: Mapping
+) -> pd.DataFrame:
+    """The map's rows; ``knobs``: experiment -> its setting of the regime knob."""
+    _, found = check_claims(runs, claims, modality_counts, ladders)
+    rows = []
+    for ladder in found:
+        for rung in ladder.rungs:
+            row = {"experiment": ladder.experiment, "knob": knobs.get(ladder.experiment),
+                   "modalities": modality_counts.get(rung.evaluation), "method": ladder.method, "budget": rung.budget,
+                   "converged_at": ladder.converged_at, "baseline_gap": rung.gaps[1], "method_gap": rung.gaps[0]}  # fmt: skip
+            for key in DIFFERENCES:
+                if key in rung.intervals:
+                    interval = rung.intervals[key]
+                    row |= {key: interval.estimate, f"{key}_low": interval.low, f"{key}_high": interval.high}
+            row |= {f"claim{i + 1}": state for i, state in enumerate(rung.states)}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def regime_markdown(table: pd.DataFrame, knob: str) -> str:
+    if table.empty:
+        return "No experiment has a budget ladder with both the baseline and a compared method: no map.\n"
+    lines = [f"| {knob} | modalities | method | epochs | CLIP gap | method gap | ΔV-Measure | ΔkNN | ΔTV R@1 | claims 1 / 2 / 3 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for row in table.itertuples():
+        cells = [f"{getattr(row, k):+.1f} [{getattr(row, k + '_low'):+.1f}, {getattr(row, k + '_high'):+.1f}]"
+                 for k in ("v_measure", "knn_acc", "tv_r1")]  # fmt: skip
+        converged = "" if row.converged_at is None or pd.isna(row.converged_at) else (
+            " (converged)" if row.budget == row.converged_at else "")  # fmt: skip
+        lines.append(f"| {row.knob} | {row.modalities} | {method_label(row.method)} | {row.budget}{converged} | "
+                     f"{row.baseline_gap:.3f} | {row.method_gap:.3f} | " + " | ".join(cells)
+                     + f" | {row.claim1} / {row.claim2} / {row.claim3} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: pd.DataFrame, knob: str):
+    apply_style()
+    methods = list(dict.fromkeys(table["method"]))
+    keys = ("v_measure", "knn_acc", "tv_r1")
+    figure, axes = plt.subplots(len(methods), len(keys), figsize=(PAGE_WIDTH, 2.0 * len(methods) + 0.5), squeeze=False)
+    colors = method_colors(methods)
+    for row_axes, method in zip(axes, methods):
+        block = table[table["method"] == method]
+        for axis, key in zip(row_axes, keys):
+            for (_, modalities), line in block.groupby(["experiment", "modalities"], sort=False):
+                line = line.sort_values("budget")
+                axis.plot(line["baseline_gap"], line[key], color=colors[method], linewidth=0.5, alpha=0.5,
+                          linestyle="-" if modalities == 2 else ":")  # fmt: skip
+            axis.errorbar(block["baseline_gap"], block[key], yerr=[block[key] - block[f"{key}_low"],
+                          block[f"{key}_high"] - block[key]], fmt="none", ecolor=colors[method], linewidth=0.6)  # fmt: skip
+            axis.scatter(block["baseline_gap"], block[key], s=4 + block["budget"] / 4, color=colors[method],
+                         marker="o", zorder=3)  # fmt: skip
+            axis.axhline(0.0, color="black", linewidth=0.6)
+            axis.set_xlabel("CLIP (LT) gap")
+            axis.set_ylabel(f"{DIFFERENCES[key]} (points)")
+        row_axes[0].set_title(f"{method_label(method)} vs CLIP (LT); larger points: longer training; "
+                              f"solid: 2 modalities, dotted: 3 ({knob})", fontsize=6, loc="left")  # fmt: skip
+    figure.tight_layout()
+    return figure
+
+
+def make(runs_csv, claims, ladders, knobs, modality_counts, knob: str, csv_path, md_path, pdf_path, png_path) -> pd.DataFrame:
+    table = regime_table(pd.read_csv(runs_csv), claims, ladders, knobs, modality_counts)
+    write_text(csv_path, table.to_csv(index=False))
+    write_text(md_path, regime_markdown(table, knob))
+    if not table.empty:
+        save(plot(table, knob), pdf_path, png_path)
+    else:
+        save(plt.figure(), pdf_path, png_path)
+    return table
