@@ -16,7 +16,7 @@ from modgap.evaluate import compute_metrics, intra_modality_cosine, is_collapsed
 
 OPTIONS = {
     "recall_at": [1, 5, 10], "kmeans_k": None, "kmeans_random_state": 0, "kmeans_n_init": 10,
-    "knn_k": 5, "knn_test_fraction": 0.2, "knn_seed": 0, "linear_probe": True,
+    "knn_k": 5, "knn_test_fraction": 0.2, "knn_seed": 0, "knn_split": "point", "linear_probe": True,
 }  # fmt: skip
 
 
@@ -447,3 +447,18 @@ def test_one_collapsed_modality_is_flagged_even_when_pairs_are_apart():
     assert is_collapsed(results, COLLAPSE)
     healthy, _ = clustered(n=80, modalities=("image", "text"), seed=2)
     assert not is_collapsed(compute_metrics({**healthy, "labels": labels}, "class", {**OPTIONS, "linear_probe": False}), COLLAPSE)
+
+
+def test_an_item_split_never_finds_the_querys_own_partner():
+    """Labels unrelated to the embeddings, every item's modalities identical: a point split finds each test
+    point's partner among the train points (and its label), an item split cannot, so it scores chance."""
+    rng = np.random.default_rng(7)
+    n, classes = 400, 4
+    labels = rng.integers(classes, size=n)
+    items = unit(rng.normal(size=(n, 16)))
+    z = {"image": items, "text": items.copy()}
+    point = metrics.retrieval_and_knn(z, labels, knn=metrics.KnnProtocol(1, 0.2, 0, "point"))[1]
+    item = metrics.retrieval_and_knn(z, labels, knn=metrics.KnnProtocol(1, 0.2, 0, "item"))[1]
+    assert point > 70 and item < 40  # 1-NN: the partner (80 % of the time on the train side) vs chance 25 %
+    train, test = metrics.split_indices(n, 0.2, 0)
+    assert len(test) == 80  # the item split's test part: these 80 items, in both modalities

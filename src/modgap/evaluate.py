@@ -110,7 +110,7 @@ def knn_protocol(labels: np.ndarray, n_modalities: int, options: Mapping) -> Knn
     n_test = metrics.test_size(labelled, options["knn_test_fraction"])
     if len(np.unique(labels[labels >= 0])) < 2 or n_test < 1 or labelled - n_test < options["knn_k"]:
         return None
-    return KnnProtocol(options["knn_k"], options["knn_test_fraction"], options["knn_seed"])
+    return KnnProtocol(options["knn_k"], options["knn_test_fraction"], options["knn_seed"], options["knn_split"])
 
 
 def labelled_metrics(

@@ -150,11 +150,16 @@ def split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, 
 @dataclass(frozen=True)
 class KnnProtocol:
     """kNN accuracy on the stacked labelled embeddings of every modality: ``k`` Euclidean neighbours, majority
-    vote (ties: the smallest label), on a seeded random split (scikit-learn's ``train_test_split``)."""
+    vote (ties: the smallest label), on a seeded random split (scikit-learn's ``train_test_split``).
+
+    ``split`` 'point' splits the stacked points, as the released code does, so most test points have
+    their own partner in another modality among the train points; 'item' splits the items, every
+    modality of an item on the same side, so a neighbour is never the query's own partner."""
 
     k: int = 5
     test_fraction: float = 0.2
     seed: int = 0
+    split: str = "point"
 
 
 class _KnnSearch:
@@ -174,7 +179,15 @@ class _KnnSearch:
                                  f"{norms.min():.4f}-{norms.max():.4f} (L2-normalise them first)")  # fmt: skip
         labelled = np.flatnonzero(labels >= 0)
         n_points = len(labelled) * len(embeddings)
-        train, test = split_indices(n_points, protocol.test_fraction, protocol.seed)
+        if protocol.split == "item":  # the test items' points in every modality, modality by modality
+            train_items, test_items = split_indices(len(labelled), protocol.test_fraction, protocol.seed)
+            offsets = len(labelled) * np.arange(len(embeddings))
+            train = (offsets[:, None] + train_items[None, :]).ravel()
+            test = (offsets[:, None] + test_items[None, :]).ravel()
+        elif protocol.split == "point":
+            train, test = split_indices(n_points, protocol.test_fraction, protocol.seed)
+        else:
+            raise ValueError(f"kNN split must be 'point' or 'item', got {protocol.split!r}")
         if len(train) < protocol.k or len(test) == 0:
             raise ValueError(f"kNN needs at least {protocol.k} train points and one test point, got {len(train)} and {len(test)}")
         self.plan, self.test, self.labels = plan, test, labels
