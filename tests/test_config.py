@@ -33,8 +33,9 @@ def test_default_config_is_valid_and_gets_defaults(config_dict):
     assert set(embedded["speech"]["test_voices"]).isdisjoint(embedded["speech"]["train_voices"])
     assert config["methods"]["clip_lt"]["encoder"] == "separate"
     assert config["methods"]["alignclip"]["encoder"] == "shared"
-    # experiments without a method list run every method; the dose-response adds its own, outside them
-    assert config["experiments"][0]["methods"] == list(config_dict["methods"])
+    # the default trains CLIP (LT) and both readings of ours; the dose-response adds its own, outside them
+    assert config["experiments"][0]["methods"] == ["clip_lt", "ours", "ours_released"]
+    assert config["experiments"][0]["train"]["budgets"] == [10, 20, 40]
     assert dose_response_methods(config) == {0.0: "clip_lt", 0.1: "ours_x0.1", 0.3: "ours_x0.3", 1.0: "ours", 3.0: "ours_x3"}
     assert config["methods"]["ours_x0.3"]["loss"]["atp"]["weight"] == pytest.approx(0.3)
     assert load_config(config) == config  # a resolved configuration is a valid configuration
@@ -157,7 +158,8 @@ def test_reference_errors_name_the_key(config_dict, mutate, expected):
     ("mutate", "expected"),
     [
         (
-            lambda c: c["experiments"][0]["model"].update(towers={"image": {"kind": "resnet18"}}),
+            lambda c: (c["experiments"][0]["model"].update(towers={"image": {"kind": "resnet18"}}),
+                       c["experiments"][0].update(methods=["clip_lt", "sharedclip", "alignclip", "alignclip_label"])),
             "config key 'experiments[0].model.towers.image.kind': resnet18 cannot share a trunk, which method(s) "
             "sharedclip, alignclip, alignclip_label of experiment 'embedded_image_text' need",
         ),
@@ -224,7 +226,7 @@ def test_experiment_overrides_merge_over_globals(config_dict):
     assert run["train"]["epochs"] == 3 and run["train"]["batch_size"] == 64  # experiment over top level
     assert run["train"]["optimizer"] == "adam"  # schema default under both
     other = resolve_run(config, "embedded_image_audio_text", "ours")
-    assert other["train"]["epochs"] == 20 and other["model"]["trunk"] == "mlp"  # config.yaml's own overrides
+    assert other["train"]["epochs"] == 40 and other["model"]["trunk"] == "mlp"  # config.yaml's own overrides
     assert run["modalities"] == ["image", "text"]
 
 
@@ -233,7 +235,7 @@ def test_runs_enumerates_experiment_method_seed(config_dict):
     config_dict["experiments"][1]["methods"] = ["ours"]
     config = load_config(config_dict)
     listed = runs(config)
-    assert len(listed) == len(config_dict["methods"]) * 2 + 1 * 2
+    assert len(listed) == len(config_dict["experiments"][0]["methods"]) * 2 + 1 * 2
     assert ("embedded_image_audio_text", "ours", 5) in listed
 
 
@@ -286,6 +288,7 @@ def ladder_config(config_dict, **train):
 def test_a_budget_ladder_gives_one_evaluation_per_budget(config_dict):
     from modgap.config import evaluations, experiment_by_name, ladders
 
+    config_dict["experiments"][1]["train"] = {"epochs": 20, "budgets": None}  # its own: a single budget
     config = load_config(ladder_config(config_dict, epochs=40, budgets=[10, 20, 40], lr_schedule="constant"))
     names = [e["name"] for e in evaluations(config)]
     assert names == ["embedded_image_text@10", "embedded_image_text@20", "embedded_image_text@40", "embedded_image_audio_text"]
@@ -304,7 +307,8 @@ def test_a_budget_ladder_gives_one_evaluation_per_budget(config_dict):
          "config key 'experiments[0].train.budgets': [10, 20] must ascend to train.epochs (40)"),
         ({"epochs": 40, "budgets": [20, 10, 40], "lr_schedule": "constant"}, "experiments[0].train.budgets': [20, 10, 40]"),
         # the experiment sets no schedule, so the top level's (cosine) is the key to change
-        ({"epochs": 40, "budgets": [10, 20, 40]}, "config key 'train.lr_schedule': a budget ladder needs lr_schedule: constant"),
+        ({"epochs": 40, "budgets": [10, 20, 40], "lr_schedule": "cosine"},
+         "config key 'experiments[0].train.lr_schedule': a budget ladder needs lr_schedule: constant"),
     ],
 )
 def test_a_broken_ladder_names_its_key(config_dict, train, expected):

@@ -225,6 +225,12 @@ def _reference_problems(config: dict, schema: dict) -> list[str]:
                 f"config key 'datasets.{name}.captions_per_item': {dataset['captions_per_item']} captions per item "
                 f"need as many templates, there are {len(dataset['captions'])}"
             )
+    used = {m for experiment in config["experiments"] for m in experiment.get("methods", methods)}
+    for name in sorted(set(methods) - used):  # a method no experiment trains is still checked, for any modality
+        problems += [
+            f"config key 'methods.{name}.loss.{where}': {message}"
+            for where, message in loss_option_problems(methods[name]["loss"], ("image", "audio", "text"))
+        ]
     for name, method in methods.items():
         if all(options.get("weight", 1.0) == 0 for options in method["loss"].values()):
             problems.append(
