@@ -50,8 +50,8 @@ def tiny_run(default_config_dict):
 
     def make(method: str = "ours", experiment: str = "embedded_image_audio_text", model=None, **train) -> dict:
         config = copy.deepcopy(default_config_dict)
-        for entry in config["experiments"]:  # the top-level sections below apply
-            entry.pop("model", None), entry.pop("train", None)
+        for entry in config["experiments"]:  # the top-level sections below apply, to every method
+            entry.pop("model", None), entry.pop("train", None), entry.pop("methods", None)
         config["model"] = {"width": 16, "depth": 1, "heads": 2, "embed_dim": 8, **(model or {})}
         config["train"] = {"epochs": 3, "batch_size": 32, "checkpoint_every": 1, "progress": "never", **train}
         return resolve_run(load_config(config), experiment, method)

@@ -143,7 +143,7 @@ def test_batches_are_checked_against_the_release_before_unpickling(tmp_path, mon
     (folder / "data_batch_2").write_bytes(pickle.dumps({b"data": Payload(marker), b"labels": []}))
     unpickled = []
     monkeypatch.setattr(cifar10, "_unpickle", lambda raw, origin: unpickled.append(origin))
-    with pytest.raises(CifarFormatError, match=r"data_batch_\d: MD5 [0-9a-f]{32} is not the release's"):
+    with pytest.raises(CifarFormatError, match=r"batches.meta: MD5 [0-9a-f]{32} is not the release's"):
         read_batches(folder)
     assert unpickled == [] and not marker.exists()
 

@@ -111,7 +111,7 @@ def read_batches(location: str | Path, verify: bool = True) -> dict[str, dict]:
     if missing:
         raise CifarFormatError(f"{location}: missing {', '.join(missing)}")
     if verify:
-        found = {name: _checked(raw, name, f"{location}/{name}") for name, raw in found.items()}
+        found = {name: _checked(found[name], name, f"{location}/{name}") for name in sorted(found)}
     batches = {name: _unpickle(raw, f"{location}/{name}") for name, raw in found.items()}
     for name in wanted - {"batches.meta"}:
         if b"data" not in batches[name] or b"labels" not in batches[name]:
