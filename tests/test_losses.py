@@ -1,4 +1,4 @@
-"""Loss terms against hand-computed values and brute-force loops (SPEC section 3)."""
+"""Loss terms against hand-computed values and brute-force loops (docs/workflow.md, "Methods")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Metrics against scikit-learn and brute-force loops (SPEC section 4)."""
+"""Metrics against scikit-learn and brute-force loops (docs/workflow.md, "Metrics")."""
 
 from __future__ import annotations
 
@@ -297,7 +297,7 @@ def test_posthoc_shift_removes_the_centroid_gap():
     z, _ = clustered(modalities=("image", "text"), offset=3.0)
     delta = z["image"].mean(0) - z["text"].mean(0)
     shifted = metrics.posthoc_shift(z, 1.0)
-    # before re-normalisation the centroids coincide: check the formula of SPEC 3.4 directly
+    # before re-normalisation the centroids coincide: check the post-hoc shift's formula directly
     moved_a, moved_b = z["image"] - delta / 2, z["text"] + delta / 2
     np.testing.assert_allclose(moved_a.mean(0), moved_b.mean(0), atol=1e-12)
     np.testing.assert_allclose(shifted["image"], unit(moved_a), atol=1e-12)

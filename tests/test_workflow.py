@@ -321,7 +321,7 @@ def test_a_killed_run_recovers_as_the_readme_says(checkout, study, tmp_path, sto
     workdir = tmp_path / "killed"
     workdir.mkdir()
     interrupted(checkout / "Snakefile", workdir, config, stop_when)
-    again = snakemake(checkout / "Snakefile", workdir, config, check=False)  # README: run the same command again,
+    again = snakemake(checkout / "Snakefile", workdir, config, check=False)  # docs/failures.md: run the same command again,
     if again.returncode != 0:  # and where Snakemake reports the lock the killed run left, unlock first
         assert "--unlock" in again.stdout + again.stderr, again.stderr
         snakemake(checkout / "Snakefile", workdir, config, "--unlock")

@@ -22,7 +22,7 @@ import yaml
 from modgap.errors import ExplainedError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-# The training-free row: a trained method's embeddings with the gap shifted away (SPEC 3.4).
+# The training-free row: a trained method's embeddings with the gap shifted away (docs/workflow.md, "Metrics").
 POSTHOC_METHOD = "posthoc"
 
 

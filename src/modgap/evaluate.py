@@ -1,4 +1,4 @@
-"""Per-run evaluation: every metric of SPEC section 4 from one embedding dump, plus whether the run
+"""Per-run evaluation: every metric of docs/workflow.md, "Metrics" from one embedding dump, plus whether the run
 converged and whether it collapsed.
 
 Retrieval, V-Measure and kNN are in percent, as in the paper. A metric that the

