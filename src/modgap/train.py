@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -267,6 +268,11 @@ class Trainer:
         (beside the checkpoint, so a resumed run still has them)."""
         return self.output_dir / f"snapshot_e{budget}.npz"
 
+    @functools.cached_property
+    def test_data(self) -> SplitInputs:
+        """The test split, read once for the ladder's snapshots and the final dump."""
+        return SplitInputs(self.data_dir, "test", self.run["modalities"], self.device)
+
     @property
     def snapshot_budgets(self) -> list[int]:
         return [b for b in self.options["budgets"] or [] if b < self.options["epochs"]]
@@ -286,8 +292,7 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", gap=f"{row['val_gap']:.2f}")
             if epoch + 1 in self.snapshot_budgets:  # before the checkpoint that would skip this epoch on resume
-                test = SplitInputs(self.data_dir, "test", self.run["modalities"], self.device)
-                save_npz(self.snapshot_path(epoch + 1), **embedding_dump(self.model, test, autocast=self.autocast))
+                save_npz(self.snapshot_path(epoch + 1), **embedding_dump(self.model, self.test_data, autocast=self.autocast))
             if (epoch + 1) % self.options["checkpoint_every"] == 0 or epoch + 1 == epochs:
                 self.save_checkpoint()  # the last one lets a job of several seeds skip the finished ones
         if bar is not None:
@@ -296,8 +301,7 @@ class Trainer:
     def save(self, model_path: str | Path, log_path: str | Path, embeddings_path: str | Path | None = None) -> None:
         """Write the trained model, the epoch log and the test-split embeddings atomically."""
         if embeddings_path is not None:
-            test = SplitInputs(self.data_dir, "test", self.run["modalities"], self.device)
-            arrays = embedding_dump(self.model, test, autocast=self.autocast)
+            arrays = embedding_dump(self.model, self.test_data, autocast=self.autocast)
             for budget in self.snapshot_budgets:  # the ladder's earlier budgets, as '<array>@<epochs>'
                 with np.load(self.snapshot_path(budget)) as snapshot:
                     arrays |= {f"{k}@{budget}": snapshot[k] for k in BUDGET_ARRAYS if k in snapshot.files}

@@ -133,7 +133,7 @@ rule figure_dose_response:
 rule figure_budget:
     input:
         runs=rules.tables.output.runs_csv,
-        code=code("figures/budget.py", "figures/style.py", "stats.py"),
+        code=code("figures/budget.py", "regime.py", "claims.py", "stats.py", "figures/style.py"),
     output:
         pdf="results/figures/budget.pdf",
         png=report(

@@ -1,6 +1,7 @@
 """The budget figure: how each comparison moves along its budget ladder. One row per experiment; the
 gaps of the methods and the baseline, and the paired ΔV-Measure and ΔkNN (method - baseline, with
-their confidence intervals), against the training budget."""
+their confidence intervals), against the training budget. The numbers are the claims check's ladders
+(through modgap.regime.regime_table), so figure and claims.txt cannot disagree."""
 
 from __future__ import annotations
 
@@ -10,52 +11,30 @@ from pathlib import Path
 import pandas as pd
 
 from modgap.figures.style import PAGE_WIDTH, apply_style, method_colors, method_label, plt, save
-from modgap.stats import paired_difference
 
 DELTAS = (("v_measure", "ΔV-Measure (points)"), ("knn_acc", "ΔkNN (points)"))
 
 
-def ladder_frame(runs: pd.DataFrame, ladders: Mapping[str, list], claims: Mapping) -> pd.DataFrame:
-    """Per (experiment, method, budget): mean gap, and for the compared methods the paired differences
-    against the baseline with their interval bounds."""
-    rows = []
-    for experiment, rungs in ladders.items():
-        for budget, evaluation in rungs:
-            block = runs[runs["experiment"] == evaluation]
-            base = block[block["method"] == claims["baseline"]].set_index("seed")
-            for method in [claims["baseline"], *claims["methods"]]:
-                ours = block[block["method"] == method].set_index("seed")
-                if ours.empty:
-                    continue
-                row = {"experiment": experiment, "method": method, "budget": int(budget), "gap": ours["gap"].mean()}
-                seeds = sorted(set(ours.index) & set(base.index))
-                if method != claims["baseline"] and seeds:
-                    for key, _ in DELTAS:
-                        interval = paired_difference(ours.loc[seeds, key], base.loc[seeds, key], claims["confidence"])
-                        row |= {f"d_{key}": interval.estimate, f"d_{key}_low": interval.low, f"d_{key}_high": interval.high}
-                rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def plot(frame: pd.DataFrame, claims: Mapping):
+    """``frame``: the regime table's rows (modgap.regime.regime_table), one per experiment, method, budget."""
     apply_style()
     experiments = list(dict.fromkeys(frame["experiment"]))
     figure, axes = plt.subplots(len(experiments), 3, figsize=(PAGE_WIDTH, 1.9 * len(experiments) + 0.4), squeeze=False)
-    colors = method_colors(list(dict.fromkeys(frame["method"])))
+    colors = method_colors([claims["baseline"], *dict.fromkeys(frame["method"])])
     for row, experiment in zip(axes, experiments):
         block = frame[frame["experiment"] == experiment]
         budgets = sorted(block["budget"].unique())
         position = {b: i for i, b in enumerate(budgets)}  # evenly spaced: a doubling ladder on a log axis
-        for method, lines in block.groupby("method", sort=False):
+        for index, (method, lines) in enumerate(block.groupby("method", sort=False)):
             lines = lines.sort_values("budget")
             x = lines["budget"].map(position)
-            row[0].plot(x, lines["gap"], marker="o", markersize=3, color=colors[method], label=method_label(method))
-            if method == claims["baseline"]:
-                continue
+            if index == 0:  # the baseline's gap, the same in every comparison
+                row[0].plot(x, lines["baseline_gap"], marker="o", markersize=3, color=colors[claims["baseline"]],
+                            label=method_label(claims["baseline"]))  # fmt: skip
+            row[0].plot(x, lines["method_gap"], marker="o", markersize=3, color=colors[method], label=method_label(method))
             for axis, (key, _) in zip(row[1:], DELTAS):
-                axis.errorbar(x, lines[f"d_{key}"],
-                              yerr=[lines[f"d_{key}"] - lines[f"d_{key}_low"], lines[f"d_{key}_high"] - lines[f"d_{key}"]],
-                              marker="o", markersize=3, capsize=2, linewidth=1, color=colors[method], label=method_label(method))  # fmt: skip
+                axis.errorbar(x, lines[key], yerr=[lines[key] - lines[f"{key}_low"], lines[f"{key}_high"] - lines[key]],
+                              marker="o", markersize=3, capsize=2, linewidth=1, color=colors[method])  # fmt: skip
         row[0].set_ylabel("gap")
         row[0].set_title(experiment, fontsize=7, loc="left")
         for axis, (_, label) in zip(row[1:], DELTAS):
@@ -72,4 +51,6 @@ def plot(frame: pd.DataFrame, claims: Mapping):
 
 
 def make(runs_csv: str | Path, ladders: Mapping[str, list], claims: Mapping, pdf_path: str | Path, png_path: str | Path) -> None:
-    save(plot(ladder_frame(pd.read_csv(runs_csv), ladders, claims), claims), pdf_path, png_path)
+    from modgap.regime import regime_table
+
+    save(plot(regime_table(pd.read_csv(runs_csv), claims, ladders, {}, {}), claims), pdf_path, png_path)
