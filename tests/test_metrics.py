@@ -12,7 +12,8 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import v_measure_score
 
 from modgap import metrics, similarity
-from modgap.evaluate import compute_metrics, intra_modality_cosine, is_collapsed, shift_dump
+from modgap.evaluate import compute_metrics, is_collapsed, shift_dump
+from modgap.metrics import intra_modality_cosine
 
 OPTIONS = {
     "recall_at": [1, 5, 10], "kmeans_k": None, "kmeans_random_state": 0, "kmeans_n_init": 10,
@@ -71,9 +72,63 @@ def test_gap_metrics_for_three_modalities_are_pairwise_and_averaged():
     z, _ = clustered(offset=2.0)
     result = metrics.gap_metrics(z)
     pairs = list(itertools.combinations(z, 2))
-    assert set(result) == {f"gap_{a}_{b}" for a, b in pairs} | {f"cos_true_pairs_{a}_{b}" for a, b in pairs} | {
-        "gap", "cos_true_pairs"}  # fmt: skip
-    assert result["gap"] == pytest.approx(np.mean([metrics.gap(z[a], z[b]) for a, b in pairs]))
+    keys = ("gap", "true_pair_distance", "rmg", "cos_true_pairs")
+    assert set(result) == {f"{key}_{a}_{b}" for key in keys for a, b in pairs} | set(keys)
+    for key, measure in metrics.PAIR_GAP_METRICS.items():
+        assert result[key] == pytest.approx(np.mean([measure(z[a], z[b]) for a, b in pairs]))
+
+
+# Four unit vectors in the plane, worked by hand: a = (e1, e2), b = (e1, -e2).
+A = np.array([[1.0, 0.0], [0.0, 1.0]])
+B = np.array([[1.0, 0.0], [0.0, -1.0]])
+
+
+def test_centroid_distance_by_hand():
+    # centroids (1/2, 1/2) and (1/2, -1/2): one apart
+    assert metrics.gap(A, B) == pytest.approx(1.0)
+
+
+def test_true_pair_distance_by_hand():
+    # pair 0 coincides, pair 1 is antipodal (distance 2): mean 1
+    assert metrics.true_pair_distance(A, B) == pytest.approx(1.0)
+    assert metrics.true_pair_distance(A, A) == 0.0
+
+
+def test_relative_modality_gap_by_hand():
+    # true-pair dissimilarities 1 - cos: 0 and 2, mean 1; within each modality the two rows are orthogonal,
+    # dissimilarity 1; RMG = 1 / (1 + 1) = 1/2
+    assert metrics.relative_modality_gap(A, B) == pytest.approx(0.5)
+    assert metrics.relative_modality_gap(A, A) == 0.0  # pairs coincide
+    # every row of a one point, every row of b its antipode: pairs as far apart as can be, no spread within
+    assert metrics.relative_modality_gap(np.tile([[1.0, 0.0]], (3, 1)), np.tile([[-1.0, 0.0]], (3, 1))) == 1.0
+
+
+def test_relative_modality_gap_matches_its_definition_by_brute_force():
+    rng = np.random.default_rng(3)
+    a, b = unit(rng.normal(size=(9, 5))), unit(rng.normal(size=(9, 5)) + 1.0)
+    d = lambda x, y: 1.0 - x @ y  # noqa: E731
+    n = len(a)
+    between = np.mean([d(a[i], b[i]) for i in range(n)])
+    within = sum(d(x[i], x[j]) for x in (a, b) for i in range(n) for j in range(n) if i != j) / (2 * n * (n - 1))
+    assert metrics.relative_modality_gap(a, b) == pytest.approx(between / (within + between))
+
+
+def test_uniformity_by_hand():
+    # rows e1 and e2: ||e1 - e2||^2 = 2, so log exp(-2 * 2) = -4
+    assert metrics.uniformity(A) == pytest.approx(-4.0)
+    # antipodes: ||2 e1||^2 = 4, t = 1: -4
+    assert metrics.uniformity(np.array([[1.0, 0.0], [-1.0, 0.0]]), t=1.0) == pytest.approx(-4.0)
+    # one point repeated: every distance 0, uniformity 0 (the worst)
+    assert metrics.uniformity(np.tile([[0.6, 0.8]], (5, 1))) == pytest.approx(0.0)
+
+
+def test_uniformity_matches_brute_force_across_tiles_and_its_sample_is_seeded():
+    rng = np.random.default_rng(4)
+    z = unit(rng.normal(size=(50, 6)))
+    pairs = [np.exp(-2.0 * np.sum((z[i] - z[j]) ** 2)) for i in range(50) for j in range(50) if i != j]
+    assert metrics.uniformity(z, chunk_size=7) == pytest.approx(np.log(np.mean(pairs)), rel=1e-5)
+    sampled = metrics.uniformity(z, max_rows=20, seed=1)
+    assert sampled == metrics.uniformity(z, max_rows=20, seed=1) != metrics.uniformity(z, max_rows=20, seed=2)
 
 
 @pytest.mark.parametrize("k", [1, 5, 10])

@@ -42,6 +42,8 @@ from modgap.stats import Interval, paired_difference, paired_ratio
 HOLDS, HOLDS_BELOW_MARGIN, FAILS, INCONCLUSIVE = "holds", "holds, below margin", "fails", "inconclusive"
 STATES = (HOLDS, HOLDS_BELOW_MARGIN, FAILS, INCONCLUSIVE)
 RETRIEVAL_COLUMNS = {"tv_r1": "TV R@1", "ta_r1": "TA R@1"}
+# Paired R@1 columns of embeddings with other modality names (modgap compare): both directions' mean.
+PAIR_R1_PREFIX = "r1pair_"
 GROUP_COLUMNS = {"v_measure": "V-Measure", "knn_acc": "kNN"}
 # A decision is a state and the intervals it was read from, at a given confidence level.
 Decision = tuple[str, dict[str, Interval]]
@@ -59,7 +61,7 @@ class Verdict:
     intervals: dict[str, Interval] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     budget: str = ""
-    converged: bool = True
+    converged: bool | None = True  # None: not known (trained elsewhere)
 
 
 def _interval(interval: Interval, digits: int = 1, signed: bool = True) -> str:
@@ -159,12 +161,16 @@ def _flags(runs: pd.DataFrame, method: str) -> list[str]:
 def _budget(*runs: pd.DataFrame) -> str:
     epochs = sorted({int(e) for frame in runs if "epochs" in frame for e in frame["epochs"].dropna()})
     if not epochs:
-        return "budget unknown"
+        return "an unknown budget"
     return f"{epochs[0]} epochs" if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]} epochs"
 
 
-def _all_converged(*runs: pd.DataFrame) -> bool:
-    return all(bool(frame["converged"].fillna(True).astype(bool).all()) for frame in runs if "converged" in frame)
+def _all_converged(*runs: pd.DataFrame) -> bool | None:
+    """Whether every run converged; None when no run says (embeddings trained elsewhere)."""
+    known = [frame["converged"].dropna() for frame in runs if "converged" in frame]
+    if not any(len(values) for values in known):
+        return None
+    return all(bool(values.astype(bool).all()) for values in known)
 
 
 def _checks(a: pd.DataFrame, b: pd.DataFrame, claims: Mapping, modalities) -> list[tuple[str, Callable[[float], Decision], Callable]]:
@@ -182,7 +188,8 @@ def _checks(a: pd.DataFrame, b: pd.DataFrame, claims: Mapping, modalities) -> li
 
         return decide
 
-    recalls = [k for k in RETRIEVAL_COLUMNS if k in a and a[k].notna().all() and b[k].notna().all()]
+    labels = retrieval_columns(a)
+    recalls = [k for k in labels if a[k].notna().all() and b[k].notna().all()]
     retrieval = checked(lambda c: {k: paired_difference(a[k], b[k], c) for k in recalls},
                         lambda i: _retrieval_state(i, tolerance))  # fmt: skip
     group = checked(lambda c: {k: paired_difference(a[k], b[k], c) for k in GROUP_COLUMNS},
@@ -190,7 +197,7 @@ def _checks(a: pd.DataFrame, b: pd.DataFrame, claims: Mapping, modalities) -> li
     gap = checked(lambda c: {"gap_ratio": paired_ratio(a["gap"], b["gap"], c)}, _gap_state)
 
     def retrieval_evidence(intervals):
-        return "; ".join(f"Δ{RETRIEVAL_COLUMNS[k]} {_interval(i)}" for k, i in intervals.items()) + (
+        return "; ".join(f"Δ{labels[k]} {_interval(i)}" for k, i in intervals.items()) + (
             f"  [holds within ±{tolerance:g}, fails outside it]"
         )
 
@@ -211,6 +218,13 @@ def _checks(a: pd.DataFrame, b: pd.DataFrame, claims: Mapping, modalities) -> li
         (f"2. {method} vs {baseline}: V-Measure and kNN higher", group, group_evidence),
         (f"3. {method} vs {baseline}: smaller gap ({modalities} modalities)", gap, gap_evidence),
     ]
+
+
+def retrieval_columns(runs: pd.DataFrame) -> dict[str, str]:
+    """The R@1 columns of a runs table that claim 1 compares, with their labels: the paper's TV and TA
+    R@1, and the ``r1pair_<query>_<target>`` columns of embeddings with other modality names."""
+    found = {k: label for k, label in RETRIEVAL_COLUMNS.items() if k in runs}
+    return found | {c: f"R@1 {c.removeprefix(PAIR_R1_PREFIX)}" for c in runs if c.startswith(PAIR_R1_PREFIX)}
 
 
 def _margins(claims: Mapping) -> dict[str, float]:
@@ -380,11 +394,12 @@ def format_verdicts(verdicts: list[Verdict], claims: Mapping, ladders: list[Ladd
     for verdict in verdicts:
         if (verdict.experiment, verdict.method) != current:
             current = (verdict.experiment, verdict.method)
-            status = "all runs converged" if verdict.converged else "NOT all runs converged"
+            status = {True: "all runs converged", False: "NOT all runs converged"}.get(
+                verdict.converged, "convergence not known: trained elsewhere")
             lines += ["", f"{verdict.experiment}: {verdict.method} vs {claims['baseline']}, at {verdict.budget} ({status})"]
             lines += [f"  ! {flag}" for flag in verdict.flags]
             lines.append(f"  {'Holm (decides)':<{width}} {'per claim':<{width}}")
-        scope = "" if verdict.converged else f" — at {verdict.budget}, not converged"
+        scope = f" — at {verdict.budget}, not converged" if verdict.converged is False else ""
         lines.append(f"  {'[' + verdict.state.upper() + ']':<{width}} {'[' + verdict.per_claim_state + ']':<{width}} "
                      f"{verdict.claim}{scope}")  # fmt: skip
         lines.append(f"      {verdict.evidence}; {_p_text(verdict.p_value)}")

@@ -1,9 +1,15 @@
-"""Command line: ``modgap claims`` prints whether the paper's claims hold on a finished study."""
+"""Command line.
+
+``modgap claims``: whether the paper's claims hold on a finished study.
+``modgap evaluate FILE...``: the gap and group-wise metrics of your own embeddings.
+``modgap compare --baseline DIR --method DIR``: the claims check between two models' per-seed embeddings.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from modgap.config import ConfigError, deep_merge, evaluated_runs, evaluations, experiment_by_name, ladders, load_config
@@ -46,19 +52,139 @@ def claims(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _progress(quiet: bool):
+    """A stage printer for long inputs: one line per stage on stderr, with the time since the start."""
+    started = time.perf_counter()
+
+    def show(stage: str) -> None:
+        if not quiet:
+            print(f"[{time.perf_counter() - started:6.1f} s] {stage}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _options(arguments: argparse.Namespace) -> dict:
+    """The metric options: the study's defaults (workflow/schemas/config.schema.yaml), as overridden."""
+    from modgap.config import section_defaults
+
+    options = section_defaults("evaluate")
+    chosen = {"recall_at": arguments.k, "kmeans_k": arguments.kmeans_k, "kmeans_n_init": arguments.kmeans_starts,
+              "knn_k": arguments.knn_k, "knn_split": arguments.knn_split, "knn_seed": arguments.split_seed,
+              "knn_test_fraction": arguments.knn_test_fraction}  # fmt: skip
+    return {**options, **{key: value for key, value in chosen.items() if value is not None}}
+
+
+def _modalities(arguments: argparse.Namespace) -> list[str] | None:
+    return [m for m in arguments.modalities.split(",") if m] if arguments.modalities else None
+
+
+def evaluate(arguments: argparse.Namespace) -> int:
+    from modgap import external
+    from modgap.io import write_json, write_text
+
+    paths = arguments.files
+    sets = [paths] if all(p.suffix.lower() == ".npy" for p in paths) else [[p] for p in paths]
+    options = _options(arguments)
+    for files in sets:
+        progress = _progress(arguments.quiet)
+        progress(f"reading {' + '.join(map(str, files))}")
+        embeddings = external.load(files, modalities=_modalities(arguments), labels=arguments.labels,
+                                   budget=arguments.budget)  # fmt: skip
+        results = external.evaluate(embeddings, options, level=arguments.level, anchor=arguments.anchor, progress=progress)
+        progress("done")
+        report = external.markdown(results)
+        print(report)
+        if arguments.out is not None:
+            name = "+".join(p.stem for p in files)
+            write_json(arguments.out / f"{name}.json", results)
+            write_text(arguments.out / f"{name}.md", report)
+            progress(f"wrote {arguments.out / name}.json and .md")
+    return 0
+
+
+def compare(arguments: argparse.Namespace) -> int:
+    from modgap import external
+    from modgap.config import section_defaults
+    from modgap.io import write_text
+
+    names = (arguments.baseline_name or arguments.baseline.resolve().name, arguments.method_name or arguments.method.resolve().name)
+    if names[0] == names[1]:
+        print(f"both folders are called '{names[0]}'; tell them apart with --baseline-name/--method-name", file=sys.stderr)
+        return 2
+    claims = {**section_defaults("claims"), "baseline": names[0], "methods": [names[1]]}
+    for key in ("confidence", "min_seeds", "retrieval_tolerance", "group_margin"):
+        if getattr(arguments, key) is not None:
+            claims[key] = getattr(arguments, key)
+    report, runs = external.compare(
+        arguments.baseline, arguments.method, _options(arguments), claims, level=arguments.level,
+        anchor=arguments.anchor, modalities=_modalities(arguments), budget=arguments.budget,
+        progress=_progress(arguments.quiet),
+    )  # fmt: skip
+    print(report, end="")
+    if arguments.out is not None:
+        write_text(arguments.out / "claims.txt", report)
+        write_text(arguments.out / "runs.csv", runs.to_csv(index=False))
+    return 0
+
+
+def _metric_options(command: argparse.ArgumentParser) -> None:
+    """Options shared by evaluate and compare; unset ones take the study's defaults."""
+    command.add_argument("--level", choices=("instance", "class"), default="instance",
+                         help="retrieval level: a query's own partner (instance) or any item of its class (class, needs labels)")  # fmt: skip
+    command.add_argument("--k", type=int, nargs="+", metavar="K", help="the k of R@k (default 1 5 10)")
+    command.add_argument("--anchor", help="the modality retrieval runs from and to (default: text if present, else the first)")
+    command.add_argument("--modalities", help="comma-separated arrays to measure (default: every non-reserved array)")
+    command.add_argument("--budget", type=int, help="from a dump of this project's budget ladder: the embeddings of that epoch")
+    command.add_argument("--kmeans-k", type=int, help="KMeans clusters (default: the number of classes)")
+    command.add_argument("--kmeans-starts", type=int, help="KMeans starts, the best inertia kept (default 10)")
+    command.add_argument("--knn-k", type=int, help="neighbours of the kNN vote (default 5)")
+    command.add_argument("--knn-split", choices=("point", "item"),
+                         help="kNN test split: stacked points as the released code (point, default) or whole items (item)")  # fmt: skip
+    command.add_argument("--knn-test-fraction", type=float, help="kNN test part (default 0.2)")
+    command.add_argument("--split-seed", type=int, help="seed of the kNN split (default 0)")
+    command.add_argument("--out", type=Path, help="also write the results into this folder")
+    command.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="modgap", description=__doc__)
+    parser = argparse.ArgumentParser(prog="modgap", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+    measure = commands.add_parser(
+        "evaluate", help="the gap and group-wise metrics of your own embeddings",
+        description="Every metric of embeddings made elsewhere: one .npz, .safetensors or .pt file per set "
+                    "(one array per modality, optional 'labels'), or one .npy file per modality of one set.",
+    )  # fmt: skip
+    measure.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    measure.add_argument("--labels", type=Path, help="a .npy file of labels (one per row), for .npy sets")
+    _metric_options(measure)
+    measure.set_defaults(handler=evaluate)
+    pair = commands.add_parser(
+        "compare", help="the claims check between two models' per-seed embeddings",
+        description="The claims check (docs/verdict.md) of one model against a baseline: one embedding file "
+                    "per seed in each folder, paired by file name, evaluated on one test set.",
+    )  # fmt: skip
+    pair.add_argument("--baseline", type=Path, required=True, help="folder of the baseline's files, one per seed")
+    pair.add_argument("--method", type=Path, required=True, help="folder of the compared model's files, same names")
+    pair.add_argument("--baseline-name", help="its name in the verdicts (default: the folder's name)")
+    pair.add_argument("--method-name", help="its name in the verdicts (default: the folder's name)")
+    pair.add_argument("--confidence", type=float, help="level of the intervals (default 0.95)")
+    pair.add_argument("--min-seeds", type=int, help="fewest paired seeds that may decide a check (default 3)")
+    pair.add_argument("--retrieval-tolerance", type=float, help="claim 1: largest R@1 change that counts as barely changed (points)")
+    pair.add_argument("--group-margin", type=float, help="claim 2: the V-Measure / kNN gain that counts (points)")
+    _metric_options(pair)
+    pair.set_defaults(handler=compare)
     check = commands.add_parser("claims", help="check the paper's three claims on results/tables/runs.csv")
     check.add_argument("--runs", type=Path, default=Path("results/tables/runs.csv"), help="per-seed results")
     check.add_argument("--configfile", type=Path, action="append", default=[], help="as given to snakemake")
     check.add_argument("--default-config", type=Path, default=Path("config.yaml"), help=argparse.SUPPRESS)
     check.set_defaults(handler=claims)
     arguments = parser.parse_args(argv)
+    from modgap.errors import ExplainedError
+
     try:
         return arguments.handler(arguments)
-    except ConfigError as error:
-        print(error, file=sys.stderr)
+    except (ConfigError, ExplainedError) as error:
+        print(f"modgap {arguments.command}: {error}", file=sys.stderr)
         return 2
 
 

@@ -381,6 +381,14 @@ def load_config(config: Mapping | str | Path, schema_path: str | Path = SCHEMA_P
     return resolved
 
 
+def section_defaults(name: str, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """A top-level section of the configuration (``evaluate``, ``claims``) with every default filled in."""
+    schema = load_schema(schema_path)
+    section: dict = {}
+    _DefaultingValidator({"$ref": f"#/definitions/{name}", "definitions": schema["definitions"]}).validate(section)
+    return section
+
+
 def largest_batch(config: dict, dataset: str) -> tuple[int, str] | None:
     """(largest training batch of the experiments on a data set, the config key that sets it); None if unused."""
     sizes = [

@@ -9,7 +9,7 @@ a warning in the job's log and a ``notes`` entry in the run's record.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -85,12 +85,6 @@ def linear_probe_accuracy(points: np.ndarray, labels: np.ndarray, seed: int = 0)
     return {"linear_probe_acc": 100.0 * best[2].score(test_x, test_y), "linear_probe_c": best[1]}
 
 
-def intra_modality_cosine(z: np.ndarray) -> float:
-    """Mean cosine between different samples of one modality: (||sum z||^2 - N) / (N (N - 1))."""
-    n = len(z)
-    return float((np.sum(z.sum(axis=0) ** 2) - n) / (n * (n - 1)))
-
-
 def chance_r1(labels: np.ndarray, level: str, n_items: int) -> float:
     """R@1 (percent) of a retrieval that ignores its query: 1/N for instances, sum of squared class
     shares among the labelled items for classes."""
@@ -121,17 +115,21 @@ def labelled_metrics(
     ks: Sequence[int] | None = None,
     text_captions: np.ndarray | None = None,
     text_caption_item: np.ndarray | None = None,
+    anchor: str = "text",
+    progress: Callable[[str], None] = lambda stage: None,
 ) -> tuple[dict[str, float], dict[str, float], list[str]]:
-    """Retrieval R@k (``ks``, default ``options['recall_at']``), KMeans scores, kNN and the optional probe of
-    one set of embeddings: (recalls, group-wise results, notes on what the labels could not support).
+    """Retrieval R@k (``ks``, default ``options['recall_at']``) between the ``anchor`` modality and every
+    other, KMeans scores, kNN and the optional probe of one set of embeddings: (recalls, group-wise results,
+    notes on what the labels could not support). ``progress`` is told each stage as it starts.
 
     Retrieval and kNN share their similarity products. KMeans k is ``options['kmeans_k']`` or the number of
     classes present among the labelled test items.
     """
     knn = knn_protocol(labels, len(embeddings), options)
+    progress("retrieval" + (" and kNN (shared products)" if knn else ""))
     recalls, knn_acc = metrics.retrieval_and_knn(
         embeddings, labels, levels=(retrieval,), ks=ks or options["recall_at"], knn=knn,
-        text_captions=text_captions, text_caption_item=text_caption_item,
+        text_captions=text_captions, text_caption_item=text_caption_item, text_modality=anchor,
     )  # fmt: skip
     points, stacked_labels = metrics.stacked(embeddings, labels)
     present = len(np.unique(stacked_labels))
@@ -146,6 +144,7 @@ def labelled_metrics(
         )
         results.update({name: float("nan") for name in names})
     else:
+        progress(f"KMeans (k={k}, {options['kmeans_n_init']} starts) on {len(points)} points")
         results.update(
             metrics.clustering_scores(points, stacked_labels, k, options["kmeans_random_state"], options["kmeans_n_init"])
         )
@@ -157,30 +156,68 @@ def labelled_metrics(
             notes.append("linear probe skipped: too few labelled points")
             results["linear_probe_acc"] = float("nan")
         else:
+            progress("linear probe")
             results.update(linear_probe_accuracy(points, stacked_labels, options["knn_seed"]))
     for note in notes:
         log.warning(note)
     return recalls[retrieval], results, notes
 
 
-def compute_metrics(dump: Mapping[str, np.ndarray], retrieval: str, options: Mapping) -> dict:
-    """All metrics of one embedding dump (see modgap.metrics for their definitions)."""
-    embeddings = modality_embeddings(dump)
-    labels = np.asarray(dump["labels"])
-    results: dict = {"n_test": int(len(labels)), "n_labelled": int((labels >= 0).sum())}
-    results.update(metrics.gap_metrics(embeddings))
-    recalls, group, notes = labelled_metrics(
-        embeddings, labels, retrieval, options,
-        text_captions=dump.get("text_captions"), text_caption_item=dump.get("text_caption_item"),
-    )  # fmt: skip
+GROUP_METRICS = ("v_measure", "homogeneity", "completeness", "nmi", "ari", "knn_acc")
+
+
+def measure(
+    embeddings: Mapping[str, np.ndarray],
+    labels: np.ndarray | None,
+    retrieval: str,
+    options: Mapping,
+    *,
+    text_captions: np.ndarray | None = None,
+    text_caption_item: np.ndarray | None = None,
+    anchor: str = "text",
+    progress: Callable[[str], None] = lambda stage: None,
+) -> dict:
+    """Every metric of one set of unit-norm embeddings (row i of every modality is item i): the gap
+    measures of every modality pair, each modality's spread, retrieval between ``anchor`` and every other
+    modality, and, where ``labels`` (-1: unlabelled) support them, the group-wise scores. Without labels
+    the group-wise scores are NaN and a note says so."""
+    progress("gap measures")
+    results: dict = dict(metrics.gap_metrics(embeddings))
+    for modality, z in embeddings.items():
+        results[f"intra_cos_{modality}"] = metrics.intra_modality_cosine(z)
+    progress("uniformity" + (f" (a seeded sample of {metrics.UNIFORMITY_ROWS} rows per modality)"
+                             if len(next(iter(embeddings.values()))) > metrics.UNIFORMITY_ROWS else ""))  # fmt: skip
+    for modality, z in embeddings.items():
+        results[f"uniformity_{modality}"] = metrics.uniformity(z)
+    n_items = len(next(iter(embeddings.values())))
+    if labels is None or not (np.asarray(labels) >= 0).any():
+        if retrieval != "instance":
+            raise ValueError(f"{retrieval}-level retrieval needs labels, and these embeddings have none")
+        progress("retrieval")
+        recalls = metrics.retrieval_metrics(
+            embeddings, np.full(n_items, -1), retrieval, options["recall_at"], text_captions, text_caption_item, anchor
+        )
+        group: dict = {name: float("nan") for name in GROUP_METRICS}
+        notes = ["no labels: the group-wise metrics (V-Measure, NMI, ARI, kNN) are skipped"]
+        labels = np.full(n_items, -1)
+    else:
+        recalls, group, notes = labelled_metrics(embeddings, np.asarray(labels), retrieval, options, None,
+                                                 text_captions, text_caption_item, anchor, progress)  # fmt: skip
     results.update(recalls)
     r1 = [v for key, v in recalls.items() if key.startswith("r1_")]
     results["r1_mean"] = float(np.mean(r1)) if r1 else float("nan")
-    results["r1_chance"] = chance_r1(labels, retrieval, len(labels))
+    results["r1_chance"] = chance_r1(np.asarray(labels), retrieval, n_items)
     results.update(group)
-    for modality, z in embeddings.items():
-        results[f"intra_cos_{modality}"] = intra_modality_cosine(z)
     results["notes"] = notes
+    return results
+
+
+def compute_metrics(dump: Mapping[str, np.ndarray], retrieval: str, options: Mapping) -> dict:
+    """All metrics of one embedding dump (see modgap.metrics for their definitions)."""
+    labels = np.asarray(dump["labels"])
+    results: dict = {"n_test": int(len(labels)), "n_labelled": int((labels >= 0).sum())}
+    results.update(measure(modality_embeddings(dump), labels, retrieval, options,
+                           text_captions=dump.get("text_captions"), text_caption_item=dump.get("text_caption_item")))  # fmt: skip
     return results
 
 

@@ -28,6 +28,57 @@ def cos_true_pairs(z_a: np.ndarray, z_b: np.ndarray) -> float:
     return float(np.mean(np.sum(z_a * z_b, axis=1)))
 
 
+def true_pair_distance(z_a: np.ndarray, z_b: np.ndarray) -> float:
+    """Mean Euclidean distance of the true pairs, mean_i ||a_i - b_i|| (Liang et al.'s instance-level gap, "L2I")."""
+    return float(np.mean(np.linalg.norm(z_a.astype(np.float64) - z_b, axis=1)))
+
+
+def intra_modality_cosine(z: np.ndarray) -> float:
+    """Mean cosine between different rows of one modality of unit vectors: (||sum z||^2 - N) / (N (N - 1))."""
+    n = len(z)
+    total = z.astype(np.float64).sum(axis=0)
+    return float((total @ total - n) / (n * (n - 1)))
+
+
+def relative_modality_gap(z_a: np.ndarray, z_b: np.ndarray) -> float:
+    """Schrodi et al.'s relative modality gap (ICLR 2025, Eq. 1) with the cosine dissimilarity d = 1 - cos:
+    the true pairs' mean dissimilarity over itself plus the mean dissimilarity of different rows within a
+    modality (averaged over both). 0: every pair coincides (a collapsed encoder too: no gap to speak of);
+    about 1/2: pairs are as far apart as unrelated rows of one modality (a random encoder); towards 1: pairs
+    further apart than anything within a modality."""
+    between = max(1.0 - cos_true_pairs(z_a, z_b), 0.0)  # rounding can leave -1e-8 for coinciding pairs
+    within = max(1.0 - (intra_modality_cosine(z_a) + intra_modality_cosine(z_b)) / 2, 0.0)
+    return float(between / (within + between)) if between > 0 else 0.0
+
+
+# Rows per modality whose pairs enter the uniformity estimate; larger sets use a seeded sample of this many.
+UNIFORMITY_ROWS = 5000
+
+
+def uniformity(z: np.ndarray, t: float = 2.0, max_rows: int | None = UNIFORMITY_ROWS, seed: int = 0,
+               chunk_size: int = similarity.CHUNK_SIZE) -> float:  # fmt: skip
+    """Wang & Isola's uniformity (ICML 2020, Eq. 5): log mean_{i != j} exp(-t ||z_i - z_j||^2) over distinct
+    rows of unit vectors; lower is more uniform (-4 for t = 2 on a sphere of many dimensions), 0 when every
+    row is the same point. Above ``max_rows`` rows it is estimated on a seeded sample of that many rows;
+    tiles keep memory at ``chunk_size`` squared."""
+    if max_rows is not None and len(z) > max_rows:
+        z = z[np.sort(np.random.default_rng(seed).choice(len(z), max_rows, replace=False))]
+    n = len(z)
+    if n < 2:
+        return float("nan")
+    z = np.ascontiguousarray(z, dtype=np.float32)
+    # ||a - b||^2 = 2 - 2 a.b for unit vectors; every term is exp(2t (a.b - 1)) <= 1, so no overflow
+    total = 0.0
+    for start in range(0, n, chunk_size):
+        block = z[start : start + chunk_size]
+        for other in range(start, n, chunk_size):  # upper triangle of tiles, the off-diagonal ones counted twice
+            terms = np.exp(2.0 * t * (block @ z[other : other + chunk_size].T - 1.0), dtype=np.float64)
+            if other == start:
+                np.fill_diagonal(terms, 0.0)
+            total += (1.0 if other == start else 2.0) * float(terms.sum())
+    return float(np.log(total / (n * (n - 1)))) if total > 0 else float("-inf")
+
+
 def retrieval_ranks(
     texts: np.ndarray,
     items: np.ndarray,
@@ -298,15 +349,25 @@ def knn_accuracy(
     return retrieval_and_knn(embeddings, labels, knn=KnnProtocol(k, test_fraction, seed))[1]
 
 
+# The gap measures of every modality pair: key, function (each pair's value and the mean over pairs are reported).
+PAIR_GAP_METRICS = {
+    "gap": gap,
+    "true_pair_distance": true_pair_distance,
+    "rmg": relative_modality_gap,
+    "cos_true_pairs": cos_true_pairs,
+}
+
+
 def gap_metrics(embeddings: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """gap and cos_true_pairs for every modality pair, plus their means."""
+    """Every measure of ``PAIR_GAP_METRICS`` for every modality pair (``<key>_<a>_<b>``), plus its mean over
+    the pairs (``<key>``)."""
     results: dict[str, float] = {}
-    gaps, cosines = [], []
-    for a, b in itertools.combinations(embeddings, 2):
-        gaps.append(results.setdefault(f"gap_{a}_{b}", gap(embeddings[a], embeddings[b])))
-        cosines.append(results.setdefault(f"cos_true_pairs_{a}_{b}", cos_true_pairs(embeddings[a], embeddings[b])))
-    results["gap"] = float(np.mean(gaps))
-    results["cos_true_pairs"] = float(np.mean(cosines))
+    for key, measure in PAIR_GAP_METRICS.items():
+        values = [
+            results.setdefault(f"{key}_{a}_{b}", measure(embeddings[a], embeddings[b]))
+            for a, b in itertools.combinations(embeddings, 2)
+        ]
+        results[key] = float(np.mean(values))
     return results
 
 

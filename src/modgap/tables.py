@@ -108,8 +108,13 @@ def load_runs(paths: Iterable[str | Path], seeds: Iterable[int] | None = None) -
     """One row per run of every metrics file (each validated, with ``seeds`` the study's seeds), with the
     derived paper columns tv_r1 and ta_r1."""
     seeds = None if seeds is None else list(seeds)
-    rows = [record for path in paths for record in read_metrics(path, seeds)]
-    frame = pd.DataFrame(rows)
+    return runs_frame([record for path in paths for record in read_metrics(path, seeds)])
+
+
+def runs_frame(records: Iterable[Mapping]) -> pd.DataFrame:
+    """One row per per-seed record, notes joined into one string, with the paper columns tv_r1 and ta_r1
+    (the mean of both retrieval directions between text and image / audio)."""
+    frame = pd.DataFrame(list(records))
     if "notes" in frame:
         frame["notes"] = frame["notes"].map(lambda notes: "; ".join(notes) if isinstance(notes, list) else notes)
     for short, other in (("tv_r1", "image"), ("ta_r1", "audio")):
