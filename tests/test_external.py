@@ -110,10 +110,10 @@ def broken(tmp_path, name, **arrays):
          "one modality array ('image'); the gap needs two or more (it holds image, labels)"),
         ("unknown", lambda i, t, y: {"image": i, "text": t, "weights": y}, [],
          "unknown array 'weights' of shape (300,): a modality is a (rows, width) array; the reserved names are "
-         "labels, ids, text_captions, text_caption_item"),
+         "labels, ids, text_captions, text_caption_item, class_names"),
         ("extra", lambda i, t, y: {"image": i, "text": t, "audio": t}, ["--modalities", "image,text"],
          "unknown array 'audio': neither a modality asked for (image, text) nor one of labels, ids, text_captions, "
-         "text_caption_item"),
+         "text_caption_item, class_names"),
         ("missing", lambda i, t, y: {"image": i, "txt": t}, ["--modalities", "image,text"],
          "no array 'text' (it holds image, txt)"),
         ("labels", lambda i, t, y: {"image": i, "text": t, "labels": y[:10]}, [],

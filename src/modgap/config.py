@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,8 @@ def _plan_problems(config: dict) -> list[str]:
 
     problems = []
     for index, experiment in enumerate(config["experiments"]):
+        if imported(config, experiment["name"]):
+            continue  # nothing to train
         model = deep_merge(config["model"], experiment.get("model", {}))
         train = deep_merge(config["train"], experiment.get("train", {}))
         problems += _ladder_problems(index, experiment, train)
@@ -260,6 +263,9 @@ def _reference_problems(config: dict, schema: dict) -> list[str]:
                         f"({dataset['source']}) has no modality '{modality}' (it has: {', '.join(available)})"
                     )
 
+        if dataset is not None and dataset["source"] == "dumps":
+            problems += _dumps_problems(config, key, experiment, schema)
+            continue
         method_names = experiment.setdefault("methods", list(methods))
         for method_name in method_names:
             if method_name not in methods:
@@ -280,15 +286,38 @@ def _reference_problems(config: dict, schema: dict) -> list[str]:
                 problems += _schema_problems(merged, _subschema(schema, section), ("experiments", index, section))
     if POSTHOC_METHOD in methods:
         problems.append(f"config key 'methods.{POSTHOC_METHOD}': the name is reserved for the post-hoc shift row")
+    known = set(methods) | imported_methods(config)
     source = config["evaluate"]["posthoc_source"]
-    if source is not None and source not in methods:
+    if source is not None and source not in known:
         problems.append(f"config key 'evaluate.posthoc_source': unknown method '{source}'")
     claims = config["claims"]
     for key, name in [("baseline", claims["baseline"])] + [(f"methods[{i}]", m) for i, m in enumerate(claims["methods"])]:
-        if name not in methods:
+        if name not in known:
             problems.append(f"config key 'claims.{key}': unknown method '{name}'")
     problems += _dose_response_problems(config)
     return problems or _plan_problems(config)
+
+
+def _dumps_problems(config: dict, key: str, experiment: dict, schema: dict) -> list[str]:
+    """An experiment on embeddings made elsewhere names its methods (folders of per-seed files), each a plain
+    name, and every file it needs exists."""
+    if "methods" not in experiment:
+        return [f"config key '{key}.methods': an experiment on a dumps data set lists its methods (the folders of its files)"]
+    pattern = re.compile(_name_pattern(schema))
+    problems = []
+    for method in experiment["methods"]:
+        if not pattern.fullmatch(method):
+            problems.append(f"config key '{key}.methods': {method!r} is not a plain name ({_NAME_RULE})")
+        elif method in config["methods"]:
+            problems.append(f"config key '{key}.methods': '{method}' is also a trained method; name the folder otherwise")
+        else:
+            missing = [str(imported_dump(config, experiment["name"], method, seed)) for seed in config["seeds"]
+                       if not imported_dump(config, experiment["name"], method, seed).is_file()]  # fmt: skip
+            if missing:
+                more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+                problems.append(f"config key 'datasets.{experiment['dataset']}.path': no file {missing[0]}{more} "
+                                f"(method '{method}' of {key}, one file per seed)")  # fmt: skip
+    return problems
 
 
 def _dose_response_problems(config: dict) -> list[str]:
@@ -381,6 +410,23 @@ def load_config(config: Mapping | str | Path, schema_path: str | Path = SCHEMA_P
     return resolved
 
 
+def imported(config: Mapping, experiment_name: str) -> bool:
+    """Whether an experiment reads embeddings made elsewhere (a ``dumps`` data set) instead of training."""
+    experiment = next((e for e in config["experiments"] if e["name"] == experiment_name.partition("@")[0]), None)
+    return experiment is not None and config["datasets"].get(experiment["dataset"], {}).get("source") == "dumps"
+
+
+def imported_dump(config: Mapping, experiment_name: str, method: str, seed: int) -> Path:
+    """The file a ``dumps`` experiment reads for one method and seed: <path>/<method>/seed<seed>.<format>."""
+    dataset = config["datasets"][experiment_by_name(config, experiment_name)["dataset"]]
+    return Path(dataset["path"]) / method / f"seed{seed}.{dataset['format']}"
+
+
+def imported_methods(config: Mapping) -> set[str]:
+    """Method names that are folders of a ``dumps`` experiment, not trained methods."""
+    return {m for e in config["experiments"] if imported(config, e["name"]) for m in e.get("methods", ())}
+
+
 def section_defaults(name: str, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """A top-level section of the configuration (``evaluate``, ``claims``) with every default filled in."""
     schema = load_schema(schema_path)
@@ -413,6 +459,8 @@ def budget_ladder(config: dict, experiment_name: str) -> list[int] | None:
     """The experiment's ``train.budgets`` (its own or the top level's), or None without a ladder."""
     for experiment in config["experiments"]:
         if experiment["name"] == experiment_name:
+            if imported(config, experiment_name):
+                return None  # embeddings made elsewhere have no budgets here
             return deep_merge(config["train"], experiment.get("train", {}))["budgets"]
     raise KeyError(f"no experiment named '{experiment_name}' in the configuration")
 
@@ -476,6 +524,7 @@ def runs(config: dict) -> list[tuple[str, str, int]]:
     return [
         (experiment["name"], method, seed)
         for experiment in config["experiments"]
+        if not imported(config, experiment["name"])
         for method in experiment["methods"]
         for seed in config["seeds"]
     ]

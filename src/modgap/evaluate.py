@@ -260,13 +260,17 @@ def read_train_log(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+# What a run trained elsewhere records for its training: not known.
+TRAINED_ELSEWHERE = {"converged": None, "epochs": None}
+
+
 def evaluate_run(
-    dump: Mapping[str, np.ndarray], train_log: pd.DataFrame, *, retrieval: str, options: Mapping
+    dump: Mapping[str, np.ndarray], train_log: pd.DataFrame | None, *, retrieval: str, options: Mapping
 ) -> dict:
-    """Metrics, convergence and collapse of one run."""
+    """Metrics, convergence and collapse of one run (``train_log`` None: trained elsewhere)."""
     results = {"retrieval": retrieval}
     results.update(compute_metrics(dump, retrieval, options))
-    results.update(convergence(train_log, options["convergence"]))
+    results.update(TRAINED_ELSEWHERE if train_log is None else convergence(train_log, options["convergence"]))
     results["collapsed"] = is_collapsed(results, options["collapse"])
     return results
 
@@ -284,7 +288,7 @@ def evaluate_method(
 ) -> list[dict]:
     """Evaluate every seed of one method and write them as a JSON list of flat records.
 
-    ``runs``: (seed, embedding dump, training log) per seed. With ``shift`` the dumps are
+    ``runs``: (seed, embedding dump, training log or None for embeddings made elsewhere) per seed. With ``shift`` the dumps are
     first moved by the post-hoc shift of that strength (the training-free 'posthoc' row). With
     ``budget`` the runs are evaluated as they stood at that epoch of their budget ladder: the
     dumps' arrays of that budget, the epoch log up to it.
@@ -292,8 +296,8 @@ def evaluate_method(
     records = []
     for seed, dump_path, log_path in runs:
         dump = load_method_dump(dump_path, shift, budget)
-        train_log = read_train_log(log_path)
-        if budget is not None:
+        train_log = None if log_path is None else read_train_log(log_path)
+        if budget is not None and train_log is not None:
             train_log = train_log[train_log["epoch"] <= budget]
         record = {"experiment": experiment, "method": method, "seed": int(seed)}
         record.update(evaluate_run(dump, train_log, retrieval=retrieval, options=options))

@@ -25,8 +25,8 @@ import numpy as np
 from modgap.errors import ExplainedError
 
 LABELS, IDS, CAPTIONS, CAPTION_ITEM = "labels", "ids", "text_captions", "text_caption_item"
-# Arrays that are not modalities; 'ids' (item identifiers, as this project's dumps hold) is carried, not measured.
-RESERVED = (LABELS, IDS, CAPTIONS, CAPTION_ITEM)
+# Arrays that are not modalities; 'ids' and 'class_names' (as this project's dumps hold them) are not measured.
+RESERVED = (LABELS, IDS, CAPTIONS, CAPTION_ITEM, "class_names")
 FORMATS = (".npz", ".npy", ".safetensors", ".pt", ".pth")
 # Rows whose norm is further than this from 1 count as not normalised.
 NORM_TOLERANCE = 1e-3
@@ -138,15 +138,20 @@ def load(
     modalities: Sequence[str] | None = None,
     labels: str | Path | None = None,
     budget: int | None = None,
+    others: str = "refuse",
 ) -> Embeddings:
     """Read and check the embeddings of ``paths`` (``read_files``).
 
     ``modalities``: the arrays to measure, in order (default: every array that is not reserved); any
-    other array is refused. ``labels``: a ``.npy`` file of labels, for ``.npy`` sets. ``budget``: from a
-    dump of this project's budget ladders, the arrays of that epoch (``<modality>@<budget>``).
+    other array is refused (``others`` 'refuse') or left out with a note ('ignore'). ``labels``: a ``.npy``
+    file of labels, for ``.npy`` sets. ``budget``: from a dump of this project's budget ladders, the arrays
+    of that epoch (``<modality>@<budget>``).
     """
     arrays, source = read_files(paths)
     where = Path(paths[0]) if len(paths) == 1 else source
+    if others == "ignore" and modalities is not None:
+        left_out = [name for name in arrays if name not in modalities and name not in RESERVED and "@" not in name]
+        arrays = {name: values for name, values in arrays.items() if name not in left_out}
     if labels is not None:
         if LABELS in arrays:
             raise _refuse(where, f"has an array 'labels' and --labels {labels} was given too; keep one")
@@ -155,6 +160,8 @@ def load(
             raise _refuse(labels, "a labels file holds exactly one array")
         arrays[LABELS] = next(iter(label_arrays.values()))
     notes: list[str] = []
+    if others == "ignore" and modalities is not None and left_out:
+        notes.append(f"arrays {', '.join(left_out)} left out (not among the modalities {', '.join(modalities)})")
     arrays = _at_budget(arrays, budget, where, notes)
     names = _modality_names(arrays, modalities, where)
     embedded = {name: _modality(arrays[name], name, where, notes) for name in names}
@@ -222,13 +229,13 @@ def _finite_floats(values: np.ndarray, name: str, where) -> np.ndarray:
 
 
 def _unit_rows(values: np.ndarray, name: str, where, notes: list[str]) -> np.ndarray:
-    norms = np.linalg.norm(values.astype(np.float64), axis=1)
+    norms = np.sqrt(np.einsum("ij,ij->i", values, values))  # float32 is ample for the 1e-3 test
     zero = np.flatnonzero(norms == 0)
     if zero.size:
         raise _refuse(where, f"row {int(zero[0])} of array '{name}' is all zeros: it has no direction ({zero.size} such rows)")
     if np.max(np.abs(norms - 1.0)) > NORM_TOLERANCE:
         notes.append(f"rows of '{name}' were not unit-norm (norms {norms.min():.3g}-{norms.max():.3g}); normalised")
-        values = values / norms[:, None]
+        values = values / norms[:, None].astype(values.dtype)
     return np.ascontiguousarray(values, dtype=np.float32)
 
 
@@ -428,3 +435,20 @@ def compare(
     frame = frame.drop(columns=["options", "modalities"])
     verdicts, _ = check_claims(frame, claims, {experiment: len(names)})
     return format_verdicts(verdicts, claims), frame
+
+
+def import_dump(source: str | Path, output: str | Path, modalities: Sequence[str]) -> list[str]:
+    """One file of a ``dumps`` data set as this project's embedding dump (the workflow's ``import_dumps``):
+    the experiment's modalities checked and unit-norm, labels (-1 where the file has none) with their class
+    names, and the captions of instance-level retrieval. Other arrays are left out. Returns the notes."""
+    from modgap.io import save_npz
+
+    embeddings = load([source], modalities=modalities, others="ignore")
+    n = embeddings.n_items
+    labels = embeddings.labels if embeddings.labels is not None else np.full(n, -1, dtype=np.int64)
+    names = embeddings.class_names or [str(c) for c in range(int(labels.max(initial=-1)) + 1)]
+    arrays = {**embeddings.modalities, "labels": labels, "ids": np.arange(n), "class_names": np.array(names, dtype=str)}
+    if embeddings.captions is not None:
+        arrays |= {CAPTIONS: embeddings.captions, CAPTION_ITEM: embeddings.caption_item}
+    save_npz(output, **arrays)
+    return embeddings.notes

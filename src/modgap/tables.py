@@ -70,6 +70,8 @@ def _record_problem(record: Mapping, index: int) -> str | None:
         return f"record {index} (seed {record.get('seed')}) lacks {', '.join(missing)}"
     for key in (*ALWAYS_FINITE, *FINITE_UNLESS_NOTED):
         value = record[key]
+        if key == "epochs" and value is None and record["converged"] is None:
+            continue  # trained elsewhere (modgap.evaluate.TRAINED_ELSEWHERE)
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             return f"record {index} (seed {record['seed']}): {key} is {value!r}, not a number"
         if not np.isfinite(value) and (key in ALWAYS_FINITE or not record.get("notes")):
@@ -133,8 +135,9 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     stds = grouped[metrics].std(ddof=1).fillna(0.0).add_suffix("_std")
     counts = [grouped.size().rename("n_seeds")]
     for flag in ("converged", "collapsed"):
-        if flag in runs:
-            counts.append(grouped[flag].sum().astype(int).rename(f"n_{flag}"))
+        if flag in runs:  # a group whose runs do not say (trained elsewhere) counts NaN
+            counts.append(grouped[flag].agg(lambda v: int(v.dropna().astype(bool).sum()) if v.notna().any() else np.nan)
+                          .rename(f"n_{flag}"))  # fmt: skip
     if "notes" in runs:
         counts.append(grouped["notes"].agg(lambda n: "; ".join(sorted({x for x in n.dropna() if x}))).rename("notes"))
     table = pd.concat([*counts, means, stds], axis=1)

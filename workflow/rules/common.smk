@@ -26,6 +26,9 @@ from modgap.config import (
     evaluated_runs,
     evaluations,
     experiment_by_name,
+    imported,
+    imported_dump,
+    imported_methods,
     ladders,
     load_config,
     resolve_run,
@@ -47,23 +50,33 @@ except ConfigError as error:
 
 
 def one_of(names):
-    """A wildcard constraint matching exactly one of ``names``."""
-    return "|".join(re.escape(name) for name in names)
+    """A wildcard constraint matching exactly one of ``names`` (none: a pattern that never matches; an
+    empty one would be no constraint at all)."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
 
 
 EVALUATIONS = {evaluation["name"]: evaluation for evaluation in evaluations(study)}
 
 
+# Trained methods and the folders of embeddings made elsewhere.
+METHOD_NAMES = [*study["methods"], *sorted(imported_methods(study))]
+
+
 wildcard_constraints:
     dataset=one_of(study["datasets"]),
     experiment=one_of([*(e["name"] for e in study["experiments"]), *EVALUATIONS]),
-    method=one_of(study["methods"]),
+    method=one_of(METHOD_NAMES),
     seed=r"\d+",
 
 
+# Experiments that train, and those that read embeddings made elsewhere (a dumps data set).
+TRAINED = [e["name"] for e in study["experiments"] if not imported(study, e["name"])]
+IMPORTED = [e["name"] for e in study["experiments"] if imported(study, e["name"])]
+
+
 def used_datasets():
-    """Data sets referenced by at least one experiment (others are never prepared)."""
-    return sorted({experiment["dataset"] for experiment in study["experiments"]})
+    """Data sets referenced by at least one training experiment (others are never prepared)."""
+    return sorted({experiment_dataset(name) for name in TRAINED})
 
 
 def preparation_code(source):
@@ -154,10 +167,10 @@ def method_runs(evaluation, method):
     """Embedding dumps and training logs of every seed of an evaluated method (at a budget of a ladder:
     the trained experiment's files, which hold every budget)."""
     source, experiment = trained_source(method), trained_experiment(evaluation)
-    return {
-        "embeddings": [embeddings_path(experiment, source, seed) for seed in study["seeds"]],
-        "logs": [train_log_path(experiment, source, seed) for seed in study["seeds"]],
-    }
+    runs = {"embeddings": [embeddings_path(experiment, source, seed) for seed in study["seeds"]]}
+    if experiment in TRAINED:  # embeddings made elsewhere come without training logs
+        runs["logs"] = [train_log_path(experiment, source, seed) for seed in study["seeds"]]
+    return runs
 
 
 def resolve_model(experiment):
@@ -199,9 +212,12 @@ def dose_response_files():
 
 
 def figure_methods(experiment, wanted=None):
-    """Methods of an experiment shown in a figure: ``wanted`` ones it has, or all it evaluates."""
+    """Methods of an experiment shown in a figure: all it evaluates, or the ``wanted`` ones it has (none of
+    them, as with embeddings made elsewhere: its first three)."""
     available = evaluated_methods(study, experiment)
-    return [m for m in (wanted or available) if m in available]
+    if wanted is None:
+        return available
+    return [m for m in wanted if m in available] or available[:3]
 
 
 FIGURE_SEED = study["seeds"][0]
@@ -219,7 +235,7 @@ def figure_shifts(experiment, wanted=None):
 
 
 def figures_of(experiment):
-    names = ["latent_2d", "cosine_histograms", "training_curves"]
+    names = ["latent_2d", "cosine_histograms"] + (["training_curves"] if experiment in TRAINED else [])
     if len(experiment_by_name(study, experiment)["modalities"]) >= 3:
         names.append("latent_3d")
     if POSTHOC_SOURCE in experiment_by_name(study, experiment)["methods"]:
@@ -233,13 +249,13 @@ def trained_outputs():
     from it are up to date)."""
     return [
         path
-        for experiment in study["experiments"]
-        for method in experiment["methods"]
+        for experiment in TRAINED
+        for method in experiment_by_name(study, experiment)["methods"]
         for seed in study["seeds"]
         for path in (
-            model_path(experiment["name"], method, seed),
-            train_log_path(experiment["name"], method, seed),
-            embeddings_path(experiment["name"], method, seed),
+            model_path(experiment, method, seed),
+            train_log_path(experiment, method, seed),
+            embeddings_path(experiment, method, seed),
         )
     ]
 

@@ -15,7 +15,7 @@ rule metrics:
         shift=lambda wildcards: study["evaluate"]["posthoc_strength"] if wildcards.method == POSTHOC_METHOD else None,
         budget=lambda wildcards: evaluated_budget(wildcards.experiment),
     wildcard_constraints:
-        method=one_of([*study["methods"], POSTHOC_METHOD]),
+        method=one_of([*METHOD_NAMES, POSTHOC_METHOD]),
         experiment=one_of(EVALUATIONS),
     log:
         "results/logs/metrics/{experiment}/{method}.log",

@@ -27,7 +27,8 @@ rule figure_gap_sweep:
 rule figure_latent:
     input:
         embeddings=lambda wildcards: figure_embeddings(wildcards.experiment, LATENT_METHODS),
-        data=lambda wildcards: prepared(experiment_dataset(wildcards.experiment)),
+        # the class names (embeddings made elsewhere carry their own)
+        data=lambda wildcards: [] if wildcards.experiment in IMPORTED else prepared(experiment_dataset(wildcards.experiment)),
         code=code("figures/latent.py", "figures/style.py"),
     params:
         methods=lambda wildcards: figure_methods(wildcards.experiment, LATENT_METHODS),

@@ -17,6 +17,8 @@ rule train:
         "results/logs/train/{experiment}/{method}.log",
     benchmark:
         "results/benchmarks/train/{experiment}/{method}.tsv"
+    wildcard_constraints:
+        experiment=one_of(TRAINED),
     threads: 1
     resources:
         mem_mb=4000,
@@ -26,3 +28,27 @@ rule train:
         TRAIN_ENV
     script:
         "../scripts/train.py"
+
+
+# Embeddings made elsewhere (a dumps data set): each seed's file, checked and in this project's dump format,
+# takes the place of a training run.
+rule import_dumps:
+    input:
+        dump=lambda wildcards: imported_dump(study, wildcards.experiment, wildcards.method, int(wildcards.seed)),
+        code=code("external.py"),
+    output:
+        embeddings_path("{experiment}", "{method}", "{seed}"),
+    params:
+        modalities=lambda wildcards: experiment_by_name(study, wildcards.experiment)["modalities"],
+    wildcard_constraints:
+        experiment=one_of(IMPORTED),
+        method=one_of(sorted(imported_methods(study))),
+    log:
+        "results/logs/import_dumps/{experiment}/{method}/seed{seed}.log",
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        ANALYSIS_ENV
+    script:
+        "../scripts/import_dumps.py"

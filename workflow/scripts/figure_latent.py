@@ -9,9 +9,10 @@ from modgap.logs import log_to_file
 
 with log_to_file(snakemake.log[0]):
     params = snakemake.params
+    dumps = {m: load_method_dump(p, s) for m, p, s in zip(params.methods, snakemake.input.embeddings, params.shifts)}
     latent.make(
-        {m: load_method_dump(p, s) for m, p, s in zip(params.methods, snakemake.input.embeddings, params.shifts)},
-        read_manifest(snakemake.input.data)["class_names"],
+        dumps,
+        read_manifest(snakemake.input.data)["class_names"] if snakemake.input.data else next(iter(dumps.values()))["class_names"],
         snakemake.output.pdf,
         snakemake.output.png,
         dimensions=int(snakemake.wildcards.dimensions),

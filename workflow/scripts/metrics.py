@@ -9,7 +9,8 @@ from modgap.runtime import configure_threads
 with log_to_file(snakemake.log[0]):
     configure_threads(snakemake.threads)
     evaluate_method(
-        list(zip(snakemake.params.seeds, snakemake.input.embeddings, snakemake.input.logs)),
+        # embeddings made elsewhere (a dumps data set) come without training logs
+        list(zip(snakemake.params.seeds, snakemake.input.embeddings, snakemake.input.get("logs") or [None] * len(snakemake.params.seeds))),
         snakemake.output[0],
         experiment=snakemake.wildcards.experiment,
         method=snakemake.wildcards.method,

@@ -16,6 +16,7 @@ SOURCE_MODALITIES: dict[str, tuple[str, ...]] = {
     "cifar10": ("image", "text"),
     "mscoco": ("image", "text"),
     "avmnist": ("image", "audio", "text"),
+    "dumps": ("image", "audio", "text"),  # embeddings made elsewhere (modgap.external): never prepared
 }
 
 
