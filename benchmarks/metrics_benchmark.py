@@ -80,7 +80,9 @@ def main() -> None:
 
     with threadpool_limits(arguments.threads):
         peak = matmul_peak(arguments.dim, arguments.threads, arguments.repeat)
-        print(f"fp32 matmul throughput: {peak:.0f} GFLOP/s ({arguments.threads} threads, {similarity.CHUNK_SIZE}-wide tiles)")
+        print(
+            f"fp32 matmul throughput: {peak:.0f} GFLOP/s ({arguments.threads} threads, {similarity.CHUNK_SIZE}-wide tiles)"
+        )
         for pairs in arguments.pairs:
             run(pairs, arguments, peak)
 
@@ -115,10 +117,14 @@ def run(pairs: int, arguments, peak: float) -> None:
     total_flop = retrieval_flop + same_modality_flop + clustering.flop
     report("whole set", gap_s + shared_s + kmeans_s, total_flop, peak)
     print(f"  its products alone at the measured throughput   {total_flop / peak / 1e9:6.2f} s")
-    print(f"  peak resident memory                            {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:6.0f} MiB")
-    print(f"  (R@1 text->image instance {recalls['instance']['r1_text_image']:.1f} %, class "
-          f"{recalls['class']['r1_text_image']:.1f} %; kNN {knn:.1f} %; V-Measure {scores['v_measure']:.1f} %, "
-          f"KMeans {clustering.iterations} steps)")
+    print(
+        f"  peak resident memory                            {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:6.0f} MiB"
+    )
+    print(
+        f"  (R@1 text->image instance {recalls['instance']['r1_text_image']:.1f} %, class "
+        f"{recalls['class']['r1_text_image']:.1f} %; kNN {knn:.1f} %; V-Measure {scores['v_measure']:.1f} %, "
+        f"KMeans {clustering.iterations} steps)"
+    )
 
 
 if __name__ == "__main__":

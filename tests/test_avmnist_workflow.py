@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import yaml
 import pytest
+import yaml
 from conftest import SHARED
 from test_workflow import snakemake
+
 
 def mirror_study(repo) -> dict:
     """presets/avmnist_offline.yaml, smaller, pointed at the mirrored files."""
@@ -35,7 +36,11 @@ def test_avmnist_from_mirrors_to_claims(repo, tmp_path):
     downloads = sorted(p.name for p in (tmp_path / "results" / "downloads" / "avmnist").iterdir())
     assert downloads == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
     manifest = json.loads((tmp_path / "results" / "data" / "avmnist" / "manifest.json").read_text())
-    assert {s: manifest["splits"][s]["size"] for s in ("train", "val", "test")} == {"train": 1600, "val": 200, "test": 400}
+    assert {s: manifest["splits"][s]["size"] for s in ("train", "val", "test")} == {
+        "train": 1600,
+        "val": 200,
+        "test": 400,
+    }
     assert manifest["source"]["fsdd_recordings"] == 3000
     assert manifest["source"]["image_degradation"]["variance_retained"] >= 0.25
     assert manifest["source"]["noise"] == {"source": "pink", "snr_db": [0, 20], "babble_voices": 4, "substitute": True}

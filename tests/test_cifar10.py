@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 from modgap.config import load_config
-from modgap.data import prepare_dataset
-from modgap.data import cifar10
+from modgap.data import cifar10, prepare_dataset
 from modgap.data.cifar10 import TEST_BATCH as TEST_BATCH_NAME
 from modgap.data.cifar10 import CifarFormatError, read_batches
 from modgap.data.format import PreparedDataError, load_split, read_manifest
@@ -133,7 +132,9 @@ def extracted_copy(tmp_path) -> Path:
 def test_a_planted_batch_never_runs_its_code(tmp_path):
     folder, marker = extracted_copy(tmp_path), tmp_path / "pwned"
     (folder / "data_batch_2").write_bytes(pickle.dumps({b"data": Payload(marker), b"labels": []}))
-    with pytest.raises(CifarFormatError, match=r"data_batch_2: not a readable CIFAR-10 batch \(refused to load posix.system"):
+    with pytest.raises(
+        CifarFormatError, match=r"data_batch_2: not a readable CIFAR-10 batch \(refused to load posix.system"
+    ):
         read_batches(folder, verify=False)  # even unverified, the loader builds no callable
     assert not marker.exists()
 

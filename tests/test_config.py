@@ -36,7 +36,13 @@ def test_default_config_is_valid_and_gets_defaults(config_dict):
     # the default trains CLIP (LT) and both readings of ours; the dose-response adds its own, outside them
     assert config["experiments"][0]["methods"] == ["clip_lt", "ours", "ours_released"]
     assert config["experiments"][0]["train"]["budgets"] == [10, 20, 40]
-    assert dose_response_methods(config) == {0.0: "clip_lt", 0.1: "ours_x0.1", 0.3: "ours_x0.3", 1.0: "ours", 3.0: "ours_x3"}
+    assert dose_response_methods(config) == {
+        0.0: "clip_lt",
+        0.1: "ours_x0.1",
+        0.3: "ours_x0.3",
+        1.0: "ours",
+        3.0: "ours_x3",
+    }
     assert config["methods"]["ours_x0.3"]["loss"]["atp"]["weight"] == pytest.approx(0.3)
     assert load_config(config) == config  # a resolved configuration is a valid configuration
     config_dict["methods"]["ours"]["loss"]["atp"]["weight"] = 1  # an int weight is the same method
@@ -70,20 +76,29 @@ def test_load_config_reads_yaml_files(repo):
         (lambda c: c["methods"]["ours"].update(encoder="siamese"), "config key 'methods.ours.encoder'"),
         (lambda c: c["methods"]["ours"]["loss"]["atp"].update(weight=-1), "methods.ours.loss.atp.weight"),
         # names are names: each becomes a folder under results/
-        (lambda c: c["datasets"].update({"../../../x": {"source": "embedded"}}),
-         "config key 'datasets': '../../../x' is not a plain name"),
-        (lambda c: c["methods"].update({"a/b": {"loss": {"infonce": {}}}}), "config key 'methods': 'a/b' is not a plain name"),
+        (
+            lambda c: c["datasets"].update({"../../../x": {"source": "embedded"}}),
+            "config key 'datasets': '../../../x' is not a plain name",
+        ),
+        (
+            lambda c: c["methods"].update({"a/b": {"loss": {"infonce": {}}}}),
+            "config key 'methods': 'a/b' is not a plain name",
+        ),
         (lambda c: c["experiments"][0].update(name=".."), "config key 'experiments[0].name': '..' is not a plain name"),
         # numbers are numbers: NaN and infinity pass every bound of a schema
         (lambda c: c.update(train={"lr": float("nan")}), "config key 'train.lr': nan is not a finite number"),
         (lambda c: c.update(train={"warmup_fraction": float("nan")}), "config key 'train.warmup_fraction': nan is not"),
-        (lambda c: c["methods"]["ours"].update(temperature={"init": float("nan")}),
-         "config key 'methods.ours.temperature.init': nan is not a finite number"),
+        (
+            lambda c: c["methods"]["ours"].update(temperature={"init": float("nan")}),
+            "config key 'methods.ours.temperature.init': nan is not a finite number",
+        ),
         (lambda c: c["experiments"][0].update(train={"lr": float("inf")}), "config key 'experiments[0].train.lr': inf"),
         (lambda c: c.update(seeds=[0.0, 1.0]), "config key 'seeds[0]': 0.0 is not of type 'integer'"),
         (lambda c: c.update(train={"epochs": 20.0}), "config key 'train.epochs': 20.0 is not of type 'integer'"),
-        (lambda c: c["methods"]["ours"].update(loss={"infonce": {"weight": 0}, "atp": {"weight": 0.0}}),
-         "config key 'methods.ours.loss': every term has weight 0"),
+        (
+            lambda c: c["methods"]["ours"].update(loss={"infonce": {"weight": 0}, "atp": {"weight": 0.0}}),
+            "config key 'methods.ours.loss': every term has weight 0",
+        ),
     ],
 )
 def test_schema_errors_name_the_key(config_dict, mutate, expected):
@@ -135,7 +150,11 @@ def test_schema_errors_name_the_key(config_dict, mutate, expected):
             "config key 'dose_response.terms': method 'clip_lt' has no loss term atp, cu",
         ),
         (
-            lambda c: c["evaluate"].update(posthoc_source=None) if "evaluate" in c else c.update(evaluate={"posthoc_source": None}),
+            lambda c: (
+                c["evaluate"].update(posthoc_source=None)
+                if "evaluate" in c
+                else c.update(evaluate={"posthoc_source": None})
+            ),
             "config key 'dose_response.experiment': its figure puts the trained models beside the post-hoc shift",
         ),
         (
@@ -158,13 +177,18 @@ def test_reference_errors_name_the_key(config_dict, mutate, expected):
     ("mutate", "expected"),
     [
         (
-            lambda c: (c["experiments"][0]["model"].update(towers={"image": {"kind": "resnet18"}}),
-                       c["experiments"][0].update(methods=["clip_lt", "sharedclip", "alignclip", "alignclip_label"])),
+            lambda c: (
+                c["experiments"][0]["model"].update(towers={"image": {"kind": "resnet18"}}),
+                c["experiments"][0].update(methods=["clip_lt", "sharedclip", "alignclip", "alignclip_label"]),
+            ),
             "config key 'experiments[0].model.towers.image.kind': resnet18 cannot share a trunk, which method(s) "
             "sharedclip, alignclip, alignclip_label of experiment 'embedded_image_text' need",
         ),
         (
-            lambda c: (c["datasets"]["embedded"].update(n_samples=600), c["experiments"][1]["train"].update(batch_size=1000)),
+            lambda c: (
+                c["datasets"]["embedded"].update(n_samples=600),
+                c["experiments"][1]["train"].update(batch_size=1000),
+            ),
             "config key 'experiments[1].train.batch_size': 1000 exceeds the 420 training items of data set 'embedded' "
             "(n_samples 600, val_fraction 0.1, test_fraction 0.2)",
         ),
@@ -291,7 +315,12 @@ def test_a_budget_ladder_gives_one_evaluation_per_budget(config_dict):
     config_dict["experiments"][1]["train"] = {"epochs": 20, "budgets": None}  # its own: a single budget
     config = load_config(ladder_config(config_dict, epochs=40, budgets=[10, 20, 40], lr_schedule="constant"))
     names = [e["name"] for e in evaluations(config)]
-    assert names == ["embedded_image_text@10", "embedded_image_text@20", "embedded_image_text@40", "embedded_image_audio_text"]
+    assert names == [
+        "embedded_image_text@10",
+        "embedded_image_text@20",
+        "embedded_image_text@40",
+        "embedded_image_audio_text",
+    ]
     assert [e["final"] for e in evaluations(config)] == [False, False, True, True]
     assert ladders(config) == {"embedded_image_text": [(10, "embedded_image_text@10"), (20, "embedded_image_text@20"),
                                                        (40, "embedded_image_text@40")]}  # fmt: skip
@@ -303,12 +332,19 @@ def test_a_budget_ladder_gives_one_evaluation_per_budget(config_dict):
 @pytest.mark.parametrize(
     ("train", "expected"),
     [
-        ({"epochs": 40, "budgets": [10, 20], "lr_schedule": "constant"},
-         "config key 'experiments[0].train.budgets': [10, 20] must ascend to train.epochs (40)"),
-        ({"epochs": 40, "budgets": [20, 10, 40], "lr_schedule": "constant"}, "experiments[0].train.budgets': [20, 10, 40]"),
+        (
+            {"epochs": 40, "budgets": [10, 20], "lr_schedule": "constant"},
+            "config key 'experiments[0].train.budgets': [10, 20] must ascend to train.epochs (40)",
+        ),
+        (
+            {"epochs": 40, "budgets": [20, 10, 40], "lr_schedule": "constant"},
+            "experiments[0].train.budgets': [20, 10, 40]",
+        ),
         # the experiment sets no schedule, so the top level's (cosine) is the key to change
-        ({"epochs": 40, "budgets": [10, 20, 40], "lr_schedule": "cosine"},
-         "config key 'experiments[0].train.lr_schedule': a budget ladder needs lr_schedule: constant"),
+        (
+            {"epochs": 40, "budgets": [10, 20, 40], "lr_schedule": "cosine"},
+            "config key 'experiments[0].train.lr_schedule': a budget ladder needs lr_schedule: constant",
+        ),
     ],
 )
 def test_a_broken_ladder_names_its_key(config_dict, train, expected):

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from test_workflow import planned_jobs, snakemake
 
 

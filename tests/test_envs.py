@@ -12,7 +12,17 @@ PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)$")
 # Dependencies of the process that runs Snakemake itself, not of the jobs' environments.
 WORKFLOW_RUNNER = {"snakemake", "snakemake-executor-plugin-slurm"}
 # What the analysis jobs (metrics, tables, figures, claims) import; they never load torch.
-ANALYSIS = {"numpy", "scipy", "pandas", "scikit-learn", "matplotlib", "seaborn", "pyyaml", "jsonschema", "threadpoolctl"}
+ANALYSIS = {
+    "numpy",
+    "scipy",
+    "pandas",
+    "scikit-learn",
+    "matplotlib",
+    "seaborn",
+    "pyyaml",
+    "jsonschema",
+    "threadpoolctl",
+}
 
 
 def normalise(name: str) -> str:

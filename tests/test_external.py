@@ -86,7 +86,9 @@ def test_a_pt_file_with_code_in_it_is_refused_without_running_it(tmp_path, capsy
     torch.save({"image": torch.ones(3, 2), "text": Payload()}, tmp_path / "evil.pt")
     code, out, err = run(capsys, tmp_path / "evil.pt")
     assert code == 2 and not marker.exists()
-    assert err.strip().endswith("evil.pt: holds Python objects beyond tensors, which are never loaded (save a dict of tensors)")
+    assert err.strip().endswith(
+        "evil.pt: holds Python objects beyond tensors, which are never loaded (save a dict of tensors)"
+    )
 
 
 def broken(tmp_path, name, **arrays):
@@ -98,33 +100,79 @@ def broken(tmp_path, name, **arrays):
 @pytest.mark.parametrize(
     "case, arrays, argv, message",
     [
-        ("rows", lambda i, t, y: {"image": i, "text": t[:-1]}, [],
-         "array 'text' has 299 rows and 'image' 300: row i of every modality must be the same item"),
-        ("widths", lambda i, t, y: {"image": i, "text": t[:, :8]}, [],
-         "array 'text' is 8-d and 'image' 16-d: the modalities must share one embedding space"),
-        ("nan", lambda i, t, y: {"image": np.where(np.arange(300)[:, None] == 7, np.nan, i), "text": t}, [],
-         "array 'image' holds NaN or inf (16 values; the first in row 7)"),
-        ("inf", lambda i, t, y: {"image": i, "text": np.where(np.arange(300)[:, None] == 3, np.inf, t)}, [],
-         "array 'text' holds NaN or inf (16 values; the first in row 3)"),
-        ("single", lambda i, t, y: {"image": i, "labels": y}, [],
-         "one modality array ('image'); the gap needs two or more (it holds image, labels)"),
-        ("unknown", lambda i, t, y: {"image": i, "text": t, "weights": y}, [],
-         "unknown array 'weights' of shape (300,): a modality is a (rows, width) array; the reserved names are "
-         "labels, ids, text_captions, text_caption_item, class_names"),
-        ("extra", lambda i, t, y: {"image": i, "text": t, "audio": t}, ["--modalities", "image,text"],
-         "unknown array 'audio': neither a modality asked for (image, text) nor one of labels, ids, text_captions, "
-         "text_caption_item, class_names"),
-        ("missing", lambda i, t, y: {"image": i, "txt": t}, ["--modalities", "image,text"],
-         "no array 'text' (it holds image, txt)"),
-        ("labels", lambda i, t, y: {"image": i, "text": t, "labels": y[:10]}, [],
-         "array 'labels' has shape (10,) for 300 items (one label per row)"),
-        ("zeros", lambda i, t, y: {"image": np.where(np.arange(300)[:, None] == 5, 0.0, i), "text": t}, [],
-         "row 5 of array 'image' is all zeros: it has no direction (1 such rows)"),
-        ("objects", lambda i, t, y: {"image": i, "text": np.array([object()] * 300)}, [],
-         "holds pickled Python objects, which are never loaded (save plain arrays)"),
+        (
+            "rows",
+            lambda i, t, y: {"image": i, "text": t[:-1]},
+            [],
+            "array 'text' has 299 rows and 'image' 300: row i of every modality must be the same item",
+        ),
+        (
+            "widths",
+            lambda i, t, y: {"image": i, "text": t[:, :8]},
+            [],
+            "array 'text' is 8-d and 'image' 16-d: the modalities must share one embedding space",
+        ),
+        (
+            "nan",
+            lambda i, t, y: {"image": np.where(np.arange(300)[:, None] == 7, np.nan, i), "text": t},
+            [],
+            "array 'image' holds NaN or inf (16 values; the first in row 7)",
+        ),
+        (
+            "inf",
+            lambda i, t, y: {"image": i, "text": np.where(np.arange(300)[:, None] == 3, np.inf, t)},
+            [],
+            "array 'text' holds NaN or inf (16 values; the first in row 3)",
+        ),
+        (
+            "single",
+            lambda i, t, y: {"image": i, "labels": y},
+            [],
+            "one modality array ('image'); the gap needs two or more (it holds image, labels)",
+        ),
+        (
+            "unknown",
+            lambda i, t, y: {"image": i, "text": t, "weights": y},
+            [],
+            "unknown array 'weights' of shape (300,): a modality is a (rows, width) array; the reserved names are "
+            "labels, ids, text_captions, text_caption_item, class_names",
+        ),
+        (
+            "extra",
+            lambda i, t, y: {"image": i, "text": t, "audio": t},
+            ["--modalities", "image,text"],
+            "unknown array 'audio': neither a modality asked for (image, text) nor one of labels, ids, text_captions, "
+            "text_caption_item, class_names",
+        ),
+        (
+            "missing",
+            lambda i, t, y: {"image": i, "txt": t},
+            ["--modalities", "image,text"],
+            "no array 'text' (it holds image, txt)",
+        ),
+        (
+            "labels",
+            lambda i, t, y: {"image": i, "text": t, "labels": y[:10]},
+            [],
+            "array 'labels' has shape (10,) for 300 items (one label per row)",
+        ),
+        (
+            "zeros",
+            lambda i, t, y: {"image": np.where(np.arange(300)[:, None] == 5, 0.0, i), "text": t},
+            [],
+            "row 5 of array 'image' is all zeros: it has no direction (1 such rows)",
+        ),
+        (
+            "objects",
+            lambda i, t, y: {"image": i, "text": np.array([object()] * 300)},
+            [],
+            "holds pickled Python objects, which are never loaded (save plain arrays)",
+        ),
     ],
 )
-def test_bad_input_gets_one_line_naming_file_and_array_and_writes_nothing(tmp_path, capsys, case, arrays, argv, message):
+def test_bad_input_gets_one_line_naming_file_and_array_and_writes_nothing(
+    tmp_path, capsys, case, arrays, argv, message
+):
     path = broken(tmp_path, case, **arrays(*paired()))
     code, out, err = run(capsys, path, *argv, "--out", tmp_path / "out", "--quiet")
     assert code == 2 and out == ""
@@ -143,7 +191,9 @@ def test_rows_not_unit_norm_are_normalised_with_a_note(tmp_path):
     image, text, labels = paired()
     path = broken(tmp_path, "raw", image=3.0 * image, text=text, labels=labels)
     raw = external.evaluate(external.load([path]), OPTIONS)
-    normed = external.evaluate(external.load([broken(tmp_path, "unit", image=image, text=text, labels=labels)]), OPTIONS)
+    normed = external.evaluate(
+        external.load([broken(tmp_path, "unit", image=image, text=text, labels=labels)]), OPTIONS
+    )
     assert raw["notes"] == ["rows of 'image' were not unit-norm (norms 3-3); normalised"]
     assert raw["gap"] == pytest.approx(normed["gap"], rel=1e-6) and raw["r1_text_image"] == normed["r1_text_image"]
 
@@ -161,15 +211,23 @@ def test_degenerate_encoders_get_the_scores_they_deserve():
     rng = np.random.default_rng(0)
     labels = np.arange(400) % 4
     point = unit(rng.normal(size=(1, 64)))
-    collapsed = external.Embeddings("collapsed", {"image": np.repeat(point, 400, 0), "text": np.repeat(point, 400, 0)}, labels)
+    collapsed = external.Embeddings(
+        "collapsed", {"image": np.repeat(point, 400, 0), "text": np.repeat(point, 400, 0)}, labels
+    )
     found = external.evaluate(collapsed, OPTIONS)
-    assert found["gap"] == pytest.approx(0, abs=1e-6) and found["rmg"] == 0.0 and found["uniformity_image"] == pytest.approx(0, abs=1e-6)
+    assert (
+        found["gap"] == pytest.approx(0, abs=1e-6)
+        and found["rmg"] == 0.0
+        and found["uniformity_image"] == pytest.approx(0, abs=1e-6)
+    )
     # every item ties (up to the float rounding of tiled products): chance
     assert found["r1_text_image"] == pytest.approx(100 / 400, rel=1e-2) and found["collapsed"]
     z = unit(rng.normal(size=(400, 64)))
     perfect = external.evaluate(external.Embeddings("perfect", {"image": z, "text": z.copy()}, labels), OPTIONS)
     assert perfect["rmg"] == 0.0 and perfect["true_pair_distance"] == 0.0 and perfect["r1_text_image"] == 100.0
-    random = external.evaluate(external.Embeddings("random", {"image": z, "text": unit(rng.normal(size=(400, 64)))}, labels), OPTIONS)
+    random = external.evaluate(
+        external.Embeddings("random", {"image": z, "text": unit(rng.normal(size=(400, 64)))}, labels), OPTIONS
+    )
     assert random["rmg"] == pytest.approx(0.5, abs=0.02) and random["r1_text_image"] < 3.0
 
 
@@ -210,8 +268,12 @@ def test_a_real_pretrained_models_embeddings_two_caption_templates(tmp_path, cap
     # of the ten (every item of a class ties, so ranks are over the ten class captions)
     scores = by_class["digit_word"] @ by_class["handwritten"].T
     shares = np.bincount(labels, minlength=10) / len(labels)
-    assert found["r1_digit_word_handwritten"] == pytest.approx(100 * np.sum(shares * (scores.argmax(1) == np.arange(10))))
-    assert found["r1_handwritten_digit_word"] == pytest.approx(100 * np.sum(shares * (scores.argmax(0) == np.arange(10))))
+    assert found["r1_digit_word_handwritten"] == pytest.approx(
+        100 * np.sum(shares * (scores.argmax(1) == np.arange(10)))
+    )
+    assert found["r1_handwritten_digit_word"] == pytest.approx(
+        100 * np.sum(shares * (scores.argmax(0) == np.arange(10)))
+    )
     # instance level: the m_c items of a class tie, so a query's R@1 is at most 1/m_c, the mean at most 10 / N
     instance = external.evaluate(external.load([path]), OPTIONS)
     assert 0 < instance["r1_digit_word_handwritten"] <= 100 * 10 / len(labels) + 1e-9
@@ -229,7 +291,9 @@ def per_seed(tmp_path, name, offset, seeds=4):
 
 def test_compare_runs_the_claims_check_paired_by_file_name(tmp_path, capsys):
     baseline, method = per_seed(tmp_path, "wide_gap", 1.0), per_seed(tmp_path, "narrow_gap", 0.1)
-    code = main(["compare", "--baseline", str(baseline), "--method", str(method), "--out", str(tmp_path / "out"), "--quiet"])
+    code = main(
+        ["compare", "--baseline", str(baseline), "--method", str(method), "--out", str(tmp_path / "out"), "--quiet"]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "external: narrow_gap vs wide_gap" in out and "convergence not known" in out
     assert "[HOLDS]" in out.split("3. narrow_gap vs wide_gap: smaller gap")[0].splitlines()[-1]

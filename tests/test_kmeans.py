@@ -32,7 +32,9 @@ def test_overlapping_clusters_reach_scikit_learns_inertia(seed):
     result = kmeans(points, 8, n_init=10, random_state=seed)
     reference = KMeans(8, n_init=10, random_state=seed).fit(points)
     assert result.inertia <= reference.inertia_ * 1.01
-    distances = ((points[:, None, :] - np.stack([points[result.labels == j].mean(0) for j in range(8)])[None]) ** 2).sum(-1)
+    distances = (
+        (points[:, None, :] - np.stack([points[result.labels == j].mean(0) for j in range(8)])[None]) ** 2
+    ).sum(-1)
     np.testing.assert_array_equal(result.labels, distances.argmin(axis=1))  # a fixed point: labels of its centres
     assert result.inertia == pytest.approx(distances.min(axis=1).sum(), rel=1e-4)
 

@@ -130,7 +130,9 @@ def test_imsep_matches_brute_force(modalities):
 def test_imsep_label_reading_uses_same_class_similarities():
     z = random_embeddings(("image", "text"), n=6)
     labels = torch.tensor([0, 1, 0, 2, -1, -1])
-    same = torch.tensor([[float(a == b and a >= 0) for b in labels.tolist()] for a in labels.tolist()], dtype=torch.float64)
+    same = torch.tensor(
+        [[float(a == b and a >= 0) for b in labels.tolist()] for a in labels.tolist()], dtype=torch.float64
+    )
     assert same[0, 2] == 1 and same[4, 5] == 0 and same[4, 4] == 0  # unlabelled items are like no other
     value = float(intra_modality_separation(LossInputs(z, torch.tensor(5.0, dtype=torch.float64), labels=labels),
                                             similarity="label"))  # fmt: skip

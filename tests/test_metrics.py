@@ -202,8 +202,12 @@ def test_class_recall_matches_brute_force_with_duplicate_texts():
     text_ranks, image_ranks = metrics.class_ranks(z["text"], z["image"], labels)
     correct = [set(np.flatnonzero(labels == labels[i])) for i in range(40)]
     for k in (1, 5):
-        assert metrics.recall_at(text_ranks, [k])[k] == pytest.approx(brute_force_recall(z["text"], z["image"], correct, k))
-        assert metrics.recall_at(image_ranks, [k])[k] == pytest.approx(brute_force_recall(z["image"], z["text"], correct, k))
+        assert metrics.recall_at(text_ranks, [k])[k] == pytest.approx(
+            brute_force_recall(z["text"], z["image"], correct, k)
+        )
+        assert metrics.recall_at(image_ranks, [k])[k] == pytest.approx(
+            brute_force_recall(z["image"], z["text"], correct, k)
+        )
 
 
 def assert_counts(ranks, scores, correct):
@@ -246,9 +250,13 @@ def test_item_ranks_on_continuous_data_across_chunk_remainders():
     items = unit(rng.normal(size=(300, 512))).astype(np.float32)
     owner = np.repeat(np.arange(300), 2)[:-1]  # 599 captions: the last item has one
     captions = unit(items[owner] + 0.9 * rng.normal(size=(len(owner), 512))).astype(np.float32)
-    _, item_ranks = metrics.retrieval_ranks(captions, items, np.full(300, -1), ("instance",), owner, chunk_size=64)["instance"]
+    _, item_ranks = metrics.retrieval_ranks(captions, items, np.full(300, -1), ("instance",), owner, chunk_size=64)[
+        "instance"
+    ]
     scores = items.astype(np.float64) @ captions.astype(np.float64).T
-    expected = [int((np.delete(row, np.flatnonzero(owner == j)) > row[owner == j].max()).sum()) for j, row in enumerate(scores)]
+    expected = [
+        int((np.delete(row, np.flatnonzero(owner == j)) > row[owner == j].max()).sum()) for j, row in enumerate(scores)
+    ]
     np.testing.assert_array_equal(item_ranks.above, expected)
     assert (item_ranks.tied == 0).all() and (item_ranks.best_correct == 1).all()
 
@@ -473,7 +481,9 @@ def test_a_dump_with_non_finite_embeddings_names_itself(tmp_path):
     z, labels = clustered(n=10, modalities=("image", "text"))
     z["text"][3, 0] = np.nan
     np.savez(tmp_path / "seed0.npz", **z, labels=labels)
-    with pytest.raises(CorruptIntermediateError, match=r"seed0.npz: damaged embedding dump \(non-finite values in 'text'\)"):
+    with pytest.raises(
+        CorruptIntermediateError, match=r"seed0.npz: damaged embedding dump \(non-finite values in 'text'\)"
+    ):
         load_embeddings(tmp_path / "seed0.npz")
 
 
@@ -489,7 +499,9 @@ def test_an_exactly_collapsed_encoder_is_flagged_collapsed():
     """Every embedding identical: R@1 is chance (ties broken at random), so the flag can fire."""
     labels = np.arange(80) % 4
     same = np.tile(unit(np.ones((1, 8))), (80, 1))
-    results = compute_metrics({"image": same, "text": same.copy(), "labels": labels}, "class", {**OPTIONS, "linear_probe": False})
+    results = compute_metrics(
+        {"image": same, "text": same.copy(), "labels": labels}, "class", {**OPTIONS, "linear_probe": False}
+    )
     assert results["r1_mean"] == pytest.approx(results["r1_chance"]) == pytest.approx(25.0)
     assert is_collapsed(results, COLLAPSE)
 
@@ -501,7 +513,9 @@ def test_one_collapsed_modality_is_flagged_even_when_pairs_are_apart():
     assert results["cos_true_pairs"] < 0.95 and results["intra_cos_image"] == pytest.approx(1.0)
     assert is_collapsed(results, COLLAPSE)
     healthy, _ = clustered(n=80, modalities=("image", "text"), seed=2)
-    assert not is_collapsed(compute_metrics({**healthy, "labels": labels}, "class", {**OPTIONS, "linear_probe": False}), COLLAPSE)
+    assert not is_collapsed(
+        compute_metrics({**healthy, "labels": labels}, "class", {**OPTIONS, "linear_probe": False}), COLLAPSE
+    )
 
 
 def test_an_item_split_never_finds_the_querys_own_partner():

@@ -38,7 +38,9 @@ def coco_fixture(root, n_train=6, n_val=8, missing_image: str | None = None):
             if name != missing_image:
                 files[split][name] = jpeg(image_id)
             for c in range(1 + k % 3):  # one to three captions per image
-                captions.append({"id": image_id * 10 + c, "image_id": image_id, "caption": f"photo {image_id} take {c} "})
+                captions.append(
+                    {"id": image_id * 10 + c, "image_id": image_id, "caption": f"photo {image_id} take {c} "}
+                )
         annotations[f"captions_{split}.json"] = {"images": images, "annotations": captions}
     val_ids = [image["id"] for image in annotations["captions_val2017.json"]["images"]]
     # categories per val image: 0 -> none, 1 -> one (twice annotated), 2 -> two distinct, ...
@@ -111,7 +113,9 @@ def test_prepare_from_an_extracted_copy_gives_the_same_data(tmp_path, coco_confi
 
 def test_annotation_of_a_missing_image_is_an_error(tmp_path, coco_config):
     coco_fixture(tmp_path, missing_image="000000001003.jpg")
-    with pytest.raises(CocoFormatError, match="train2017/000000001003.jpg is referenced by the annotations but missing"):
+    with pytest.raises(
+        CocoFormatError, match="train2017/000000001003.jpg is referenced by the annotations but missing"
+    ):
         prepare_dataset("coco", coco_config, tmp_path / "out", inputs(tmp_path))
     assert not (tmp_path / "out").exists()
 

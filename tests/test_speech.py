@@ -72,8 +72,10 @@ def test_same_requests_give_same_samples_in_every_process():
     words = [w for w in DIGIT_WORDS for _ in range(3)]
     requests = [(w, ["en+m1", "en+f2", "en-us+klatt"][i % 3], 130 + 7 * i, 25 + i) for i, w in enumerate(words)]
     code = _SEQUENCE_HASH.format(requests=requests)
-    hashes = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-              for _ in range(3)}
+    hashes = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        for _ in range(3)
+    }
     assert len(hashes) == 1
 
 

@@ -83,16 +83,23 @@ def test_collapsed_runs_are_marked(tmp_path):
 def test_corrupt_metrics_file_names_itself(tmp_path):
     path = tmp_path / "ours.json"
     path.write_text('[{"experiment": "e", "method"')
-    with pytest.raises(CorruptIntermediateError, match=f"{path}: damaged metrics file .*snakemake --cores all --forcerun {path}"):
+    with pytest.raises(
+        CorruptIntermediateError, match=f"{path}: damaged metrics file .*snakemake --cores all --forcerun {path}"
+    ):
         load_runs([path])
 
 
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda records: [{k: records[0][k] for k in ("experiment", "method", "seed")}],
-         r"seeds \[0\], the study has \[0, 1\]"),  # the case: one row, no metrics
-        (lambda records: [{k: v for k, v in r.items() if k != "gap"} for r in records], r"record 0 \(seed 0\) lacks gap"),
+        (
+            lambda records: [{k: records[0][k] for k in ("experiment", "method", "seed")}],
+            r"seeds \[0\], the study has \[0, 1\]",
+        ),  # the case: one row, no metrics
+        (
+            lambda records: [{k: v for k, v in r.items() if k != "gap"} for r in records],
+            r"record 0 \(seed 0\) lacks gap",
+        ),
         (lambda records: [{**records[0], "gap": float("nan")}, records[1]], r"record 0 \(seed 0\): gap is nan"),
         (lambda records: [records[0], {**records[1], "knn_acc": float("inf")}], r"record 1 \(seed 1\): knn_acc is inf"),
         (lambda records: [records[0], {**records[1], "v_measure": "high"}], r"v_measure is 'high', not a number"),
@@ -124,7 +131,10 @@ def test_a_runs_table_missing_a_seed_gives_no_verdict(tmp_path, metric_files):
     runs = load_runs(metric_files)
     (tmp_path / "runs.csv").write_text(runs[runs["seed"] == 0].to_csv(index=False))
     expected = [("e", m, s) for m in ("clip_lt", "ours") for s in (0, 1)]
-    with pytest.raises(CorruptIntermediateError, match=r"runs.csv: damaged runs table \(2 runs missing from the results: e/clip_lt/seed1"):
+    with pytest.raises(
+        CorruptIntermediateError,
+        match=r"runs.csv: damaged runs table \(2 runs missing from the results: e/clip_lt/seed1",
+    ):
         claims_report(tmp_path / "runs.csv", CLAIMS, {"e": 2}, expected)
     (tmp_path / "runs.csv").write_text(runs.to_csv(index=False))
     assert "e: ours vs clip_lt" in claims_report(tmp_path / "runs.csv", CLAIMS, {"e": 2}, expected)
@@ -259,7 +269,12 @@ def ladder_runs(deltas_by_budget):
     return pd.concat(frames, ignore_index=True)
 
 
-CLEAR = {"gap": [-0.4, -0.41, -0.39], "tv_r1": [0.5, -0.5, 0.0], "v_measure": [3.0, 3.2, 2.8], "knn_acc": [1.0, 1.2, 0.8]}
+CLEAR = {
+    "gap": [-0.4, -0.41, -0.39],
+    "tv_r1": [0.5, -0.5, 0.0],
+    "v_measure": [3.0, 3.2, 2.8],
+    "knn_acc": [1.0, 1.2, 0.8],
+}
 
 
 def test_the_verdict_is_read_at_the_first_budget_whose_doubling_moves_nothing():
@@ -267,10 +282,14 @@ def test_the_verdict_is_read_at_the_first_budget_whose_doubling_moves_nothing():
     runs = ladder_runs({10: shifted, 20: CLEAR, 40: {**CLEAR, "knn_acc": [1.1, 1.3, 0.9]}})
     ladder = {"e": [(10, "e@10"), (20, "e@20"), (40, "e@40")]}
     verdicts, ladders = check_claims(runs, CLAIMS, {"e@10": 2, "e@20": 2, "e@40": 2}, ladder)
-    assert {v.experiment for v in verdicts} == {"e@20"} and all(v.converged and v.budget == "20 epochs" for v in verdicts)
+    assert {v.experiment for v in verdicts} == {"e@20"} and all(
+        v.converged and v.budget == "20 epochs" for v in verdicts
+    )
     assert ladders[0].converged_at == 20 and "v_measure moved 2.00 (margin 0.5)" in ladders[0].doubling[0]
     text = format_verdicts(verdicts, CLAIMS, ladders)
-    assert "e@20: ours vs clip_lt, at 20 epochs (all runs converged)" in text and "doubling test: converged at 20" in text
+    assert (
+        "e@20: ours vs clip_lt, at 20 epochs (all runs converged)" in text and "doubling test: converged at 20" in text
+    )
 
 
 def test_a_ladder_that_keeps_moving_is_read_at_its_end_marked_not_converged():
@@ -295,7 +314,9 @@ def test_a_zero_width_interval_or_too_few_seeds_never_decides():
     assert verdicts[1].state == INCONCLUSIVE and "zero-width interval (knn_acc" in verdicts[1].evidence
     two = paired_runs({k: v[:2] for k, v in CLEAR.items()})
     verdicts, _ = check_claims(two, CLAIMS, {"e": 2})
-    assert {v.state for v in verdicts} == {INCONCLUSIVE} and "2 paired seeds, fewer than claims.min_seeds (3)" in verdicts[2].evidence
+    assert {v.state for v in verdicts} == {
+        INCONCLUSIVE
+    } and "2 paired seeds, fewer than claims.min_seeds (3)" in verdicts[2].evidence
 
 
 def test_a_small_but_certain_gain_holds_below_margin():
@@ -307,11 +328,12 @@ def test_a_small_but_certain_gain_holds_below_margin():
 
 
 def test_the_p_value_is_where_the_decision_appears():
-    from modgap.claims import p_value
 
     runs = paired_runs(CLEAR)
     verdicts, _ = check_claims(runs, CLAIMS, {"e": 2})
     gap = verdicts[2]
-    log_ratios = np.log((runs[runs.method == "ours"]["gap"].to_numpy()) / runs[runs.method == "clip_lt"]["gap"].to_numpy())
+    log_ratios = np.log(
+        (runs[runs.method == "ours"]["gap"].to_numpy()) / runs[runs.method == "clip_lt"]["gap"].to_numpy()
+    )
     t = log_ratios.mean() / (log_ratios.std(ddof=1) / math.sqrt(3))
     assert gap.p_value == pytest.approx(2 * scipy_stats.t.sf(abs(t), 2), rel=1e-6)  # the two-sided t-test's p

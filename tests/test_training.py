@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from modgap.data.format import load_split
-from modgap.errors import CorruptIntermediateError
 from modgap.embed import dump_embeddings
+from modgap.errors import CorruptIntermediateError
 from modgap.train import NonFiniteLossError, Trainer, train_run, train_seeds, warmup_cosine
 
 MLP_TOWERS = {"trunk": "mlp", "towers": {"image": {"kind": "patch", "patch_size": 28},
@@ -280,12 +280,19 @@ def test_a_budget_ladder_keeps_the_embeddings_of_every_budget(tmp_path, tiny_dat
     stopped = {"epochs": 1, "budgets": [1], "lr_schedule": "constant"}  # warm-up over the same first budget
     train_run(tiny_run("ours", **stopped), tiny_data, tmp_path / "b" / "model.pt", tmp_path / "b" / "log.csv", 0,
               tmp_path / "b" / "dump.npz")  # fmt: skip
-    early, stopped_dump = load_method_dump(tmp_path / "a" / "dump.npz", budget=1), load_method_dump(tmp_path / "b" / "dump.npz")
+    early, stopped_dump = (
+        load_method_dump(tmp_path / "a" / "dump.npz", budget=1),
+        load_method_dump(tmp_path / "b" / "dump.npz"),
+    )
     for modality in ("image", "audio", "text"):
         np.testing.assert_array_equal(early[modality], stopped_dump[modality])
     final = load_method_dump(tmp_path / "a" / "dump.npz")
     assert not np.array_equal(final["image"], early["image"]) and {"image@1", "text@1"} <= set(final)
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["dump.npz", "log.csv", "model.pt"]  # snapshots cleaned
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "dump.npz",
+        "log.csv",
+        "model.pt",
+    ]  # snapshots cleaned
 
 
 def test_warmup_then_constant():

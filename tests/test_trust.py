@@ -44,7 +44,10 @@ class Payload:
 def test_a_planted_model_file_never_runs_its_code(tmp_path):
     marker = tmp_path / "pwned"
     torch.save({"format": 3, "run": Payload(marker)}, tmp_path / "model.pt")
-    with pytest.raises(CorruptIntermediateError, match=r"model.pt: damaged model file \(UnpicklingError: holds posix.system, not only .*--forcerun"):
+    with pytest.raises(
+        CorruptIntermediateError,
+        match=r"model.pt: damaged model file \(UnpicklingError: holds posix.system, not only .*--forcerun",
+    ):
         load_trained(tmp_path / "model.pt")
     assert not marker.exists()
 
@@ -53,7 +56,10 @@ def test_a_planted_checkpoint_never_runs_its_code(tmp_path, tiny_data, tiny_run)
     trainer = Trainer(tiny_run("ours", epochs=2), tiny_data, tmp_path, seed=0)
     marker = tmp_path / "pwned"
     torch.save({"fingerprint": trainer.fingerprint, "model": Payload(marker)}, trainer.checkpoint_path)
-    with pytest.raises(CorruptIntermediateError, match=r"checkpoint.pt: damaged checkpoint \(UnpicklingError: holds posix.system.*delete it"):
+    with pytest.raises(
+        CorruptIntermediateError,
+        match=r"checkpoint.pt: damaged checkpoint \(UnpicklingError: holds posix.system.*delete it",
+    ):
         trainer.try_resume()
     assert not marker.exists()
 

@@ -138,6 +138,12 @@ def test_finished_study_has_nothing_to_do(checkout, study):
 
 
 @pytest.mark.slow
+def test_editing_a_description_retrains_nothing(checkout, study):
+    edited = {**TINY, "methods": {"clip_lt": {"description": "worded anew, nothing else"}}}
+    assert planned_jobs(snakemake(checkout / "Snakefile", study, edited, "-n")) == {}
+
+
+@pytest.mark.slow
 def test_a_copied_project_keeps_its_results(checkout, study, tmp_path):
     """cp -a of the whole project (workflow and results, in the same relative places) plans nothing."""
     for folder in (checkout, study):
@@ -153,9 +159,14 @@ def test_dose_response_target(checkout, study):
     trained = {p.parent.name for p in (study / "results" / "models" / "triple").glob("*/seed0")}
     assert trained == {"clip_lt", "ours", "ours_x0.5"}
     table = pd.read_csv(study / "results" / "tables" / "dose_response.csv")
-    assert table["strength"].tolist() == [0.0, 0.5, 1.0] and table["method"].tolist() == ["clip_lt", "ours_x0.5", "ours"]
+    assert table["strength"].tolist() == [0.0, 0.5, 1.0] and table["method"].tolist() == [
+        "clip_lt",
+        "ours_x0.5",
+        "ours",
+    ]
     for suffix in ("pdf", "png"):
         assert (study / "results" / "figures" / "triple" / f"dose_response.{suffix}").stat().st_size > 1000
+
 
 @pytest.mark.slow
 def test_editing_a_figure_reruns_only_that_figure(checkout, study):
@@ -174,7 +185,11 @@ def test_editing_the_tables_reruns_tables_and_claims_only(checkout, study):
     original = module.read_text()
     module.write_text(original + "\n# a change\n")
     try:
-        assert planned_jobs(snakemake(checkout / "Snakefile", study, TINY, "-n")) == {"tables": 1, "claims": 1, "all": 1}
+        assert planned_jobs(snakemake(checkout / "Snakefile", study, TINY, "-n")) == {
+            "tables": 1,
+            "claims": 1,
+            "all": 1,
+        }
     finally:
         module.write_text(original)
 
@@ -207,24 +222,41 @@ def test_report_gathers_tables_and_figures(checkout, study):
         ({"train": {"epochs": "many"}}, "config key 'train.epochs': 'many' is not of type 'integer'"),
         ({"experiments": [{"name": "x", "dataset": "embedded", "modalities": ["image", "odour"]}]}, "odour"),
         (
-            {"experiments": [{"name": "x", "dataset": "embedded", "modalities": ["image", "text"], "methods": ["sam"]}]},
+            {
+                "experiments": [
+                    {"name": "x", "dataset": "embedded", "modalities": ["image", "text"], "methods": ["sam"]}
+                ]
+            },
             "unknown method 'sam'",
         ),
         ({"datasets": {"embedded": {"source": "embedded", "n_sample": 5}}}, "('n_sample' was unexpected)"),
-        ({"train": {**TINY["train"], "batch_size": 1000}}, "config key 'train.batch_size': 1000 exceeds the 90 training items"),
         (
-            {"datasets": {"embedded": {"source": "embedded", "n_samples": 120},
-                          "av": {"source": "avmnist", "mnist": {"extracted": "/nonexistent"}}}},
+            {"train": {**TINY["train"], "batch_size": 1000}},
+            "config key 'train.batch_size': 1000 exceeds the 90 training items",
+        ),
+        (
+            {
+                "datasets": {
+                    "embedded": {"source": "embedded", "n_samples": 120},
+                    "av": {"source": "avmnist", "mnist": {"extracted": "/nonexistent"}},
+                }
+            },
             "config key 'datasets.av.mnist.extracted': /nonexistent does not exist",
         ),
         (
-            {"methods": {"weird": {"loss": {"frobnicate": {}}}}, "experiments": [
-                {"name": "x", "dataset": "embedded", "modalities": ["image", "text"], "methods": ["weird"]}]},
+            {
+                "methods": {"weird": {"loss": {"frobnicate": {}}}},
+                "experiments": [
+                    {"name": "x", "dataset": "embedded", "modalities": ["image", "text"], "methods": ["weird"]}
+                ],
+            },
             "config key 'methods.weird.loss.frobnicate': unknown loss term",
         ),
         (
-            {"datasets": {"../../escape": {"source": "embedded", "n_samples": 120}}, "experiments": [
-                {"name": "x", "dataset": "../../escape", "modalities": ["image", "text"]}]},
+            {
+                "datasets": {"../../escape": {"source": "embedded", "n_samples": 120}},
+                "experiments": [{"name": "x", "dataset": "../../escape", "modalities": ["image", "text"]}],
+            },
             "config key 'datasets': '../../escape' is not a plain name",
         ),
         ({"train": {**TINY["train"], "lr": float("nan")}}, "config key 'train.lr': nan is not a finite number"),
@@ -248,7 +280,9 @@ def test_jobs_run_the_code_of_their_own_checkout(checkout, study, tmp_path):
     for folder in (checkout, study):
         subprocess.run(["cp", "-a", str(folder), str(tmp_path / folder.name)], check=True)
     claims = tmp_path / checkout.name / "src" / "modgap" / "claims.py"
-    claims.write_text(claims.read_text().replace('"Claims check: each method', '"Claims check (second checkout): each method'))
+    claims.write_text(
+        claims.read_text().replace('"Claims check: each method', '"Claims check (second checkout): each method')
+    )
     result = snakemake(tmp_path / checkout.name / "Snakefile", tmp_path / study.name, TINY)
     assert planned_jobs(snakemake(tmp_path / checkout.name / "Snakefile", tmp_path / study.name, TINY, "-n")) == {}
     assert "rule claims" in result.stdout + result.stderr
@@ -290,7 +324,9 @@ def same_outputs(reference: Path, other: Path, model_bytes: bool = True) -> list
     def same(name: str) -> bool:
         if not model_bytes and name.endswith("model.pt"):
             weights = [load_trained(folder / "results" / name)[1]["model"] for folder in (reference, other)]
-            return weights[0].keys() == weights[1].keys() and all(weights[0][k].equal(weights[1][k]) for k in weights[0])
+            return weights[0].keys() == weights[1].keys() and all(
+                weights[0][k].equal(weights[1][k]) for k in weights[0]
+            )
         return (reference / "results" / name).read_bytes() == (root / name).read_bytes()
 
     return [n for n in names if not same(n)]
@@ -321,7 +357,9 @@ def test_a_killed_run_recovers_as_the_readme_says(checkout, study, tmp_path, sto
     workdir = tmp_path / "killed"
     workdir.mkdir()
     interrupted(checkout / "Snakefile", workdir, config, stop_when)
-    again = snakemake(checkout / "Snakefile", workdir, config, check=False)  # docs/failures.md: run the same command again,
+    again = snakemake(
+        checkout / "Snakefile", workdir, config, check=False
+    )  # docs/failures.md: run the same command again,
     if again.returncode != 0:  # and where Snakemake reports the lock the killed run left, unlock first
         assert "--unlock" in again.stdout + again.stderr, again.stderr
         snakemake(checkout / "Snakefile", workdir, config, "--unlock")
@@ -364,7 +402,9 @@ def test_a_short_metrics_file_stops_the_run_before_any_verdict(checkout, study, 
     claims_before = (workdir / "results" / "claims.txt").read_bytes()
     result = snakemake(tmp_path / checkout.name / "Snakefile", workdir, TINY, check=False)
     assert result.returncode != 0
-    assert "error: results/metrics/pair/ours.json: damaged metrics file (seeds [0], the study has [0, 1])" in result.stderr
+    assert (
+        "error: results/metrics/pair/ours.json: damaged metrics file (seeds [0], the study has [0, 1])" in result.stderr
+    )
     assert not (workdir / "results" / "claims.txt").exists() or (
         (workdir / "results" / "claims.txt").read_bytes() == claims_before
     )  # no verdict printed from it

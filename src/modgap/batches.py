@@ -106,16 +106,16 @@ class SplitInputs:
             partners[modality] = chosen
         return partners
 
-    def batch(
-        self, index: Tensor, captions: Tensor | None = None, partners: dict[str, Tensor] | None = None
-    ) -> Batch:
+    def batch(self, index: Tensor, captions: Tensor | None = None, partners: dict[str, Tensor] | None = None) -> Batch:
         """The items ``index`` (CPU tensor): inputs per modality, labels and, if loaded, caption embeddings.
 
         ``captions`` picks a caption per item (default: each item's first); ``partners``
         (from ``partner_choice``) replaces an item's input in some modalities by another item's.
         """
         partners = partners or {}
-        inputs = {m: self._take(m, partners[m][index] if m in partners else index) for m in self.modalities if m != "text"}
+        inputs = {
+            m: self._take(m, partners[m][index] if m in partners else index) for m in self.modalities if m != "text"
+        }
         text_embedding = None
         if "text" in self.modalities:
             chosen = (captions[index] if captions is not None else torch.zeros(len(index), dtype=torch.long)).to(
@@ -130,4 +130,3 @@ class SplitInputs:
     def batches(self, batch_size: int) -> list[Tensor]:
         """Consecutive index blocks covering the split in order (for evaluation)."""
         return list(torch.arange(self.size).split(batch_size))
-

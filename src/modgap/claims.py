@@ -173,7 +173,9 @@ def _all_converged(*runs: pd.DataFrame) -> bool | None:
     return all(bool(values.astype(bool).all()) for values in known)
 
 
-def _checks(a: pd.DataFrame, b: pd.DataFrame, claims: Mapping, modalities) -> list[tuple[str, Callable[[float], Decision], Callable]]:
+def _checks(
+    a: pd.DataFrame, b: pd.DataFrame, claims: Mapping, modalities
+) -> list[tuple[str, Callable[[float], Decision], Callable]]:
     """The three checks of one comparison: (label, decide(confidence), evidence(intervals))."""
     method, baseline, min_seeds = claims["_method"], claims["baseline"], claims["min_seeds"]
     tolerance, margin = claims["retrieval_tolerance"], claims["group_margin"]
@@ -293,7 +295,9 @@ def check_claims(
     """
     baseline, confidence = claims["baseline"], claims["confidence"]
     ladders = ladders or {}
-    rung_of = {evaluation: (experiment, budget) for experiment, rungs in ladders.items() for budget, evaluation in rungs}
+    rung_of = {
+        evaluation: (experiment, budget) for experiment, rungs in ladders.items() for budget, evaluation in rungs
+    }
     comparisons = {}  # (evaluation, method) -> (checks, context)
     for experiment, block in runs.groupby("experiment", sort=False):
         base = block[block["method"] == baseline].set_index("seed")
@@ -395,8 +399,12 @@ def format_verdicts(verdicts: list[Verdict], claims: Mapping, ladders: list[Ladd
         if (verdict.experiment, verdict.method) != current:
             current = (verdict.experiment, verdict.method)
             status = {True: "all runs converged", False: "NOT all runs converged"}.get(
-                verdict.converged, "convergence not known: trained elsewhere")
-            lines += ["", f"{verdict.experiment}: {verdict.method} vs {claims['baseline']}, at {verdict.budget} ({status})"]
+                verdict.converged, "convergence not known: trained elsewhere"
+            )
+            lines += [
+                "",
+                f"{verdict.experiment}: {verdict.method} vs {claims['baseline']}, at {verdict.budget} ({status})",
+            ]
             lines += [f"  ! {flag}" for flag in verdict.flags]
             lines.append(f"  {'Holm (decides)':<{width}} {'per claim':<{width}}")
         scope = f" — at {verdict.budget}, not converged" if verdict.converged is False else ""
@@ -420,7 +428,10 @@ def mismatch(runs: pd.DataFrame, expected: Iterable[tuple[str, str, int]]) -> li
     expected = {(e, m, int(s)) for e, m, s in expected}
     found = set(zip(runs["experiment"], runs["method"], runs["seed"].astype(int))) if len(runs) else set()
     problems = []
-    for label, runs_ in (("missing from the results", expected - found), ("not in the configuration", found - expected)):
+    for label, runs_ in (
+        ("missing from the results", expected - found),
+        ("not in the configuration", found - expected),
+    ):
         if runs_:
             listed = ", ".join(f"{e}/{m}/seed{s}" for e, m, s in sorted(runs_)[:5])
             more = f" and {len(runs_) - 5} more" if len(runs_) > 5 else ""

@@ -90,7 +90,9 @@ def evaluate(arguments: argparse.Namespace) -> int:
         progress(f"reading {' + '.join(map(str, files))}")
         embeddings = external.load(files, modalities=_modalities(arguments), labels=arguments.labels,
                                    budget=arguments.budget)  # fmt: skip
-        results = external.evaluate(embeddings, options, level=arguments.level, anchor=arguments.anchor, progress=progress)
+        results = external.evaluate(
+            embeddings, options, level=arguments.level, anchor=arguments.anchor, progress=progress
+        )
         progress("done")
         report = external.markdown(results)
         print(report)
@@ -107,9 +109,14 @@ def compare(arguments: argparse.Namespace) -> int:
     from modgap.config import section_defaults
     from modgap.io import write_text
 
-    names = (arguments.baseline_name or arguments.baseline.resolve().name, arguments.method_name or arguments.method.resolve().name)
+    names = (
+        arguments.baseline_name or arguments.baseline.resolve().name,
+        arguments.method_name or arguments.method.resolve().name,
+    )
     if names[0] == names[1]:
-        print(f"both folders are called '{names[0]}'; tell them apart with --baseline-name/--method-name", file=sys.stderr)
+        print(
+            f"both folders are called '{names[0]}'; tell them apart with --baseline-name/--method-name", file=sys.stderr
+        )
         return 2
     claims = {**section_defaults("claims"), "baseline": names[0], "methods": [names[1]]}
     for key in ("confidence", "min_seeds", "retrieval_tolerance", "group_margin"):
@@ -129,12 +136,20 @@ def compare(arguments: argparse.Namespace) -> int:
 
 def _metric_options(command: argparse.ArgumentParser) -> None:
     """Options shared by evaluate and compare; unset ones take the study's defaults."""
-    command.add_argument("--level", choices=("instance", "class"), default="instance",
-                         help="retrieval level: a query's own partner (instance) or any item of its class (class, needs labels)")  # fmt: skip
+    command.add_argument(
+        "--level",
+        choices=("instance", "class"),
+        default="instance",
+        help="retrieval level: a query's own partner (instance) or any item of its class (class, needs labels)",
+    )
     command.add_argument("--k", type=int, nargs="+", metavar="K", help="the k of R@k (default 1 5 10)")
-    command.add_argument("--anchor", help="the modality retrieval runs from and to (default: text if present, else the first)")
+    command.add_argument(
+        "--anchor", help="the modality retrieval runs from and to (default: text if present, else the first)"
+    )
     command.add_argument("--modalities", help="comma-separated arrays to measure (default: every non-reserved array)")
-    command.add_argument("--budget", type=int, help="from a dump of this project's budget ladder: the embeddings of that epoch")
+    command.add_argument(
+        "--budget", type=int, help="from a dump of this project's budget ladder: the embeddings of that epoch"
+    )
     command.add_argument("--kmeans-k", type=int, help="KMeans clusters (default: the number of classes)")
     command.add_argument("--kmeans-starts", type=int, help="KMeans starts, the best inertia kept (default 10)")
     command.add_argument("--knn-k", type=int, help="neighbours of the kNN vote (default 5)")
@@ -147,7 +162,9 @@ def _metric_options(command: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="modgap", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="modgap", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     measure = commands.add_parser(
         "evaluate", help="the gap and group-wise metrics of your own embeddings",
@@ -169,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     pair.add_argument("--method-name", help="its name in the verdicts (default: the folder's name)")
     pair.add_argument("--confidence", type=float, help="level of the intervals (default 0.95)")
     pair.add_argument("--min-seeds", type=int, help="fewest paired seeds that may decide a check (default 3)")
-    pair.add_argument("--retrieval-tolerance", type=float, help="claim 1: largest R@1 change that counts as barely changed (points)")
+    pair.add_argument(
+        "--retrieval-tolerance", type=float, help="claim 1: largest R@1 change that counts as barely changed (points)"
+    )
     pair.add_argument("--group-margin", type=float, help="claim 2: the V-Measure / kNN gain that counts (points)")
     _metric_options(pair)
     pair.set_defaults(handler=compare)

@@ -25,6 +25,8 @@ from modgap.errors import ExplainedError
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 # The training-free row: a trained method's embeddings with the gap shifted away (docs/workflow.md, "Metrics").
 POSTHOC_METHOD = "posthoc"
+# Keys of a method that only describe it: no job's result depends on them.
+DISPLAY_KEYS = ("description",)
 
 
 class ConfigError(ExplainedError, ValueError):
@@ -291,7 +293,9 @@ def _reference_problems(config: dict, schema: dict) -> list[str]:
     if source is not None and source not in known:
         problems.append(f"config key 'evaluate.posthoc_source': unknown method '{source}'")
     claims = config["claims"]
-    for key, name in [("baseline", claims["baseline"])] + [(f"methods[{i}]", m) for i, m in enumerate(claims["methods"])]:
+    for key, name in [("baseline", claims["baseline"])] + [
+        (f"methods[{i}]", m) for i, m in enumerate(claims["methods"])
+    ]:
         if name not in known:
             problems.append(f"config key 'claims.{key}': unknown method '{name}'")
     problems += _dose_response_problems(config)
@@ -302,14 +306,18 @@ def _dumps_problems(config: dict, key: str, experiment: dict, schema: dict) -> l
     """An experiment on embeddings made elsewhere names its methods (folders of per-seed files), each a plain
     name, and every file it needs exists."""
     if "methods" not in experiment:
-        return [f"config key '{key}.methods': an experiment on a dumps data set lists its methods (the folders of its files)"]
+        return [
+            f"config key '{key}.methods': an experiment on a dumps data set lists its methods (the folders of its files)"
+        ]
     pattern = re.compile(_name_pattern(schema))
     problems = []
     for method in experiment["methods"]:
         if not pattern.fullmatch(method):
             problems.append(f"config key '{key}.methods': {method!r} is not a plain name ({_NAME_RULE})")
         elif method in config["methods"]:
-            problems.append(f"config key '{key}.methods': '{method}' is also a trained method; name the folder otherwise")
+            problems.append(
+                f"config key '{key}.methods': '{method}' is also a trained method; name the folder otherwise"
+            )
         else:
             missing = [str(imported_dump(config, experiment["name"], method, seed)) for seed in config["seeds"]
                        if not imported_dump(config, experiment["name"], method, seed).is_file()]  # fmt: skip
@@ -438,7 +446,10 @@ def section_defaults(name: str, schema_path: str | Path = SCHEMA_PATH) -> dict:
 def largest_batch(config: dict, dataset: str) -> tuple[int, str] | None:
     """(largest training batch of the experiments on a data set, the config key that sets it); None if unused."""
     sizes = [
-        (deep_merge(config["train"], experiment.get("train", {}))["batch_size"], _experiment_key(index, experiment, "train", "batch_size"))
+        (
+            deep_merge(config["train"], experiment.get("train", {}))["batch_size"],
+            _experiment_key(index, experiment, "train", "batch_size"),
+        )
         for index, experiment in enumerate(config["experiments"])
         if experiment["dataset"] == dataset
     ]
@@ -484,7 +495,9 @@ def evaluations(config: dict) -> list[dict]:
         ladder = budget_ladder(config, experiment["name"])
         for budget in ladder or [epochs]:
             name = f"{experiment['name']}@{budget}" if ladder else experiment["name"]
-            result.append({"name": name, "experiment": experiment["name"], "budget": int(budget), "final": budget == epochs})
+            result.append(
+                {"name": name, "experiment": experiment["name"], "budget": int(budget), "final": budget == epochs}
+            )
     return result
 
 
@@ -499,7 +512,8 @@ def resolve_run(config: dict, experiment_name: str, method_name: str) -> dict:
         "modalities": list(experiment["modalities"]),
         "retrieval": experiment["retrieval"],
         "method_name": method_name,
-        "method": copy.deepcopy(config["methods"][method_name]),
+        # display-only keys stay out: editing a description never retrains (the run's fingerprint)
+        "method": {k: copy.deepcopy(v) for k, v in config["methods"][method_name].items() if k not in DISPLAY_KEYS},
         "model": deep_merge(config["model"], experiment.get("model", {})),
         "train": deep_merge(config["train"], experiment.get("train", {})),
     }

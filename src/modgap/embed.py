@@ -46,7 +46,9 @@ def caption_embeddings(model, data: SplitInputs, batch_size: int = 512) -> tuple
     return np.concatenate(embeddings)[order], np.concatenate(owners)[order]
 
 
-def embedding_dump(model: MultimodalEncoder, data: SplitInputs, autocast=contextlib.nullcontext) -> dict[str, np.ndarray]:
+def embedding_dump(
+    model: MultimodalEncoder, data: SplitInputs, autocast=contextlib.nullcontext
+) -> dict[str, np.ndarray]:
     """One float32 (N, d) unit-norm array per modality, ``labels``, ``ids``; where items have several
     captions, ``text`` holds each item's first and ``text_captions`` / ``text_caption_item`` all of them."""
     arrays = embed_split(model, data, autocast=autocast)

@@ -146,10 +146,14 @@ def labelled_metrics(
     else:
         progress(f"KMeans (k={k}, {options['kmeans_n_init']} starts) on {len(points)} points")
         results.update(
-            metrics.clustering_scores(points, stacked_labels, k, options["kmeans_random_state"], options["kmeans_n_init"])
+            metrics.clustering_scores(
+                points, stacked_labels, k, options["kmeans_random_state"], options["kmeans_n_init"]
+            )
         )
     if knn is None:
-        notes.append(f"kNN skipped: {len(points)} labelled points cannot hold {options['knn_k']} neighbours and a test part")
+        notes.append(
+            f"kNN skipped: {len(points)} labelled points cannot hold {options['knn_k']} neighbours and a test part"
+        )
     results["knn_acc"] = float("nan") if knn_acc is None else knn_acc
     if options["linear_probe"]:
         if present < 2 or len(points) < 10 * present:
@@ -233,7 +237,11 @@ def convergence(log_rows: pd.DataFrame, criterion: Mapping) -> dict:
     tested = [key for key in late if criterion[key] is not None]
     finite = bool(np.isfinite(window[["val_loss", "val_gap"]].to_numpy()).all())
     converged = len(log_rows) >= 2 and finite and all(late[key] <= criterion[key] for key in tested)
-    return {"converged": bool(converged), "epochs": int(len(log_rows)), **{f"late_change_{k}": v for k, v in late.items()}}
+    return {
+        "converged": bool(converged),
+        "epochs": int(len(log_rows)),
+        **{f"late_change_{k}": v for k, v in late.items()},
+    }
 
 
 def is_collapsed(results: Mapping, criterion: Mapping) -> bool:

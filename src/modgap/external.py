@@ -108,7 +108,9 @@ def _torch_arrays(path: Path) -> dict[str, np.ndarray]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise _refuse(path, "holds Python objects beyond tensors, which are never loaded (save a dict of tensors)") from None
+        raise _refuse(
+            path, "holds Python objects beyond tensors, which are never loaded (save a dict of tensors)"
+        ) from None
     if not isinstance(payload, dict) or not all(isinstance(v, torch.Tensor) for v in payload.values()):
         raise _refuse(path, f"holds a {type(payload).__name__}, not a dict of tensors (name -> tensor)")
     return {str(name): _tensor_array(tensor) for name, tensor in payload.items()}
@@ -179,7 +181,9 @@ def load(
 
 def _at_budget(arrays: dict[str, np.ndarray], budget: int | None, where, notes: list[str]) -> dict[str, np.ndarray]:
     """Arrays of a budget ladder's dump (``<name>@<epochs>``): those of ``budget``, or the final ones."""
-    snapshots = sorted({int(name.partition("@")[2]) for name in arrays if "@" in name and name.partition("@")[2].isdigit()})
+    snapshots = sorted(
+        {int(name.partition("@")[2]) for name in arrays if "@" in name and name.partition("@")[2].isdigit()}
+    )
     plain = {name: values for name, values in arrays.items() if "@" not in name}
     if budget is None:
         if snapshots:
@@ -232,7 +236,9 @@ def _unit_rows(values: np.ndarray, name: str, where, notes: list[str]) -> np.nda
     norms = np.sqrt(np.einsum("ij,ij->i", values, values))  # float32 is ample for the 1e-3 test
     zero = np.flatnonzero(norms == 0)
     if zero.size:
-        raise _refuse(where, f"row {int(zero[0])} of array '{name}' is all zeros: it has no direction ({zero.size} such rows)")
+        raise _refuse(
+            where, f"row {int(zero[0])} of array '{name}' is all zeros: it has no direction ({zero.size} such rows)"
+        )
     if np.max(np.abs(norms - 1.0)) > NORM_TOLERANCE:
         notes.append(f"rows of '{name}' were not unit-norm (norms {norms.min():.3g}-{norms.max():.3g}); normalised")
         values = values / norms[:, None].astype(values.dtype)
@@ -275,7 +281,9 @@ def _labels(values: np.ndarray, n: int, where) -> tuple[np.ndarray, list[str] | 
         raise _refuse(where, f"array 'labels' holds {values.dtype} values, not classes (integers or strings)")
     codes = values.astype(np.int64)
     if (codes < -1).any():
-        raise _refuse(where, f"array 'labels' holds {int(codes.min())}; classes are 0 or more, -1 marks an unlabelled row")
+        raise _refuse(
+            where, f"array 'labels' holds {int(codes.min())}; classes are 0 or more, -1 marks an unlabelled row"
+        )
     return codes, None
 
 
@@ -351,14 +359,20 @@ def markdown(results: dict) -> str:
                      f"| {_number(results['rmg'], 3)} | {_number(results['cos_true_pairs'], 3)} |")  # fmt: skip
     lines += ["", "## Spread (per modality)", "", "| modality | mean intra-modality cosine | uniformity (t = 2) |",
               "|---|---:|---:|"]  # fmt: skip
-    lines += [f"| {m} | {_number(results[f'intra_cos_{m}'], 3)} | {_number(results[f'uniformity_{m}'], 3)} |" for m in names]
+    lines += [
+        f"| {m} | {_number(results[f'intra_cos_{m}'], 3)} | {_number(results[f'uniformity_{m}'], 3)} |" for m in names
+    ]
     ks = results["options"]["recall_at"]
     lines += ["", f"## Retrieval ({results['retrieval']} level, percent; chance R@1 {_number(results['r1_chance'])})", "",
               "| query -> target | " + " | ".join(f"R@{k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]  # fmt: skip
     anchor = results["anchor"]
     for other in (m for m in names if m != anchor):
         for query, target in ((anchor, other), (other, anchor)):
-            lines.append(f"| {query} -> {target} | " + " | ".join(_number(results.get(f"r{k}_{query}_{target}"), 1) for k in ks) + " |")
+            lines.append(
+                f"| {query} -> {target} | "
+                + " | ".join(_number(results.get(f"r{k}_{query}_{target}"), 1) for k in ks)
+                + " |"
+            )
     lines += ["", "## Group-wise (percent)", ""]
     if "n_labelled" not in results or not results["n_labelled"]:
         lines.append("Skipped: no labels.")
@@ -390,7 +404,9 @@ def paired_files(baseline: str | Path, method: str | Path) -> list[tuple[str, Pa
         lonely = sorted(set(names) - set(other))
         if lonely:
             partner = second if folder == first else first
-            raise EmbeddingFileError(f"{folder / lonely[0]}: no file of the same name in {partner} (runs pair by file name)")
+            raise EmbeddingFileError(
+                f"{folder / lonely[0]}: no file of the same name in {partner} (runs pair by file name)"
+            )
     return [(Path(name).stem, a[name], b[name]) for name in a]
 
 
@@ -431,7 +447,9 @@ def compare(
     names, chosen = reference[0][0], records[0]["anchor"]
     if "tv_r1" not in frame and "ta_r1" not in frame:
         for other in (m for m in names if m != chosen):
-            frame[f"{PAIR_R1_PREFIX}{chosen}_{other}"] = frame[[f"r1_{chosen}_{other}", f"r1_{other}_{chosen}"]].mean(axis=1)
+            frame[f"{PAIR_R1_PREFIX}{chosen}_{other}"] = frame[[f"r1_{chosen}_{other}", f"r1_{other}_{chosen}"]].mean(
+                axis=1
+            )
     frame = frame.drop(columns=["options", "modalities"])
     verdicts, _ = check_claims(frame, claims, {experiment: len(names)})
     return format_verdicts(verdicts, claims), frame

@@ -39,7 +39,9 @@ def local_trials(k: int) -> int:
     return 2 + int(np.log(k))
 
 
-def kmeans_plus_plus(points: np.ndarray, point_norms: np.ndarray, k: int, n_init: int, rng: np.random.Generator) -> np.ndarray:
+def kmeans_plus_plus(
+    points: np.ndarray, point_norms: np.ndarray, k: int, n_init: int, rng: np.random.Generator
+) -> np.ndarray:
     """Greedy k-means++ seeds for ``n_init`` runs at once: (n_init, k, d).
 
     Each step draws 2 + log(k) candidates per run with probability proportional to the squared distance to

@@ -163,7 +163,9 @@ def partition_scores(labels: np.ndarray, clusters: np.ndarray) -> dict[str, floa
     mutual = float(max(np.sum(joint * np.log(joint / outer)), 0.0))
     homogeneity = 1.0 if h_labels == 0 else mutual / h_labels
     completeness = 1.0 if h_clusters == 0 else mutual / h_clusters
-    v_measure = 0.0 if homogeneity + completeness == 0 else 2 * homogeneity * completeness / (homogeneity + completeness)
+    v_measure = (
+        0.0 if homogeneity + completeness == 0 else 2 * homogeneity * completeness / (homogeneity + completeness)
+    )
     if table.shape[0] == table.shape[1] == 1 or h_labels == h_clusters == 0:
         nmi = 1.0
     else:
@@ -240,7 +242,9 @@ class _KnnSearch:
         else:
             raise ValueError(f"kNN split must be 'point' or 'item', got {protocol.split!r}")
         if len(train) < protocol.k or len(test) == 0:
-            raise ValueError(f"kNN needs at least {protocol.k} train points and one test point, got {len(train)} and {len(test)}")
+            raise ValueError(
+                f"kNN needs at least {protocol.k} train points and one test point, got {len(train)} and {len(test)}"
+            )
         self.plan, self.test, self.labels = plan, test, labels
         self.chunk_size, self.test_fraction = chunk_size, protocol.test_fraction
         self.point_labels = np.tile(labels[labelled], len(embeddings))
@@ -333,7 +337,10 @@ def retrieval_and_knn(
             owner = np.asarray(text_caption_item, dtype=np.int64)
             ranks |= _rank_pass(text_captions, embeddings[other], owner, labels, plan, ["instance"])
         for level, (text_ranks, item_ranks) in ranks.items():
-            for (query, target), level_ranks in {(text_modality, other): text_ranks, (other, text_modality): item_ranks}.items():
+            for (query, target), level_ranks in {
+                (text_modality, other): text_ranks,
+                (other, text_modality): item_ranks,
+            }.items():
                 for k, value in recall_at(level_ranks, ks).items():
                     recalls[level][f"r{k}_{query}_{target}"] = value
     if search is None:

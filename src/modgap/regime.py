@@ -6,7 +6,6 @@ where the ladder converged (modgap.claims.doubling_test)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import pandas as pd
 
@@ -79,7 +78,9 @@ def plot(table: pd.DataFrame, knob: str):
     return figure
 
 
-def make(runs_csv, claims, ladders, knobs, modality_counts, knob: str, csv_path, md_path, pdf_path, png_path) -> pd.DataFrame:
+def make(
+    runs_csv, claims, ladders, knobs, modality_counts, knob: str, csv_path, md_path, pdf_path, png_path
+) -> pd.DataFrame:
     table = regime_table(pd.read_csv(runs_csv), claims, ladders, knobs, modality_counts)
     write_text(csv_path, table.to_csv(index=False))
     write_text(md_path, regime_markdown(table, knob))

@@ -408,7 +408,9 @@ def tile_pass(
                 consumer.begin(tier)
             units = []
             for r in range(n):
-                partners = [c for c in range(n) if plan.tier(r, c) == tier and len(row_chunks[r]) and len(col_chunks[c])]
+                partners = [
+                    c for c in range(n) if plan.tier(r, c) == tier and len(row_chunks[r]) and len(col_chunks[c])
+                ]
                 if partners:
                     units.append((tier, r, partners))
             for contributions in pool.map(work, units):

@@ -191,7 +191,9 @@ def paper_layout_markdown(table: pd.DataFrame) -> str:
             lines.append(f"| {flagged_label(row)} | {row['n_seeds']} | " + " | ".join(cells) + " |")
         lines.append("")
     lines.append(FLAG_NOTES)
-    lines += [f"Note ({row.experiment}, {row.method}): {row.notes}" for row in table.itertuples() if getattr(row, "notes", "")]
+    lines += [
+        f"Note ({row.experiment}, {row.method}): {row.notes}" for row in table.itertuples() if getattr(row, "notes", "")
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -257,7 +259,9 @@ def paper_comparison_markdown(comparison: pd.DataFrame) -> str:
     lines = [
         "Ours = this replication (mean ± std over seeds); paper = the paper's reported value.",
         "",
-        "| experiment | paper data set | method | " + " | ".join(f"{label} ours | {label} paper" for _, label in metrics) + " |",
+        "| experiment | paper data set | method | "
+        + " | ".join(f"{label} ours | {label} paper" for _, label in metrics)
+        + " |",
         "|---|---|---|" + "---|---|" * len(metrics),
     ]
     for _, row in comparison.iterrows():
@@ -266,7 +270,11 @@ def paper_comparison_markdown(comparison: pd.DataFrame) -> str:
             cells.append(_cell(row[f"{key}_ours"], row[f"{key}_ours_std"], _digits(key)))
             paper = row[f"{key}_paper"]
             cells.append("–" if pd.isna(paper) else f"{paper:g}")  # as printed in the paper
-        lines.append(f"| {row['experiment']} | {row['paper_dataset']} | {method_label(row['method'])} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {row['experiment']} | {row['paper_dataset']} | {method_label(row['method'])} | "
+            + " | ".join(cells)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -283,7 +291,10 @@ def dose_response(table: pd.DataFrame, strengths: Mapping[float, str]) -> pd.Dat
     """The aggregated rows of the dose-response methods, one per strength, in strength order."""
     rows = table.set_index("method")
     frame = pd.DataFrame(
-        [{"strength": float(strength), "method": method, **rows.loc[method].to_dict()} for strength, method in strengths.items()]
+        [
+            {"strength": float(strength), "method": method, **rows.loc[method].to_dict()}
+            for strength, method in strengths.items()
+        ]
     )
     return frame.sort_values("strength", kind="stable").reset_index(drop=True)
 
@@ -303,7 +314,11 @@ def dose_response_markdown(frame: pd.DataFrame) -> str:
 
 
 def write_dose_response(
-    metric_paths: Iterable[str | Path], strengths: Mapping[float, str], csv_path, md_path, seeds: Iterable[int] | None = None
+    metric_paths: Iterable[str | Path],
+    strengths: Mapping[float, str],
+    csv_path,
+    md_path,
+    seeds: Iterable[int] | None = None,
 ) -> pd.DataFrame:
     """Write the dose-response table (csv and Markdown) from the metrics of its methods."""
     frame = dose_response(aggregate(load_runs(metric_paths, seeds)), strengths)

@@ -29,10 +29,10 @@ import torch
 from torch import nn
 
 from modgap import metrics
-from modgap.errors import ExplainedError
 from modgap.batches import SplitInputs
 from modgap.data.format import read_manifest
 from modgap.embed import embed_split, embedding_dump
+from modgap.errors import ExplainedError
 from modgap.evaluate import BUDGET_ARRAYS
 from modgap.io import save_npz, save_torch, write_text
 from modgap.losses import MethodLoss
@@ -53,7 +53,6 @@ def remove_resume_state(run_dir: str | Path) -> None:
     checkpoint_path(run_dir).unlink(missing_ok=True)
     for snapshot in run_dir.glob("snapshot_e*.npz"):
         snapshot.unlink()
-
 
 
 class NonFiniteLossError(ExplainedError, FloatingPointError):
@@ -292,7 +291,9 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", gap=f"{row['val_gap']:.2f}")
             if epoch + 1 in self.snapshot_budgets:  # before the checkpoint that would skip this epoch on resume
-                save_npz(self.snapshot_path(epoch + 1), **embedding_dump(self.model, self.test_data, autocast=self.autocast))
+                save_npz(
+                    self.snapshot_path(epoch + 1), **embedding_dump(self.model, self.test_data, autocast=self.autocast)
+                )
             if (epoch + 1) % self.options["checkpoint_every"] == 0 or epoch + 1 == epochs:
                 self.save_checkpoint()  # the last one lets a job of several seeds skip the finished ones
         if bar is not None:
@@ -375,7 +376,9 @@ def train_seeds(
     Every seed's last checkpoint is kept until all seeds are done, so a job killed
     during a later seed resumes without retraining the earlier ones.
     """
-    for seed, model_path, log_path, embeddings_path in zip(seeds, model_paths, log_paths, embeddings_paths, strict=True):
+    for seed, model_path, log_path, embeddings_path in zip(
+        seeds, model_paths, log_paths, embeddings_paths, strict=True
+    ):
         train_run(run, data_dir, model_path, log_path, int(seed), embeddings_path, keep_checkpoint=True)
     for model_path in model_paths:
         remove_resume_state(Path(model_path).parent)

@@ -49,6 +49,6 @@ rule import_dumps:
         mem_mb=4000,
         runtime=10,
     conda:
-        ANALYSIS_ENV
+        TRAIN_ENV  # .pt and .safetensors files are read with torch
     script:
         "../scripts/import_dumps.py"

@@ -8,7 +8,10 @@ from modgap.logs import log_to_file
 
 with log_to_file(snakemake.log[0]):
     report = claims_report(
-        snakemake.input.runs, snakemake.params.claims, snakemake.params.modality_counts,
-        snakemake.params.expected, snakemake.params.ladders,
+        snakemake.input.runs,
+        snakemake.params.claims,
+        snakemake.params.modality_counts,
+        snakemake.params.expected,
+        snakemake.params.ladders,
     )
     write_text(snakemake.output[0], report)

@@ -6,4 +6,10 @@ from modgap.logs import log_to_file
 from modgap.tables import write_dose_response
 
 with log_to_file(snakemake.log[0]):
-    write_dose_response(snakemake.input.metrics, snakemake.params.strengths, snakemake.output.csv, snakemake.output.md, snakemake.params.seeds)
+    write_dose_response(
+        snakemake.input.metrics,
+        snakemake.params.strengths,
+        snakemake.output.csv,
+        snakemake.output.md,
+        snakemake.params.seeds,
+    )

@@ -12,7 +12,9 @@ with log_to_file(snakemake.log[0]):
     dumps = {m: load_method_dump(p, s) for m, p, s in zip(params.methods, snakemake.input.embeddings, params.shifts)}
     latent.make(
         dumps,
-        read_manifest(snakemake.input.data)["class_names"] if snakemake.input.data else next(iter(dumps.values()))["class_names"],
+        read_manifest(snakemake.input.data)["class_names"]
+        if snakemake.input.data
+        else next(iter(dumps.values()))["class_names"],
         snakemake.output.pdf,
         snakemake.output.png,
         dimensions=int(snakemake.wildcards.dimensions),

@@ -10,7 +10,13 @@ with log_to_file(snakemake.log[0]):
     configure_threads(snakemake.threads)
     evaluate_method(
         # embeddings made elsewhere (a dumps data set) come without training logs
-        list(zip(snakemake.params.seeds, snakemake.input.embeddings, snakemake.input.get("logs") or [None] * len(snakemake.params.seeds))),
+        list(
+            zip(
+                snakemake.params.seeds,
+                snakemake.input.embeddings,
+                snakemake.input.get("logs") or [None] * len(snakemake.params.seeds),
+            )
+        ),
         snakemake.output[0],
         experiment=snakemake.wildcards.experiment,
         method=snakemake.wildcards.method,

@@ -6,4 +6,6 @@ from modgap.logs import log_to_file
 from modgap.tables import write_tables
 
 with log_to_file(snakemake.log[0]):
-    write_tables(snakemake.input.metrics, dict(snakemake.output.items()), snakemake.params.references, snakemake.params.seeds)
+    write_tables(
+        snakemake.input.metrics, dict(snakemake.output.items()), snakemake.params.references, snakemake.params.seeds
+    )

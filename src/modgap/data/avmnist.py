@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 
-from modgap.errors import ExplainedError
 from modgap.data import audio as audio_lib
 from modgap.data.download import md5sum
 from modgap.data.embedded import DIGIT_WORDS
@@ -42,6 +41,7 @@ from modgap.data.format import write_prepared
 from modgap.data.sources import ESC50_ARCHIVE, FSDD_ARCHIVE, MNIST_FILES, mnist_keys
 from modgap.data.split import stratified_split
 from modgap.data.text import encode_captions
+from modgap.errors import ExplainedError
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +294,9 @@ def unimodal_probe_accuracy(splits: Mapping[str, Mapping[str, np.ndarray]], seed
         probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
         probe.fit(features(train, modality)[rows], train["labels"][rows])
         accuracy[modality] = float(100.0 * probe.score(features(test, modality), test["labels"]))
-    log.info("linear probes on raw inputs, test accuracy: image %.1f %%, audio %.1f %%", accuracy["image"], accuracy["audio"])
+    log.info(
+        "linear probes on raw inputs, test accuracy: image %.1f %%, audio %.1f %%", accuracy["image"], accuracy["audio"]
+    )
     return accuracy
 
 
@@ -304,7 +306,9 @@ def _subsample(indices: np.ndarray, size: int | None, rng: np.random.Generator) 
     return np.sort(rng.choice(indices, size=size, replace=False))
 
 
-def prepare_avmnist(config: Mapping, inputs: Sequence[str | Path], output_dir: str | Path, name: str = "avmnist") -> dict:
+def prepare_avmnist(
+    config: Mapping, inputs: Sequence[str | Path], output_dir: str | Path, name: str = "avmnist"
+) -> dict:
     rng = np.random.default_rng(config["seed"])
     features = config["audio"]
     downloaded = {Path(p).name: Path(p) for p in inputs}

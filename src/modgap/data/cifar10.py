@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from modgap.errors import ExplainedError
 from modgap.data.format import write_prepared
 from modgap.data.sources import CIFAR10_ARCHIVE as ARCHIVE
 from modgap.data.split import stratified_split
 from modgap.data.text import encode_captions
+from modgap.errors import ExplainedError
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,9 @@ def read_batches(location: str | Path, verify: bool = True) -> dict[str, dict]:
                     if member.isfile() and name in wanted:
                         found[name] = archive.extractfile(member).read()
         except (tarfile.TarError, EOFError, OSError) as error:
-            raise CifarFormatError(f"{location}: truncated or corrupt archive ({error}); delete it and download again") from error
+            raise CifarFormatError(
+                f"{location}: truncated or corrupt archive ({error}); delete it and download again"
+            ) from error
     missing = sorted(wanted - set(found))
     if missing:
         raise CifarFormatError(f"{location}: missing {', '.join(missing)}")

@@ -144,7 +144,9 @@ def read_manifest(data_dir: str | Path) -> dict:
         raise PreparedDataError(f"{path}: unreadable manifest ({error}); {_rebuild(data_dir)}") from None
     if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
         version = manifest.get("format_version") if isinstance(manifest, dict) else None
-        raise PreparedDataError(f"{path}: format version {version} (this modgap reads {FORMAT_VERSION}); {_rebuild(data_dir)}")
+        raise PreparedDataError(
+            f"{path}: format version {version} (this modgap reads {FORMAT_VERSION}); {_rebuild(data_dir)}"
+        )
     return manifest
 
 
@@ -180,7 +182,9 @@ def load_split(
     modalities = list(modalities or manifest["modalities"])
     unknown = [m for m in modalities if m not in manifest["modalities"]]
     if unknown:
-        raise PreparedDataError(f"{data_dir}: no modality {', '.join(unknown)} (has {', '.join(manifest['modalities'])})")
+        raise PreparedDataError(
+            f"{data_dir}: no modality {', '.join(unknown)} (has {', '.join(manifest['modalities'])})"
+        )
     files = manifest["splits"][split]["files"]
     arrays: dict[str, Any] = {}
     for array_name in expected_arrays(modalities):

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from modgap.errors import ExplainedError
 from modgap.data.format import write_prepared
 from modgap.data.sources import MSCOCO_ARCHIVES as ARCHIVES
 from modgap.data.text import encode_captions
+from modgap.errors import ExplainedError
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,9 @@ def prepare_mscoco(config: Mapping, inputs: Sequence[str | Path], output_dir: st
     val_images, val_captions = captions_by_image(files.annotation("captions_val2017.json"))
     n_test, n_val = config["test_images"], config["val_images"]
     if n_test + n_val > len(val_images):
-        raise CocoFormatError(f"val2017 has {len(val_images)} captioned images; test_images + val_images = {n_test + n_val}")
+        raise CocoFormatError(
+            f"val2017 has {len(val_images)} captioned images; test_images + val_images = {n_test + n_val}"
+        )
     instances = files.annotation("instances_val2017.json")
     _, class_names = single_category_labels(instances, [])
 

@@ -55,9 +55,7 @@ def subset_counts(class_sizes: list[int], size: int) -> list[int]:
     return counts
 
 
-def stratified_sizes(
-    class_sizes: list[int], size: int, val_fraction: float, test_fraction: float
-) -> dict[str, int]:
+def stratified_sizes(class_sizes: list[int], size: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
     """Split sizes of ``stratified_split`` after ``stratified_subset(size)``, without drawing anything."""
     per_class = [split_counts(n, val_fraction, test_fraction) for n in subset_counts(class_sizes, size)]
     return {split: sum(counts[i] for counts in per_class) for i, split in enumerate(("train", "val", "test"))}

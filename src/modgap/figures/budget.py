@@ -31,7 +31,9 @@ def plot(frame: pd.DataFrame, claims: Mapping):
             if index == 0:  # the baseline's gap, the same in every comparison
                 row[0].plot(x, lines["baseline_gap"], marker="o", markersize=3, color=colors[claims["baseline"]],
                             label=method_label(claims["baseline"]))  # fmt: skip
-            row[0].plot(x, lines["method_gap"], marker="o", markersize=3, color=colors[method], label=method_label(method))
+            row[0].plot(
+                x, lines["method_gap"], marker="o", markersize=3, color=colors[method], label=method_label(method)
+            )
             for axis, (key, _) in zip(row[1:], DELTAS):
                 axis.errorbar(x, lines[key], yerr=[lines[key] - lines[f"{key}_low"], lines[f"{key}_high"] - lines[key]],
                               marker="o", markersize=3, capsize=2, linewidth=1, color=colors[method])  # fmt: skip
@@ -50,7 +52,9 @@ def plot(frame: pd.DataFrame, claims: Mapping):
     return figure
 
 
-def make(runs_csv: str | Path, ladders: Mapping[str, list], claims: Mapping, pdf_path: str | Path, png_path: str | Path) -> None:
+def make(
+    runs_csv: str | Path, ladders: Mapping[str, list], claims: Mapping, pdf_path: str | Path, png_path: str | Path
+) -> None:
     from modgap.regime import regime_table
 
     save(plot(regime_table(pd.read_csv(runs_csv), claims, ladders, {}, {}), claims), pdf_path, png_path)

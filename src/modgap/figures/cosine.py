@@ -55,7 +55,15 @@ def plot(dumps: Sequence[tuple[str, Mapping[str, np.ndarray]]], title: str = "")
 
 
 def make(
-    dumps: Mapping[str, Mapping[str, np.ndarray]], pdf_path: str | Path, png_path: str | Path, experiment: str, seed: int
+    dumps: Mapping[str, Mapping[str, np.ndarray]],
+    pdf_path: str | Path,
+    png_path: str | Path,
+    experiment: str,
+    seed: int,
 ) -> None:
     """``dumps``: method -> embedding dump (modgap.evaluate.load_method_dump)."""
-    save(plot(list(dumps.items()), title=f"{experiment}: true vs random pairs, test split, seed {seed}"), pdf_path, png_path)
+    save(
+        plot(list(dumps.items()), title=f"{experiment}: true vs random pairs, test split, seed {seed}"),
+        pdf_path,
+        png_path,
+    )

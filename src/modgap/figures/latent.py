@@ -25,7 +25,10 @@ def project(embeddings: Mapping[str, np.ndarray], dimensions: int) -> dict[str, 
 
 
 def plot(
-    dumps: Sequence[tuple[str, Mapping[str, np.ndarray]]], class_names: Sequence[str], dimensions: int = 2, title: str = ""
+    dumps: Sequence[tuple[str, Mapping[str, np.ndarray]]],
+    class_names: Sequence[str],
+    dimensions: int = 2,
+    title: str = "",
 ):
     apply_style()
     columns = len(dumps)
