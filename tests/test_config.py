@@ -350,3 +350,15 @@ def test_a_budget_ladder_gives_one_evaluation_per_budget(config_dict):
 def test_a_broken_ladder_names_its_key(config_dict, train, expected):
     problems = problems_of(ladder_config(config_dict, **train))
     assert any(expected in p for p in problems), problems
+
+
+def test_command_line_overrides_are_typed_as_yaml_would():
+    from modgap.config import typed_overrides
+
+    # as Snakemake's base loader hands them over: every scalar inside a list or mapping a string
+    given = {"seeds": ["0", "1"], "train": {"epochs": "5", "lr": "0.001", "device": "cpu", "budgets": "null"}, "x": 2}
+    assert typed_overrides(given) == {
+        "seeds": [0, 1],
+        "train": {"epochs": 5, "lr": 0.001, "device": "cpu", "budgets": None},
+        "x": 2,
+    }

@@ -115,6 +115,26 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
         return yaml.safe_load(handle)
 
 
+def typed_overrides(overrides: Mapping) -> dict:
+    """``--config`` values typed as a config file would type them: Snakemake reads a list or mapping given
+    on the command line (``seeds=[0,1]``) with YAML's base loader, which leaves every scalar in it a string."""
+
+    def typed(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {key: typed(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [typed(item) for item in value]
+        if isinstance(value, str):
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError:
+                return value
+            return parsed if parsed is None or isinstance(parsed, (bool, int, float)) else value
+        return value
+
+    return {key: typed(value) for key, value in overrides.items()}
+
+
 def deep_merge(base: Mapping, override: Mapping) -> dict:
     """Recursively merge ``override`` into a copy of ``base`` (mappings merge, everything else replaces)."""
     merged = copy.deepcopy(dict(base))

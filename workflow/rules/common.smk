@@ -32,6 +32,7 @@ from modgap.config import (
     ladders,
     load_config,
     resolve_run,
+    typed_overrides,
 )
 from modgap.data.sources import remote_files
 from modgap.errors import RERUN_VARIABLE, study_command
@@ -43,6 +44,8 @@ from modgap.runtime import local_gpu_count
 os.environ.setdefault(RERUN_VARIABLE, study_command(sys.argv))
 
 
+# `--config seeds=[0,1]` reaches the workflow as strings ('0'); read such values as a config file would.
+config.update(deep_merge(config, typed_overrides(workflow.config_settings.config)))
 try:
     study = load_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 except ConfigError as error:
