@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -140,10 +142,6 @@ def test_schema_errors_name_the_key(config_dict, mutate, expected):
         (
             lambda c: c.update(claims={"methods": ["ours", "theirs"]}),
             "config key 'claims.methods[1]': unknown method 'theirs'",
-        ),
-        (
-            lambda c: c.update(dose_response={"experiment": "elsewhere"}),
-            "config key 'dose_response.experiment': unknown experiment 'elsewhere'",
         ),
         (
             lambda c: c.update(dose_response={"experiment": "embedded_image_text", "method": "clip_lt"}),
@@ -362,3 +360,56 @@ def test_command_line_overrides_are_typed_as_yaml_would():
         "train": {"epochs": 5, "lr": 0.001, "device": "cpu", "budgets": None},
         "x": 2,
     }
+
+
+def test_an_optional_target_without_its_experiment_is_off_with_a_note(config_dict):
+    """A config with experiments of its own keeps config.yaml's dose-response: it is switched off, never an error."""
+    config_dict["experiments"] = [{"name": "mine", "dataset": "embedded", "modalities": ["image", "text"]}]
+    notes = []
+    config = load_config(config_dict, notes=notes)
+    assert config["dose_response"]["experiment"] is None
+    assert notes == [
+        "the trained dose-response is off: its experiment 'embedded_image_audio_text' (dose_response.experiment) is "
+        "not among the experiments (mine); name one of them there to run it",
+        # restating an experiment without its towers: the check says what it will train
+        "experiment 'mine' names no model: it trains the schema's default towers (transformer trunk, width 48, "
+        "depth 2, image patch 7) for 6 epochs; copy the model and train sections of an experiment of config.yaml "
+        "to train its CPU towers",
+    ]
+
+
+def test_the_default_configuration_has_no_notes(repo):
+    notes = []
+    load_config(repo / "config.yaml", notes=notes)
+    assert notes == []
+
+
+def test_definition_digests_follow_what_runs_depend_on(config_dict):
+    from modgap.config import definition_digest, study_digest
+
+    config = load_config(config_dict)
+    key = ("embedded_image_text@40", "ours")
+    described = copy.deepcopy(config_dict)
+    described["methods"]["ours"]["description"] = "worded anew"
+    assert definition_digest(load_config(described), *key) == definition_digest(config, *key)
+    assert study_digest(load_config(described)) == study_digest(config)
+    weighted = copy.deepcopy(config_dict)
+    weighted["methods"]["ours"]["loss"]["atp"]["weight"] = 2.0
+    assert definition_digest(load_config(weighted), *key) != definition_digest(config, *key)
+    assert definition_digest(load_config(weighted), "embedded_image_text@40", "clip_lt") == definition_digest(
+        config, "embedded_image_text@40", "clip_lt"
+    )
+    assert definition_digest(config, "embedded_image_text@20", "ours") != definition_digest(config, *key)
+
+
+def test_definition_mismatch_names_the_runs_of_another_definition():
+    import pandas as pd
+
+    from modgap.claims import definition_mismatch
+
+    runs = pd.DataFrame({"experiment": ["e", "e"], "method": ["a", "b"], "seed": [0, 0], "definition": ["x1", "y1"]})
+    assert definition_mismatch(runs, {"e/a": "x1", "e/b": "y1"}) == []
+    assert definition_mismatch(runs, {"e/a": "x1", "e/b": "y2"}) == [
+        "e/b: its runs were made by definition y1, this configuration defines y2"
+    ]
+    assert definition_mismatch(runs.drop(columns="definition"), {"e/a": "zz"}) == []  # older tables: not checked

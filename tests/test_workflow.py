@@ -132,6 +132,26 @@ def test_the_run_ends_with_the_verdict(study_run):
 
 
 @pytest.mark.slow
+def test_results_name_their_configuration_and_modgap_claims_checks_definitions(checkout, study, tmp_path, capsys):
+    from modgap.cli import main
+
+    claims = (study / "results" / "claims.txt").read_text()
+    assert re.match(r"Configuration [0-9a-f]{12}: .*config\.yaml \+ .*tiny\.yaml ", claims)
+    assert (study / "results" / "tables" / "main.md").read_text().rstrip().endswith(claims.splitlines()[0])
+    runs = study / "results" / "tables" / "runs.csv"
+    assert pd.read_csv(runs)["definition"].str.fullmatch(r"[0-9a-f]{12}").all()
+    same, changed = tmp_path / "same.yaml", tmp_path / "changed.yaml"
+    same.write_text(yaml.safe_dump(TINY))
+    edited = {**TINY, "methods": {"ours": {"loss": {"atp": {"weight": 2.0}}}}}
+    changed.write_text(yaml.safe_dump(edited))
+    common = ["claims", "--runs", str(runs), "--default-config", str(checkout / "config.yaml"), "--configfile"]
+    assert main([*common, str(same)]) == 0 and "Holm" in capsys.readouterr().out
+    assert main([*common, str(changed)]) == 1  # same names, another definition of ours: refused
+    error = capsys.readouterr().err
+    assert "pair/ours: its runs were made by definition" in error and "triple/ours" in error
+
+
+@pytest.mark.slow
 def test_finished_study_has_nothing_to_do(checkout, study):
     result = snakemake(checkout / "Snakefile", study, TINY, "-n")
     assert "Nothing to be done" in result.stdout + result.stderr

@@ -423,6 +423,16 @@ def _counts(verdicts: list[Verdict], attribute: str) -> str:
             f"{counts[INCONCLUSIVE]} inconclusive")  # fmt: skip
 
 
+def definition_mismatch(runs: pd.DataFrame, expected: Mapping[str, str]) -> list[str]:
+    """The (experiment, method) pairs of ``runs`` made by another definition than ``expected``
+    (``<evaluation>/<method>`` -> modgap.config.definition_digest); tables without the column are not checked."""
+    if "definition" not in runs:
+        return []
+    found = dict(zip(runs["experiment"] + "/" + runs["method"], runs["definition"]))
+    return [f"{key}: its runs were made by definition {found[key]}, this configuration defines {digest}"
+            for key, digest in expected.items() if key in found and found[key] != digest]  # fmt: skip
+
+
 def mismatch(runs: pd.DataFrame, expected: Iterable[tuple[str, str, int]]) -> list[str]:
     """How the (experiment, method, seed) runs of ``runs`` differ from ``expected`` (empty when they match)."""
     expected = {(e, m, int(s)) for e, m, s in expected}
@@ -445,9 +455,11 @@ def claims_report(
     modality_counts: Mapping[str, int],
     expected: Iterable[tuple[str, str, int]] | None = None,
     ladders: Mapping[str, list[tuple[int, str]]] | None = None,
+    provenance: str | None = None,
 ) -> str:
     """The claims check of ``runs_csv``; with ``expected`` runs, a table that lacks any (or holds
-    others) is refused as a damaged intermediate instead of giving a verdict."""
+    others) is refused as a damaged intermediate instead of giving a verdict. ``provenance``: a first line
+    naming the configuration."""
     try:
         runs = pd.read_csv(runs_csv)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
@@ -460,4 +472,4 @@ def claims_report(
         if problems:
             raise corrupt(runs_csv, "runs table", "; ".join(problems))
     verdicts, ladder_results = check_claims(runs, claims, modality_counts, ladders)
-    return format_verdicts(verdicts, claims, ladder_results)
+    return (f"{provenance}\n\n" if provenance else "") + format_verdicts(verdicts, claims, ladder_results)

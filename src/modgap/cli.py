@@ -12,7 +12,16 @@ import sys
 import time
 from pathlib import Path
 
-from modgap.config import ConfigError, deep_merge, evaluated_runs, evaluations, experiment_by_name, ladders, load_config
+from modgap.config import (
+    ConfigError,
+    deep_merge,
+    definition_digests,
+    evaluated_runs,
+    evaluations,
+    experiment_by_name,
+    ladders,
+    load_config,
+)
 
 
 def _load(configfiles: list[Path]) -> dict:
@@ -29,14 +38,14 @@ def _load(configfiles: list[Path]) -> dict:
 def claims(arguments: argparse.Namespace) -> int:
     import pandas as pd
 
-    from modgap.claims import check_claims, format_verdicts, mismatch
+    from modgap.claims import check_claims, definition_mismatch, format_verdicts, mismatch
 
     if not arguments.runs.is_file():
         print(f"{arguments.runs}: not found; run the study first (snakemake --cores all)", file=sys.stderr)
         return 2
     config = _load([arguments.default_config, *arguments.configfile])
     runs = pd.read_csv(arguments.runs)
-    problems = mismatch(runs, evaluated_runs(config))
+    problems = mismatch(runs, evaluated_runs(config)) + definition_mismatch(runs, definition_digests(config))
     if problems:
         given = " ".join(f"--configfile {p}" for p in arguments.configfile) or "config.yaml alone"
         print(

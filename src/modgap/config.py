@@ -10,6 +10,7 @@ Every problem is reported with the config key it concerns, all at once.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import re
@@ -352,12 +353,6 @@ def _dose_response_problems(config: dict) -> list[str]:
     dose = config["dose_response"]
     if dose["experiment"] is None:
         return []
-    names = [e["name"] for e in config["experiments"]]
-    if dose["experiment"] not in names:
-        return [
-            f"config key 'dose_response.experiment': unknown experiment '{dose['experiment']}' "
-            f"(defined: {', '.join(names)}; null runs no dose-response)"
-        ]
     method = config["methods"].get(dose["method"])
     if method is None:
         return [f"config key 'dose_response.method': unknown method '{dose['method']}'"]
@@ -414,10 +409,13 @@ def dose_response_plan(config: dict) -> dict[float, tuple[str, dict]]:
     return plan
 
 
-def load_config(config: Mapping | str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict:
+def load_config(
+    config: Mapping | str | Path, schema_path: str | Path = SCHEMA_PATH, notes: list[str] | None = None
+) -> dict:
     """Validate a configuration (a mapping or a YAML file), fill in defaults, and return a new dict.
 
-    Raises ConfigError naming every offending key.
+    Raises ConfigError naming every offending key. Optional parts whose experiment is absent are switched
+    off instead, each with a note appended to ``notes``.
     """
     source = None
     if isinstance(config, (str, Path)):
@@ -429,13 +427,40 @@ def load_config(config: Mapping | str | Path, schema_path: str | Path = SCHEMA_P
     resolved = copy.deepcopy(dict(config))
     schema = load_schema(schema_path)
     problems = _schema_problems(resolved, schema)
+    switched_off = [] if problems else _optional_parts_off(resolved)
     if not problems:
         problems = _reference_problems(resolved, schema)
     if problems:
         raise ConfigError(problems, source)
     for name, definition in dose_response_plan(resolved).values():
         resolved["methods"].setdefault(name, definition)
+    if notes is not None:
+        notes += switched_off
     return resolved
+
+
+def _optional_parts_off(config: dict) -> list[str]:
+    """Notes on what a configuration will do that its author may not expect. Optional targets whose
+    experiment it lacks (a preset that replaces the experiments keeps config.yaml's dose-response) are
+    switched off: they never block a study. An experiment that names no towers while the top level names
+    none either trains the schema's default towers: the note says which."""
+    notes = []
+    names = [e["name"] for e in config["experiments"]]
+    dose = config["dose_response"]
+    if dose["experiment"] is not None and dose["experiment"] not in names:
+        notes.append(f"the trained dose-response is off: its experiment '{dose['experiment']}' (dose_response.experiment) "
+                     f"is not among the experiments ({', '.join(names)}); name one of them there to run it")  # fmt: skip
+        dose["experiment"] = None
+    if config["model"] == section_defaults("model"):
+        model, train = config["model"], config["train"]
+        for experiment in config["experiments"]:
+            if "model" not in experiment and not imported(config, experiment["name"]):
+                epochs = deep_merge(train, experiment.get("train", {}))["epochs"]
+                notes.append(f"experiment '{experiment['name']}' names no model: it trains the schema's default towers "
+                             f"({model['trunk']} trunk, width {model['width']}, depth {model['depth']}, image patch "
+                             f"{model['towers']['image']['patch_size']}) for {epochs} epochs; copy the model and train "
+                             "sections of an experiment of config.yaml to train its CPU towers")  # fmt: skip
+    return notes
 
 
 def imported(config: Mapping, experiment_name: str) -> bool:
@@ -580,3 +605,34 @@ def evaluated_runs(config: dict) -> list[tuple[str, str, int]]:
         for method in evaluated_methods(config, evaluation["name"])
         for seed in config["seeds"]
     ]
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def definition_digest(config: Mapping, evaluation: str, method: str) -> str:
+    """A short fingerprint of everything one evaluated method's runs depend on: its training run (method,
+    model, train options and data set, descriptions left out) or, for embeddings made elsewhere, where its
+    files lie; the evaluation (budget included) and its options. Runs with equal digests are the same runs."""
+    experiment = experiment_by_name(config, evaluation)["name"]
+    source = config["evaluate"]["posthoc_source"] if method == POSTHOC_METHOD else method
+    if imported(config, experiment):
+        made: dict = {"files": str(imported_dump(config, experiment, source, 0).parent)}
+    else:
+        run = resolve_run(config, experiment, source)
+        made = {**run, "dataset": config["datasets"][run["dataset"]]}
+    made["modalities"] = experiment_by_name(config, evaluation)["modalities"]
+    return _digest({"evaluation": evaluation, "method": method, "made": made, "evaluate": config["evaluate"]})
+
+
+def definition_digests(config: Mapping) -> dict[str, str]:
+    """``<evaluation>/<method>`` -> its definition_digest, for every evaluated method of the study."""
+    return {f"{e['name']}/{m}": definition_digest(config, e["name"], m) for e in evaluations(config)
+            for m in evaluated_methods(config, e["name"])}  # fmt: skip
+
+
+def study_digest(config: Mapping) -> str:
+    """A short fingerprint of the whole resolved configuration, methods' descriptions left out."""
+    methods = {name: {k: v for k, v in m.items() if k not in DISPLAY_KEYS} for name, m in config["methods"].items()}
+    return _digest({**config, "methods": methods})

@@ -332,15 +332,22 @@ def write_tables(
     outputs: Mapping[str, str | Path],
     references: Mapping[str, str | None],
     seeds: Iterable[int] | None = None,
+    definitions: Mapping[str, str] | None = None,
+    provenance: str | None = None,
 ) -> pd.DataFrame:
     """Write runs.csv, main.{csv,md,tex}, paper_comparison.{csv,md} and ablation.{csv,md}; returns the main table.
 
-    ``seeds``: the study's seeds, which every metrics file must hold (see read_metrics)."""
+    ``seeds``: the study's seeds, which every metrics file must hold (see read_metrics). ``definitions``:
+    ``<evaluation>/<method>`` -> the digest of what its runs depend on (modgap.config.definition_digest),
+    kept in runs.csv's ``definition`` column. ``provenance``: a line naming the configuration, closing main.md."""
     runs = load_runs(metric_paths, seeds)
+    if definitions is not None:
+        keys = runs["experiment"] + "/" + runs["method"]
+        runs.insert(3, "definition", keys.map(definitions))
     write_text(outputs["runs_csv"], runs.to_csv(index=False))
-    table = aggregate(runs)
+    table = aggregate(runs.drop(columns=["definition"], errors="ignore"))
     write_text(outputs["main_csv"], table.to_csv(index=False))
-    write_text(outputs["main_md"], paper_layout_markdown(table))
+    write_text(outputs["main_md"], paper_layout_markdown(table) + (f"\n{provenance}\n" if provenance else ""))
     write_text(outputs["main_tex"], paper_layout_latex(table))
     comparison = paper_comparison(table, references)
     write_text(outputs["comparison_csv"], comparison.to_csv(index=False))

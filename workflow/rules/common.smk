@@ -21,6 +21,7 @@ from modgap.config import (
     POSTHOC_METHOD,
     ConfigError,
     deep_merge,
+    definition_digests,
     dose_response_methods,
     evaluated_methods,
     evaluated_runs,
@@ -32,6 +33,7 @@ from modgap.config import (
     ladders,
     load_config,
     resolve_run,
+    study_digest,
     typed_overrides,
 )
 from modgap.data.sources import remote_files
@@ -46,10 +48,24 @@ os.environ.setdefault(RERUN_VARIABLE, study_command(sys.argv))
 
 # `--config seeds=[0,1]` reaches the workflow as strings ('0'); read such values as a config file would.
 config.update(deep_merge(config, typed_overrides(workflow.config_settings.config)))
+notes = []
 try:
-    study = load_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+    study = load_config(config, workflow.source_path("../schemas/config.schema.yaml"), notes)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
+for note in notes:
+    print(f"note: {note}", file=sys.stderr)
+
+
+def provenance_line():
+    """Which configuration made the results: its digest and config files, as the tables and claims say."""
+    given = [str(path) for path in workflow.config_settings.configfiles]  # --configfile, merged last
+    ordered = [str(path) for path in workflow.configfiles if str(path) not in given] + given
+    files = " + ".join(os.path.relpath(path) for path in ordered)
+    return f"Configuration {study_digest(study)}: {files} (modgap claims checks a configuration against the runs)."
+
+
+PROVENANCE = provenance_line()
 
 
 def one_of(names):

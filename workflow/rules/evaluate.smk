@@ -87,6 +87,8 @@ rule tables:
     params:
         references={name: experiment_by_name(study, name)["paper_reference"] for name in EVALUATIONS},
         seeds=study["seeds"],
+        definitions=definition_digests(study),
+        provenance=PROVENANCE,
     log:
         "results/logs/tables.log",
     conda:
@@ -106,6 +108,7 @@ rule claims:
         modality_counts={name: len(experiment_by_name(study, name)["modalities"]) for name in EVALUATIONS},
         expected=evaluated_runs(study),
         ladders=ladders(study),
+        provenance=PROVENANCE,
     log:
         "results/logs/claims.log",
     conda:

@@ -7,11 +7,8 @@ from modgap.io import write_text
 from modgap.logs import log_to_file
 
 with log_to_file(snakemake.log[0]):
+    params = snakemake.params
     report = claims_report(
-        snakemake.input.runs,
-        snakemake.params.claims,
-        snakemake.params.modality_counts,
-        snakemake.params.expected,
-        snakemake.params.ladders,
+        snakemake.input.runs, params.claims, params.modality_counts, params.expected, params.ladders, params.provenance
     )
     write_text(snakemake.output[0], report)

@@ -6,6 +6,8 @@ from modgap.logs import log_to_file
 from modgap.tables import write_tables
 
 with log_to_file(snakemake.log[0]):
+    params = snakemake.params
     write_tables(
-        snakemake.input.metrics, dict(snakemake.output.items()), snakemake.params.references, snakemake.params.seeds
-    )
+        snakemake.input.metrics, dict(snakemake.output.items()), params.references, params.seeds, params.definitions,
+        params.provenance,
+    )  # fmt: skip
