@@ -413,3 +413,35 @@ def test_definition_mismatch_names_the_runs_of_another_definition():
         "e/b: its runs were made by definition y1, this configuration defines y2"
     ]
     assert definition_mismatch(runs.drop(columns="definition"), {"e/a": "zz"}) == []  # older tables: not checked
+
+
+def _example(repo, name, notes=None):
+    import yaml
+
+    base = yaml.safe_load((repo / "config.yaml").read_text())
+    return load_config(deep_merge(base, yaml.safe_load((repo / "docs" / "examples" / name).read_text())), notes=notes)
+
+
+def test_your_own_study_examples_change_what_they_say(repo):
+    """docs/configuration.md's three copy-paste configs: what each changes, read from the definition digests
+    (what decides whether a run is redone)."""
+    from modgap.config import definition_digests, evaluated_runs, method_labels
+
+    default = definition_digests(load_config(repo / "config.yaml"))
+    weighted = definition_digests(_example(repo, "loss_weight.yaml"))
+    assert {key for key in default if weighted[key] != default[key]} == {k for k in default if k.endswith("/ours")}
+
+    added = _example(repo, "new_method.yaml")
+    digests = definition_digests(added)
+    assert all(digests[key] == value for key, value in default.items())  # every default run reused
+    assert {key for key in digests if key not in default} == {
+        f"{e}@{b}/ours_strong_cu" for e in ("embedded_image_text", "embedded_image_audio_text") for b in (10, 20, 40)
+    }
+    assert method_labels(added) == {"ours_strong_cu": "Ours, CU x3"}
+    assert added["claims"]["methods"][-1] == "ours_strong_cu"
+
+    notes = []
+    seeds = _example(repo, "ten_seeds.yaml", notes)
+    assert len(evaluated_runs(seeds)) == 3 * 4 * 10  # three budgets x (three methods + the post-hoc row) x ten seeds
+    assert {k: v for k, v in default.items() if k.startswith("embedded_image_text")} == definition_digests(seeds)
+    assert notes and notes[0].startswith("the trained dose-response is off")

@@ -164,6 +164,28 @@ def test_editing_a_description_retrains_nothing(checkout, study):
 
 
 @pytest.mark.slow
+def test_a_display_name_reruns_only_tables_and_claims(checkout, study):
+    labelled = {**TINY, "methods": {"ours": {"label": "Ours, renamed"}}}
+    assert planned_jobs(snakemake(checkout / "Snakefile", study, labelled, "-n")) == {
+        "tables": 1,
+        "claims": 1,
+        "all": 1,
+    }
+
+
+@pytest.mark.slow
+def test_a_changed_loss_weight_retrains_only_that_method(checkout, study):
+    weighted = {**TINY, "methods": {"ours": {"loss": {"atp": {"weight": 2.0}}}}}
+    result = snakemake(checkout / "Snakefile", study, weighted, "-n")
+    planned = planned_jobs(result)
+    assert planned["train"] == 2  # ours in both experiments; clip_lt and alignclip are reused
+    trained = set(
+        re.findall(r"results/logs/train/(\w+)/(\w+)\.log", result.stdout + result.stderr)
+    )  # the train jobs' logs
+    assert trained == {("pair", "ours"), ("triple", "ours")}
+
+
+@pytest.mark.slow
 def test_a_copied_project_keeps_its_results(checkout, study, tmp_path):
     """cp -a of the whole project (workflow and results, in the same relative places) plans nothing."""
     for folder in (checkout, study):

@@ -379,7 +379,19 @@ def _p_text(p: float) -> str:
     return "p > 0.5" if p >= 1.0 else f"p = {p:.2g}"
 
 
-def format_verdicts(verdicts: list[Verdict], claims: Mapping, ladders: list[Ladder] | None = None) -> str:
+def _named(method: str, labels: Mapping[str, str]) -> str:
+    """A method's key, with the configuration's display name beside it where it gives one."""
+    return f"{method} ({labels[method]})" if method in labels else method
+
+
+def format_verdicts(
+    verdicts: list[Verdict],
+    claims: Mapping,
+    ladders: list[Ladder] | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> str:
+    """The verdicts as text; ``labels``: the configuration's display names, shown beside the methods' keys."""
+    labels = labels or {}
     if not verdicts:
         return (
             f"No experiment has runs of '{claims['baseline']}' and of any of {', '.join(claims['methods'])}: "
@@ -403,7 +415,8 @@ def format_verdicts(verdicts: list[Verdict], claims: Mapping, ladders: list[Ladd
             )
             lines += [
                 "",
-                f"{verdict.experiment}: {verdict.method} vs {claims['baseline']}, at {verdict.budget} ({status})",
+                f"{verdict.experiment}: {_named(verdict.method, labels)} vs {_named(claims['baseline'], labels)}, "
+                f"at {verdict.budget} ({status})",
             ]
             lines += [f"  ! {flag}" for flag in verdict.flags]
             lines.append(f"  {'Holm (decides)':<{width}} {'per claim':<{width}}")
@@ -456,10 +469,11 @@ def claims_report(
     expected: Iterable[tuple[str, str, int]] | None = None,
     ladders: Mapping[str, list[tuple[int, str]]] | None = None,
     provenance: str | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> str:
     """The claims check of ``runs_csv``; with ``expected`` runs, a table that lacks any (or holds
     others) is refused as a damaged intermediate instead of giving a verdict. ``provenance``: a first line
-    naming the configuration."""
+    naming the configuration; ``labels``: the configuration's display names of its methods."""
     try:
         runs = pd.read_csv(runs_csv)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
@@ -472,4 +486,4 @@ def claims_report(
         if problems:
             raise corrupt(runs_csv, "runs table", "; ".join(problems))
     verdicts, ladder_results = check_claims(runs, claims, modality_counts, ladders)
-    return (f"{provenance}\n\n" if provenance else "") + format_verdicts(verdicts, claims, ladder_results)
+    return (f"{provenance}\n\n" if provenance else "") + format_verdicts(verdicts, claims, ladder_results, labels)

@@ -21,6 +21,7 @@ from modgap.config import (
     experiment_by_name,
     ladders,
     load_config,
+    method_labels,
 )
 
 
@@ -57,7 +58,7 @@ def claims(arguments: argparse.Namespace) -> int:
         return 1
     counts = {e["name"]: len(experiment_by_name(config, e["name"])["modalities"]) for e in evaluations(config)}
     verdicts, ladder_results = check_claims(runs, config["claims"], counts, ladders(config))
-    print(format_verdicts(verdicts, config["claims"], ladder_results), end="")
+    print(format_verdicts(verdicts, config["claims"], ladder_results, method_labels(config)), end="")
     return 0
 
 

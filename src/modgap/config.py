@@ -27,7 +27,7 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "co
 # The training-free row: a trained method's embeddings with the gap shifted away (docs/workflow.md, "Metrics").
 POSTHOC_METHOD = "posthoc"
 # Keys of a method that only describe it: no job's result depends on them.
-DISPLAY_KEYS = ("description",)
+DISPLAY_KEYS = ("description", "label")
 
 
 class ConfigError(ExplainedError, ValueError):
@@ -636,3 +636,8 @@ def study_digest(config: Mapping) -> str:
     """A short fingerprint of the whole resolved configuration, methods' descriptions left out."""
     methods = {name: {k: v for k, v in m.items() if k not in DISPLAY_KEYS} for name, m in config["methods"].items()}
     return _digest({**config, "methods": methods})
+
+
+def method_labels(config: Mapping) -> dict[str, str]:
+    """Display names the configuration gives its methods (``methods.<name>.label``)."""
+    return {name: method["label"] for name, method in config["methods"].items() if "label" in method}

@@ -52,8 +52,9 @@ FLAG_NOTES = (
 )
 
 
-def method_label(method: str) -> str:
-    return METHOD_LABELS.get(method, method)
+def method_label(method: str, labels: Mapping[str, str] | None = None) -> str:
+    """A method's display name: the configuration's ``labels``, else the built-in one, else its key."""
+    return (labels or {}).get(method) or METHOD_LABELS.get(method, method)
 
 
 # Keys every per-seed metrics record holds; the first group is always finite, the second may be NaN
@@ -126,9 +127,10 @@ def runs_frame(records: Iterable[Mapping]) -> pd.DataFrame:
     return frame
 
 
-def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sample standard deviation over seeds of every numeric metric, rows in first-seen order,
-    with the number of seeds, of converged and of collapsed runs, and the runs' notes."""
+def aggregate(runs: pd.DataFrame, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Mean and sample standard deviation over seeds of every numeric metric, with the number of seeds, of
+    converged and of collapsed runs, the runs' notes and each method's display ``label`` (``labels``:
+    the configuration's). Rows in first-seen order, built-in methods before the configuration's own."""
     metrics = [c for c in runs.columns if c not in _IDENTITY and pd.api.types.is_numeric_dtype(runs[c])]
     grouped = runs.groupby(["experiment", "method"], sort=False)
     means = grouped[metrics].mean()
@@ -142,12 +144,17 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         counts.append(grouped["notes"].agg(lambda n: "; ".join(sorted({x for x in n.dropna() if x}))).rename("notes"))
     table = pd.concat([*counts, means, stds], axis=1)
     leading = [c.name for c in counts]
-    return table[leading + [c for m in metrics for c in (m, f"{m}_std")]].reset_index()
+    table = table[leading + [c for m in metrics for c in (m, f"{m}_std")]].reset_index()
+    table.insert(2, "label", [method_label(m, labels) for m in table["method"]])
+    # built-in methods first, in the order the runs came; the configuration's own after them
+    order = ~table["method"].isin(list(METHOD_LABELS))
+    return table.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
 def flagged_label(row: pd.Series) -> str:
-    """The method's label with the table's marks for unconverged and collapsed runs."""
-    label = method_label(row["method"])
+    """The method's label (the table's ``label`` column where it has one) with the marks for unconverged
+    and collapsed runs."""
+    label = row["label"] if isinstance(row.get("label"), str) else method_label(row["method"])
     if "n_converged" in row and row["n_converged"] < row["n_seeds"]:
         label += NOT_CONVERGED
     if "n_collapsed" in row and row["n_collapsed"] > 0:
@@ -239,13 +246,18 @@ def paper_comparison(table: pd.DataFrame, references: Mapping[str, str | None]) 
         match = reference[(reference["dataset"] == dataset) & (reference["method"] == row["method"])]
         if dataset is None or match.empty:
             continue
-        entry = {"experiment": row["experiment"], "method": row["method"], "paper_dataset": dataset}
+        entry = {
+            "experiment": row["experiment"],
+            "method": row["method"],
+            "label": row.get("label"),
+            "paper_dataset": dataset,
+        }
         for metric in metrics:
             entry[f"{metric}_ours"] = row.get(metric, np.nan)
             entry[f"{metric}_ours_std"] = row.get(f"{metric}_std", np.nan)
             entry[f"{metric}_paper"] = match.iloc[0][metric]
         rows.append(entry)
-    columns = ["experiment", "method", "paper_dataset"] + [
+    columns = ["experiment", "method", "label", "paper_dataset"] + [
         f"{metric}_{part}" for metric in metrics for part in ("ours", "ours_std", "paper")
     ]
     return pd.DataFrame(rows, columns=columns)  # the header even when no experiment names a reference
@@ -271,9 +283,7 @@ def paper_comparison_markdown(comparison: pd.DataFrame) -> str:
             paper = row[f"{key}_paper"]
             cells.append("–" if pd.isna(paper) else f"{paper:g}")  # as printed in the paper
         lines.append(
-            f"| {row['experiment']} | {row['paper_dataset']} | {method_label(row['method'])} | "
-            + " | ".join(cells)
-            + " |"
+            f"| {row['experiment']} | {row['paper_dataset']} | {flagged_label(row)} | " + " | ".join(cells) + " |"
         )
     return "\n".join(lines) + "\n"
 
@@ -282,7 +292,7 @@ def ablation(table: pd.DataFrame) -> pd.DataFrame:
     """CLIP (LT) vs each of ours' terms alone vs both, per experiment."""
     keep = table[table["method"].isin(ABLATION_METHODS)].copy()
     keep["order"] = keep["method"].map({m: i for i, m in enumerate(ABLATION_METHODS)})
-    leading = [c for c in ("experiment", "method", "n_seeds", "n_converged", "n_collapsed") if c in keep]
+    leading = [c for c in ("experiment", "method", "label", "n_seeds", "n_converged", "n_collapsed") if c in keep]
     columns = leading + [c for key, _, _ in PAPER_COLUMNS if key in keep for c in (key, f"{key}_std")]
     return keep.sort_values(["experiment", "order"], kind="stable")[columns].reset_index(drop=True)
 
@@ -334,18 +344,20 @@ def write_tables(
     seeds: Iterable[int] | None = None,
     definitions: Mapping[str, str] | None = None,
     provenance: str | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Write runs.csv, main.{csv,md,tex}, paper_comparison.{csv,md} and ablation.{csv,md}; returns the main table.
 
     ``seeds``: the study's seeds, which every metrics file must hold (see read_metrics). ``definitions``:
     ``<evaluation>/<method>`` -> the digest of what its runs depend on (modgap.config.definition_digest),
-    kept in runs.csv's ``definition`` column. ``provenance``: a line naming the configuration, closing main.md."""
+    kept in runs.csv's ``definition`` column. ``provenance``: a line naming the configuration, closing main.md.
+    ``labels``: the configuration's display names of its methods."""
     runs = load_runs(metric_paths, seeds)
     if definitions is not None:
         keys = runs["experiment"] + "/" + runs["method"]
         runs.insert(3, "definition", keys.map(definitions))
     write_text(outputs["runs_csv"], runs.to_csv(index=False))
-    table = aggregate(runs.drop(columns=["definition"], errors="ignore"))
+    table = aggregate(runs.drop(columns=["definition"], errors="ignore"), labels)
     write_text(outputs["main_csv"], table.to_csv(index=False))
     write_text(outputs["main_md"], paper_layout_markdown(table) + (f"\n{provenance}\n" if provenance else ""))
     write_text(outputs["main_tex"], paper_layout_latex(table))

@@ -32,6 +32,7 @@ from modgap.config import (
     imported_methods,
     ladders,
     load_config,
+    method_labels,
     resolve_run,
     study_digest,
     typed_overrides,

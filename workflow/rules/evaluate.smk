@@ -89,6 +89,7 @@ rule tables:
         seeds=study["seeds"],
         definitions=definition_digests(study),
         provenance=PROVENANCE,
+        labels=method_labels(study),
     log:
         "results/logs/tables.log",
     conda:
@@ -109,6 +110,7 @@ rule claims:
         expected=evaluated_runs(study),
         ladders=ladders(study),
         provenance=PROVENANCE,
+        labels=method_labels(study),
     log:
         "results/logs/claims.log",
     conda:

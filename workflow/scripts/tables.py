@@ -9,5 +9,5 @@ with log_to_file(snakemake.log[0]):
     params = snakemake.params
     write_tables(
         snakemake.input.metrics, dict(snakemake.output.items()), params.references, params.seeds, params.definitions,
-        params.provenance,
+        params.provenance, params.labels,
     )  # fmt: skip
