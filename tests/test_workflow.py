@@ -164,6 +164,14 @@ def test_editing_a_description_retrains_nothing(checkout, study):
 
 
 @pytest.mark.slow
+def test_adding_a_seed_trains_only_that_seed(checkout, study):
+    seeded = {**TINY, "seeds": [0, 1, 2]}
+    result = snakemake(checkout / "Snakefile", study, seeded, "-n")
+    assert planned_jobs(result)["train"] == 5  # the five methods of both experiments, seed 2 alone
+    assert set(re.findall(r"results/logs/train/\w+/\w+/seed(\d+)\.log", result.stdout + result.stderr)) == {"2"}
+
+
+@pytest.mark.slow
 def test_a_display_name_reruns_only_tables_and_claims(checkout, study):
     labelled = {**TINY, "methods": {"ours": {"label": "Ours, renamed"}}}
     assert planned_jobs(snakemake(checkout / "Snakefile", study, labelled, "-n")) == {
@@ -178,9 +186,9 @@ def test_a_changed_loss_weight_retrains_only_that_method(checkout, study):
     weighted = {**TINY, "methods": {"ours": {"loss": {"atp": {"weight": 2.0}}}}}
     result = snakemake(checkout / "Snakefile", study, weighted, "-n")
     planned = planned_jobs(result)
-    assert planned["train"] == 2  # ours in both experiments; clip_lt and alignclip are reused
+    assert planned["train"] == 4  # ours in both experiments, two seeds each; clip_lt and alignclip are reused
     trained = set(
-        re.findall(r"results/logs/train/(\w+)/(\w+)\.log", result.stdout + result.stderr)
+        re.findall(r"results/logs/train/(\w+)/(\w+)/seed\d+\.log", result.stdout + result.stderr)
     )  # the train jobs' logs
     assert trained == {("pair", "ours"), ("triple", "ours")}
 

@@ -129,16 +129,6 @@ def experiment_dataset(experiment):
     return experiment_by_name(study, experiment)["dataset"]
 
 
-def run_path(kind, filename):
-    """results/<kind>/{experiment}/{method}/seed{seed}/<filename> (wildcards left in)."""
-    return f"results/{kind}/{{experiment}}/{{method}}/seed{{seed}}/{filename}"
-
-
-def seed_paths(pattern):
-    """``pattern`` for every seed of the study, the other wildcards left in."""
-    return expand(pattern, seed=study["seeds"], allow_missing=True)
-
-
 LOCAL_GPUS = local_gpu_count()
 
 

@@ -1,5 +1,5 @@
-# Training stage: one job per (experiment, method) trains every seed in turn (the interpreter and torch
-# start once) and writes, per seed, the model, the epoch log and the test-split embedding dump.
+# Training stage: one job per (experiment, method, seed) writes the model, the epoch log and the test-split
+# embedding dump of that seed, so adding a seed trains only that seed.
 
 
 rule train:
@@ -7,22 +7,21 @@ rule train:
         data=lambda wildcards: prepared(experiment_dataset(wildcards.experiment)),
         code=code("train.py", "models.py", "losses.py", "methods.py", "batches.py", "embed.py", "metrics.py", "similarity.py"),
     output:
-        models=seed_paths(run_path("models", "model.pt")),
-        logs=seed_paths(run_path("models", "train_log.csv")),
-        embeddings=seed_paths(embeddings_path("{experiment}", "{method}", "{seed}")),
+        model=model_path("{experiment}", "{method}", "{seed}"),
+        log=train_log_path("{experiment}", "{method}", "{seed}"),
+        embeddings=embeddings_path("{experiment}", "{method}", "{seed}"),
     params:
         run=lambda wildcards: resolve_run(study, wildcards.experiment, wildcards.method),
-        seeds=study["seeds"],
     log:
-        "results/logs/train/{experiment}/{method}.log",
+        "results/logs/train/{experiment}/{method}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/train/{experiment}/{method}.tsv"
+        "results/benchmarks/train/{experiment}/{method}/seed{seed}.tsv"
     wildcard_constraints:
         experiment=one_of(TRAINED),
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=lambda wildcards: 120 * len(study["seeds"]),
+        runtime=120,
         gpu=lambda wildcards: wants_gpu(wildcards.experiment),
     conda:
         TRAIN_ENV

@@ -1,4 +1,4 @@
-"""Train every seed of one (experiment, method) and dump their test-split embeddings (modgap.train.train_seeds)."""
+"""Train one seed of one (experiment, method) and dump its test-split embeddings (modgap.train.train_seeds)."""
 
 import _checkout  # noqa: F401 (first: this checkout's modgap)
 
@@ -9,11 +9,8 @@ from modgap.train import train_seeds
 with log_to_file(snakemake.log[0]):
     configure_threads(snakemake.threads)
     gpu_lock = claim_gpu()  # held until the job ends
+    output = snakemake.output
     train_seeds(
-        snakemake.params.run,
-        snakemake.input.data,
-        snakemake.params.seeds,
-        snakemake.output.models,
-        snakemake.output.logs,
-        snakemake.output.embeddings,
-    )
+        snakemake.params.run, snakemake.input.data, [int(snakemake.wildcards.seed)], [output.model], [output.log],
+        [output.embeddings],
+    )  # fmt: skip
