@@ -342,6 +342,32 @@ def test_jobs_run_the_code_of_their_own_checkout(checkout, study, tmp_path):
     assert str(tmp_path) not in modgap.__file__  # the test process itself still has the installed package
 
 
+@pytest.mark.slow
+def test_a_download_job_runs_the_code_of_its_own_checkout(checkout, tmp_path):
+    """Download jobs too: their params are plain data, so nothing of the installed package is unpickled
+    before the job's first line (a marker written by the second checkout's download code)."""
+    second = tmp_path / "second"
+    subprocess.run(["cp", "-a", str(checkout), str(second)], check=True)
+    module = second / "src" / "modgap" / "data" / "download.py"
+    marker = tmp_path / "ran"
+    module.write_text(module.read_text().replace(
+        "    directory = Path(directory)\n", f"    Path({str(marker)!r}).write_text(__file__)\n    directory = Path(directory)\n", 1))  # fmt: skip
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "cifar-10-python.tar.gz").write_bytes(b"not the real archive")
+    config = {**TINY, "datasets": {"cifar": {"source": "cifar10", "mirror": f"file://{mirror}"}},
+              "experiments": [{"name": "c", "dataset": "cifar", "modalities": ["image", "text"], "methods": ["clip_lt"]}],
+              "dose_response": {"experiment": None}}  # fmt: skip
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    result = snakemake(second / "Snakefile", workdir, config, "results/downloads/cifar/cifar-10-python.tar.gz", check=False)
+    assert result.returncode != 0 and "MD5" in result.stdout + result.stderr  # the fake archive fails verification
+    assert marker.read_text() == str(module)  # after this checkout's own download code ran
+    import modgap
+
+    assert str(tmp_path) not in modgap.__file__
+
+
 def interrupted(snakefile: Path, workdir: Path, config: dict, stop_when) -> None:
     """Start the study and SIGKILL Snakemake and its jobs as soon as ``stop_when(workdir)`` is true."""
     configfile = workdir / "tiny.yaml"

@@ -1,6 +1,8 @@
 # Configuration and path helpers shared by every stage.
 
 import atexit
+import dataclasses
+import functools
 import os
 import re
 import sys
@@ -129,7 +131,10 @@ def experiment_dataset(experiment):
     return experiment_by_name(study, experiment)["dataset"]
 
 
-LOCAL_GPUS = local_gpu_count()
+@functools.cache
+def local_gpus():
+    """GPUs of this machine, probed once and only when a job that may train asks (not for figures alone)."""
+    return local_gpu_count()
 
 
 def wants_gpu(experiment):
@@ -139,7 +144,7 @@ def wants_gpu(experiment):
     submitting host need not have the GPUs the compute nodes have.
     """
     device = experiment_by_name(study, experiment).get("train", {}).get("device", study["train"]["device"])
-    return int(device == "cuda" or (device == "auto" and LOCAL_GPUS > 0))
+    return int(device == "cuda" or (device == "auto" and local_gpus() > 0))
 
 
 POSTHOC_SOURCE = study["evaluate"]["posthoc_source"]

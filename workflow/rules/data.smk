@@ -5,7 +5,10 @@ rule download:
     output:
         "results/downloads/{dataset}/{filename}",
     params:
-        remote=lambda wildcards: remote_file(wildcards.dataset, wildcards.filename),
+        # plain data: a job unpickles its params before its first line, so package objects here would
+        # import whatever modgap is installed instead of this checkout's
+        remote=lambda wildcards: dataclasses.asdict(remote_file(wildcards.dataset, wildcards.filename)[0]),
+        mirror=lambda wildcards: remote_file(wildcards.dataset, wildcards.filename)[1],
     log:
         "results/logs/download/{dataset}/{filename}.log",
     benchmark:

@@ -1,19 +1,20 @@
 # Figures (docs/workflow.md): one rule per figure, each rebuilt alone when its code or data change.
 
 
+def figure_outputs(name, caption, title):
+    """A per-experiment figure: its PDF and its PNG, the PNG an entry of the report (snakemake --report)."""
+    stem = f"results/figures/{{experiment}}/{name}"
+    entry = report(f"{stem}.png", caption=f"../report/{caption}.rst", category="Figures", subcategory="{experiment}",
+                   labels={"figure": title, "experiment": "{experiment}"})  # fmt: skip
+    return {"pdf": f"{stem}.pdf", "png": entry}
+
+
 rule figure_gap_sweep:
     input:
         sweep="results/sweeps/{experiment}.csv",
         code=code("figures/gap_sweep.py", "figures/style.py"),
     output:
-        pdf="results/figures/{experiment}/gap_sweep.pdf",
-        png=report(
-            "results/figures/{experiment}/gap_sweep.png",
-            caption="../report/gap_sweep.rst",
-            category="Figures",
-            subcategory="{experiment}",
-            labels={"figure": "gap sweep", "experiment": "{experiment}"},
-        ),
+        **figure_outputs("gap_sweep", "gap_sweep", "gap sweep"),
     params:
         source=lambda wildcards: POSTHOC_SOURCE,
     log:
@@ -35,14 +36,7 @@ rule figure_latent:
         shifts=lambda wildcards: figure_shifts(wildcards.experiment, LATENT_METHODS),
         seed=FIGURE_SEED,
     output:
-        pdf="results/figures/{experiment}/latent_{dimensions}d.pdf",
-        png=report(
-            "results/figures/{experiment}/latent_{dimensions}d.png",
-            caption="../report/latent.rst",
-            category="Figures",
-            subcategory="{experiment}",
-            labels={"figure": "latent space {dimensions}-D", "experiment": "{experiment}"},
-        ),
+        **figure_outputs("latent_{dimensions}d", "latent", "latent space {dimensions}-D"),
     wildcard_constraints:
         dimensions="2|3",
     log:
@@ -62,14 +56,7 @@ rule figure_cosine:
         shifts=lambda wildcards: figure_shifts(wildcards.experiment),
         seed=FIGURE_SEED,
     output:
-        pdf="results/figures/{experiment}/cosine_histograms.pdf",
-        png=report(
-            "results/figures/{experiment}/cosine_histograms.png",
-            caption="../report/cosine.rst",
-            category="Figures",
-            subcategory="{experiment}",
-            labels={"figure": "cosine histograms", "experiment": "{experiment}"},
-        ),
+        **figure_outputs("cosine_histograms", "cosine", "cosine histograms"),
     log:
         "results/logs/figures/{experiment}/cosine_histograms.log",
     conda:
@@ -87,14 +74,7 @@ rule figure_training_curves:
         ],
         code=code("figures/curves.py", "figures/style.py"),
     output:
-        pdf="results/figures/{experiment}/training_curves.pdf",
-        png=report(
-            "results/figures/{experiment}/training_curves.png",
-            caption="../report/training_curves.rst",
-            category="Figures",
-            subcategory="{experiment}",
-            labels={"figure": "training curves", "experiment": "{experiment}"},
-        ),
+        **figure_outputs("training_curves", "training_curves", "training curves"),
     params:
         runs=lambda wildcards: [
             (m, s) for m in experiment_by_name(study, wildcards.experiment)["methods"] for s in study["seeds"]
@@ -113,14 +93,7 @@ rule figure_dose_response:
         sweep="results/sweeps/{experiment}.csv",
         code=code("figures/dose_response.py", "figures/style.py"),
     output:
-        pdf="results/figures/{experiment}/dose_response.pdf",
-        png=report(
-            "results/figures/{experiment}/dose_response.png",
-            caption="../report/dose_response.rst",
-            category="Figures",
-            subcategory="{experiment}",
-            labels={"figure": "dose-response", "experiment": "{experiment}"},
-        ),
+        **figure_outputs("dose_response", "dose_response", "dose-response"),
     params:
         source=lambda wildcards: POSTHOC_SOURCE,
     log:
