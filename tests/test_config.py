@@ -393,6 +393,10 @@ def test_definition_digests_follow_what_runs_depend_on(config_dict):
     described["methods"]["ours"]["description"] = "worded anew"
     assert definition_digest(load_config(described), *key) == definition_digest(config, *key)
     assert study_digest(load_config(described)) == study_digest(config)
+    checkpointed = copy.deepcopy(config_dict)
+    checkpointed["train"] = {"checkpoint_every": 1, "progress": "never"}  # resume and display options
+    assert definition_digest(load_config(checkpointed), *key) == definition_digest(config, *key)
+    assert study_digest(load_config(checkpointed)) == study_digest(config)
     weighted = copy.deepcopy(config_dict)
     weighted["methods"]["ours"]["loss"]["atp"]["weight"] = 2.0
     assert definition_digest(load_config(weighted), *key) != definition_digest(config, *key)

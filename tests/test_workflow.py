@@ -350,8 +350,9 @@ def test_a_download_job_runs_the_code_of_its_own_checkout(checkout, tmp_path):
     subprocess.run(["cp", "-a", str(checkout), str(second)], check=True)
     module = second / "src" / "modgap" / "data" / "download.py"
     marker = tmp_path / "ran"
-    module.write_text(module.read_text().replace(
-        "    directory = Path(directory)\n", f"    Path({str(marker)!r}).write_text(__file__)\n    directory = Path(directory)\n", 1))  # fmt: skip
+    first_line = "    directory = Path(directory)\n"
+    marked = f"    Path({str(marker)!r}).write_text(__file__)\n{first_line}"
+    module.write_text(module.read_text().replace(first_line, marked, 1))
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / "cifar-10-python.tar.gz").write_bytes(b"not the real archive")
@@ -360,7 +361,9 @@ def test_a_download_job_runs_the_code_of_its_own_checkout(checkout, tmp_path):
               "dose_response": {"experiment": None}}  # fmt: skip
     workdir = tmp_path / "work"
     workdir.mkdir()
-    result = snakemake(second / "Snakefile", workdir, config, "results/downloads/cifar/cifar-10-python.tar.gz", check=False)
+    result = snakemake(
+        second / "Snakefile", workdir, config, "results/downloads/cifar/cifar-10-python.tar.gz", check=False
+    )
     assert result.returncode != 0 and "MD5" in result.stdout + result.stderr  # the fake archive fails verification
     assert marker.read_text() == str(module)  # after this checkout's own download code ran
     import modgap

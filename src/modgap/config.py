@@ -28,6 +28,8 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "co
 POSTHOC_METHOD = "posthoc"
 # Keys of a method that only describe it: no job's result depends on them.
 DISPLAY_KEYS = ("description", "label")
+# Training options that never change a run's results (checkpoints resume to the same run; a test compares).
+RESULT_NEUTRAL_TRAIN_KEYS = ("checkpoint_every", "progress")
 
 
 class ConfigError(ExplainedError, ValueError):
@@ -621,7 +623,8 @@ def definition_digest(config: Mapping, evaluation: str, method: str) -> str:
         made: dict = {"files": str(imported_dump(config, experiment, source, 0).parent)}
     else:
         run = resolve_run(config, experiment, source)
-        made = {**run, "dataset": config["datasets"][run["dataset"]]}
+        train = {k: v for k, v in run["train"].items() if k not in RESULT_NEUTRAL_TRAIN_KEYS}
+        made = {**run, "train": train, "dataset": config["datasets"][run["dataset"]]}
     made["modalities"] = experiment_by_name(config, evaluation)["modalities"]
     return _digest({"evaluation": evaluation, "method": method, "made": made, "evaluate": config["evaluate"]})
 
@@ -633,9 +636,15 @@ def definition_digests(config: Mapping) -> dict[str, str]:
 
 
 def study_digest(config: Mapping) -> str:
-    """A short fingerprint of the whole resolved configuration, methods' descriptions left out."""
+    """A short fingerprint of the whole resolved configuration, less what changes no result (methods'
+    descriptions and labels, checkpoint and progress options)."""
+
+    def neutral(section: Mapping) -> dict:
+        return {k: v for k, v in section.items() if k not in RESULT_NEUTRAL_TRAIN_KEYS}
+
     methods = {name: {k: v for k, v in m.items() if k not in DISPLAY_KEYS} for name, m in config["methods"].items()}
-    return _digest({**config, "methods": methods})
+    experiments = [{**e, "train": neutral(e["train"])} if "train" in e else e for e in config["experiments"]]
+    return _digest({**config, "methods": methods, "train": neutral(config["train"]), "experiments": experiments})
 
 
 def method_labels(config: Mapping) -> dict[str, str]:

@@ -63,8 +63,13 @@ for note in notes:
 def provenance_line():
     """Which configuration made the results: its digest and config files, as the tables and claims say."""
     given = [str(path) for path in workflow.config_settings.configfiles]  # --configfile, merged last
-    ordered = [str(path) for path in workflow.configfiles if str(path) not in given] + given
-    files = " + ".join(os.path.relpath(path) for path in ordered)
+    ordered = [Path(path).resolve() for path in workflow.configfiles if str(path) not in given] + given
+
+    def shown(path):  # the repository's own files as the repository names them, others from here
+        path = Path(path).resolve()
+        return str(path.relative_to(workflow.basedir)) if path.is_relative_to(workflow.basedir) else os.path.relpath(path)
+
+    files = " + ".join(shown(path) for path in ordered)
     return f"Configuration {study_digest(study)}: {files} (modgap claims checks a configuration against the runs)."
 
 
