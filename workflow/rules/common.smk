@@ -254,6 +254,14 @@ def figure_shifts(experiment, wanted=None):
     return [strength if m == POSTHOC_METHOD else None for m in figure_methods(experiment, wanted)]
 
 
+def figure_outputs(name, caption, title):
+    """A per-experiment figure: its PDF and its PNG, the PNG an entry of the report (snakemake --report)."""
+    stem = f"results/figures/{{experiment}}/{name}"
+    entry = report(f"{stem}.png", caption=f"../report/{caption}.rst", category="Figures", subcategory="{experiment}",
+                   labels={"figure": title, "experiment": "{experiment}"})  # fmt: skip
+    return {"pdf": f"{stem}.pdf", "png": entry}
+
+
 def figures_of(experiment):
     names = ["latent_2d", "cosine_histograms"] + (["training_curves"] if experiment in TRAINED else [])
     if len(experiment_by_name(study, experiment)["modalities"]) >= 3:

@@ -1,14 +1,6 @@
 # Figures (docs/workflow.md): one rule per figure, each rebuilt alone when its code or data change.
 
 
-def figure_outputs(name, caption, title):
-    """A per-experiment figure: its PDF and its PNG, the PNG an entry of the report (snakemake --report)."""
-    stem = f"results/figures/{{experiment}}/{name}"
-    entry = report(f"{stem}.png", caption=f"../report/{caption}.rst", category="Figures", subcategory="{experiment}",
-                   labels={"figure": title, "experiment": "{experiment}"})  # fmt: skip
-    return {"pdf": f"{stem}.pdf", "png": entry}
-
-
 rule figure_gap_sweep:
     input:
         sweep="results/sweeps/{experiment}.csv",
