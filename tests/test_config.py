@@ -449,3 +449,13 @@ def test_your_own_study_examples_change_what_they_say(repo):
     assert len(evaluated_runs(seeds)) == 3 * 4 * 10  # three budgets x (three methods + the post-hoc row) x ten seeds
     assert {k: v for k, v in default.items() if k.startswith("embedded_image_text")} == definition_digests(seeds)
     assert notes and notes[0].startswith("the trained dose-response is off")
+
+
+def test_result_paths_stay_under_results_and_keep_wildcards():
+    from modgap import paths
+
+    assert paths.embeddings_path("e", "m", 3) == "results/embeddings/e/m/seed3.npz"
+    assert paths.model_path("e", "m", "{seed}") == "results/models/e/m/seed{seed}/model.pt"
+    assert paths.train_log_path("e@10", "m", 0) == "results/models/e@10/m/seed0/train_log.csv"
+    assert paths.metrics_path("e@10", "posthoc") == "results/metrics/e@10/posthoc.json"
+    assert paths.prepared("{dataset}") == "results/data/{dataset}"

@@ -337,3 +337,15 @@ def test_the_p_value_is_where_the_decision_appears():
     )
     t = log_ratios.mean() / (log_ratios.std(ddof=1) / math.sqrt(3))
     assert gap.p_value == pytest.approx(2 * scipy_stats.t.sf(abs(t), 2), rel=1e-6)  # the two-sided t-test's p
+
+
+def test_display_names_come_from_the_configuration_and_new_methods_follow_the_built_in_ones():
+    from modgap.tables import aggregate, paper_layout_markdown
+
+    rows = [{"experiment": "e", "method": m, "seed": s, "gap": 0.5, "converged": True, "collapsed": False}
+            for m in ("mine", "clip_lt", "ours") for s in (0, 1)]  # fmt: skip
+    table = aggregate(pd.DataFrame(rows), {"mine": "My method", "ours": "Ours, relabelled"})
+    assert table["method"].tolist() == ["clip_lt", "ours", "mine"]  # built-in first, the configuration's after
+    assert table["label"].tolist() == ["CLIP (LT)", "Ours, relabelled", "My method"]
+    markdown = paper_layout_markdown(table)
+    assert markdown.index("| CLIP (LT) |") < markdown.index("| Ours, relabelled |") < markdown.index("| My method |")

@@ -1,4 +1,4 @@
-# Configuration and path helpers shared by every stage.
+# Configuration and the input functions shared by every stage (paths: modgap.paths).
 
 import atexit
 import dataclasses
@@ -41,6 +41,7 @@ from modgap.config import (
 )
 from modgap.data.sources import remote_files
 from modgap.errors import RERUN_VARIABLE, study_command
+from modgap.paths import embeddings_path, metrics_path, model_path, prepared, train_log_path
 from modgap.io import remove_stale_temporaries_under
 from modgap.runtime import local_gpu_count
 
@@ -128,9 +129,6 @@ def remote_file(dataset, filename):
     raise WorkflowError(f"data set '{dataset}' has no file '{filename}' to download")
 
 
-def prepared(dataset):
-    return f"results/data/{dataset}"
-
 
 def experiment_dataset(experiment):
     return experiment_by_name(study, experiment)["dataset"]
@@ -166,16 +164,7 @@ def code(*modules):
     return [os.path.relpath(SOURCE / module) for module in modules]
 
 
-def embeddings_path(experiment, method, seed):
-    return f"results/embeddings/{experiment}/{method}/seed{seed}.npz"
 
-
-def model_path(experiment, method, seed):
-    return f"results/models/{experiment}/{method}/seed{seed}/model.pt"
-
-
-def train_log_path(experiment, method, seed):
-    return f"results/models/{experiment}/{method}/seed{seed}/train_log.csv"
 
 
 def trained_source(method):
@@ -212,9 +201,6 @@ def evaluated_budget(evaluation):
     """The epoch an evaluation reads its dumps at: None for a run's own last epoch."""
     return None if EVALUATIONS[evaluation]["final"] else EVALUATIONS[evaluation]["budget"]
 
-
-def metrics_path(experiment, method):
-    return f"results/metrics/{experiment}/{method}.json"
 
 
 def metrics_files():
