@@ -42,6 +42,7 @@ def test_a_folder_of_dumps_runs_end_to_end_without_training(repo, tmp_path):
         assert (results / "figures" / "my_models" / f"{figure}.png").is_file()
     assert not (results / "figures" / "my_models" / "training_curves.png").exists()
     assert not (results / "models").exists()
+    assert (results / "tables" / "ablation.md").read_text().startswith("No experiment runs the ablation's methods")
 
 
 def test_a_missing_dump_is_a_config_error_naming_the_file(repo, tmp_path):

@@ -21,10 +21,11 @@ def unit(x):
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def paired(n=300, d=16, classes=5, offset=0.5, seed=0):
-    """Class-structured image and text embeddings with a modality offset, and their labels."""
+def paired(n=300, d=16, classes=5, offset=0.5, seed=0, items=None):
+    """Class-structured image and text embeddings with a modality offset, and their labels; ``items`` seeds
+    the labels (default: ``seed``), so runs of one test set share it."""
     rng = np.random.default_rng(seed)
-    labels = rng.integers(classes, size=n)
+    labels = np.random.default_rng(seed if items is None else items).integers(classes, size=n)
     shared = 2.0 * rng.normal(size=(classes, d))[labels] + rng.normal(size=(n, d))
     return unit(shared + rng.normal(size=(n, d)) + offset), unit(shared + rng.normal(size=(n, d)) - offset), labels
 
@@ -166,7 +167,7 @@ def broken(tmp_path, name, **arrays):
             "objects",
             lambda i, t, y: {"image": i, "text": np.array([object()] * 300)},
             [],
-            "holds pickled Python objects, which are never loaded (save plain arrays)",
+            "array 'text' holds pickled Python objects, which are never loaded (save plain arrays)",
         ),
     ],
 )
@@ -284,7 +285,7 @@ def per_seed(tmp_path, name, offset, seeds=4):
     folder = tmp_path / name
     folder.mkdir()
     for seed in range(seeds):
-        image, text, labels = paired(offset=offset, seed=seed)
+        image, text, labels = paired(offset=offset, seed=seed, items=0)  # one test set, per-seed training noise
         np.savez(folder / f"seed{seed}.npz", image=image, text=text, labels=labels)
     return folder
 
@@ -309,3 +310,7 @@ def test_compare_refuses_unpaired_or_mismatched_runs(tmp_path, capsys):
     np.savez(method / "seed3.npz", image=image, text=text, labels=labels)
     assert main(["compare", "--baseline", str(baseline), "--method", str(method), "--quiet"]) == 2
     assert "holds 200 items of image, text" in capsys.readouterr().err
+    image, text, labels = paired(seed=9)  # the same shape, other items
+    np.savez(method / "seed3.npz", image=image, text=text, labels=labels)
+    assert main(["compare", "--baseline", str(baseline), "--method", str(method), "--quiet"]) == 2
+    assert "its labels differ from those of" in capsys.readouterr().err

@@ -72,7 +72,7 @@ def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
     try:
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
-                return {name: archive[name] for name in archive.files}
+                return {name: _plain_array(archive, name, path) for name in archive.files}
         if suffix == ".npy":
             return {path.stem: np.load(path, allow_pickle=False)}
         if suffix == ".safetensors":
@@ -89,6 +89,17 @@ def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
     except Exception as error:  # zip, safetensors and torch raise many types on damaged files
         detail = str(error).splitlines()[0] if str(error) else ""
         raise _refuse(path, f"unreadable ({type(error).__name__}: {detail})") from None
+
+
+def _plain_array(archive, name: str, path: Path) -> np.ndarray:
+    try:
+        return archive[name]
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            raise _refuse(
+                path, f"array '{name}' holds pickled Python objects, which are never loaded (save plain arrays)"
+            ) from None
+        raise
 
 
 def _tensor_array(tensor) -> np.ndarray:
@@ -410,6 +421,10 @@ def paired_files(baseline: str | Path, method: str | Path) -> list[tuple[str, Pa
     return [(Path(name).stem, a[name], b[name]) for name in a]
 
 
+def _same_labels(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
+
+
 def compare(
     baseline: str | Path,
     method: str | Path,
@@ -436,11 +451,15 @@ def compare(
             embeddings = load([path], modalities=modalities, budget=budget)
             found = (list(embeddings.modalities), embeddings.n_items)
             if reference is None:
-                reference = (found, path)
+                reference = (found, path, embeddings.labels)
             elif found != reference[0]:
-                (names, n), first = reference
+                (names, n), first, _ = reference
                 raise _refuse(path, f"holds {found[1]} items of {', '.join(found[0])}, {first} {n} items of "
                                     f"{', '.join(names)}: paired runs must share one test set")  # fmt: skip
+            elif not _same_labels(embeddings.labels, reference[2]):
+                raise _refuse(
+                    path, f"its labels differ from those of {reference[1]}: paired runs must share one test set"
+                )
             record = evaluate(embeddings, options, level=level, anchor=anchor)
             records.append({"experiment": experiment, "method": name, "seed": run, **record})
     frame = runs_frame(records)

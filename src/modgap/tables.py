@@ -366,5 +366,7 @@ def write_tables(
     write_text(outputs["comparison_md"], paper_comparison_markdown(comparison))
     ablation_table = ablation(table)
     write_text(outputs["ablation_csv"], ablation_table.to_csv(index=False))
-    write_text(outputs["ablation_md"], paper_layout_markdown(ablation_table))
+    ablation_md = paper_layout_markdown(ablation_table) if len(ablation_table) else (
+        f"No experiment runs the ablation's methods ({', '.join(ABLATION_METHODS)}), so there is nothing to compare.\n")  # fmt: skip
+    write_text(outputs["ablation_md"], ablation_md)
     return table
