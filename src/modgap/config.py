@@ -429,7 +429,7 @@ def load_config(
     resolved = copy.deepcopy(dict(config))
     schema = load_schema(schema_path)
     problems = _schema_problems(resolved, schema)
-    switched_off = [] if problems else _optional_parts_off(resolved)
+    switched_off = [] if problems else _optional_parts_off(resolved, schema)
     if not problems:
         problems = _reference_problems(resolved, schema)
     if problems:
@@ -441,7 +441,7 @@ def load_config(
     return resolved
 
 
-def _optional_parts_off(config: dict) -> list[str]:
+def _optional_parts_off(config: dict, schema: dict) -> list[str]:
     """Notes on what a configuration will do that its author may not expect. Optional targets whose
     experiment it lacks (a preset that replaces the experiments keeps config.yaml's dose-response) are
     switched off: they never block a study. An experiment that names no towers while the top level names
@@ -453,7 +453,7 @@ def _optional_parts_off(config: dict) -> list[str]:
         notes.append(f"the trained dose-response is off: its experiment '{dose['experiment']}' (dose_response.experiment) "
                      f"is not among the experiments ({', '.join(names)}); name one of them there to run it")  # fmt: skip
         dose["experiment"] = None
-    if config["model"] == section_defaults("model"):
+    if config["model"] == _defaults(schema, "model"):  # the schema load_config validated against
         model, train = config["model"], config["train"]
         for experiment in config["experiments"]:
             if "model" not in experiment and not imported(config, experiment["name"]):
@@ -484,7 +484,10 @@ def imported_methods(config: Mapping) -> set[str]:
 
 def section_defaults(name: str, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """A top-level section of the configuration (``evaluate``, ``claims``) with every default filled in."""
-    schema = load_schema(schema_path)
+    return _defaults(load_schema(schema_path), name)
+
+
+def _defaults(schema: dict, name: str) -> dict:
     section: dict = {}
     _DefaultingValidator({"$ref": f"#/definitions/{name}", "definitions": schema["definitions"]}).validate(section)
     return section
