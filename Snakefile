@@ -32,4 +32,4 @@ onstart:
 
 
 onsuccess:
-    show_verdict()
+    print_at_exit("results/claims.txt", since=STARTED)

@@ -144,6 +144,10 @@ def test_schema_errors_name_the_key(config_dict, mutate, expected):
             "config key 'claims.methods[1]': unknown method 'theirs'",
         ),
         (
+            lambda c: c.update(figures={"latent_methods": ["clip_lt", "theirs"]}),
+            "config key 'figures.latent_methods[1]': unknown method 'theirs'",
+        ),
+        (
             lambda c: c.update(dose_response={"experiment": "embedded_image_text", "method": "clip_lt"}),
             "config key 'dose_response.terms': method 'clip_lt' has no loss term atp, cu",
         ),
@@ -378,6 +382,14 @@ def test_an_optional_target_without_its_experiment_is_off_with_a_note(config_dic
     ]
 
 
+def test_latent_figures_show_the_claims_methods_unless_told(config_dict):
+    from modgap.config import latent_methods
+
+    assert latent_methods(load_config(config_dict)) == ["clip_lt", "ours", "ours_released"]
+    chosen = copy.deepcopy(config_dict) | {"figures": {"latent_methods": ["ours", "alignclip"]}}
+    assert latent_methods(load_config(chosen)) == ["ours", "alignclip"]
+
+
 def test_the_default_configuration_has_no_notes(repo):
     notes = []
     load_config(repo / "config.yaml", notes=notes)
@@ -397,6 +409,8 @@ def test_definition_digests_follow_what_runs_depend_on(config_dict):
     checkpointed["train"] = {"checkpoint_every": 1, "progress": "never"}  # resume and display options
     assert definition_digest(load_config(checkpointed), *key) == definition_digest(config, *key)
     assert study_digest(load_config(checkpointed)) == study_digest(config)
+    shown = copy.deepcopy(config_dict) | {"figures": {"latent_methods": ["ours"]}}  # what the figures show
+    assert study_digest(load_config(shown)) == study_digest(config)
     weighted = copy.deepcopy(config_dict)
     weighted["methods"]["ours"]["loss"]["atp"]["weight"] = 2.0
     assert definition_digest(load_config(weighted), *key) != definition_digest(config, *key)
@@ -459,3 +473,15 @@ def test_result_paths_stay_under_results_and_keep_wildcards():
     assert paths.train_log_path("e@10", "m", 0) == "results/models/e@10/m/seed0/train_log.csv"
     assert paths.metrics_path("e@10", "posthoc") == "results/metrics/e@10/posthoc.json"
     assert paths.prepared("{dataset}") == "results/data/{dataset}"
+
+
+def test_provenance_line_names_the_digest_and_the_files_in_merge_order(config_dict, tmp_path, monkeypatch):
+    from modgap.config import provenance_line, study_digest
+
+    config = load_config(config_dict)
+    repository, elsewhere = tmp_path / "repo", tmp_path / "mine"
+    (repository / "presets").mkdir(parents=True), elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    line = provenance_line(config, [repository / "config.yaml", repository / "presets" / "p.yaml", "study.yaml"],
+                           repository)  # fmt: skip
+    assert line.startswith(f"Configuration {study_digest(config)}: config.yaml + presets/p.yaml + study.yaml ")

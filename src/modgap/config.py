@@ -13,8 +13,9 @@ import copy
 import hashlib
 import json
 import math
+import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "co
 POSTHOC_METHOD = "posthoc"
 # Keys of a method that only describe it: no job's result depends on them.
 DISPLAY_KEYS = ("description", "label")
+# Top-level sections that only change how results are shown (figures re-run, nothing else).
+DISPLAY_SECTIONS = ("figures",)
 # Training options that never change a run's results (checkpoints resume to the same run; a test compares).
 RESULT_NEUTRAL_TRAIN_KEYS = ("checkpoint_every", "progress")
 
@@ -321,6 +324,9 @@ def _reference_problems(config: dict, schema: dict) -> list[str]:
     ]:
         if name not in known:
             problems.append(f"config key 'claims.{key}': unknown method '{name}'")
+    for index, name in enumerate(config["figures"]["latent_methods"] or []):
+        if name not in known | {POSTHOC_METHOD}:
+            problems.append(f"config key 'figures.latent_methods[{index}]': unknown method '{name}'")
     problems += _dose_response_problems(config)
     return problems or _plan_problems(config)
 
@@ -647,7 +653,28 @@ def study_digest(config: Mapping) -> str:
 
     methods = {name: {k: v for k, v in m.items() if k not in DISPLAY_KEYS} for name, m in config["methods"].items()}
     experiments = [{**e, "train": neutral(e["train"])} if "train" in e else e for e in config["experiments"]]
-    return _digest({**config, "methods": methods, "train": neutral(config["train"]), "experiments": experiments})
+    results = {k: v for k, v in config.items() if k not in DISPLAY_SECTIONS}
+    return _digest({**results, "methods": methods, "train": neutral(config["train"]), "experiments": experiments})
+
+
+def latent_methods(config: Mapping) -> list[str]:
+    """Methods the latent-space figures show side by side (``figures.latent_methods``; by default the claims'
+    baseline and checked methods)."""
+    return list(config["figures"]["latent_methods"] or [config["claims"]["baseline"], *config["claims"]["methods"]])
+
+
+def provenance_line(config: Mapping, config_files: Sequence[str | Path], root: str | Path) -> str:
+    """The line tables and claims.txt end with: the configuration's digest and the files it came from, in
+    merge order (files under ``root``, the repository, relative to it; others relative to the working
+    directory)."""
+    root = Path(root).resolve()
+
+    def shown(path: str | Path) -> str:
+        resolved = Path(path).resolve()
+        return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else os.path.relpath(resolved)
+
+    files = " + ".join(shown(path) for path in config_files)
+    return f"Configuration {study_digest(config)}: {files} (modgap claims checks a configuration against the runs)."
 
 
 def method_labels(config: Mapping) -> dict[str, str]:

@@ -36,23 +36,24 @@ def regime_table(
     return pd.DataFrame(rows)
 
 
-def regime_markdown(table: pd.DataFrame, knob: str) -> str:
+def regime_markdown(table: pd.DataFrame, knob: str, baseline: str, labels: Mapping[str, str] | None = None) -> str:
     if table.empty:
         return "No experiment has a budget ladder with both the baseline and a compared method: no map.\n"
-    lines = [f"| {knob} | modalities | method | epochs | CLIP gap | method gap | ΔV-Measure | ΔkNN | ΔTV R@1 | claims 1 / 2 / 3 |",
-             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    columns = ["modalities", "method", "epochs", f"{method_label(baseline, labels)} gap", "method gap", "ΔV-Measure",
+               "ΔkNN", "ΔTV R@1", "claims 1 / 2 / 3"]  # fmt: skip
+    lines = [f"| {knob} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for row in table.itertuples():
         cells = [f"{getattr(row, k):+.1f} [{getattr(row, k + '_low'):+.1f}, {getattr(row, k + '_high'):+.1f}]"
                  for k in ("v_measure", "knn_acc", "tv_r1")]  # fmt: skip
         converged = "" if row.converged_at is None or pd.isna(row.converged_at) else (
             " (converged)" if row.budget == row.converged_at else "")  # fmt: skip
-        lines.append(f"| {row.knob} | {row.modalities} | {method_label(row.method)} | {row.budget}{converged} | "
+        lines.append(f"| {row.knob} | {row.modalities} | {method_label(row.method, labels)} | {row.budget}{converged} | "
                      f"{row.baseline_gap:.3f} | {row.method_gap:.3f} | " + " | ".join(cells)
                      + f" | {row.claim1} / {row.claim2} / {row.claim3} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
-def plot(table: pd.DataFrame, knob: str):
+def plot(table: pd.DataFrame, knob: str, baseline: str, labels: Mapping[str, str] | None = None):
     apply_style()
     methods = list(dict.fromkeys(table["method"]))
     keys = ("v_measure", "knn_acc", "tv_r1")
@@ -70,22 +71,23 @@ def plot(table: pd.DataFrame, knob: str):
             axis.scatter(block["baseline_gap"], block[key], s=4 + block["budget"] / 4, color=colors[method],
                          marker="o", zorder=3)  # fmt: skip
             axis.axhline(0.0, color="black", linewidth=0.6)
-            axis.set_xlabel("CLIP (LT) gap")
+            axis.set_xlabel(f"{method_label(baseline, labels)} gap")
             axis.set_ylabel(f"{DIFFERENCES[key]} (points)")
-        row_axes[0].set_title(f"{method_label(method)} vs CLIP (LT); larger points: longer training; "
+        row_axes[0].set_title(f"{method_label(method, labels)} vs {method_label(baseline, labels)}; larger points: longer training; "
                               f"solid: 2 modalities, dotted: 3 ({knob})", fontsize=6, loc="left")  # fmt: skip
     figure.tight_layout()
     return figure
 
 
 def make(
-    runs_csv, claims, ladders, knobs, modality_counts, knob: str, csv_path, md_path, pdf_path, png_path
+    runs_csv, claims, ladders, knobs, modality_counts, knob: str, csv_path, md_path, pdf_path, png_path, labels=None
 ) -> pd.DataFrame:
+    """Write the map's table (CSV, Markdown) and figure; ``labels``: the configuration's display names."""
     table = regime_table(pd.read_csv(runs_csv), claims, ladders, knobs, modality_counts)
     write_text(csv_path, table.to_csv(index=False))
-    write_text(md_path, regime_markdown(table, knob))
+    write_text(md_path, regime_markdown(table, knob, claims["baseline"], labels))
     if not table.empty:
-        save(plot(table, knob), pdf_path, png_path)
+        save(plot(table, knob, claims["baseline"], labels), pdf_path, png_path)
     else:
         save(plt.figure(), pdf_path, png_path)
     return table

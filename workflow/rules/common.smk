@@ -1,6 +1,5 @@
 # Configuration and the input functions shared by every stage (paths: modgap.paths).
 
-import atexit
 import dataclasses
 import functools
 import os
@@ -32,17 +31,19 @@ from modgap.config import (
     imported,
     imported_dump,
     imported_methods,
+    latent_methods,
     ladders,
     load_config,
     method_labels,
     resolve_run,
-    study_digest,
+    provenance_line,
     typed_overrides,
 )
 from modgap.data.sources import remote_files
 from modgap.errors import RERUN_VARIABLE, study_command
 from modgap.paths import embeddings_path, metrics_path, model_path, prepared, train_log_path
 from modgap.io import remove_stale_temporaries_under
+from modgap.logs import print_at_exit
 from modgap.runtime import local_gpu_count
 
 # A job's advice to rebuild a damaged file repeats the user's own command line (config files, targets);
@@ -61,20 +62,11 @@ for note in notes:
     print(f"note: {note}", file=sys.stderr)
 
 
-def provenance_line():
-    """Which configuration made the results: its digest and config files, as the tables and claims say."""
-    given = [str(path) for path in workflow.config_settings.configfiles]  # --configfile, merged last
-    ordered = [Path(path).resolve() for path in workflow.configfiles if str(path) not in given] + given
-
-    def shown(path):  # the repository's own files as the repository names them, others from here
-        path = Path(path).resolve()
-        return str(path.relative_to(workflow.basedir)) if path.is_relative_to(workflow.basedir) else os.path.relpath(path)
-
-    files = " + ".join(shown(path) for path in ordered)
-    return f"Configuration {study_digest(study)}: {files} (modgap claims checks a configuration against the runs)."
-
-
-PROVENANCE = provenance_line()
+# --configfile files come last in the merge; Snakemake lists them among its own config files.
+GIVEN_CONFIGS = [str(path) for path in workflow.config_settings.configfiles]
+PROVENANCE = provenance_line(
+    study, [p for p in workflow.configfiles if str(p) not in GIVEN_CONFIGS] + GIVEN_CONFIGS, workflow.basedir
+)
 
 
 def one_of(names):
@@ -151,8 +143,7 @@ def wants_gpu(experiment):
 
 
 POSTHOC_SOURCE = study["evaluate"]["posthoc_source"]
-# Methods shown side by side in the latent-space figure (those an experiment has).
-LATENT_METHODS = ("clip_lt", "ours", "alignclip")
+LATENT_METHODS = latent_methods(study)
 
 
 def code(*modules):
@@ -294,12 +285,4 @@ def dose_response_targets():
     ]
 
 
-STARTED = time.time()
-
-
-def show_verdict():
-    """After a run that (re)built the claims check, print it as the last thing on the terminal."""
-    path = Path("results/claims.txt").resolve()  # Snakemake leaves the working directory before atexit runs
-    if path.is_file() and path.stat().st_mtime >= STARTED:
-        # atexit: after Snakemake's own closing lines (log location, run time)
-        atexit.register(lambda: print(f"\n{path.read_text()}", end="", flush=True))
+STARTED = time.time()  # the claims check is printed at the end of a run that rebuilt it (Snakefile)

@@ -162,6 +162,7 @@ rule regime_map_outputs:
         ladders=ladders(study),
         knobs={e["name"]: resolve_model(e["name"])["towers"]["image"].get("patch_size") for e in study["experiments"]},
         modality_counts={name: len(experiment_by_name(study, name)["modalities"]) for name in EVALUATIONS},
+        labels=method_labels(study),
     log:
         "results/logs/regime_map.log",
     conda:

@@ -20,4 +20,5 @@ with log_to_file(snakemake.log[0]):
         dimensions=int(snakemake.wildcards.dimensions),
         experiment=snakemake.wildcards.experiment,
         seed=params.seed,
+        labels=params.labels,
     )

@@ -11,4 +11,5 @@ with log_to_file(snakemake.log[0]):
         snakemake.output.pdf,
         snakemake.output.png,
         experiment=snakemake.wildcards.experiment,
+        labels=snakemake.params.labels,
     )

@@ -8,4 +8,4 @@ from modgap.regime import make
 with log_to_file(snakemake.log[0]):
     make(snakemake.input.runs, snakemake.params.claims, snakemake.params.ladders, snakemake.params.knobs,
          snakemake.params.modality_counts, "image patch size", snakemake.output.csv, snakemake.output.md,
-         snakemake.output.pdf, snakemake.output.png)  # fmt: skip
+         snakemake.output.pdf, snakemake.output.png, snakemake.params.labels)  # fmt: skip

@@ -15,7 +15,7 @@ from modgap.figures.style import PAGE_WIDTH, apply_style, method_colors, method_
 DELTAS = (("v_measure", "ΔV-Measure (points)"), ("knn_acc", "ΔkNN (points)"))
 
 
-def plot(frame: pd.DataFrame, claims: Mapping):
+def plot(frame: pd.DataFrame, claims: Mapping, labels: Mapping[str, str] | None = None):
     """``frame``: the regime table's rows (modgap.regime.regime_table), one per experiment, method, budget."""
     apply_style()
     experiments = list(dict.fromkeys(frame["experiment"]))
@@ -30,9 +30,14 @@ def plot(frame: pd.DataFrame, claims: Mapping):
             x = lines["budget"].map(position)
             if index == 0:  # the baseline's gap, the same in every comparison
                 row[0].plot(x, lines["baseline_gap"], marker="o", markersize=3, color=colors[claims["baseline"]],
-                            label=method_label(claims["baseline"]))  # fmt: skip
+                            label=method_label(claims["baseline"], labels))  # fmt: skip
             row[0].plot(
-                x, lines["method_gap"], marker="o", markersize=3, color=colors[method], label=method_label(method)
+                x,
+                lines["method_gap"],
+                marker="o",
+                markersize=3,
+                color=colors[method],
+                label=method_label(method, labels),
             )
             for axis, (key, _) in zip(row[1:], DELTAS):
                 axis.errorbar(x, lines[key], yerr=[lines[key] - lines[f"{key}_low"], lines[f"{key}_high"] - lines[key]],
@@ -53,8 +58,13 @@ def plot(frame: pd.DataFrame, claims: Mapping):
 
 
 def make(
-    runs_csv: str | Path, ladders: Mapping[str, list], claims: Mapping, pdf_path: str | Path, png_path: str | Path
+    runs_csv: str | Path,
+    ladders: Mapping[str, list],
+    claims: Mapping,
+    pdf_path: str | Path,
+    png_path: str | Path,
+    labels: Mapping[str, str] | None = None,
 ) -> None:
     from modgap.regime import regime_table
 
-    save(plot(regime_table(pd.read_csv(runs_csv), claims, ladders, {}, {}), claims), pdf_path, png_path)
+    save(plot(regime_table(pd.read_csv(runs_csv), claims, ladders, {}, {}), claims, labels), pdf_path, png_path)

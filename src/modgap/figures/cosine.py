@@ -26,7 +26,9 @@ def pair_cosines(embeddings: Mapping[str, np.ndarray], seed: int = 0) -> tuple[n
 PANELS_PER_ROW = 5
 
 
-def plot(dumps: Sequence[tuple[str, Mapping[str, np.ndarray]]], title: str = ""):
+def plot(
+    dumps: Sequence[tuple[str, Mapping[str, np.ndarray]]], title: str = "", labels: Mapping[str, str] | None = None
+):
     apply_style()
     columns = min(PANELS_PER_ROW, len(dumps))
     rows = -(-len(dumps) // columns)
@@ -39,7 +41,7 @@ def plot(dumps: Sequence[tuple[str, Mapping[str, np.ndarray]]], title: str = "")
         axis.hist(random, bins=bins, color="C0", alpha=0.45, density=True, label="random pairs")
         axis.hist(true, bins=bins, color="C3", alpha=0.6, density=True, label="true pairs")
         axis.axvline(true.mean(), color="C3", linewidth=0.8, linestyle="--", label="mean of true pairs")
-        axis.set_title(f"{method_label(method)}\ntrue-pair mean {true.mean():.2f}", fontsize=6)
+        axis.set_title(f"{method_label(method, labels)}\ntrue-pair mean {true.mean():.2f}", fontsize=6)
         axis.set_yticks([])
         axis.tick_params(labelsize=6)
     for axis in axes.flat[len(dumps) :]:
@@ -60,10 +62,11 @@ def make(
     png_path: str | Path,
     experiment: str,
     seed: int,
+    labels: Mapping[str, str] | None = None,
 ) -> None:
-    """``dumps``: method -> embedding dump (modgap.evaluate.load_method_dump)."""
+    """``dumps``: method -> embedding dump (modgap.evaluate.load_method_dump); ``labels``: display names."""
     save(
-        plot(list(dumps.items()), title=f"{experiment}: true vs random pairs, test split, seed {seed}"),
+        plot(list(dumps.items()), title=f"{experiment}: true vs random pairs, test split, seed {seed}", labels=labels),
         pdf_path,
         png_path,
     )

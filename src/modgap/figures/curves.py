@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -13,14 +13,16 @@ PANELS = (("loss", "training loss"), ("temperature", "temperature τ"), ("val_ga
           ("val_r1", "validation R@1 (%)"))  # fmt: skip
 
 
-def plot(logs: pd.DataFrame, title: str = ""):
+def plot(logs: pd.DataFrame, title: str = "", labels: Mapping[str, str] | None = None):
     apply_style()
     figure, axes = plt.subplots(1, len(PANELS), figsize=(PAGE_WIDTH, 1.9))
     colors = method_colors(logs["method"].unique())
     for method in ordered(logs["method"].unique()):
         curve = logs[logs["method"] == method].groupby("epoch").mean(numeric_only=True)
         for axis, (column, _) in zip(axes, PANELS):
-            axis.plot(curve.index, curve[column], color=colors[method], label=method_label(method), linewidth=1.2)
+            axis.plot(
+                curve.index, curve[column], color=colors[method], label=method_label(method, labels), linewidth=1.2
+            )
     for axis, (_, panel) in zip(axes, PANELS):
         axis.set_title(panel, fontsize=7)
         axis.set_xlabel("epoch")
@@ -34,10 +36,15 @@ def plot(logs: pd.DataFrame, title: str = ""):
 
 
 def make(
-    log_paths: Sequence[tuple[str, int, str | Path]], pdf_path: str | Path, png_path: str | Path, experiment: str
+    log_paths: Sequence[tuple[str, int, str | Path]],
+    pdf_path: str | Path,
+    png_path: str | Path,
+    experiment: str,
+    labels: Mapping[str, str] | None = None,
 ) -> None:
-    """``log_paths``: (method, seed, path of train_log.csv) for every run of one experiment."""
+    """``log_paths``: (method, seed, path of train_log.csv) for every run of one experiment; ``labels``: display
+    names."""
     frames = [pd.read_csv(path).assign(method=method, seed=seed) for method, seed, path in log_paths]
     seeds = len({seed for _, seed, _ in log_paths})
     title = f"{experiment}: training curves, mean over {seeds} seed{'s' if seeds > 1 else ''}"
-    save(plot(pd.concat(frames, ignore_index=True), title), pdf_path, png_path)
+    save(plot(pd.concat(frames, ignore_index=True), title, labels), pdf_path, png_path)

@@ -29,6 +29,7 @@ def plot(
     class_names: Sequence[str],
     dimensions: int = 2,
     title: str = "",
+    labels: Mapping[str, str] | None = None,
 ):
     apply_style()
     columns = len(dumps)
@@ -38,19 +39,19 @@ def plot(
         kwargs = {"projection": "3d"} if dimensions == 3 else {}
         axis = figure.add_subplot(1, columns, index + 1, **kwargs)
         embeddings = modality_embeddings(dump)
-        labels = np.asarray(dump["labels"])
+        classes = np.asarray(dump["labels"])
         for modality, points in project(embeddings, dimensions).items():
-            labelled = labels >= 0
+            labelled = classes >= 0
             axis.scatter(
                 *points[labelled].T,
-                c=[colors[label % len(colors)] for label in labels[labelled]],
+                c=[colors[label % len(colors)] for label in classes[labelled]],
                 marker=MODALITY_MARKERS.get(modality, "x"),
                 s=3,
                 alpha=0.5,
                 linewidths=0,
             )
         gap = gap_metrics(embeddings)["gap"]
-        axis.set_title(f"{method_label(method)}\ngap {gap:.2f}", fontsize=7)
+        axis.set_title(f"{method_label(method, labels)}\ngap {gap:.2f}", fontsize=7)
         axis.set_xticks([]), axis.set_yticks([])
         if dimensions == 3:
             axis.set_zticks([])
@@ -77,7 +78,9 @@ def make(
     dimensions: int,
     experiment: str,
     seed: int,
+    labels: Mapping[str, str] | None = None,
 ) -> None:
-    """``dumps``: method -> embedding dump (modgap.evaluate.load_method_dump)."""
+    """``dumps``: method -> embedding dump (modgap.evaluate.load_method_dump); ``labels``: the configuration's
+    display names (modgap.config.method_labels)."""
     title = f"{experiment}, seed {seed}: test embeddings, one PCA to {dimensions}-D per method over all modalities"
-    save(plot(list(dumps.items()), class_names, dimensions, title), pdf_path, png_path)
+    save(plot(list(dumps.items()), class_names, dimensions, title, labels), pdf_path, png_path)

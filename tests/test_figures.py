@@ -1,0 +1,60 @@
+"""The figures name methods as the configuration does (methods.<name>.label), else by their built-in names."""
+
+import numpy as np
+import pandas as pd
+
+from modgap.figures import cosine, curves, latent
+from modgap.figures.style import plt
+from modgap.regime import regime_markdown
+
+LABELS = {"ours": "Ours, renamed", "clip_lt": "Baseline CLIP"}
+
+
+def unit_rows(rng, n=40, d=8):
+    z = rng.normal(size=(n, d))
+    return z / np.linalg.norm(z, axis=1, keepdims=True)
+
+
+def dumps():
+    rng = np.random.default_rng(0)
+    labels = np.arange(40) % 4
+    return [
+        (m, {"image": unit_rows(rng), "text": unit_rows(rng), "labels": labels}) for m in ("clip_lt", "ours", "new")
+    ]
+
+
+def titles(figure) -> str:
+    text = " ".join(axis.get_title() for axis in figure.axes)
+    plt.close(figure)
+    return text
+
+
+def test_latent_and_cosine_panels_carry_the_configured_names():
+    for figure in (latent.plot(dumps(), ["a", "b", "c", "d"], labels=LABELS), cosine.plot(dumps(), labels=LABELS)):
+        shown = titles(figure)
+        assert "Ours, renamed" in shown and "Baseline CLIP" in shown
+        assert "new" in shown  # a method without a label keeps its key
+    assert "CLIP (LT)" in titles(latent.plot(dumps(), ["a", "b", "c", "d"]))  # the built-in name otherwise
+
+
+def test_training_curves_legend_uses_the_configured_names():
+    logs = pd.DataFrame(
+        [
+            {"method": m, "epoch": e, "loss": 1.0, "temperature": 0.07, "val_gap": 0.5, "val_r1": 50.0}
+            for m in ("clip_lt", "ours")
+            for e in (1, 2)
+        ]
+    )
+    figure = curves.plot(logs, labels=LABELS)
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    plt.close(figure)
+    assert legend == ["Baseline CLIP", "Ours, renamed"]
+
+
+def test_regime_table_names_the_baseline_and_methods_by_their_labels():
+    row = {"experiment": "e", "knob": 7, "modalities": 2, "method": "ours", "budget": 10, "converged_at": None,
+           "baseline_gap": 0.5, "method_gap": 0.1, "claim1": "holds", "claim2": "fails", "claim3": "holds"}  # fmt: skip
+    for key in ("v_measure", "knn_acc", "tv_r1"):
+        row |= {key: 1.0, f"{key}_low": 0.5, f"{key}_high": 1.5}
+    header, _, line = regime_markdown(pd.DataFrame([row]), "patch", "clip_lt", LABELS).splitlines()
+    assert "| Baseline CLIP gap |" in header and "| Ours, renamed |" in line
