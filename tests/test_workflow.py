@@ -78,7 +78,7 @@ def checkout(repo, tmp_path_factory) -> Path:
     copy = tmp_path_factory.mktemp("checkout")
     for name in ("Snakefile", "config.yaml"):
         shutil.copy(repo / name, copy / name)
-    for name in ("workflow", "src", "envs"):
+    for name in ("workflow", "src", "envs", "profiles"):  # profiles/default: what a user's run loads
         shutil.copytree(repo / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
     return copy
 
@@ -171,7 +171,7 @@ def test_editing_a_description_retrains_nothing(checkout, study):
 @pytest.mark.slow
 def test_adding_a_seed_trains_only_that_seed(checkout, study):
     seeded = {**TINY, "seeds": [0, 1, 2]}
-    result = snakemake(checkout / "Snakefile", study, seeded, "-n", "--quiet", "progress")  # with each job's log
+    result = snakemake(checkout / "Snakefile", study, seeded, "-n", "--quiet", "reason")  # each job with its log
     assert planned_jobs(result)["train"] == 5  # the five methods of both experiments, seed 2 alone
     assert set(re.findall(r"results/logs/train/\w+/\w+/seed(\d+)\.log", result.stdout + result.stderr)) == {"2"}
 
@@ -187,7 +187,7 @@ def test_a_display_name_reruns_only_tables_figures_and_claims(checkout, study):
 @pytest.mark.slow
 def test_a_changed_loss_weight_retrains_only_that_method(checkout, study):
     weighted = {**TINY, "methods": {"ours": {"loss": {"atp": {"weight": 2.0}}}}}
-    result = snakemake(checkout / "Snakefile", study, weighted, "-n", "--quiet", "progress")  # with each job's log
+    result = snakemake(checkout / "Snakefile", study, weighted, "-n", "--quiet", "reason")  # each job with its log
     planned = planned_jobs(result)
     assert planned["train"] == 4  # ours in both experiments, two seeds each; clip_lt and alignclip are reused
     trained = set(

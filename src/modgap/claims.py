@@ -359,7 +359,8 @@ def format_ladders(ladders: list[Ladder], claims: Mapping) -> list[str]:
     per-claim states; then the doubling test."""
     if not ladders:
         return []
-    lines = ["", "Budget ladders (per claim, nominal level; the verdict above is read at the converged budget):"]
+    lines = ["", "Budget ladders (per claim, nominal level; the verdicts above are read where the doubling test "
+                 "converged, else at the last budget):"]  # fmt: skip
     for ladder in ladders:
         lines += ["", f"{ladder.experiment}: {ladder.method} vs {claims['baseline']}"]
         lines.append(f"  {'epochs':>6}  {'gap':>13}  {'ΔV-Measure':>10}  {'ΔkNN':>6}  {'ΔR@1':>11}  states (1, 2, 3)")

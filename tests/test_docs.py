@@ -1,0 +1,51 @@
+"""The front door stays whole: README and docs/ link only to files the repository has, and name no file
+outside it."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)\s]+)\)")  # [text](target)
+# Repository paths quoted in prose, e.g. `presets/regime_map.yaml` or `src/modgap/claims.py`.
+QUOTED_PATH = re.compile(r"`((?:presets|docs|workflow|src|benchmarks|profiles|envs|tests)/[\w./-]*\w)`")
+
+
+def page_id(page: Path) -> str:
+    return str(page.relative_to(REPO))
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_every_link_resolves_inside_the_repository(page):
+    for target in LINK.findall(page.read_text()):
+        if re.match(r"[a-z]+://", target) or target.startswith("#"):
+            continue
+        resolved = (page.parent / target.split("#")[0]).resolve()
+        assert resolved.is_relative_to(REPO), f"{page_id(page)} links outside the repository: {target}"
+        assert resolved.exists(), f"{page_id(page)} links to a missing file: {target}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_quoted_repository_paths_exist(page):
+    for path in QUOTED_PATH.findall(page.read_text()):
+        if "<" in path or "*" in path:
+            continue
+        assert (REPO / path).exists(), f"{page_id(page)} names {path}, which the repository does not have"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_no_page_depends_on_files_outside_the_clone(page):
+    text = page.read_text()
+    assert "../shared" not in text and not re.search(r"\bSPEC\b", text), page_id(page)
+
+
+def test_readme_is_a_front_door():
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    assert (
+        "arxiv.org" in readme
+        or "openreview.net" in readme
+        or any("arxiv.org" in p.read_text() or "openreview.net" in p.read_text() for p in PAGES)
+    )  # the paper is linked
