@@ -63,14 +63,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO / "results" / "data" / "embedded")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--threads", type=int, default=1, help="as a training job gets from Snakemake")
-    parser.add_argument("--methods", nargs="+", default=["clip_lt", "ours", "alignclip"])
+    parser.add_argument("--methods", nargs="+", help="of those each experiment trains (default: all of them)")
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
     config = load_config(REPO / "config.yaml")
     peak = matmul_peak()
     print(f"fp32 matmul (1024 x 1024) on {arguments.threads} thread(s): {peak:.0f} GFLOP/s")
     for experiment in config["experiments"]:
-        for method in arguments.methods:
+        for method in [m for m in experiment["methods"] if arguments.methods is None or m in arguments.methods]:
             run = resolve_run(config, experiment["name"], method)
             trainer = Trainer(run, arguments.data, Path("/nonexistent"), seed=0)
             step = step_function(trainer)
