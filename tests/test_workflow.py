@@ -510,6 +510,8 @@ def test_deleted_intermediates_are_rebuilt_by_the_next_run(checkout, study, tmp_
 
 def test_command_line_config_is_typed_as_a_config_file(repo, tmp_path):
     """``--config seeds=[0,1]``: Snakemake's usual override plans two seeds, not a type error."""
-    result = snakemake(repo / "Snakefile", tmp_path, TINY, "-n", "--config", "seeds=[3,4]", "train={epochs: 1}")
+    result = snakemake(
+        repo / "Snakefile", tmp_path, TINY, "-n", "--quiet", "reason", "--config", "seeds=[3,4]", "train={epochs: 1}"
+    )
     planned = result.stdout + result.stderr
     assert "seed3.npz" in planned and "seed4.npz" in planned and "seed0.npz" not in planned
