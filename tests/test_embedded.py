@@ -175,3 +175,11 @@ def test_reader_errors_name_the_path(tmp_path, prepared_twice):
         load_split(prepared_twice[0], "dev")
     manifest = json.loads((prepared_twice[0] / "manifest.json").read_text())
     assert manifest["format_version"] == 1
+
+
+def test_loading_the_sentence_encoder_prints_no_progress_bar(capfd):
+    from modgap.data.text import load_sentence_encoder
+
+    load_sentence_encoder("cpu")
+    captured = capfd.readouterr()
+    assert "Loading weights" not in captured.err + captured.out  # a job's terminal shows its line, not a bar

