@@ -17,14 +17,23 @@ def page_id(page: Path) -> str:
     return str(page.relative_to(REPO))
 
 
+def anchors(page: Path) -> set[str]:
+    """The heading anchors a Markdown renderer gives a page: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+ (.+)$", page.read_text(), flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
+
+
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
 def test_every_link_resolves_inside_the_repository(page):
     for target in LINK.findall(page.read_text()):
-        if re.match(r"[a-z]+://", target) or target.startswith("#"):
+        if re.match(r"[a-z]+://", target):
             continue
-        resolved = (page.parent / target.split("#")[0]).resolve()
+        path, _, anchor = target.partition("#")
+        resolved = (page.parent / path).resolve() if path else page
         assert resolved.is_relative_to(REPO), f"{page_id(page)} links outside the repository: {target}"
         assert resolved.exists(), f"{page_id(page)} links to a missing file: {target}"
+        if anchor:
+            assert anchor in anchors(resolved), f"{page_id(page)} links to a missing heading: {target}"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
@@ -36,9 +45,10 @@ def test_quoted_repository_paths_exist(page):
 
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
-def test_no_page_depends_on_files_outside_the_clone(page):
+def test_no_page_depends_on_files_outside_the_clone_or_holds_a_placeholder(page):
     text = page.read_text()
     assert "../shared" not in text and not re.search(r"\bSPEC\b", text), page_id(page)
+    assert not re.search(r"\b(TODO|TBD|XXX|FIXME|[A-Z]+_[A-Z_]+)\b", re.sub(r"`[^`]*`", "", text)), page_id(page)
 
 
 def test_readme_is_a_front_door():

@@ -24,7 +24,7 @@ def dumps():
 
 
 def titles(figure) -> str:
-    text = " ".join(axis.get_title() for axis in figure.axes)
+    text = " ".join(axis.get_title(loc=loc) for axis in figure.axes for loc in ("left", "center"))
     plt.close(figure)
     return text
 
@@ -58,3 +58,24 @@ def test_regime_table_names_the_baseline_and_methods_by_their_labels():
         row |= {key: 1.0, f"{key}_low": 0.5, f"{key}_high": 1.5}
     header, _, line = regime_markdown(pd.DataFrame([row]), "patch", "clip_lt", LABELS).splitlines()
     assert "| Baseline CLIP gap |" in header and "| Ours, renamed |" in line
+
+
+def test_budget_and_regime_figures_name_the_baseline_and_methods_by_their_labels():
+    from modgap.figures import budget
+    from modgap.regime import plot as regime_plot
+
+    rows = []
+    for epochs in (10, 20):
+        row = {"experiment": "e", "knob": 7, "modalities": 2, "method": "ours", "budget": epochs,
+               "baseline_gap": 0.5, "method_gap": 0.1}  # fmt: skip
+        for key in ("v_measure", "knn_acc", "tv_r1"):
+            row |= {key: 1.0, f"{key}_low": 0.5, f"{key}_high": 1.5}
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    figure = budget.plot(frame, {"baseline": "clip_lt", "group_margin": 0.5}, LABELS)
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    plt.close(figure)
+    assert legend == ["Baseline CLIP", "Ours, renamed"]
+    figure = regime_plot(frame, "patch", "clip_lt", LABELS)
+    shown = " ".join(axis.get_xlabel() for axis in figure.axes)
+    assert "Baseline CLIP gap" in shown and "Ours, renamed vs Baseline CLIP" in titles(figure)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from modgap.runtime import claim_gpu, local_gpu_count
 
 
@@ -33,3 +35,19 @@ def test_visible_devices_are_counted(monkeypatch):
     assert local_gpu_count() == 2
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert local_gpu_count() == 0
+
+
+def test_a_failed_job_names_its_log_on_the_terminal(tmp_path, capsys):
+    """The default profile shows no job details, so a failing job's terminal line names its log."""
+    from modgap.errors import ExplainedError
+    from modgap.logs import log_to_file
+
+    log = tmp_path / "logs" / "job.log"
+    with pytest.raises(SystemExit) as exit_info, log_to_file(log):
+        raise ExplainedError("the cause, in one line")
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == f"error: the cause, in one line\n  (this job's log: {log})\n"
+    with pytest.raises(ValueError), log_to_file(log):
+        raise ValueError("an unexplained failure")
+    assert f"its log, with the traceback: {log}" in capsys.readouterr().err
+    assert "Traceback" in log.read_text() and "an unexplained failure" in log.read_text()

@@ -298,6 +298,8 @@ def test_a_ladder_that_keeps_moving_is_read_at_its_end_marked_not_converged():
     assert {v.experiment for v in verdicts} == {"e@20"} and not any(v.converged for v in verdicts)
     assert ladders[0].converged_at is None
     assert "— at 20 epochs, not converged" in format_verdicts(verdicts, CLAIMS, ladders)
+    named = format_verdicts(verdicts, CLAIMS, ladders, {"ours": "Ours, renamed"})
+    assert "e@20: ours (Ours, renamed) vs clip_lt" in named and "\ne: ours (Ours, renamed) vs clip_lt\n" in named
 
 
 def test_holm_levels_step_down():

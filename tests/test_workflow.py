@@ -460,7 +460,8 @@ def test_a_truncated_dump_fails_with_one_line_naming_it(checkout, study, tmp_pat
     assert result.returncode != 0
     line = "error: results/embeddings/pair/ours/seed0.npz: damaged embedding dump"
     assert line in result.stderr
-    assert "Traceback" not in result.stderr  # the traceback stays in the job's log
+    assert "Traceback" not in result.stderr  # the traceback stays in the job's log, which the terminal names
+    assert re.search(r"\(this job's log: results/logs/\S+\.log\)", result.stderr)
     # whichever job read the dump first (metrics or a figure) keeps the traceback in its own log
     logs = [p.read_text() for p in (tmp_path / study.name / "results" / "logs").rglob("*.log")]
     assert any("Traceback" in text and "seed0.npz" in text for text in logs)

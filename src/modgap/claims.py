@@ -354,15 +354,18 @@ def check_claims(
     return verdicts, ladder_results
 
 
-def format_ladders(ladders: list[Ladder], claims: Mapping) -> list[str]:
+def format_ladders(ladders: list[Ladder], claims: Mapping, labels: Mapping[str, str] | None = None) -> list[str]:
     """The budget ladder of every comparison: per budget, both gaps, the paired differences and the
-    per-claim states; then the doubling test."""
+    per-claim states; then the doubling test. Methods are named as the verdicts name them (``labels``)."""
     if not ladders:
         return []
     lines = ["", "Budget ladders (per claim, nominal level; the verdicts above are read where the doubling test "
                  "converged, else at the last budget):"]  # fmt: skip
     for ladder in ladders:
-        lines += ["", f"{ladder.experiment}: {ladder.method} vs {claims['baseline']}"]
+        lines += [
+            "",
+            f"{ladder.experiment}: {_named(ladder.method, labels or {})} vs {_named(claims['baseline'], labels or {})}",
+        ]
         lines.append(f"  {'epochs':>6}  {'gap':>13}  {'ΔV-Measure':>10}  {'ΔkNN':>6}  {'ΔR@1':>11}  states (1, 2, 3)")
         for rung in ladder.rungs:
             recall = "/".join(f"{rung.estimates[k]:+.1f}" for k in RETRIEVAL_COLUMNS if k in rung.estimates)
@@ -425,7 +428,7 @@ def format_verdicts(
         lines.append(f"  {'[' + verdict.state.upper() + ']':<{width}} {'[' + verdict.per_claim_state + ']':<{width}} "
                      f"{verdict.claim}{scope}")  # fmt: skip
         lines.append(f"      {verdict.evidence}; {_p_text(verdict.p_value)}")
-    lines += format_ladders(ladders or [], claims)
+    lines += format_ladders(ladders or [], claims, labels)
     lines += ["", "Holm: " + _counts(verdicts, "state") + f" (of {len(verdicts)} checks).",
               "Per claim: " + _counts(verdicts, "per_claim_state") + "."]  # fmt: skip
     return "\n".join(lines) + "\n"

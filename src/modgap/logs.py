@@ -21,7 +21,8 @@ def log_to_file(path: str | Path | None, level: int = logging.INFO) -> Iterator[
 
     Snakemake jobs log to their rule's log file only, so the terminal shows the workflow's progress.
     An error that explains itself (modgap.errors.ExplainedError) reaches the terminal as its one-line
-    message, the job exiting with status 1; its traceback stays in the log.
+    message and the log's path, the job exiting with status 1; its traceback stays in the log. Any other
+    error names the log on the terminal too.
     """
     root = logging.getLogger()
     if path is None:
@@ -44,9 +45,14 @@ def log_to_file(path: str | Path | None, level: int = logging.INFO) -> Iterator[
         logging.getLogger("modgap").exception("failed")
         if path is None:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error}\n  (this job's log: {path})", file=sys.stderr)
         raise SystemExit(1) from None
-    except BaseException:
+    except Exception:
+        logging.getLogger("modgap").exception("failed")
+        if path is not None:  # the terminal names the failed job's log (the default profile shows no job details)
+            print(f"error: the job failed; its log, with the traceback: {path}", file=sys.stderr)
+        raise
+    except BaseException:  # an interrupt: logged, nothing to explain
         logging.getLogger("modgap").exception("failed")
         raise
     finally:

@@ -31,8 +31,8 @@ from modgap.config import (
     imported,
     imported_dump,
     imported_methods,
-    latent_methods,
     ladders,
+    latent_methods,
     load_config,
     method_labels,
     resolve_run,
@@ -144,6 +144,7 @@ def wants_gpu(experiment):
 
 POSTHOC_SOURCE = study["evaluate"]["posthoc_source"]
 LATENT_METHODS = latent_methods(study)
+LABELS = method_labels(study)  # display names, for the tables, figures and claims
 
 
 def code(*modules):

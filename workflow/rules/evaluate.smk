@@ -89,7 +89,7 @@ rule tables:
         seeds=study["seeds"],
         definitions=definition_digests(study),
         provenance=PROVENANCE,
-        labels=method_labels(study),
+        labels=LABELS,
     log:
         "results/logs/tables.log",
     conda:
@@ -110,7 +110,7 @@ rule claims:
         expected=evaluated_runs(study),
         ladders=ladders(study),
         provenance=PROVENANCE,
-        labels=method_labels(study),
+        labels=LABELS,
     log:
         "results/logs/claims.log",
     conda:
@@ -162,7 +162,7 @@ rule regime_map_outputs:
         ladders=ladders(study),
         knobs={e["name"]: resolve_model(e["name"])["towers"]["image"].get("patch_size") for e in study["experiments"]},
         modality_counts={name: len(experiment_by_name(study, name)["modalities"]) for name in EVALUATIONS},
-        labels=method_labels(study),
+        labels=LABELS,
     log:
         "results/logs/regime_map.log",
     conda:

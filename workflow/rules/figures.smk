@@ -9,7 +9,7 @@ rule figure_gap_sweep:
         **figure_outputs("gap_sweep", "gap_sweep", "gap sweep"),
     params:
         source=lambda wildcards: POSTHOC_SOURCE,
-        labels=method_labels(study),
+        labels=LABELS,
     log:
         "results/logs/figures/{experiment}/gap_sweep.log",
     conda:
@@ -28,7 +28,7 @@ rule figure_latent:
         methods=lambda wildcards: figure_methods(wildcards.experiment, LATENT_METHODS),
         shifts=lambda wildcards: figure_shifts(wildcards.experiment, LATENT_METHODS),
         seed=FIGURE_SEED,
-        labels=method_labels(study),
+        labels=LABELS,
     output:
         **figure_outputs("latent_{dimensions}d", "latent", "latent space {dimensions}-D"),
     wildcard_constraints:
@@ -49,7 +49,7 @@ rule figure_cosine:
         methods=lambda wildcards: figure_methods(wildcards.experiment),
         shifts=lambda wildcards: figure_shifts(wildcards.experiment),
         seed=FIGURE_SEED,
-        labels=method_labels(study),
+        labels=LABELS,
     output:
         **figure_outputs("cosine_histograms", "cosine", "cosine histograms"),
     log:
@@ -74,7 +74,7 @@ rule figure_training_curves:
         runs=lambda wildcards: [
             (m, s) for m in experiment_by_name(study, wildcards.experiment)["methods"] for s in study["seeds"]
         ],
-        labels=method_labels(study),
+        labels=LABELS,
     log:
         "results/logs/figures/{experiment}/training_curves.log",
     conda:
@@ -92,7 +92,7 @@ rule figure_dose_response:
         **figure_outputs("dose_response", "dose_response", "dose-response"),
     params:
         source=lambda wildcards: POSTHOC_SOURCE,
-        labels=method_labels(study),
+        labels=LABELS,
     log:
         "results/logs/figures/{experiment}/dose_response.log",
     conda:
@@ -116,7 +116,7 @@ rule figure_budget:
     params:
         ladders=ladders(study),
         claims=study["claims"],
-        labels=method_labels(study),
+        labels=LABELS,
     log:
         "results/logs/figures/budget.log",
     conda:

@@ -51,8 +51,8 @@ def plot(frame: pd.DataFrame, claims: Mapping, labels: Mapping[str, str] | None 
         for axis in row:
             axis.set_xticks(range(len(budgets)), [str(b) for b in budgets])
             axis.set_xlabel("training budget (epochs)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(labels), fontsize=6)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(names), fontsize=6)
     figure.tight_layout()
     return figure
 

@@ -48,8 +48,8 @@ def plot(
         axis.set_visible(False)
     for axis in axes[-1]:
         axis.set_xlabel("cosine", fontsize=7)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="upper center", ncol=3, fontsize=6, bbox_to_anchor=(0.5, 0.0))
+    handles, names = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, names, loc="upper center", ncol=3, fontsize=6, bbox_to_anchor=(0.5, 0.0))
     if title:
         figure.suptitle(title, fontsize=8)
     figure.tight_layout()

@@ -27,8 +27,8 @@ def plot(logs: pd.DataFrame, title: str = "", labels: Mapping[str, str] | None =
         axis.set_title(panel, fontsize=7)
         axis.set_xlabel("epoch")
     # below the panels, where it can cover no curve
-    handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(5, len(labels)), fontsize=6)
+    handles, names = axes[0].get_legend_handles_labels()
+    figure.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(5, len(names)), fontsize=6)
     if title:
         figure.suptitle(title, fontsize=8)
     figure.tight_layout()

@@ -34,8 +34,8 @@ def plot(trained: pd.DataFrame, sweep: pd.DataFrame, title: str):
                           xytext=(3, 3), textcoords="offset points")  # fmt: skip
         axis.set_xlabel("modality gap (centroid distance)")
         axis.set_ylabel(label)
-    handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=6)
+    handles, names = axes[0].get_legend_handles_labels()
+    figure.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=6)
     figure.suptitle(title, fontsize=8)
     figure.tight_layout()
     return figure
