@@ -233,11 +233,11 @@ def test_degenerate_encoders_get_the_scores_they_deserve():
 
 
 def test_the_projects_own_dumps_with_their_budgets(tmp_path, tiny_data, tiny_run, capsys):
-    from modgap.train import train_seeds
+    from modgap.train import train_run
 
     ladder = {"epochs": 2, "budgets": [1, 2], "lr_schedule": "constant"}
     dump = tmp_path / "seed0.npz"
-    train_seeds(tiny_run("clip_ft", **ladder), tiny_data, [0], [tmp_path / "model.pt"], [tmp_path / "log.csv"], [dump])
+    train_run(tiny_run("clip_ft", **ladder), tiny_data, tmp_path / "model.pt", tmp_path / "log.csv", 0, dump)
     code, out, err = run(capsys, dump, "--level", "class", "--out", tmp_path / "out", "--quiet")
     assert code == 0 and "| audio -> text |" in out and "earlier budgets (1 epochs)" in out
     written = json.loads((tmp_path / "out" / "seed0.json").read_text())

@@ -17,7 +17,7 @@ import torch
 from modgap.data.format import load_split
 from modgap.embed import dump_embeddings
 from modgap.errors import CorruptIntermediateError
-from modgap.train import NonFiniteLossError, Trainer, train_run, train_seeds, warmup_cosine
+from modgap.train import NonFiniteLossError, Trainer, train_run, warmup_cosine
 
 MLP_TOWERS = {"trunk": "mlp", "towers": {"image": {"kind": "patch", "patch_size": 28},
               "audio": {"kind": "frames", "frames_per_token": 24, "pool_frames": 4}, "text": {"kind": "tokens"}}}  # fmt: skip
@@ -197,22 +197,25 @@ def test_resampled_partners_stay_within_the_class(tiny_data, tiny_run, tmp_path)
 
 
 @pytest.mark.parametrize("model", [None, MLP_TOWERS], ids=["transformer", "mlp"])
-def test_train_seeds_writes_every_seed_and_resumes_finished_ones(tmp_path, tiny_data, tiny_run, model, caplog):
+def test_every_seed_is_written_and_a_finished_run_resumes_without_retraining(
+    tmp_path, tiny_data, tiny_run, model, caplog
+):
     run = tiny_run("ours", epochs=2, model=model)
     paths = {kind: [tmp_path / f"seed{s}" / name for s in (0, 1)]
              for kind, name in (("models", "model.pt"), ("logs", "log.csv"), ("dumps", "test.npz"))}  # fmt: skip
-    train_seeds(run, tiny_data, [0, 1], paths["models"], paths["logs"], paths["dumps"])
+    for seed in (0, 1):
+        train_run(run, tiny_data, paths["models"][seed], paths["logs"][seed], seed, paths["dumps"][seed])
     assert all(p.is_file() for ps in paths.values() for p in ps)
     assert not any((tmp_path / f"seed{s}" / "checkpoint.pt").exists() for s in (0, 1))
     first = paths["dumps"][0].read_bytes()
     assert set(np.load(paths["dumps"][0]).files) == {"image", "audio", "text", "labels", "ids"}
 
-    # as if killed during seed 1: seed 0 is finished, its checkpoint kept, its outputs gone
+    # as if killed while writing: seed 0 is finished, its checkpoint kept, its outputs gone
     train_run(run, tiny_data, paths["models"][0], paths["logs"][0], 0, paths["dumps"][0], keep_checkpoint=True)
     for kind in paths:
         paths[kind][0].unlink()
     with caplog.at_level("INFO", logger="modgap.train"):
-        train_seeds(run, tiny_data, [0, 1], paths["models"], paths["logs"], paths["dumps"])
+        train_run(run, tiny_data, paths["models"][0], paths["logs"][0], 0, paths["dumps"][0])
     assert "at epoch 2" in caplog.text  # seed 0 resumed after its last epoch: nothing retrained
     assert paths["dumps"][0].read_bytes() == first
 
@@ -275,8 +278,8 @@ def test_a_budget_ladder_keeps_the_embeddings_of_every_budget(tmp_path, tiny_dat
     from modgap.evaluate import load_method_dump
 
     ladder = {"epochs": 3, "budgets": [1, 3], "lr_schedule": "constant"}
-    train_seeds(tiny_run("ours", **ladder), tiny_data, [0], [tmp_path / "a" / "model.pt"], [tmp_path / "a" / "log.csv"],
-                [tmp_path / "a" / "dump.npz"])  # fmt: skip
+    train_run(tiny_run("ours", **ladder), tiny_data, tmp_path / "a" / "model.pt", tmp_path / "a" / "log.csv", 0,
+              tmp_path / "a" / "dump.npz")  # fmt: skip
     stopped = {"epochs": 1, "budgets": [1], "lr_schedule": "constant"}  # warm-up over the same first budget
     train_run(tiny_run("ours", **stopped), tiny_data, tmp_path / "b" / "model.pt", tmp_path / "b" / "log.csv", 0,
               tmp_path / "b" / "dump.npz")  # fmt: skip

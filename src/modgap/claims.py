@@ -359,13 +359,11 @@ def format_ladders(ladders: list[Ladder], claims: Mapping, labels: Mapping[str, 
     per-claim states; then the doubling test. Methods are named as the verdicts name them (``labels``)."""
     if not ladders:
         return []
+    labels = labels or {}
     lines = ["", "Budget ladders (per claim, nominal level; the verdicts above are read where the doubling test "
                  "converged, else at the last budget):"]  # fmt: skip
     for ladder in ladders:
-        lines += [
-            "",
-            f"{ladder.experiment}: {_named(ladder.method, labels or {})} vs {_named(claims['baseline'], labels or {})}",
-        ]
+        lines += ["", f"{ladder.experiment}: {_named(ladder.method, labels)} vs {_named(claims['baseline'], labels)}"]
         lines.append(f"  {'epochs':>6}  {'gap':>13}  {'ΔV-Measure':>10}  {'ΔkNN':>6}  {'ΔR@1':>11}  states (1, 2, 3)")
         for rung in ladder.rungs:
             recall = "/".join(f"{rung.estimates[k]:+.1f}" for k in RETRIEVAL_COLUMNS if k in rung.estimates)

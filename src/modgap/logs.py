@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import sys
@@ -68,8 +69,6 @@ def log_to_file(path: str | Path | None, level: int = logging.INFO) -> Iterator[
 def print_at_exit(path: str | Path, since: float) -> None:
     """Print ``path`` as the last thing on the terminal, if it was (re)written at or after ``since`` (a
     ``time.time()``): after a workflow run, the claims check it rebuilt, below Snakemake's closing lines."""
-    import atexit
-
     path = Path(path).resolve()  # Snakemake leaves the working directory before atexit runs
     if path.is_file() and path.stat().st_mtime >= since:
         atexit.register(lambda: print(f"\n{path.read_text()}", end="", flush=True))

@@ -21,7 +21,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -295,7 +295,7 @@ class Trainer:
                     self.snapshot_path(epoch + 1), **embedding_dump(self.model, self.test_data, autocast=self.autocast)
                 )
             if (epoch + 1) % self.options["checkpoint_every"] == 0 or epoch + 1 == epochs:
-                self.save_checkpoint()  # the last one lets a job of several seeds skip the finished ones
+                self.save_checkpoint()  # the last one: a job killed while writing its outputs retrains nothing
         if bar is not None:
             bar.close()
 
@@ -361,24 +361,3 @@ def train_run(
     if not keep_checkpoint:
         remove_resume_state(Path(model_path).parent)
     return trainer.log_rows
-
-
-def train_seeds(
-    run: Mapping,
-    data_dir: str | Path,
-    seeds: Sequence[int],
-    model_paths: Sequence[str | Path],
-    log_paths: Sequence[str | Path],
-    embeddings_paths: Sequence[str | Path],
-) -> None:
-    """Train one method for every seed in turn (one process: the start-up is paid once).
-
-    Every seed's last checkpoint is kept until all seeds are done, so a job killed
-    during a later seed resumes without retraining the earlier ones.
-    """
-    for seed, model_path, log_path, embeddings_path in zip(
-        seeds, model_paths, log_paths, embeddings_paths, strict=True
-    ):
-        train_run(run, data_dir, model_path, log_path, int(seed), embeddings_path, keep_checkpoint=True)
-    for model_path in model_paths:
-        remove_resume_state(Path(model_path).parent)

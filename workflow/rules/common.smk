@@ -121,7 +121,6 @@ def remote_file(dataset, filename):
     raise WorkflowError(f"data set '{dataset}' has no file '{filename}' to download")
 
 
-
 def experiment_dataset(experiment):
     return experiment_by_name(study, experiment)["dataset"]
 
@@ -154,9 +153,6 @@ def code(*modules):
     keeps its cached results.
     """
     return [os.path.relpath(SOURCE / module) for module in modules]
-
-
-
 
 
 def trained_source(method):
@@ -192,7 +188,6 @@ def final_evaluation(experiment):
 def evaluated_budget(evaluation):
     """The epoch an evaluation reads its dumps at: None for a run's own last epoch."""
     return None if EVALUATIONS[evaluation]["final"] else EVALUATIONS[evaluation]["budget"]
-
 
 
 def metrics_files():
