@@ -315,7 +315,7 @@ def test_a_budget_ladder_gives_one_evaluation_per_budget(config_dict):
     from modgap.config import evaluations, experiment_by_name, ladders
 
     config_dict["experiments"][1]["train"] = {"epochs": 20, "budgets": None}  # its own: a single budget
-    config = load_config(ladder_config(config_dict, epochs=40, budgets=[10, 20, 40], lr_schedule="constant"))
+    config = load_config(ladder_config(config_dict, epochs=40, budgets=[10, 20, 40], lr_schedule="wsd"))
     names = [e["name"] for e in evaluations(config)]
     assert names == [
         "embedded_image_text@10",
@@ -335,11 +335,11 @@ def test_a_budget_ladder_gives_one_evaluation_per_budget(config_dict):
     ("train", "expected"),
     [
         (
-            {"epochs": 40, "budgets": [10, 20], "lr_schedule": "constant"},
+            {"epochs": 40, "budgets": [10, 20], "lr_schedule": "wsd"},
             "config key 'experiments[0].train.budgets': [10, 20] must ascend to train.epochs (40)",
         ),
         (
-            {"epochs": 40, "budgets": [20, 10, 40], "lr_schedule": "constant"},
+            {"epochs": 40, "budgets": [20, 10, 40], "lr_schedule": "wsd"},
             "experiments[0].train.budgets': [20, 10, 40]",
         ),
         # the experiment sets no schedule, so the top level's (cosine) is the key to change

@@ -235,7 +235,7 @@ def test_degenerate_encoders_get_the_scores_they_deserve():
 def test_the_projects_own_dumps_with_their_budgets(tmp_path, tiny_data, tiny_run, capsys):
     from modgap.train import train_run
 
-    ladder = {"epochs": 2, "budgets": [1, 2], "lr_schedule": "constant"}
+    ladder = {"epochs": 2, "budgets": [1, 2], "lr_schedule": "wsd"}
     dump = tmp_path / "seed0.npz"
     train_run(tiny_run("clip_ft", **ladder), tiny_data, tmp_path / "model.pt", tmp_path / "log.csv", 0, dump)
     code, out, err = run(capsys, dump, "--level", "class", "--out", tmp_path / "out", "--quiet")

@@ -208,7 +208,7 @@ def test_every_seed_is_written_and_a_finished_run_resumes_without_retraining(
     assert all(p.is_file() for ps in paths.values() for p in ps)
     assert not any((tmp_path / f"seed{s}" / "checkpoint.pt").exists() for s in (0, 1))
     first = paths["dumps"][0].read_bytes()
-    assert set(np.load(paths["dumps"][0]).files) == {"image", "audio", "text", "labels", "ids"}
+    assert set(np.load(paths["dumps"][0]).files) == {"image", "audio", "text", "labels", "ids", "temperature"}
 
     # as if killed while writing: seed 0 is finished, its checkpoint kept, its outputs gone
     train_run(run, tiny_data, paths["models"][0], paths["logs"][0], 0, paths["dumps"][0], keep_checkpoint=True)
@@ -272,33 +272,86 @@ def test_the_weight_schedule_moves_every_step(tmp_path, tiny_data, tiny_run, mon
     assert steps > 1 and seen[:steps] == pytest.approx([1 + s / steps for s in range(steps)])
 
 
-def test_a_budget_ladder_keeps_the_embeddings_of_every_budget(tmp_path, tiny_data, tiny_run):
-    """Each dump holds the test embeddings at every earlier budget ('<array>@<epochs>'), equal to those of a
-    run stopped there: with a constant learning rate, the first epochs do not depend on the last."""
+def _train(data, folder, run, seed=0):
+    train_run(run, data, folder / "model.pt", folder / "log.csv", seed, folder / "dump.npz")
+    return folder
+
+
+@pytest.mark.parametrize("method", ["ours", "ours_released"])
+def test_every_budget_of_a_ladder_is_the_annealed_state_of_a_run_trained_to_it(tmp_path, tiny_data, tiny_run, method):
+    """A budget's state equals that of a run trained to that budget alone with the same warm-up, constant
+    stage and cooldown: for a constant-weight method as a cooldown branch off the shared trunk, for the
+    released alpha/beta schedule (which runs over each budget) as a trunk of its own."""
     from modgap.evaluate import load_method_dump
 
-    ladder = {"epochs": 3, "budgets": [1, 3], "lr_schedule": "constant"}
-    train_run(tiny_run("ours", **ladder), tiny_data, tmp_path / "a" / "model.pt", tmp_path / "a" / "log.csv", 0,
-              tmp_path / "a" / "dump.npz")  # fmt: skip
-    stopped = {"epochs": 1, "budgets": [1], "lr_schedule": "constant"}  # warm-up over the same first budget
-    train_run(tiny_run("ours", **stopped), tiny_data, tmp_path / "b" / "model.pt", tmp_path / "b" / "log.csv", 0,
-              tmp_path / "b" / "dump.npz")  # fmt: skip
-    early, stopped_dump = (
-        load_method_dump(tmp_path / "a" / "dump.npz", budget=1),
-        load_method_dump(tmp_path / "b" / "dump.npz"),
-    )
-    for modality in ("image", "audio", "text"):
-        np.testing.assert_array_equal(early[modality], stopped_dump[modality])
-    final = load_method_dump(tmp_path / "a" / "dump.npz")
-    assert not np.array_equal(final["image"], early["image"]) and {"image@1", "text@1"} <= set(final)
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
-        "dump.npz",
-        "log.csv",
-        "model.pt",
-    ]  # snapshots cleaned
+    ladder = _train(tiny_data, tmp_path / "ladder", tiny_run(method, epochs=4, budgets=[2, 4], lr_schedule="wsd", warmup_fraction=0.2))
+    # alone to 2 epochs: warm-up over the same first budget; alone to 4: the same warm-up steps over 4 epochs
+    to_2 = _train(tiny_data, tmp_path / "to_2", tiny_run(method, epochs=2, lr_schedule="wsd", warmup_fraction=0.2))
+    to_4 = _train(tiny_data, tmp_path / "to_4", tiny_run(method, epochs=4, lr_schedule="wsd", warmup_fraction=0.1))
+    for budget, alone in ((2, to_2), (4, to_4)):
+        at_budget = load_method_dump(ladder / "dump.npz", budget=None if budget == 4 else budget)
+        own = load_method_dump(alone / "dump.npz")
+        for name in ("image", "audio", "text", "temperature"):
+            np.testing.assert_array_equal(at_budget[name], own[name])
+    early, final = load_method_dump(ladder / "dump.npz", budget=2), load_method_dump(ladder / "dump.npz")
+    assert not np.array_equal(final["image"], early["image"])
+    assert sorted(p.name for p in ladder.iterdir()) == ["dump.npz", "log.csv", "model.pt"]  # snapshots cleaned
+    whole, alone_model = state(ladder / "model.pt"), state(to_4 / "model.pt")
+    assert all(torch.equal(whole["model"][k], alone_model["model"][k]) for k in whole["model"])
 
 
-def test_warmup_then_constant():
-    from modgap.train import warmup_constant
+def test_a_ladder_anneals_every_budget_to_a_zero_rate(tmp_path, tiny_data, tiny_run):
+    """The epoch log holds the trunk's epochs (no budget) and each budget's cooldown, whose rate falls to
+    about 0 by the budget's end while the trunk keeps its constant rate."""
+    run = tiny_run("clip_lt", epochs=6, budgets=[2, 3, 6], lr_schedule="wsd", lr=0.01, cooldown_fraction=0.34)
+    rows = read_log(_train(tiny_data, tmp_path / "ladder", run) / "log.csv")
+    phases = [(int(r["epoch"]), r["budget"]) for r in rows]
+    # cooldowns: 1 epoch for budgets 2 and 3 (0.34 x 2 or 3, rounded), 2 for 6; the trunk runs to epoch 4
+    assert phases == [(1, ""), (2, "2"), (2, ""), (3, "3"), (3, ""), (4, ""), (5, "6"), (6, "6")]
+    trunk = [float(r["lr"]) for r in rows if r["budget"] == ""]
+    assert trunk[1:] == [0.01] * 3  # after the warm-up of the first epoch
+    ends = [float(r["lr"]) for r in rows if r["budget"] and int(r["epoch"]) == int(r["budget"])]
+    steps = Trainer(run, tiny_data, tmp_path / "x", seed=0).steps_per_epoch
+    assert ends == pytest.approx([0.01 / steps, 0.01 / steps, 0.01 / (2 * steps)])
 
-    assert [warmup_constant(s, 4) for s in (0, 3, 4, 1000)] == [0.25, 1.0, 1.0, 1.0]
+
+def test_a_ladder_killed_mid_cooldown_resumes_to_the_same_result(tmp_path, tiny_data, tiny_run, monkeypatch):
+    """A run killed inside a cooldown resumes from the trunk's last checkpoint and ends as the whole run."""
+    run = tiny_run("ours", epochs=4, budgets=[2, 4], lr_schedule="wsd", checkpoint_every=1)
+    whole = _train(tiny_data, tmp_path / "whole", run)
+
+    calls = []
+    original = Trainer.train_epoch
+
+    def killed_in_the_second_cooldown(self, epoch, branch=None, horizon=None):
+        if branch is not None and branch.budget == 4:
+            raise KeyboardInterrupt
+        calls.append(epoch)
+        return original(self, epoch, branch, horizon)
+
+    monkeypatch.setattr(Trainer, "train_epoch", killed_in_the_second_cooldown)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny_data, tmp_path / "killed", run)
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    assert (tmp_path / "killed" / "checkpoint.pt").exists() and (tmp_path / "killed" / "snapshot_e2.npz").exists()
+    resumed = _train(tiny_data, tmp_path / "killed", run)
+    assert (whole / "dump.npz").read_bytes() == (resumed / "dump.npz").read_bytes()
+    assert read_log(whole / "log.csv") == read_log(resumed / "log.csv")
+
+
+def test_warmup_stable_decay():
+    from modgap.train import warmup_stable_decay
+
+    assert [warmup_stable_decay(s, 4, None, 1) for s in (0, 3, 4, 1000)] == [0.25, 1.0, 1.0, 1.0]
+    assert [warmup_stable_decay(s, 4, 10, 4) for s in (9, 10, 11, 13)] == [1.0, 1.0, 0.75, 0.25]
+    assert warmup_stable_decay(0, 4, 0, 2) == 0.25  # a cooldown inside the warm-up takes the lower rate
+
+
+def test_annealing_plan():
+    from modgap.train import Branch, annealing_plan
+
+    wsd = {"epochs": 40, "budgets": [10, 20, 40], "lr_schedule": "wsd", "cooldown_fraction": 0.2}
+    assert annealing_plan(wsd, schedule_horizon=False) == [[Branch(8, 10), Branch(16, 20), Branch(32, 40)]]
+    assert annealing_plan(wsd, schedule_horizon=True) == [[Branch(8, 10)], [Branch(16, 20)], [Branch(32, 40)]]
+    cosine = {"epochs": 6, "budgets": None, "lr_schedule": "cosine", "cooldown_fraction": 0.2}
+    assert annealing_plan(cosine, schedule_horizon=False) == [[Branch(6, 6)]]

@@ -217,12 +217,16 @@ def _ladder_problems(index: int, experiment: Mapping, train: Mapping) -> list[st
     where = _experiment_key(index, experiment, "train", "budgets")
     if list(budgets) != sorted(budgets) or budgets[-1] != train["epochs"]:
         return [f"config key '{where}': {budgets} must ascend to train.epochs ({train['epochs']})"]
-    if len(budgets) > 1 and train["lr_schedule"] != "constant":
+    if len(budgets) > 1 and train["lr_schedule"] != "wsd":
         key = _experiment_key(index, experiment, "train", "lr_schedule")
         return [
-            f"config key '{key}': a budget ladder needs lr_schedule: constant (under '{train['lr_schedule']}' the "
+            f"config key '{key}': a budget ladder needs lr_schedule: wsd (under '{train['lr_schedule']}' the "
             "state at an earlier budget is not that of a run trained for it)"
         ]
+    if train["lr_schedule"] == "wsd" and train["warmup_fraction"] + train["cooldown_fraction"] > 1:
+        key = _experiment_key(index, experiment, "train", "warmup_fraction")
+        return [f"config key '{key}': warm-up ({train['warmup_fraction']}) and cooldown ({train['cooldown_fraction']}) "
+                "together exceed the first budget"]  # fmt: skip
     return []
 
 

@@ -43,8 +43,9 @@ def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
     return dump
 
 
-# Arrays a dump holds per budget of a ladder, as '<array>@<epochs>' (labels and ids are shared).
-BUDGET_ARRAYS = (*MODALITY_ORDER, "text_captions")
+# Arrays a dump holds per budget of a ladder, as '<array>@<epochs>' (labels and ids are shared); 'temperature'
+# is the run's temperature tau at that budget (a scalar).
+BUDGET_ARRAYS = (*MODALITY_ORDER, "text_captions", "temperature")
 
 
 def at_budget(dump: Mapping[str, np.ndarray], budget: int, path: str | Path = "dump") -> dict[str, np.ndarray]:

@@ -25,8 +25,9 @@ import numpy as np
 from modgap.errors import ExplainedError
 
 LABELS, IDS, CAPTIONS, CAPTION_ITEM = "labels", "ids", "text_captions", "text_caption_item"
-# Arrays that are not modalities; 'ids' and 'class_names' (as this project's dumps hold them) are not measured.
-RESERVED = (LABELS, IDS, CAPTIONS, CAPTION_ITEM, "class_names")
+# Arrays that are not modalities; 'ids', 'class_names' and 'temperature' (as this project's dumps hold them) are not
+# measured.
+RESERVED = (LABELS, IDS, CAPTIONS, CAPTION_ITEM, "class_names", "temperature")
 FORMATS = (".npz", ".npy", ".safetensors", ".pt", ".pth")
 # Rows whose norm is further than this from 1 count as not normalised.
 NORM_TOLERANCE = 1e-3

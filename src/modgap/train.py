@@ -12,6 +12,7 @@ batches from the same initial weights, which the claims check pairs them by.
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import functools
 import hashlib
@@ -22,6 +23,7 @@ import math
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -87,10 +89,44 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def warmup_constant(step: int, warmup: int) -> float:
-    """Learning-rate multiplier: linear warm-up over ``warmup`` steps, then 1 (no decay): training
-    longer continues the same run, so a snapshot at any budget is a run stopped there."""
-    return (step + 1) / warmup if step < warmup else 1.0
+def warmup_stable_decay(step: int, warmup: int, cooldown_start: int | None, cooldown_steps: int) -> float:
+    """Learning-rate multiplier of warmup-stable-decay (Hagele et al. 2024): linear warm-up over ``warmup``
+    steps, then 1 (the trunk), and from ``cooldown_start`` a linear decay towards 0 over ``cooldown_steps``
+    (a budget's cooldown branch; None: on the trunk)."""
+    multiplier = (step + 1) / warmup if step < warmup else 1.0
+    if cooldown_start is not None and step >= cooldown_start:
+        multiplier = min(multiplier, 1.0 - (step - cooldown_start) / cooldown_steps)
+    return multiplier
+
+
+@dataclass(frozen=True)
+class Branch:
+    """A budget's cooldown: from the trunk's state after ``start`` epochs, epochs ``start`` to ``budget`` - 1 at
+    a decaying rate give the state evaluated at ``budget`` (start == budget: no cooldown, as under cosine)."""
+
+    start: int
+    budget: int
+
+
+def cooldown_epochs(budget: int, fraction: float) -> int:
+    """Epochs of a budget's cooldown: its last ``fraction``, rounded, at least one."""
+    return max(1, round(fraction * budget))
+
+
+def annealing_plan(options: Mapping, schedule_horizon: bool) -> list[list[Branch]]:
+    """The trunks of a run and the branches each gives, in training order.
+
+    Under ``wsd`` one constant-rate trunk serves every budget of the ladder, each budget's state being a
+    cooldown branch off it, so the ladder costs the trunk plus the branches. A method whose loss weights
+    follow a schedule over the run (``schedule_horizon``: the released alpha/beta schedule) sees another
+    schedule at every budget: each budget then trains its own trunk from the start. Under ``cosine`` the
+    one budget is the run itself.
+    """
+    budgets = options["budgets"] or [options["epochs"]]
+    if options["lr_schedule"] == "cosine":
+        return [[Branch(options["epochs"], options["epochs"])]]
+    branches = [Branch(b - cooldown_epochs(b, options["cooldown_fraction"]), b) for b in budgets]
+    return [[branch] for branch in branches] if schedule_horizon else [branches]
 
 
 def validation_metrics(embeddings: Mapping[str, np.ndarray], labels: np.ndarray, level: str) -> dict[str, float]:
@@ -104,7 +140,7 @@ def validation_metrics(embeddings: Mapping[str, np.ndarray], labels: np.ndarray,
 
 
 class Trainer:
-    """Everything one run holds: data, model, objective, optimiser, and its files."""
+    """Everything one run holds: data, model, objective, optimiser, its annealing plan, and its files."""
 
     def __init__(self, run: Mapping, data_dir: str | Path, output_dir: str | Path, seed: int):
         self.run = run
@@ -118,41 +154,54 @@ class Trainer:
         self.fingerprint = run_fingerprint(run, self.seed, manifest)
         modalities = run["modalities"]
         method = run["method"]
-
-        self.loss = MethodLoss(method["loss"], method["temperature"], method["schedule"]).to(self.device)
-        sentences = self.loss.needs_sentences
+        sentences = MethodLoss(method["loss"], method["temperature"]).needs_sentences
         self.train_data = SplitInputs(data_dir, "train", modalities, self.device, with_text_embedding=sentences)
         self.val_data = SplitInputs(data_dir, "val", modalities, self.device, with_text_embedding=sentences)
         self.input_shapes = input_shapes(manifest, modalities)
         self.text_vocabulary = self.train_data.text_vocabulary() if "text" in modalities else []
+        self.steps_per_epoch = self.train_data.size // self.options["batch_size"]
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"train.batch_size {self.options['batch_size']} exceeds the {self.train_data.size} training items"
+            )
+        self.trunks = annealing_plan(self.options, method["schedule"] != "constant")
+        # warm-up over part of the first budget (wsd), or of the whole run (cosine)
+        first = (self.options["budgets"] or [self.options["epochs"]])[0]
+        warmup_epochs = first if self.options["lr_schedule"] == "wsd" else self.options["epochs"]
+        self.warmup_steps = max(1, int(self.options["warmup_fraction"] * self.steps_per_epoch * warmup_epochs))
+        self.log_rows: list[dict] = []
+        self.finished: list[int] = []  # budgets whose annealed state is kept
+        self.temperatures: dict[int, float] = {}  # budget -> temperature of its annealed state
+        self.trunk, self.start_epoch = 0, 0
+        self.build()
+
+    def build(self) -> None:
+        """A fresh model, objective and optimiser, as at the start of a trunk (seeded: every trunk of a run
+        starts from the same weights)."""
+        method = self.run["method"]
+        self.loss = MethodLoss(method["loss"], method["temperature"], method["schedule"]).to(self.device)
         self.model = build_encoder(
-            modalities, self.input_shapes, run["model"], method["encoder"] == "shared", self.text_vocabulary,
-            seed=self.seed,
+            self.run["modalities"], self.input_shapes, self.run["model"], method["encoder"] == "shared",
+            self.text_vocabulary, seed=self.seed,
         ).to(self.device)  # fmt: skip
         self.forward = torch.compile(self.model) if self.options["compile"] else self.model
-
         parameters = [p for p in list(self.model.parameters()) + list(self.loss.parameters()) if p.requires_grad]
         optimizer = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[self.options["optimizer"]]
         # fused: one kernel for every parameter instead of a dozen per parameter (4x faster on small CPU models)
         self.optimizer = optimizer(
             parameters, lr=self.options["lr"], weight_decay=self.options["weight_decay"], fused=True
         )
-        self.steps_per_epoch = self.train_data.size // self.options["batch_size"]
-        if self.steps_per_epoch == 0:
-            raise ValueError(
-                f"train.batch_size {self.options['batch_size']} exceeds the {self.train_data.size} training items"
-            )
-        total = self.steps_per_epoch * self.options["epochs"]
-        if self.options["lr_schedule"] == "constant":  # warm-up over part of the first budget
-            first = (self.options["budgets"] or [self.options["epochs"]])[0]
-            warmup = max(1, int(self.options["warmup_fraction"] * self.steps_per_epoch * first))
-            multiplier = lambda step: warmup_constant(step, warmup)  # noqa: E731
-        else:
-            warmup = max(1, int(self.options["warmup_fraction"] * total))
-            multiplier = lambda step: warmup_cosine(step, total, warmup)  # noqa: E731
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, multiplier)
-        self.log_rows: list[dict] = []
-        self.start_epoch = 0
+
+    def learning_rate(self, step: int, branch: Branch | None, horizon: int) -> float:
+        """The rate at a step of a trunk (``branch`` None) or of a budget's cooldown; ``horizon``: the epochs
+        of the trunk's longest budget (cosine decays over it)."""
+        lr = self.options["lr"]
+        if self.options["lr_schedule"] == "cosine":
+            return lr * warmup_cosine(step, self.steps_per_epoch * horizon, self.warmup_steps)
+        if branch is None:
+            return lr * warmup_stable_decay(step, self.warmup_steps, None, 1)
+        start = branch.start * self.steps_per_epoch
+        return lr * warmup_stable_decay(step, self.warmup_steps, start, (branch.budget - branch.start) * self.steps_per_epoch)
 
     def autocast(self):
         """bfloat16 autocast where ``train.amp`` asks for it (on the CPU too, for tests of the GPU path)."""
@@ -161,19 +210,21 @@ class Trainer:
         return contextlib.nullcontext()
 
     # -- checkpoints -------------------------------------------------------------------------
-    def _state(self) -> dict:
-        return {
-            "fingerprint": self.fingerprint,
-            "model": self.model.state_dict(),
-            "loss": self.loss.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "epoch": len(self.log_rows),
-            "log_rows": self.log_rows,
-        }
+    def _weights(self) -> dict:
+        return {"model": self.model.state_dict(), "loss": self.loss.state_dict(), "optimizer": self.optimizer.state_dict()}
 
-    def save_checkpoint(self) -> None:
-        save_torch(self.checkpoint_path, self._state())
+    def _load_weights(self, state: Mapping) -> None:
+        self.model.load_state_dict(state["model"])
+        self.loss.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def save_checkpoint(self, trunk: int = 0, epoch: int = 0) -> None:
+        """The trunk's state after ``epoch`` epochs, with every budget finished so far (their snapshots lie
+        beside it)."""
+        save_torch(self.checkpoint_path, {
+            "fingerprint": self.fingerprint, **self._weights(), "trunk": trunk, "epoch": epoch,
+            "log_rows": self.log_rows, "finished": self.finished, "temperatures": self.temperatures,
+        })  # fmt: skip
 
     def try_resume(self) -> bool:
         """Continue from this run's checkpoint, if one exists for the same configuration and data."""
@@ -184,13 +235,11 @@ class Trainer:
         if not isinstance(state, dict) or state.get("fingerprint") != self.fingerprint:
             log.warning("ignoring %s: it belongs to another configuration or data", self.checkpoint_path)
             return False
-        self.model.load_state_dict(state["model"])
-        self.loss.load_state_dict(state["loss"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.log_rows = state["log_rows"]
-        self.start_epoch = state["epoch"]
-        log.info("resumed from %s at epoch %d", self.checkpoint_path, self.start_epoch)
+        self._load_weights(state)
+        self.log_rows, self.finished = state["log_rows"], state["finished"]
+        self.temperatures = {int(b): t for b, t in state["temperatures"].items()}
+        self.trunk, self.start_epoch = state["trunk"], state["epoch"]
+        log.info("resumed from %s: trunk %d at epoch %d", self.checkpoint_path, self.trunk + 1, self.start_epoch)
         return True
 
     def _likely_cause(self, epoch: int, step: int) -> str:
@@ -202,8 +251,10 @@ class Trainer:
         return f"the run diverged: lower train.lr or set train.grad_clip (or check {method}.temperature)"
 
     # -- training ------------------------------------------------------------------------------
-    def train_epoch(self, epoch: int) -> dict[str, float]:
-        epochs = self.options["epochs"]
+    def train_epoch(self, epoch: int, branch: Branch | None = None, horizon: int | None = None) -> dict[str, float]:
+        """One epoch of a trunk (``branch`` None) or of a budget's cooldown; ``horizon``: the epochs the loss
+        weights' schedule and a cosine rate run over (default: the run's)."""
+        horizon = horizon or self.options["epochs"]
         torch.manual_seed(_epoch_seed(self.seed, epoch))  # dropout and any other torch randomness
         generator = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
         order = torch.randperm(self.train_data.size, generator=generator)
@@ -214,11 +265,14 @@ class Trainer:
         self.model.train()
         started = time.perf_counter()
         for step in range(self.steps_per_epoch):
+            lr = self.learning_rate(epoch * self.steps_per_epoch + step, branch, horizon)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
             batch = self.train_data.batch(order[step * batch_size : (step + 1) * batch_size], captions, partners)
             with self.autocast():
                 embeddings = self.forward(batch.inputs)
             position = epoch + step / self.steps_per_epoch  # the schedule moves every step, as released
-            total, terms = self.loss(embeddings, position, epochs, batch.sentences, batch.labels)
+            total, terms = self.loss(embeddings, position, horizon, batch.sentences, batch.labels)
             if not torch.isfinite(total):
                 values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
                 raise NonFiniteLossError(
@@ -229,29 +283,30 @@ class Trainer:
             if self.options["grad_clip"]:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.options["grad_clip"])
             self.optimizer.step()
-            self.scheduler.step()
             self.loss.temperature.clamp_()
             sums["loss"] = sums.get("loss", 0.0) + float(total.detach())
             for name, value in terms.items():
                 sums[f"loss_{name}"] = sums.get(f"loss_{name}", 0.0) + float(value.detach())
-        row = {"epoch": epoch + 1, "step": (epoch + 1) * self.steps_per_epoch}
+        row = {"epoch": epoch + 1, "step": (epoch + 1) * self.steps_per_epoch,
+               "budget": branch.budget if branch is not None else None}  # fmt: skip
         row.update({k: v / self.steps_per_epoch for k, v in sums.items()})
         training_seconds = time.perf_counter() - started
-        row.update({f"weight_{k}": w for k, w in self.loss.term_weights(epoch, epochs).items()})
-        row["lr"] = self.scheduler.get_last_lr()[0]
+        row.update({f"weight_{k}": w for k, w in self.loss.term_weights(epoch, horizon).items()})
+        row["lr"] = lr
         row["temperature"] = self.loss.temperature.tau
         val = embed_split(self.model, self.val_data, autocast=self.autocast)
-        row["val_loss"] = self.validation_loss(val, epoch)
+        row["val_loss"] = self.validation_loss(val, epoch, horizon)
         row.update(validation_metrics(val, self.val_data.labels, self.run["retrieval"]))
+        phase = f"cooldown to {branch.budget}" if branch is not None else "trunk"
         log.info(
-            "epoch %d/%d loss %.4f val loss %.4f gap %.3f R@1 %.1f (%.2f s training, %.0f samples/s, %.2f s validation)",
-            epoch + 1, epochs, row["loss"], row["val_loss"], row["val_gap"], row["val_r1"], training_seconds,
+            "epoch %d/%d (%s) loss %.4f val loss %.4f gap %.3f R@1 %.1f (%.2f s training, %.0f samples/s, %.2f s validation)",
+            epoch + 1, horizon, phase, row["loss"], row["val_loss"], row["val_gap"], row["val_r1"], training_seconds,
             self.steps_per_epoch * batch_size / training_seconds, time.perf_counter() - started - training_seconds,
         )  # fmt: skip
         return row
 
     @torch.no_grad()
-    def validation_loss(self, embeddings: Mapping[str, np.ndarray], epoch: int) -> float:
+    def validation_loss(self, embeddings: Mapping[str, np.ndarray], epoch: int, horizon: int) -> float:
         """The method's loss on the validation split's ``embeddings`` (from embed_split, so the encoder
         runs once), in consecutive full batches of the training size."""
         batch_size = min(self.options["batch_size"], self.val_data.size)
@@ -259,7 +314,7 @@ class Trainer:
         for start in range(0, self.val_data.size - batch_size + 1, batch_size):
             batch = self.val_data.batch(torch.arange(start, start + batch_size))  # their labels and captions
             chunk = {m: torch.from_numpy(z[start : start + batch_size]).to(self.device) for m, z in embeddings.items()}
-            losses.append(float(self.loss(chunk, epoch, self.options["epochs"], batch.sentences, batch.labels)[0]))
+            losses.append(float(self.loss(chunk, epoch, horizon, batch.sentences, batch.labels)[0]))
         return float(np.mean(losses))
 
     def snapshot_path(self, budget: int) -> Path:
@@ -273,29 +328,61 @@ class Trainer:
         return SplitInputs(self.data_dir, "test", self.run["modalities"], self.device)
 
     @property
-    def snapshot_budgets(self) -> list[int]:
-        return [b for b in self.options["budgets"] or [] if b < self.options["epochs"]]
+    def final_budget(self) -> int:
+        return self.trunks[-1][-1].budget
+
+    def anneal(self, branch: Branch, horizon: int, progress) -> None:
+        """Train a budget's cooldown from the current trunk state and keep that budget's annealed state: the
+        run's final state for the last budget, else a snapshot of its test embeddings, after which the trunk
+        state is restored."""
+        trunk_state = None if branch.budget == self.final_budget else copy.deepcopy(self._weights())
+        for epoch in range(branch.start, branch.budget):
+            self.log_rows.append(self.train_epoch(epoch, branch, horizon))
+            progress(self.log_rows[-1])
+        self.temperatures[branch.budget] = self.loss.temperature.tau
+        if trunk_state is not None:
+            dump = embedding_dump(self.model, self.test_data, autocast=self.autocast)
+            save_npz(self.snapshot_path(branch.budget), **dump, temperature=np.float32(self.temperatures[branch.budget]))
+            self._load_weights(trunk_state)
+        self.finished.append(branch.budget)
 
     def fit(self, progress: bool = False) -> None:
-        epochs = self.options["epochs"]
-        self.try_resume()
+        """Train every trunk and anneal every budget (docs/workflow.md, "Training"); resumes from a checkpoint
+        at a trunk's epoch boundary."""
+        if not self.try_resume():
+            remove_resume_state(self.output_dir)  # snapshots of an earlier configuration
         bar = None
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=epochs, initial=self.start_epoch, desc=self.run["method_name"], unit="epoch")
-        for epoch in range(self.start_epoch, epochs):
-            row = self.train_epoch(epoch)  # timings go to the job log: the epoch log stays byte-identical
-            self.log_rows.append(row)
+            total = sum(b.budget - b.start for t in self.trunks for b in t) + sum(t[-1].start for t in self.trunks)
+            bar = tqdm(total=total, initial=len(self.log_rows), desc=self.run["method_name"], unit="epoch")
+
+        def advance(row: dict) -> None:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", gap=f"{row['val_gap']:.2f}")
-            if epoch + 1 in self.snapshot_budgets:  # before the checkpoint that would skip this epoch on resume
-                save_npz(
-                    self.snapshot_path(epoch + 1), **embedding_dump(self.model, self.test_data, autocast=self.autocast)
-                )
-            if (epoch + 1) % self.options["checkpoint_every"] == 0 or epoch + 1 == epochs:
-                self.save_checkpoint()  # the last one: a job killed while writing its outputs retrains nothing
+
+        for index in range(self.trunk, len(self.trunks)):
+            branches = self.trunks[index]
+            horizon = branches[-1].budget
+            if index > self.trunk:
+                self.build()
+                self.start_epoch = 0
+            for epoch in range(self.start_epoch, branches[-1].start + 1):
+                for branch in branches:  # the budgets whose cooldown starts from this state
+                    if branch.start == epoch and branch.budget not in self.finished:
+                        self.anneal(branch, horizon, advance)
+                        self.save_checkpoint(index, epoch)
+                if epoch == branches[-1].start:
+                    break
+                row = self.train_epoch(epoch, None, horizon)
+                if len(self.trunks) > 1:  # a budget's own trunk leads to that budget alone
+                    row["budget"] = horizon
+                self.log_rows.append(row)
+                advance(row)
+                if (epoch + 1) % self.options["checkpoint_every"] == 0:
+                    self.save_checkpoint(index, epoch + 1)
         if bar is not None:
             bar.close()
 
@@ -303,7 +390,8 @@ class Trainer:
         """Write the trained model, the epoch log and the test-split embeddings atomically."""
         if embeddings_path is not None:
             arrays = embedding_dump(self.model, self.test_data, autocast=self.autocast)
-            for budget in self.snapshot_budgets:  # the ladder's earlier budgets, as '<array>@<epochs>'
+            arrays["temperature"] = np.float32(self.temperatures[self.final_budget])
+            for budget in self.finished[:-1]:  # the ladder's earlier budgets, as '<array>@<epochs>'
                 with np.load(self.snapshot_path(budget)) as snapshot:
                     arrays |= {f"{k}@{budget}": snapshot[k] for k in BUDGET_ARRAYS if k in snapshot.files}
             save_npz(embeddings_path, **arrays)
