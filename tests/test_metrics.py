@@ -492,17 +492,29 @@ def test_partition_scores_of_a_single_point():
         "v_measure": 100.0, "homogeneity": 100.0, "completeness": 100.0, "nmi": 100.0, "ari": 100.0}  # fmt: skip
 
 
-COLLAPSE = {"cos_true_pairs": 0.95, "r1_over_chance": 2.0, "intra_cos": 0.95}
+COLLAPSE = {"r1_over_chance": 2.0, "min_effective_rank": 2.0}
+
+
+def test_effective_rank_by_hand():
+    same = np.tile(unit(np.ones((1, 8))), (5, 1))
+    assert metrics.effective_rank(same) == pytest.approx(1.0)  # one direction
+    assert metrics.effective_rank(np.vstack([same, -same])) == pytest.approx(1.0)  # still one line
+    assert metrics.effective_rank(np.eye(6)) == pytest.approx(6.0)  # six equal singular values
+    # singular values 3 and 1: shares 3/4 and 1/4
+    two = np.diag([3.0, 1.0])
+    assert metrics.effective_rank(two) == pytest.approx(np.exp(-(0.75 * np.log(0.75) + 0.25 * np.log(0.25))))
+    assert metrics.effective_rank(np.zeros((4, 3))) == 0.0
 
 
 def test_an_exactly_collapsed_encoder_is_flagged_collapsed():
-    """Every embedding identical: R@1 is chance (ties broken at random), so the flag can fire."""
+    """Every embedding identical: R@1 is chance (ties broken at random) and the rank is 1, so the flag fires."""
     labels = np.arange(80) % 4
     same = np.tile(unit(np.ones((1, 8))), (80, 1))
     results = compute_metrics(
         {"image": same, "text": same.copy(), "labels": labels}, "class", {**OPTIONS, "linear_probe": False}
     )
     assert results["r1_mean"] == pytest.approx(results["r1_chance"]) == pytest.approx(25.0)
+    assert results["effective_rank_image"] == pytest.approx(1.0)
     assert is_collapsed(results, COLLAPSE)
 
 
@@ -510,12 +522,27 @@ def test_one_collapsed_modality_is_flagged_even_when_pairs_are_apart():
     z, labels = clustered(n=80, modalities=("image", "text"), seed=2)
     z["image"] = np.tile(z["image"][:1], (80, 1))  # images all one point, texts still spread
     results = compute_metrics({**z, "labels": labels}, "class", {**OPTIONS, "linear_probe": False})
-    assert results["cos_true_pairs"] < 0.95 and results["intra_cos_image"] == pytest.approx(1.0)
+    assert results["effective_rank_image"] == pytest.approx(1.0) and results["effective_rank_text"] > 2
     assert is_collapsed(results, COLLAPSE)
     healthy, _ = clustered(n=80, modalities=("image", "text"), seed=2)
     assert not is_collapsed(
         compute_metrics({**healthy, "labels": labels}, "class", {**OPTIONS, "linear_probe": False}), COLLAPSE
     )
+
+
+def test_a_cone_effect_encoder_is_not_collapsed():
+    """A large gap leaves each modality in a narrow cone (intra-modality cosine above 0.95, Liang et al. 2022)
+    while retrieval stays far above chance: the inputs are told apart, so it is not a collapse."""
+    rng = np.random.default_rng(3)
+    classes, n, d = 10, 400, 32
+    labels = np.arange(n) % classes
+    directions = np.eye(d)[2 : 2 + classes]
+    cones = {"image": np.eye(d)[0], "text": np.eye(d)[1]}  # each modality around its own axis: a gap of about 1.4
+    z = {m: unit(axis + 0.2 * directions[labels] + 0.015 * rng.normal(size=(n, d))) for m, axis in cones.items()}
+    results = compute_metrics({**z, "labels": labels}, "class", {**OPTIONS, "linear_probe": False})
+    assert results["gap"] > 1.2 and min(results["intra_cos_image"], results["intra_cos_text"]) > 0.95
+    assert results["r1_mean"] > 70 and results["effective_rank_image"] > 2
+    assert not is_collapsed(results, COLLAPSE)
 
 
 def test_an_item_split_never_finds_the_querys_own_partner():

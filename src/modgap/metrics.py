@@ -40,6 +40,18 @@ def intra_modality_cosine(z: np.ndarray) -> float:
     return float((total @ total - n) / (n * (n - 1)))
 
 
+def effective_rank(z: np.ndarray) -> float:
+    """Effective rank of a set of embeddings (Roy & Vetterli 2007): exp of the entropy of the normalised
+    singular values of the (N, d) matrix. 1 when every row points one way (an encoder that maps every input
+    to one point, or two opposite ones), up to min(N, d) when the rows spread evenly over every direction."""
+    singular = np.linalg.svd(z.astype(np.float64), compute_uv=False)
+    total = singular.sum()
+    if total == 0:
+        return 0.0
+    shares = singular[singular > 0] / total
+    return float(np.exp(-(shares * np.log(shares)).sum()))
+
+
 def relative_modality_gap(z_a: np.ndarray, z_b: np.ndarray) -> float:
     """Schrodi et al.'s relative modality gap (ICLR 2025, Eq. 1) with the cosine dissimilarity d = 1 - cos:
     the true pairs' mean dissimilarity over itself plus the mean dissimilarity of different rows within a
