@@ -345,7 +345,7 @@ def test_a_budget_ladder_gives_one_evaluation_per_budget(config_dict):
         # the experiment sets no schedule, so the top level's (cosine) is the key to change
         (
             {"epochs": 40, "budgets": [10, 20, 40], "lr_schedule": "cosine"},
-            "config key 'experiments[0].train.lr_schedule': a budget ladder needs lr_schedule: constant",
+            "config key 'experiments[0].train.lr_schedule': a budget ladder needs lr_schedule: wsd",
         ),
     ],
 )
@@ -385,7 +385,7 @@ def test_an_optional_target_without_its_experiment_is_off_with_a_note(config_dic
 def test_latent_figures_show_the_claims_methods_unless_told(config_dict):
     from modgap.config import latent_methods
 
-    assert latent_methods(load_config(config_dict)) == ["clip_lt", "ours", "ours_released"]
+    assert latent_methods(load_config(config_dict)) == ["clip_lt", "ours"]
     chosen = copy.deepcopy(config_dict) | {"figures": {"latent_methods": ["ours", "alignclip"]}}
     assert latent_methods(load_config(chosen)) == ["ours", "alignclip"]
 

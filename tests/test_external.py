@@ -136,14 +136,14 @@ def broken(tmp_path, name, **arrays):
             lambda i, t, y: {"image": i, "text": t, "weights": y},
             [],
             "unknown array 'weights' of shape (300,): a modality is a (rows, width) array; the reserved names are "
-            "labels, ids, text_captions, text_caption_item, class_names",
+            "labels, ids, text_captions, text_caption_item, class_names, temperature",
         ),
         (
             "extra",
             lambda i, t, y: {"image": i, "text": t, "audio": t},
             ["--modalities", "image,text"],
             "unknown array 'audio': neither a modality asked for (image, text) nor one of labels, ids, text_captions, "
-            "text_caption_item, class_names",
+            "text_caption_item, class_names, temperature",
         ),
         (
             "missing",
@@ -296,8 +296,8 @@ def test_compare_runs_the_claims_check_paired_by_file_name(tmp_path, capsys):
         ["compare", "--baseline", str(baseline), "--method", str(method), "--out", str(tmp_path / "out"), "--quiet"]
     )
     out = capsys.readouterr().out
-    assert code == 0 and "external: narrow_gap vs wide_gap" in out and "convergence not known" in out
-    assert "[HOLDS]" in out.split("3. narrow_gap vs wide_gap: smaller gap")[0].splitlines()[-1]
+    assert code == 0 and "external: narrow_gap vs wide_gap" in out and "convergence not tested" in out
+    assert "[HOLDS]" in out.split("3. smaller gap")[0].splitlines()[-1]
     runs = (tmp_path / "out" / "runs.csv").read_text().splitlines()
     assert len(runs) == 1 + 8 and (tmp_path / "out" / "claims.txt").read_text() == out
 

@@ -52,7 +52,7 @@ def test_training_curves_legend_uses_the_configured_names():
 
 
 def test_regime_table_names_the_baseline_and_methods_by_their_labels():
-    row = {"experiment": "e", "knob": 7, "modalities": 2, "method": "ours", "budget": 10, "converged_at": None,
+    row = {"experiment": "e", "knob": 7, "modalities": 2, "method": "ours", "budget": 10, "converged_since": None,
            "baseline_gap": 0.5, "method_gap": 0.1, "claim1": "holds", "claim2": "fails", "claim3": "holds"}  # fmt: skip
     for key in ("v_measure", "knn_acc", "tv_r1"):
         row |= {key: 1.0, f"{key}_low": 0.5, f"{key}_high": 1.5}
@@ -69,10 +69,10 @@ def test_budget_and_regime_figures_name_the_baseline_and_methods_by_their_labels
         row = {"experiment": "e", "knob": 7, "modalities": 2, "method": "ours", "budget": epochs,
                "baseline_gap": 0.5, "method_gap": 0.1}  # fmt: skip
         for key in ("v_measure", "knn_acc", "tv_r1"):
-            row |= {key: 1.0, f"{key}_low": 0.5, f"{key}_high": 1.5}
+            row |= {key: 1.0, f"{key}_low": 0.5, f"{key}_high": 1.5, f"{key}_margin": 0.5}
         rows.append(row)
     frame = pd.DataFrame(rows)
-    figure = budget.plot(frame, {"baseline": "clip_lt", "group_margin": 0.5}, LABELS)
+    figure = budget.plot(frame, {"baseline": "clip_lt"}, LABELS)
     legend = [text.get_text() for text in figure.legends[0].get_texts()]
     plt.close(figure)
     assert legend == ["Baseline CLIP", "Ours, renamed"]

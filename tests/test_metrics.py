@@ -6,7 +6,6 @@ import itertools
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import v_measure_score
@@ -412,20 +411,6 @@ def test_kmeans_k_is_the_number_of_classes_present():
     labels = np.where(labels == 3, -1, labels)  # one class has no labelled test item
     result = compute_metrics({**z, "labels": labels}, "class", {**OPTIONS, "linear_probe": False})
     assert result["kmeans_k"] == 3 and not np.isnan(result["v_measure"]) and result["notes"] == []
-
-
-def test_convergence_criterion_on_hand_made_logs():
-    from modgap.evaluate import convergence
-
-    epochs = np.arange(1, 9)
-    log = pd.DataFrame({"epoch": epochs, "val_loss": [5.0, 3.0, 2.0, 1.5, 1.2, 1.1, 1.1, 1.09],
-                        "val_gap": [0.9, 0.6, 0.4, 0.3, 0.25, 0.24, 0.25, 0.245], "val_r1": 50 + epochs})  # fmt: skip
-    criterion = {"window": 0.25, "val_loss": 0.05, "val_gap": 0.03, "val_r1": None}
-    result = convergence(log, criterion)  # last two epochs: loss moves 0.01 of its 3.91 range, gap 0.005
-    assert result["converged"] and result["late_change_val_loss"] == pytest.approx(0.01 / 3.91)
-    assert result["late_change_val_gap"] == pytest.approx(0.005) and result["late_change_val_r1"] == pytest.approx(1.0)
-    assert not convergence(log, {**criterion, "val_r1": 0.5})["converged"]  # R@1 tested when asked
-    assert not convergence(log, {**criterion, "val_gap": 0.001})["converged"]
 
 
 @pytest.mark.parametrize("case", ["random", "identical", "one cluster", "all singletons", "one class"])

@@ -284,7 +284,11 @@ def test_every_budget_of_a_ladder_is_the_annealed_state_of_a_run_trained_to_it(t
     released alpha/beta schedule (which runs over each budget) as a trunk of its own."""
     from modgap.evaluate import load_method_dump
 
-    ladder = _train(tiny_data, tmp_path / "ladder", tiny_run(method, epochs=4, budgets=[2, 4], lr_schedule="wsd", warmup_fraction=0.2))
+    ladder = _train(
+        tiny_data,
+        tmp_path / "ladder",
+        tiny_run(method, epochs=4, budgets=[2, 4], lr_schedule="wsd", warmup_fraction=0.2),
+    )
     # alone to 2 epochs: warm-up over the same first budget; alone to 4: the same warm-up steps over 4 epochs
     to_2 = _train(tiny_data, tmp_path / "to_2", tiny_run(method, epochs=2, lr_schedule="wsd", warmup_fraction=0.2))
     to_4 = _train(tiny_data, tmp_path / "to_4", tiny_run(method, epochs=4, lr_schedule="wsd", warmup_fraction=0.1))

@@ -39,7 +39,7 @@ def _load(configfiles: list[Path]) -> dict:
 def claims(arguments: argparse.Namespace) -> int:
     import pandas as pd
 
-    from modgap.claims import check_claims, definition_mismatch, format_verdicts, mismatch
+    from modgap.claims import check_claims, definition_mismatch, format_report, mismatch
 
     if not arguments.runs.is_file():
         print(f"{arguments.runs}: not found; run the study first (snakemake --cores all)", file=sys.stderr)
@@ -56,9 +56,9 @@ def claims(arguments: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    counts = {e["name"]: len(experiment_by_name(config, e["name"])["modalities"]) for e in evaluations(config)}
-    verdicts, ladder_results = check_claims(runs, config["claims"], counts, ladders(config))
-    print(format_verdicts(verdicts, config["claims"], ladder_results, method_labels(config)), end="")
+    references = {e["name"]: experiment_by_name(config, e["name"])["paper_reference"] for e in evaluations(config)}
+    families = check_claims(runs, config["claims"], ladders(config), references)
+    print(format_report(families, config["claims"], method_labels(config)), end="")
     return 0
 
 
@@ -129,13 +129,13 @@ def compare(arguments: argparse.Namespace) -> int:
         )
         return 2
     claims = {**section_defaults("claims"), "baseline": names[0], "methods": [names[1]]}
-    for key in ("confidence", "min_seeds", "retrieval_tolerance", "group_margin"):
+    for key in ("confidence", "min_seeds", "retrieval_tolerance", "margin_fraction"):
         if getattr(arguments, key) is not None:
             claims[key] = getattr(arguments, key)
     report, runs = external.compare(
         arguments.baseline, arguments.method, _options(arguments), claims, level=arguments.level,
         anchor=arguments.anchor, modalities=_modalities(arguments), budget=arguments.budget,
-        progress=_progress(arguments.quiet),
+        paper_reference=arguments.paper_reference, progress=_progress(arguments.quiet),
     )  # fmt: skip
     print(report, end="")
     if arguments.out is not None:
@@ -194,12 +194,21 @@ def main(argv: list[str] | None = None) -> int:
     pair.add_argument("--method", type=Path, required=True, help="folder of the compared model's files, same names")
     pair.add_argument("--baseline-name", help="its name in the verdicts (default: the folder's name)")
     pair.add_argument("--method-name", help="its name in the verdicts (default: the folder's name)")
-    pair.add_argument("--confidence", type=float, help="level of the intervals (default 0.95)")
+    pair.add_argument("--confidence", type=float, help="1 - the family-wise error rate (default 0.95)")
     pair.add_argument("--min-seeds", type=int, help="fewest paired seeds that may decide a check (default 3)")
     pair.add_argument(
         "--retrieval-tolerance", type=float, help="claim 1: largest R@1 change that counts as barely changed (points)"
     )
-    pair.add_argument("--group-margin", type=float, help="claim 2: the V-Measure / kNN gain that counts (points)")
+    pair.add_argument(
+        "--margin-fraction",
+        type=float,
+        help="claims 2 and 3 fail when this fraction of the paper's effect is ruled out (default 0.5)",
+    )
+    pair.add_argument(
+        "--paper-reference",
+        choices=["cifar10", "mscoco", "avmnist"],
+        help="the paper's data set whose effects set the margins (default: the median over the three)",
+    )
     _metric_options(pair)
     pair.set_defaults(handler=compare)
     check = commands.add_parser("claims", help="check the paper's three claims on results/tables/runs.csv")

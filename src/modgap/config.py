@@ -323,9 +323,10 @@ def _reference_problems(config: dict, schema: dict) -> list[str]:
     if source is not None and source not in known:
         problems.append(f"config key 'evaluate.posthoc_source': unknown method '{source}'")
     claims = config["claims"]
+    controls = [(f"controls[{i}].{k}", c[k]) for i, c in enumerate(claims["controls"]) for k in ("method", "baseline")]
     for key, name in [("baseline", claims["baseline"])] + [
         (f"methods[{i}]", m) for i, m in enumerate(claims["methods"])
-    ]:
+    ] + controls:
         if name not in known:
             problems.append(f"config key 'claims.{key}': unknown method '{name}'")
     for index, name in enumerate(config["figures"]["latent_methods"] or []):

@@ -1,5 +1,5 @@
 """Per-run evaluation: every metric of docs/workflow.md, "Metrics" from one embedding dump, plus whether the run
-converged and whether it collapsed.
+collapsed.
 
 Retrieval, V-Measure and kNN are in percent, as in the paper. A metric that the
 labels cannot support (too few labelled test items, a single class) is NaN, with
@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from modgap import metrics
 from modgap.errors import corrupt
@@ -229,25 +228,6 @@ def compute_metrics(dump: Mapping[str, np.ndarray], retrieval: str, options: Map
     return results
 
 
-def convergence(log_rows: pd.DataFrame, criterion: Mapping) -> dict:
-    """Whether a run converged: over the last ``window`` of its epochs, the validation loss moved by at
-    most ``val_loss`` times its whole range over the run (loss scales differ between methods), and the
-    validation gap and R@1 by at most ``val_gap`` and ``val_r1`` (a tolerance of None: reported, not
-    tested). Returns the flag and the movements."""
-    window = log_rows.tail(max(2, int(np.ceil(criterion["window"] * len(log_rows)))))
-    late = {key: float(window[key].max() - window[key].min()) for key in ("val_loss", "val_gap", "val_r1")}
-    loss_range = float(log_rows["val_loss"].max() - log_rows["val_loss"].min())
-    late["val_loss"] = late["val_loss"] / loss_range if loss_range > 0 else 0.0
-    tested = [key for key in late if criterion[key] is not None]
-    finite = bool(np.isfinite(window[["val_loss", "val_gap"]].to_numpy()).all())
-    converged = len(log_rows) >= 2 and finite and all(late[key] <= criterion[key] for key in tested)
-    return {
-        "converged": bool(converged),
-        "epochs": int(len(log_rows)),
-        **{f"late_change_{k}": v for k, v in late.items()},
-    }
-
-
 def is_collapsed(results: Mapping, criterion: Mapping) -> bool:
     """The encoder cannot tell inputs apart: retrieval near chance (mean R@1 below ``r1_over_chance`` times
     chance), or one modality's embeddings spanning fewer than ``min_effective_rank`` directions (every input
@@ -260,36 +240,16 @@ def is_collapsed(results: Mapping, criterion: Mapping) -> bool:
     )
 
 
-def read_train_log(path: str | Path) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError:
-        raise
-    except Exception as error:
-        raise corrupt(path, "training log", error) from None
-    missing = {"epoch", "val_loss", "val_gap", "val_r1"} - set(frame.columns)
-    if frame.empty or missing:
-        raise corrupt(path, "training log", f"no {', '.join(sorted(missing)) or 'rows'}")
-    return frame
-
-
-# What a run trained elsewhere records for its training: not known.
-TRAINED_ELSEWHERE = {"converged": None, "epochs": None}
-
-
-def evaluate_run(
-    dump: Mapping[str, np.ndarray], train_log: pd.DataFrame | None, *, retrieval: str, options: Mapping
-) -> dict:
-    """Metrics, convergence and collapse of one run (``train_log`` None: trained elsewhere)."""
-    results = {"retrieval": retrieval}
+def evaluate_run(dump: Mapping[str, np.ndarray], *, retrieval: str, options: Mapping, epochs: int | None) -> dict:
+    """Metrics and collapse of one run trained for ``epochs`` (None: trained elsewhere, not known)."""
+    results = {"retrieval": retrieval, "epochs": epochs}
     results.update(compute_metrics(dump, retrieval, options))
-    results.update(TRAINED_ELSEWHERE if train_log is None else convergence(train_log, options["convergence"]))
     results["collapsed"] = is_collapsed(results, options["collapse"])
     return results
 
 
 def evaluate_method(
-    runs: Sequence[tuple[int, str | Path, str | Path]],
+    runs: Sequence[tuple[int, str | Path]],
     output_path: str | Path,
     *,
     experiment: str,
@@ -298,22 +258,20 @@ def evaluate_method(
     options: Mapping,
     shift: float | None = None,
     budget: int | None = None,
+    epochs: int | None = None,
 ) -> list[dict]:
     """Evaluate every seed of one method and write them as a JSON list of flat records.
 
-    ``runs``: (seed, embedding dump, training log or None for embeddings made elsewhere) per seed. With ``shift`` the dumps are
-    first moved by the post-hoc shift of that strength (the training-free 'posthoc' row). With
-    ``budget`` the runs are evaluated as they stood at that epoch of their budget ladder: the
-    dumps' arrays of that budget, the epoch log up to it.
+    ``runs``: (seed, embedding dump) per seed. With ``shift`` the dumps are first moved by the post-hoc shift
+    of that strength (the training-free 'posthoc' row). With ``budget`` the runs are evaluated as they stood
+    at that budget of their ladder: the dumps' arrays of that budget. ``epochs``: the training budget the
+    records name (None for embeddings made elsewhere).
     """
     records = []
-    for seed, dump_path, log_path in runs:
+    for seed, dump_path in runs:
         dump = load_method_dump(dump_path, shift, budget)
-        train_log = None if log_path is None else read_train_log(log_path)
-        if budget is not None and train_log is not None:
-            train_log = train_log[train_log["epoch"] <= budget]
         record = {"experiment": experiment, "method": method, "seed": int(seed)}
-        record.update(evaluate_run(dump, train_log, retrieval=retrieval, options=options))
+        record.update(evaluate_run(dump, retrieval=retrieval, options=options, epochs=epochs))
         records.append(record)
     write_json(output_path, records)
     return records

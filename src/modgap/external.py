@@ -437,12 +437,13 @@ def compare(
     modalities: Sequence[str] | None = None,
     budget: int | None = None,
     experiment: str = "external",
+    paper_reference: str | None = None,
     progress=lambda stage: None,
 ):
     """The claims check of one method's per-seed embeddings against a baseline's: (verdicts report, runs
     table). ``claims``: the check's options (modgap.claims), whose ``baseline`` and ``methods`` name the
-    two folders."""
-    from modgap.claims import PAIR_R1_PREFIX, check_claims, format_verdicts
+    two folders; ``paper_reference``: the paper's data set whose effects set the margins (modgap.paper)."""
+    from modgap.claims import PAIR_R1_PREFIX, check_claims, format_report
     from modgap.tables import runs_frame
 
     records, reference = [], None
@@ -471,8 +472,7 @@ def compare(
                 axis=1
             )
     frame = frame.drop(columns=["options", "modalities"])
-    verdicts, _ = check_claims(frame, claims, {experiment: len(names)})
-    return format_verdicts(verdicts, claims), frame
+    return format_report(check_claims(frame, claims, references={experiment: paper_reference}), claims), frame
 
 
 def import_dump(source: str | Path, output: str | Path, modalities: Sequence[str]) -> list[str]:

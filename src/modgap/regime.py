@@ -1,7 +1,7 @@
 """The regime map: every comparison of a study's budget ladders placed against how far apart the
 baseline keeps the modalities. One row per (experiment, method, budget): the knob's setting, CLIP's and
-the method's gaps, the paired differences with their confidence intervals, the per-claim verdicts, and
-where the ladder converged (modgap.claims.doubling_test)."""
+the method's gaps and temperatures, the paired differences with their intervals and margins, the per-claim
+states, and where the ladder converged (modgap.claims.convergence)."""
 
 from __future__ import annotations
 
@@ -17,22 +17,32 @@ DIFFERENCES = {"v_measure": "ΔV-Measure", "knn_acc": "ΔkNN", **{k: f"Δ{v}" fo
 
 
 def regime_table(
-    runs: pd.DataFrame, claims: Mapping, ladders: Mapping, knobs: Mapping[str, object], modality_counts: Mapping
+    runs: pd.DataFrame,
+    claims: Mapping,
+    ladders: Mapping,
+    references: Mapping[str, str | None],
+    knobs: Mapping[str, object],
+    modality_counts: Mapping,
 ) -> pd.DataFrame:
-    """The map's rows; ``knobs``: experiment -> its setting of the regime knob."""
-    _, found = check_claims(runs, claims, modality_counts, ladders)
+    """The map's rows, one per budget of every laddered comparison; ``knobs``: experiment -> its setting of the
+    regime knob."""
     rows = []
-    for ladder in found:
-        for rung in ladder.rungs:
-            row = {"experiment": ladder.experiment, "knob": knobs.get(ladder.experiment),
-                   "modalities": modality_counts.get(rung.evaluation), "method": ladder.method, "budget": rung.budget,
-                   "converged_at": ladder.converged_at, "baseline_gap": rung.gaps[1], "method_gap": rung.gaps[0]}  # fmt: skip
-            for key in DIFFERENCES:
-                if key in rung.intervals:
-                    interval = rung.intervals[key]
-                    row |= {key: interval.estimate, f"{key}_low": interval.low, f"{key}_high": interval.high}
-            row |= {f"claim{i + 1}": state for i, state in enumerate(rung.states)}
-            rows.append(row)
+    for family in check_claims(runs, claims, ladders, references):
+        for comparison in family.comparisons:
+            for rung in comparison.ladder:
+                compared = rung.comparison
+                row = {"experiment": comparison.experiment, "knob": knobs.get(comparison.experiment),
+                       "modalities": modality_counts.get(rung.evaluation), "family": family.name,
+                       "method": comparison.method, "baseline": comparison.baseline, "budget": rung.budget,
+                       "converged_since": comparison.convergence.since, "convergence": comparison.convergence.status,
+                       "baseline_gap": compared.gaps[1], "method_gap": compared.gaps[0],
+                       "baseline_temperature": compared.temperatures[1], "method_temperature": compared.temperatures[0]}  # fmt: skip
+                for part in compared.parts():
+                    for key, interval in part.intervals(claims["confidence"]).items():
+                        row |= {key: interval.estimate, f"{key}_low": interval.low, f"{key}_high": interval.high,
+                                f"{key}_margin": part.margin}  # fmt: skip
+                row |= {f"claim{check.claim.number}": check.per_claim_state for check in compared.checks}
+                rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -45,8 +55,7 @@ def regime_markdown(table: pd.DataFrame, knob: str, baseline: str, labels: Mappi
     for row in table.itertuples():
         cells = [f"{getattr(row, k):+.1f} [{getattr(row, k + '_low'):+.1f}, {getattr(row, k + '_high'):+.1f}]"
                  for k in ("v_measure", "knn_acc", "tv_r1")]  # fmt: skip
-        converged = "" if row.converged_at is None or pd.isna(row.converged_at) else (
-            " (converged)" if row.budget == row.converged_at else "")  # fmt: skip
+        converged = "" if pd.isna(row.converged_since) or row.budget < row.converged_since else " (converged)"
         lines.append(f"| {row.knob} | {row.modalities} | {method_label(row.method, labels)} | {row.budget}{converged} | "
                      f"{row.baseline_gap:.3f} | {row.method_gap:.3f} | " + " | ".join(cells)
                      + f" | {row.claim1} / {row.claim2} / {row.claim3} |")  # fmt: skip
@@ -80,14 +89,26 @@ def plot(table: pd.DataFrame, knob: str, baseline: str, labels: Mapping[str, str
 
 
 def make(
-    runs_csv, claims, ladders, knobs, modality_counts, knob: str, csv_path, md_path, pdf_path, png_path, labels=None
+    runs_csv,
+    claims,
+    ladders,
+    references,
+    knobs,
+    modality_counts,
+    knob: str,
+    csv_path,
+    md_path,
+    pdf_path,
+    png_path,
+    labels=None,
 ) -> pd.DataFrame:
     """Write the map's table (CSV, Markdown) and figure; ``labels``: the configuration's display names."""
-    table = regime_table(pd.read_csv(runs_csv), claims, ladders, knobs, modality_counts)
+    table = regime_table(pd.read_csv(runs_csv), claims, ladders, references, knobs, modality_counts)
     write_text(csv_path, table.to_csv(index=False))
-    write_text(md_path, regime_markdown(table, knob, claims["baseline"], labels))
-    if not table.empty:
-        save(plot(table, knob, claims["baseline"], labels), pdf_path, png_path)
+    verdict = table[table["family"] == "verdict"] if not table.empty else table  # the controls: in the CSV
+    write_text(md_path, regime_markdown(verdict, knob, claims["baseline"], labels))
+    if not verdict.empty:
+        save(plot(verdict, knob, claims["baseline"], labels), pdf_path, png_path)
     else:
         save(plt.figure(), pdf_path, png_path)
     return table

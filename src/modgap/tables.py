@@ -1,9 +1,9 @@
 """Tables: per-run metrics aggregated over seeds, the paper's numbers beside ours, the ablation, and
 the trained dose-response.
 
-``runs.csv`` holds one row per (experiment, method, seed): every metric, whether
-the run converged and whether it collapsed. ``main.csv`` holds one row per
-(experiment, method) with ``n_seeds``, ``n_converged``, ``n_collapsed`` and, for
+``runs.csv`` holds one row per (experiment, method, seed): every metric and
+whether the run collapsed. ``main.csv`` holds one row per (experiment, method)
+with ``n_seeds``, ``n_collapsed`` and, for
 every metric, ``<metric>`` (mean over seeds) and ``<metric>_std`` (sample standard
 deviation; 0 for a single seed). ``tv_r1`` / ``ta_r1`` are the paper's TV / TA R@1:
 the mean of the two retrieval directions between text and image / audio.
@@ -44,12 +44,9 @@ PAPER_COLUMNS = [
     ("knn_acc", "kNN", False),
 ]
 ABLATION_METHODS = ("clip_lt", "ours_atp", "ours_cu", "ours", "ours_schedule", "ours_released")
-_IDENTITY = ("experiment", "method", "seed", "retrieval", "notes", "converged", "collapsed")
-NOT_CONVERGED, COLLAPSED = "†", "‡"
-FLAG_NOTES = (
-    f"{NOT_CONVERGED} some runs did not converge (evaluate.convergence); "
-    f"{COLLAPSED} some runs collapsed (every input maps to about one point; evaluate.collapse)."
-)
+_IDENTITY = ("experiment", "method", "seed", "retrieval", "notes", "collapsed")
+COLLAPSED = "‡"
+FLAG_NOTES = f"{COLLAPSED} some runs collapsed (the encoder cannot tell inputs apart; evaluate.collapse)."
 
 
 def method_label(method: str, labels: Mapping[str, str] | None = None) -> str:
@@ -61,7 +58,7 @@ def method_label(method: str, labels: Mapping[str, str] | None = None) -> str:
 # only where the record's notes say why (too few labels for clustering or kNN).
 ALWAYS_FINITE = ("gap", "cos_true_pairs", "r1_mean", "r1_chance", "epochs")
 FINITE_UNLESS_NOTED = ("v_measure", "knn_acc")
-FLAGS = ("converged", "collapsed")
+FLAGS = ("collapsed",)
 
 
 def _record_problem(record: Mapping, index: int) -> str | None:
@@ -71,8 +68,8 @@ def _record_problem(record: Mapping, index: int) -> str | None:
         return f"record {index} (seed {record.get('seed')}) lacks {', '.join(missing)}"
     for key in (*ALWAYS_FINITE, *FINITE_UNLESS_NOTED):
         value = record[key]
-        if key == "epochs" and value is None and record["converged"] is None:
-            continue  # trained elsewhere (modgap.evaluate.TRAINED_ELSEWHERE)
+        if key == "epochs" and value is None:
+            continue  # trained elsewhere: the budget is not known
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             return f"record {index} (seed {record['seed']}): {key} is {value!r}, not a number"
         if not np.isfinite(value) and (key in ALWAYS_FINITE or not record.get("notes")):
@@ -129,17 +126,15 @@ def runs_frame(records: Iterable[Mapping]) -> pd.DataFrame:
 
 def aggregate(runs: pd.DataFrame, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Mean and sample standard deviation over seeds of every numeric metric, with the number of seeds, of
-    converged and of collapsed runs, the runs' notes and each method's display ``label`` (``labels``:
+    collapsed runs, the runs' notes and each method's display ``label`` (``labels``:
     the configuration's). Rows in first-seen order, built-in methods before the configuration's own."""
     metrics = [c for c in runs.columns if c not in _IDENTITY and pd.api.types.is_numeric_dtype(runs[c])]
     grouped = runs.groupby(["experiment", "method"], sort=False)
     means = grouped[metrics].mean()
     stds = grouped[metrics].std(ddof=1).fillna(0.0).add_suffix("_std")
     counts = [grouped.size().rename("n_seeds")]
-    for flag in ("converged", "collapsed"):
-        if flag in runs:  # a group whose runs do not say (trained elsewhere) counts NaN
-            counts.append(grouped[flag].agg(lambda v: int(v.dropna().astype(bool).sum()) if v.notna().any() else np.nan)
-                          .rename(f"n_{flag}"))  # fmt: skip
+    if "collapsed" in runs:
+        counts.append(grouped["collapsed"].agg(lambda v: int(v.astype(bool).sum())).rename("n_collapsed"))
     if "notes" in runs:
         counts.append(grouped["notes"].agg(lambda n: "; ".join(sorted({x for x in n.dropna() if x}))).rename("notes"))
     table = pd.concat([*counts, means, stds], axis=1)
@@ -152,11 +147,8 @@ def aggregate(runs: pd.DataFrame, labels: Mapping[str, str] | None = None) -> pd
 
 
 def flagged_label(row: pd.Series) -> str:
-    """The method's label (the table's ``label`` column where it has one) with the marks for unconverged
-    and collapsed runs."""
+    """The method's label (the table's ``label`` column where it has one) with the mark for collapsed runs."""
     label = row["label"] if isinstance(row.get("label"), str) else method_label(row["method"])
-    if "n_converged" in row and row["n_converged"] < row["n_seeds"]:
-        label += NOT_CONVERGED
     if "n_collapsed" in row and row["n_collapsed"] > 0:
         label += COLLAPSED
     return label
@@ -292,7 +284,7 @@ def ablation(table: pd.DataFrame) -> pd.DataFrame:
     """CLIP (LT) vs each of ours' terms alone vs both, per experiment."""
     keep = table[table["method"].isin(ABLATION_METHODS)].copy()
     keep["order"] = keep["method"].map({m: i for i, m in enumerate(ABLATION_METHODS)})
-    leading = [c for c in ("experiment", "method", "label", "n_seeds", "n_converged", "n_collapsed") if c in keep]
+    leading = [c for c in ("experiment", "method", "label", "n_seeds", "n_collapsed") if c in keep]
     columns = leading + [c for key, _, _ in PAPER_COLUMNS if key in keep for c in (key, f"{key}_std")]
     return keep.sort_values(["experiment", "order"], kind="stable")[columns].reset_index(drop=True)
 

@@ -201,7 +201,9 @@ class Trainer:
         if branch is None:
             return lr * warmup_stable_decay(step, self.warmup_steps, None, 1)
         start = branch.start * self.steps_per_epoch
-        return lr * warmup_stable_decay(step, self.warmup_steps, start, (branch.budget - branch.start) * self.steps_per_epoch)
+        return lr * warmup_stable_decay(
+            step, self.warmup_steps, start, (branch.budget - branch.start) * self.steps_per_epoch
+        )
 
     def autocast(self):
         """bfloat16 autocast where ``train.amp`` asks for it (on the CPU too, for tests of the GPU path)."""
@@ -211,7 +213,11 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------
     def _weights(self) -> dict:
-        return {"model": self.model.state_dict(), "loss": self.loss.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {
+            "model": self.model.state_dict(),
+            "loss": self.loss.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
 
     def _load_weights(self, state: Mapping) -> None:
         self.model.load_state_dict(state["model"])
@@ -342,7 +348,9 @@ class Trainer:
         self.temperatures[branch.budget] = self.loss.temperature.tau
         if trunk_state is not None:
             dump = embedding_dump(self.model, self.test_data, autocast=self.autocast)
-            save_npz(self.snapshot_path(branch.budget), **dump, temperature=np.float32(self.temperatures[branch.budget]))
+            save_npz(
+                self.snapshot_path(branch.budget), **dump, temperature=np.float32(self.temperatures[branch.budget])
+            )
             self._load_weights(trunk_state)
         self.finished.append(branch.budget)
 

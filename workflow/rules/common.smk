@@ -76,6 +76,8 @@ def one_of(names):
 
 
 EVALUATIONS = {evaluation["name"]: evaluation for evaluation in evaluations(study)}
+# The paper's data set each evaluation mirrors: its margins (modgap.paper) and the paper-comparison table.
+REFERENCES = {name: experiment_by_name(study, name)["paper_reference"] for name in EVALUATIONS}
 
 
 # Trained methods and the folders of embeddings made elsewhere.
@@ -160,14 +162,11 @@ def trained_source(method):
     return POSTHOC_SOURCE if method == POSTHOC_METHOD else method
 
 
-def method_runs(evaluation, method):
-    """Embedding dumps and training logs of every seed of an evaluated method (at a budget of a ladder:
-    the trained experiment's files, which hold every budget)."""
+def method_dumps(evaluation, method):
+    """Embedding dumps of every seed of an evaluated method (at a budget of a ladder: the trained experiment's
+    files, which hold every budget)."""
     source, experiment = trained_source(method), trained_experiment(evaluation)
-    runs = {"embeddings": [embeddings_path(experiment, source, seed) for seed in study["seeds"]]}
-    if experiment in TRAINED:  # embeddings made elsewhere come without training logs
-        runs["logs"] = [train_log_path(experiment, source, seed) for seed in study["seeds"]]
-    return runs
+    return [embeddings_path(experiment, source, seed) for seed in study["seeds"]]
 
 
 def resolve_model(experiment):
@@ -188,6 +187,11 @@ def final_evaluation(experiment):
 def evaluated_budget(evaluation):
     """The epoch an evaluation reads its dumps at: None for a run's own last epoch."""
     return None if EVALUATIONS[evaluation]["final"] else EVALUATIONS[evaluation]["budget"]
+
+
+def trained_epochs(evaluation):
+    """The training budget an evaluation's runs had: None for embeddings made elsewhere."""
+    return EVALUATIONS[evaluation]["budget"] if trained_experiment(evaluation) in TRAINED else None
 
 
 def metrics_files():

@@ -4,7 +4,7 @@
 
 rule metrics:
     input:
-        unpack(lambda wildcards: method_runs(wildcards.experiment, wildcards.method)),
+        embeddings=lambda wildcards: method_dumps(wildcards.experiment, wildcards.method),
         code=code("metrics.py", "similarity.py", "kmeans.py", "evaluate.py"),
     output:
         "results/metrics/{experiment}/{method}.json",
@@ -14,6 +14,7 @@ rule metrics:
         options=study["evaluate"],
         shift=lambda wildcards: study["evaluate"]["posthoc_strength"] if wildcards.method == POSTHOC_METHOD else None,
         budget=lambda wildcards: evaluated_budget(wildcards.experiment),
+        epochs=lambda wildcards: trained_epochs(wildcards.experiment),
     wildcard_constraints:
         method=one_of([*METHOD_NAMES, POSTHOC_METHOD]),
         experiment=one_of(EVALUATIONS),
@@ -33,7 +34,7 @@ rule metrics:
 
 rule gap_sweep:
     input:
-        embeddings=lambda wildcards: method_runs(wildcards.experiment, POSTHOC_METHOD)["embeddings"],
+        embeddings=lambda wildcards: method_dumps(wildcards.experiment, POSTHOC_METHOD),
         code=code("metrics.py", "similarity.py", "kmeans.py", "evaluate.py"),
     output:
         "results/sweeps/{experiment}.csv",
@@ -85,7 +86,7 @@ rule tables:
         ),
         ablation_md="results/tables/ablation.md",
     params:
-        references={name: experiment_by_name(study, name)["paper_reference"] for name in EVALUATIONS},
+        references=REFERENCES,
         seeds=study["seeds"],
         definitions=definition_digests(study),
         provenance=PROVENANCE,
@@ -101,14 +102,14 @@ rule tables:
 rule claims:
     input:
         runs=rules.tables.output.runs_csv,
-        code=code("claims.py", "stats.py"),
+        code=code("claims.py", "stats.py", "paper.py", "reference/paper_table.csv"),
     output:
         report("results/claims.txt", caption="../report/claims.rst", category="Claims"),
     params:
         claims=study["claims"],
-        modality_counts={name: len(experiment_by_name(study, name)["modalities"]) for name in EVALUATIONS},
         expected=evaluated_runs(study),
         ladders=ladders(study),
+        references=REFERENCES,
         provenance=PROVENANCE,
         labels=LABELS,
     log:
@@ -151,7 +152,7 @@ rule dose_response:
 rule regime_map_outputs:
     input:
         runs=rules.tables.output.runs_csv,
-        code=code("regime.py", "claims.py", "stats.py", "figures/style.py"),
+        code=code("regime.py", "claims.py", "stats.py", "paper.py", "reference/paper_table.csv", "figures/style.py"),
     output:
         csv=report("results/tables/regime_map.csv", caption="../report/regime_map.rst", category="Regime map"),
         md="results/tables/regime_map.md",
@@ -160,6 +161,7 @@ rule regime_map_outputs:
     params:
         claims=study["claims"],
         ladders=ladders(study),
+        references=REFERENCES,
         knobs={e["name"]: resolve_model(e["name"])["towers"]["image"].get("patch_size") for e in study["experiments"]},
         modality_counts={name: len(experiment_by_name(study, name)["modalities"]) for name in EVALUATIONS},
         labels=LABELS,

@@ -104,7 +104,7 @@ rule figure_dose_response:
 rule figure_budget:
     input:
         runs=rules.tables.output.runs_csv,
-        code=code("figures/budget.py", "regime.py", "claims.py", "stats.py", "figures/style.py"),
+        code=code("figures/budget.py", "regime.py", "claims.py", "stats.py", "paper.py", "reference/paper_table.csv", "figures/style.py"),
     output:
         pdf="results/figures/budget.pdf",
         png=report(
@@ -115,6 +115,7 @@ rule figure_budget:
         ),
     params:
         ladders=ladders(study),
+        references=REFERENCES,
         claims=study["claims"],
         labels=LABELS,
     log:

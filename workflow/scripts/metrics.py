@@ -1,4 +1,4 @@
-"""Metrics, convergence and collapse of every seed of one method (modgap.evaluate.evaluate_method)."""
+"""Metrics and collapse of every seed of one method (modgap.evaluate.evaluate_method)."""
 
 import _checkout  # noqa: F401 (first: this checkout's modgap)
 
@@ -9,14 +9,7 @@ from modgap.runtime import configure_threads
 with log_to_file(snakemake.log[0]):
     configure_threads(snakemake.threads)
     evaluate_method(
-        # embeddings made elsewhere (a dumps data set) come without training logs
-        list(
-            zip(
-                snakemake.params.seeds,
-                snakemake.input.embeddings,
-                snakemake.input.get("logs") or [None] * len(snakemake.params.seeds),
-            )
-        ),
+        list(zip(snakemake.params.seeds, snakemake.input.embeddings)),
         snakemake.output[0],
         experiment=snakemake.wildcards.experiment,
         method=snakemake.wildcards.method,
@@ -24,4 +17,5 @@ with log_to_file(snakemake.log[0]):
         options=snakemake.params.options,
         shift=snakemake.params.shift,
         budget=snakemake.params.budget,
+        epochs=snakemake.params.epochs,
     )

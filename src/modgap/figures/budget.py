@@ -1,6 +1,6 @@
 """The budget figure: how each comparison moves along its budget ladder. One row per experiment; the
 gaps of the methods and the baseline, and the paired ΔV-Measure and ΔkNN (method - baseline, with
-their confidence intervals), against the training budget. The numbers are the claims check's ladders
+their intervals and margins, dashed), against the training budget. The numbers are the claims check's ladders
 (through modgap.regime.regime_table), so figure and claims.txt cannot disagree."""
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ def plot(frame: pd.DataFrame, claims: Mapping, labels: Mapping[str, str] | None 
                               marker="o", markersize=3, capsize=2, linewidth=1, color=colors[method])  # fmt: skip
         row[0].set_ylabel("gap")
         row[0].set_title(experiment, fontsize=7, loc="left")
-        for axis, (_, label) in zip(row[1:], DELTAS):
+        for axis, (key, label) in zip(row[1:], DELTAS):
             axis.axhline(0.0, color="black", linewidth=0.6)
-            axis.axhline(claims["group_margin"], color="gray", linewidth=0.6, linestyle="--")
+            axis.axhline(block[f"{key}_margin"].iloc[0], color="gray", linewidth=0.6, linestyle="--")
             axis.set_ylabel(label)
         for axis in row:
             axis.set_xticks(range(len(budgets)), [str(b) for b in budgets])
@@ -60,6 +60,7 @@ def plot(frame: pd.DataFrame, claims: Mapping, labels: Mapping[str, str] | None 
 def make(
     runs_csv: str | Path,
     ladders: Mapping[str, list],
+    references: Mapping[str, str | None],
     claims: Mapping,
     pdf_path: str | Path,
     png_path: str | Path,
@@ -67,4 +68,5 @@ def make(
 ) -> None:
     from modgap.regime import regime_table
 
-    save(plot(regime_table(pd.read_csv(runs_csv), claims, ladders, {}, {}), claims, labels), pdf_path, png_path)
+    table = regime_table(pd.read_csv(runs_csv), claims, ladders, references, {}, {})
+    save(plot(table[table["family"] == "verdict"], claims, labels), pdf_path, png_path)

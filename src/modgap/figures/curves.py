@@ -35,6 +35,14 @@ def plot(logs: pd.DataFrame, title: str = "", labels: Mapping[str, str] | None =
     return figure
 
 
+def final_path(log: pd.DataFrame) -> pd.DataFrame:
+    """The epochs that lead to a run's final state: its trunk and the last budget's cooldown (a ladder's
+    other cooldowns branch off and are left out)."""
+    if "budget" not in log or log["budget"].isna().all():
+        return log
+    return log[log["budget"].isna() | (log["budget"] == log["budget"].max())]
+
+
 def make(
     log_paths: Sequence[tuple[str, int, str | Path]],
     pdf_path: str | Path,
@@ -44,7 +52,7 @@ def make(
 ) -> None:
     """``log_paths``: (method, seed, path of train_log.csv) for every run of one experiment; ``labels``: display
     names."""
-    frames = [pd.read_csv(path).assign(method=method, seed=seed) for method, seed, path in log_paths]
+    frames = [final_path(pd.read_csv(path)).assign(method=method, seed=seed) for method, seed, path in log_paths]
     seeds = len({seed for _, seed, _ in log_paths})
     title = f"{experiment}: training curves, mean over {seeds} seed{'s' if seeds > 1 else ''}"
     save(plot(pd.concat(frames, ignore_index=True), title, labels), pdf_path, png_path)
