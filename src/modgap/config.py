@@ -324,16 +324,38 @@ def _reference_problems(config: dict, schema: dict) -> list[str]:
         problems.append(f"config key 'evaluate.posthoc_source': unknown method '{source}'")
     claims = config["claims"]
     controls = [(f"controls[{i}].{k}", c[k]) for i, c in enumerate(claims["controls"]) for k in ("method", "baseline")]
-    for key, name in [("baseline", claims["baseline"])] + [
-        (f"methods[{i}]", m) for i, m in enumerate(claims["methods"])
-    ] + controls:
+    for key, name in (
+        [("baseline", claims["baseline"])] + [(f"methods[{i}]", m) for i, m in enumerate(claims["methods"])] + controls
+    ):
         if name not in known:
             problems.append(f"config key 'claims.{key}': unknown method '{name}'")
     for index, name in enumerate(config["figures"]["latent_methods"] or []):
         if name not in known | {POSTHOC_METHOD}:
             problems.append(f"config key 'figures.latent_methods[{index}]': unknown method '{name}'")
     problems += _dose_response_problems(config)
+    problems += _temperature_match_problems(config)
     return problems or _plan_problems(config)
+
+
+def _temperature_match_problems(config: dict) -> list[str]:
+    """A temperature control matches a method that sets its own temperature and that every experiment training
+    the control also trains (its runs give the temperature, seed by seed)."""
+    problems = []
+    methods = config["methods"]
+    for name, method in methods.items():
+        matched = method["temperature"]["match"]
+        if matched is None:
+            continue
+        key = f"config key 'methods.{name}.temperature.match'"
+        if matched not in methods or methods[matched]["temperature"]["match"] is not None:
+            problems.append(f"{key}: '{matched}' is not a method that sets its own temperature")
+            continue
+        for index, experiment in enumerate(config["experiments"]):
+            trained = experiment.get("methods", [])
+            if name in trained and matched not in trained:
+                problems.append(f"{key}: experiment '{experiment['name']}' trains {name} but not {matched}, whose "
+                                f"runs give its temperature (experiments[{index}].methods)")  # fmt: skip
+    return problems
 
 
 def _dumps_problems(config: dict, key: str, experiment: dict, schema: dict) -> list[str]:

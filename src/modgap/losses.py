@@ -153,7 +153,12 @@ class MethodLoss(nn.Module):
 
     def __init__(self, loss_config: Mapping[str, Mapping], temperature: Mapping, schedule: str = "constant"):
         super().__init__()
-        self.temperature = Temperature(**temperature)
+        if temperature.get("match"):
+            raise ValueError(
+                f"the temperature matches method '{temperature['match']}': read it from that run first "
+                "(modgap.train.match_temperature)"
+            )
+        self.temperature = Temperature(**{k: v for k, v in temperature.items() if k != "match"})
         self.schedule = schedule
         self.weights = {name: float(options.get("weight", 1.0)) for name, options in loss_config.items()}
         self.options = {

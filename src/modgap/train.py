@@ -430,6 +430,18 @@ def show_progress(setting: str) -> bool:
     return setting == "always" or (setting == "auto" and sys.stderr.isatty())
 
 
+def match_temperature(run: Mapping, matched_dump: str | Path) -> dict:
+    """A temperature control's run with its temperature fixed at the end-of-training temperature recorded in
+    ``matched_dump``, the matched method's run with the same experiment and seed."""
+    with np.load(matched_dump) as dump:
+        if "temperature" not in dump.files:
+            raise ExplainedError(f"{matched_dump}: no 'temperature' array to match; re-run its training")
+        tau = float(dump["temperature"])
+    temperature = {**run["method"]["temperature"], "learnable": False, "init": tau, "match": None}
+    return {**run, "method": {**run["method"], "temperature": temperature,
+                              "matched_temperature": {"method": run["method"]["temperature"]["match"], "tau": tau}}}  # fmt: skip
+
+
 def train_run(
     run: Mapping,
     data_dir: str | Path,

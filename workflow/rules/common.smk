@@ -169,6 +169,13 @@ def method_dumps(evaluation, method):
     return [embeddings_path(experiment, source, seed) for seed in study["seeds"]]
 
 
+def matched_temperature_run(experiment, method, seed):
+    """A temperature control's input: the dump of the matched method's run with the same seed, which records
+    the temperature it ended at (none for other methods)."""
+    matched = study["methods"][method]["temperature"]["match"]
+    return {"matched": embeddings_path(experiment, matched, seed)} if matched else {}
+
+
 def resolve_model(experiment):
     """An experiment's model section: its own overrides over the top level's."""
     return deep_merge(study["model"], experiment_by_name(study, experiment).get("model", {}))

@@ -4,6 +4,7 @@
 
 rule train:
     input:
+        unpack(lambda wildcards: matched_temperature_run(wildcards.experiment, wildcards.method, wildcards.seed)),
         data=lambda wildcards: prepared(experiment_dataset(wildcards.experiment)),
         code=code("train.py", "models.py", "losses.py", "methods.py", "batches.py", "embed.py", "metrics.py", "similarity.py"),
     output:

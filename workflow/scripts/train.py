@@ -4,11 +4,13 @@ import _checkout  # noqa: F401 (first: this checkout's modgap)
 
 from modgap.logs import log_to_file
 from modgap.runtime import claim_gpu, configure_threads
-from modgap.train import train_run
+from modgap.train import match_temperature, train_run
 
 with log_to_file(snakemake.log[0]):
     configure_threads(snakemake.threads)
     gpu_lock = claim_gpu()  # held until the job ends
     output = snakemake.output
-    train_run(snakemake.params.run, snakemake.input.data, output.model, output.log, int(snakemake.wildcards.seed),
-              output.embeddings)  # fmt: skip
+    run = snakemake.params.run
+    if "matched" in snakemake.input.keys():  # a temperature control
+        run = match_temperature(run, snakemake.input.matched)
+    train_run(run, snakemake.input.data, output.model, output.log, int(snakemake.wildcards.seed), output.embeddings)
