@@ -39,6 +39,7 @@ from modgap.config import (
     provenance_line,
     typed_overrides,
 )
+from modgap.calibration import cell_margins
 from modgap.data.sources import remote_files
 from modgap.errors import RERUN_VARIABLE, study_command
 from modgap.paths import embeddings_path, metrics_path, model_path, prepared, train_log_path
@@ -145,6 +146,8 @@ def wants_gpu(experiment):
 
 POSTHOC_SOURCE = study["evaluate"]["posthoc_source"]
 LATENT_METHODS = latent_methods(study)
+# The calibration's temperature settings (methods), in the order its rule prefers them.
+CALIBRATION_SETTINGS = list(dict.fromkeys(m for e in study["experiments"] for m in e.get("methods", [])))
 LABELS = method_labels(study)  # display names, for the tables, figures and claims
 
 

@@ -177,3 +177,38 @@ rule regime_map:
     """The regime map's table and figure (snakemake --cores all --configfile presets/regime_map.yaml regime_map)."""
     input:
         rules.regime_map_outputs.output,
+
+
+rule calibration_outputs:
+    input:
+        runs=rules.tables.output.runs_csv,
+        code=code("calibration.py", "claims.py", "stats.py", "paper.py", "reference/paper_table.csv"),
+    output:
+        csv=report("results/tables/calibration.csv", caption="../report/calibration.rst", category="Calibration"),
+        md="results/tables/calibration.md",
+    params:
+        ladders=ladders(study),
+        settings=CALIBRATION_SETTINGS,
+        learnable=[m for m in CALIBRATION_SETTINGS if study["methods"][m]["temperature"]["learnable"]],
+        knobs={e["name"]: resolve_model(e["name"])["towers"]["image"].get("patch_size") for e in study["experiments"]},
+        modality_counts={e["name"]: len(e["modalities"]) for e in study["experiments"]},
+        margins={
+            e["name"]: cell_margins(e["paper_reference"], study["claims"], study["calibration"])
+            for e in study["experiments"]
+        },
+        rule=study["calibration"],
+        alpha=1.0 - study["claims"]["confidence"],
+        labels=LABELS,
+    log:
+        "results/logs/calibration.log",
+    conda:
+        ANALYSIS_ENV
+    script:
+        "../scripts/calibration.py"
+
+
+rule calibration:
+    """The regime calibration's table and choice (snakemake --cores all calibration --configfile
+    presets/regime_calibration.yaml)."""
+    input:
+        rules.calibration_outputs.output,
