@@ -418,3 +418,15 @@ def test_display_names_come_from_the_configuration_and_new_methods_follow_the_bu
     assert table["label"].tolist() == ["CLIP (LT)", "Ours, relabelled", "My method"]
     markdown = paper_layout_markdown(table)
     assert markdown.index("| CLIP (LT) |") < markdown.index("| Ours, relabelled |") < markdown.index("| My method |")
+
+
+def test_stability_lists_every_check_of_both_seed_sets_and_counts_the_differences():
+    from modgap.stability import holm_states, side_by_side
+
+    first = holm_states(paired_runs(CLEAR), CLAIMS, None, CIFAR)
+    assert first["verdict: e, ours vs clip_lt, claim 2 (V-Measure)"] == HOLDS and len(first) == 5
+    noisy = holm_states(paired_runs({**CLEAR, "v_measure": 0.3}, spread=10.0), CLAIMS, None, CIFAR)
+    table, differ = side_by_side(first, noisy, ["seeds 0-5", "seeds 100-105"])
+    assert (
+        differ >= 1 and "| verdict: e, ours vs clip_lt, claim 2 (V-Measure) | holds | inconclusive | **no** |" in table
+    )
