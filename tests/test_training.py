@@ -359,3 +359,18 @@ def test_annealing_plan():
     assert annealing_plan(wsd, schedule_horizon=True) == [[Branch(8, 10)], [Branch(16, 20)], [Branch(32, 40)]]
     cosine = {"epochs": 6, "budgets": None, "lr_schedule": "cosine", "cooldown_fraction": 0.2}
     assert annealing_plan(cosine, schedule_horizon=False) == [[Branch(6, 6)]]
+
+
+def test_a_temperature_control_trains_at_the_matched_runs_end_temperature(tmp_path, tiny_data, tiny_run):
+    from modgap.train import match_temperature
+
+    clip = _train(tiny_data, tmp_path / "clip", tiny_run("clip_lt", epochs=2, lr=0.05))
+    ended = float(np.load(clip / "dump.npz")["temperature"])
+    assert ended != pytest.approx(0.07)  # the learnable temperature moved
+    control = tiny_run("ours_tau_clip", epochs=2)
+    with pytest.raises(ValueError, match="the temperature matches method 'clip_lt': read it from that run first"):
+        Trainer(control, tiny_data, tmp_path / "x", seed=0)
+    matched = match_temperature(control, clip / "dump.npz")
+    assert matched["method"]["temperature"] == {"learnable": False, "init": ended, "max_logit_scale": 100, "match": None}
+    rows = read_log(_train(tiny_data, tmp_path / "control", matched) / "log.csv")
+    assert [float(r["temperature"]) for r in rows] == pytest.approx([ended] * len(rows), rel=1e-6)
