@@ -477,18 +477,20 @@ def test_partition_scores_of_a_single_point():
         "v_measure": 100.0, "homogeneity": 100.0, "completeness": 100.0, "nmi": 100.0, "ari": 100.0}  # fmt: skip
 
 
-COLLAPSE = {"r1_over_chance": 2.0, "min_effective_rank": 2.0}
+COLLAPSE = {"r1_over_chance": 2.0, "min_effective_rank": 1.0}
 
 
 def test_effective_rank_by_hand():
     same = np.tile(unit(np.ones((1, 8))), (5, 1))
-    assert metrics.effective_rank(same) == pytest.approx(1.0)  # one direction
-    assert metrics.effective_rank(np.vstack([same, -same])) == pytest.approx(1.0)  # still one line
-    assert metrics.effective_rank(np.eye(6)) == pytest.approx(6.0)  # six equal singular values
-    # singular values 3 and 1: shares 3/4 and 1/4
-    two = np.diag([3.0, 1.0])
+    assert metrics.effective_rank(same) == 0.0  # every row one point: nothing about the mean
+    assert metrics.effective_rank(np.vstack([same, -same])) == pytest.approx(1.0)  # two points: one direction
+    simplex = np.eye(6)  # six orthonormal rows: about their mean, five equal directions
+    assert metrics.effective_rank(simplex) == pytest.approx(5.0)
+    # centred singular values 3 and 1 (rows +-(3, 0) and +-(0, 1)): shares 3/4 and 1/4
+    two = np.array([[3.0, 0.0], [-3.0, 0.0], [0.0, 1.0], [0.0, -1.0]]) / math.sqrt(2)
     assert metrics.effective_rank(two) == pytest.approx(np.exp(-(0.75 * np.log(0.75) + 0.25 * np.log(0.25))))
-    assert metrics.effective_rank(np.zeros((4, 3))) == 0.0
+    cone = unit(np.hstack([np.ones((6, 1)) * 10, np.eye(6)]))  # a narrow cone: the axis centres away
+    assert metrics.effective_rank(cone) == pytest.approx(5.0)
 
 
 def test_an_exactly_collapsed_encoder_is_flagged_collapsed():
@@ -499,7 +501,7 @@ def test_an_exactly_collapsed_encoder_is_flagged_collapsed():
         {"image": same, "text": same.copy(), "labels": labels}, "class", {**OPTIONS, "linear_probe": False}
     )
     assert results["r1_mean"] == pytest.approx(results["r1_chance"]) == pytest.approx(25.0)
-    assert results["effective_rank_image"] == pytest.approx(1.0)
+    assert results["effective_rank_image"] == 0.0
     assert is_collapsed(results, COLLAPSE)
 
 
@@ -507,7 +509,7 @@ def test_one_collapsed_modality_is_flagged_even_when_pairs_are_apart():
     z, labels = clustered(n=80, modalities=("image", "text"), seed=2)
     z["image"] = np.tile(z["image"][:1], (80, 1))  # images all one point, texts still spread
     results = compute_metrics({**z, "labels": labels}, "class", {**OPTIONS, "linear_probe": False})
-    assert results["effective_rank_image"] == pytest.approx(1.0) and results["effective_rank_text"] > 2
+    assert results["effective_rank_image"] == 0.0 and results["effective_rank_text"] > 2
     assert is_collapsed(results, COLLAPSE)
     healthy, _ = clustered(n=80, modalities=("image", "text"), seed=2)
     assert not is_collapsed(

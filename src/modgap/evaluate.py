@@ -230,9 +230,9 @@ def compute_metrics(dump: Mapping[str, np.ndarray], retrieval: str, options: Map
 
 def is_collapsed(results: Mapping, criterion: Mapping) -> bool:
     """The encoder cannot tell inputs apart: retrieval near chance (mean R@1 below ``r1_over_chance`` times
-    chance), or one modality's embeddings spanning fewer than ``min_effective_rank`` directions (every input
-    maps to about one point). A high intra-modality cosine alone is not a collapse: it is the cone a large
-    gap leaves each modality in (Liang et al. 2022), with retrieval far above chance."""
+    chance), or one modality's embeddings spreading over fewer than ``min_effective_rank`` directions about
+    their mean (every input maps to one point). A high intra-modality cosine alone is not a collapse: it is
+    the cone a large gap leaves each modality in (Liang et al. 2022), with retrieval far above chance."""
     ranks = [value for key, value in results.items() if key.startswith("effective_rank_")]
     return bool(
         results["r1_mean"] < criterion["r1_over_chance"] * results["r1_chance"]

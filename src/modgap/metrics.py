@@ -12,6 +12,8 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 
 from modgap import similarity
@@ -40,15 +42,18 @@ def intra_modality_cosine(z: np.ndarray) -> float:
     return float((total @ total - n) / (n * (n - 1)))
 
 
-def effective_rank(z: np.ndarray) -> float:
-    """Effective rank of a set of embeddings (Roy & Vetterli 2007): exp of the entropy of the normalised
-    singular values of the (N, d) matrix. 1 when every row points one way (an encoder that maps every input
-    to one point, or two opposite ones), up to min(N, d) when the rows spread evenly over every direction."""
-    singular = np.linalg.svd(z.astype(np.float64), compute_uv=False)
-    total = singular.sum()
-    if total == 0:
+def effective_rank(z: np.ndarray, tolerance: float = 1e-6) -> float:
+    """Effective rank (Roy & Vetterli 2007) of one modality's embeddings about their mean: exp of the entropy of
+    the normalised singular values of the centred (N, d) matrix, those below ``tolerance`` times the rows' root
+    mean square norm counted as zero. 0 when every input maps to one point; about the number of directions
+    the inputs spread over otherwise, however narrow the cone they share (centring removes the cone's axis)."""
+    z = z.astype(np.float64)
+    singular = np.linalg.svd(z - z.mean(axis=0), compute_uv=False)
+    scale = math.sqrt(float((z**2).sum()))
+    kept = singular[singular > tolerance * scale]
+    if kept.size == 0:
         return 0.0
-    shares = singular[singular > 0] / total
+    shares = kept / kept.sum()
     return float(np.exp(-(shares * np.log(shares)).sum()))
 
 
