@@ -371,6 +371,11 @@ def test_a_temperature_control_trains_at_the_matched_runs_end_temperature(tmp_pa
     with pytest.raises(ValueError, match="the temperature matches method 'clip_lt': read it from that run first"):
         Trainer(control, tiny_data, tmp_path / "x", seed=0)
     matched = match_temperature(control, clip / "dump.npz")
-    assert matched["method"]["temperature"] == {"learnable": False, "init": ended, "max_logit_scale": 100, "match": None}
+    assert matched["method"]["temperature"] == {
+        "learnable": False,
+        "init": ended,
+        "max_logit_scale": 100,
+        "match": None,
+    }
     rows = read_log(_train(tiny_data, tmp_path / "control", matched) / "log.csv")
     assert [float(r["temperature"]) for r in rows] == pytest.approx([ended] * len(rows), rel=1e-6)

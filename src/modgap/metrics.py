@@ -9,10 +9,9 @@ memory at once, and both retrieval levels and kNN share the products they need.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-
-import math
 
 import numpy as np
 
