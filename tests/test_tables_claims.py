@@ -66,8 +66,8 @@ def test_paper_layout_bolds_the_best_value_and_marks_unconverged_runs(metric_fil
     markdown = paper_layout_markdown(table)
     assert "**0.150 ± 0.071**" in markdown  # lowest gap
     assert "**61.0 ± 1.4**" in markdown  # highest V-Measure
-    assert "| CLIP (LT) | 2 | 0.700 ± 0.141 |" in markdown
-    assert "| Ours (learnable τ)† | 2 |" in markdown and "† some runs did not converge" in markdown
+    assert "| clip_lt | 2 | 0.700 ± 0.141 |" in markdown
+    assert "| ours† | 2 |" in markdown and "† some runs did not converge" in markdown
     latex = paper_layout_latex(table)
     assert "\\toprule" in latex and "\\textbf{0.150 $\\pm$ 0.071}" in latex and "Gap $\\downarrow$" in latex
 
@@ -77,7 +77,7 @@ def test_collapsed_runs_are_marked(tmp_path):
     path.write_text(json.dumps([run("alignclip", 0, 0.01, 10.0, 5.0, 20.0, collapsed=True)]))
     table = aggregate(load_runs([path]))
     assert table["n_collapsed"].tolist() == [1]
-    assert "| AlignCLIP‡ | 1 |" in paper_layout_markdown(table)
+    assert "| alignclip‡ | 1 |" in paper_layout_markdown(table)
 
 
 def test_corrupt_metrics_file_names_itself(tmp_path):
@@ -251,7 +251,8 @@ def test_claims_command_prints_the_verdicts_and_checks_the_configuration(tmp_pat
     arguments = ["claims", "--runs", str(outputs["runs_csv"]), "--default-config", str(repo / "config.yaml")]
     assert cli([*arguments, "--configfile", str(study)]) == 0
     printed = capsys.readouterr().out
-    assert "e: ours vs clip_lt" in printed and "3. ours vs clip_lt: smaller gap (2 modalities)" in printed
+    assert "e: ours (Ours (learnable τ)) vs clip_lt (CLIP (LT))" in printed  # config.yaml's labels
+    assert "3. ours vs clip_lt: smaller gap (2 modalities)" in printed
     assert cli(arguments) == 1  # config.yaml alone plans other experiments, methods and seeds
     warning = capsys.readouterr().err
     assert "does not hold the study of config.yaml alone" in warning and "runs missing from the results" in warning
@@ -341,13 +342,13 @@ def test_the_p_value_is_where_the_decision_appears():
     assert gap.p_value == pytest.approx(2 * scipy_stats.t.sf(abs(t), 2), rel=1e-6)  # the two-sided t-test's p
 
 
-def test_display_names_come_from_the_configuration_and_new_methods_follow_the_built_in_ones():
+def test_display_names_and_row_order_come_from_the_configuration_alone():
     from modgap.tables import aggregate, paper_layout_markdown
 
     rows = [{"experiment": "e", "method": m, "seed": s, "gap": 0.5, "converged": True, "collapsed": False}
             for m in ("mine", "clip_lt", "ours") for s in (0, 1)]  # fmt: skip
     table = aggregate(pd.DataFrame(rows), {"mine": "My method", "ours": "Ours, relabelled"})
-    assert table["method"].tolist() == ["clip_lt", "ours", "mine"]  # built-in first, the configuration's after
-    assert table["label"].tolist() == ["CLIP (LT)", "Ours, relabelled", "My method"]
+    assert table["method"].tolist() == ["mine", "clip_lt", "ours"]  # as the runs come: the workflow's config order
+    assert table["label"].tolist() == ["My method", "clip_lt", "Ours, relabelled"]  # no label given: the key
     markdown = paper_layout_markdown(table)
-    assert markdown.index("| CLIP (LT) |") < markdown.index("| Ours, relabelled |") < markdown.index("| My method |")
+    assert markdown.index("| My method |") < markdown.index("| clip_lt |") < markdown.index("| Ours, relabelled |")

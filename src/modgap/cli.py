@@ -12,23 +12,19 @@ import sys
 import time
 from pathlib import Path
 
-from modgap.config import (
-    ConfigError,
-    deep_merge,
-    definition_digests,
-    evaluated_runs,
-    evaluations,
-    experiment_by_name,
-    ladders,
-    load_config,
-    method_labels,
-)
+import pandas as pd
+import yaml
+
+from modgap import compare, external
+from modgap.claims import claims_report, definition_mismatch, mismatch
+from modgap.config import ConfigError, load_config, section_defaults
+from modgap.errors import ExplainedError
+from modgap.io import write_json, write_text
+from modgap.plan import deep_merge, definition_digests, evaluated_runs, ladders, method_labels, modality_counts
 
 
 def _load(configfiles: list[Path]) -> dict:
     """Like Snakemake: config.yaml of the repository first, then each --configfile merged over it."""
-    import yaml
-
     merged: dict = {}
     for path in configfiles:
         with open(path) as handle:
@@ -36,11 +32,7 @@ def _load(configfiles: list[Path]) -> dict:
     return load_config(merged)
 
 
-def claims(arguments: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from modgap.claims import check_claims, definition_mismatch, format_verdicts, mismatch
-
+def claims_command(arguments: argparse.Namespace) -> int:
     if not arguments.runs.is_file():
         print(f"{arguments.runs}: not found; run the study first (snakemake --cores all)", file=sys.stderr)
         return 2
@@ -56,9 +48,10 @@ def claims(arguments: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    counts = {e["name"]: len(experiment_by_name(config, e["name"])["modalities"]) for e in evaluations(config)}
-    verdicts, ladder_results = check_claims(runs, config["claims"], counts, ladders(config))
-    print(format_verdicts(verdicts, config["claims"], ladder_results, method_labels(config)), end="")
+    report = claims_report(
+        arguments.runs, config["claims"], modality_counts(config), ladders=ladders(config), labels=method_labels(config)
+    )
+    print(report, end="")
     return 0
 
 
@@ -75,8 +68,6 @@ def _progress(quiet: bool):
 
 def _options(arguments: argparse.Namespace) -> dict:
     """The metric options: the study's defaults (workflow/schemas/config.schema.yaml), as overridden."""
-    from modgap.config import section_defaults
-
     options = section_defaults("evaluate")
     chosen = {"recall_at": arguments.k, "kmeans_k": arguments.kmeans_k, "kmeans_n_init": arguments.kmeans_starts,
               "knn_k": arguments.knn_k, "knn_split": arguments.knn_split, "knn_seed": arguments.split_seed,
@@ -88,10 +79,7 @@ def _modalities(arguments: argparse.Namespace) -> list[str] | None:
     return [m for m in arguments.modalities.split(",") if m] if arguments.modalities else None
 
 
-def evaluate(arguments: argparse.Namespace) -> int:
-    from modgap import external
-    from modgap.io import write_json, write_text
-
+def evaluate_command(arguments: argparse.Namespace) -> int:
     paths = arguments.files
     sets = [paths] if all(p.suffix.lower() == ".npy" for p in paths) else [[p] for p in paths]
     options = _options(arguments)
@@ -100,11 +88,11 @@ def evaluate(arguments: argparse.Namespace) -> int:
         progress(f"reading {' + '.join(map(str, files))}")
         embeddings = external.load(files, modalities=_modalities(arguments), labels=arguments.labels,
                                    budget=arguments.budget)  # fmt: skip
-        results = external.evaluate(
+        results = compare.evaluate(
             embeddings, options, level=arguments.level, anchor=arguments.anchor, progress=progress
         )
         progress("done")
-        report = external.markdown(results)
+        report = compare.markdown(results)
         print(report)
         if arguments.out is not None:
             name = "+".join(p.stem for p in files)
@@ -114,11 +102,7 @@ def evaluate(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def compare(arguments: argparse.Namespace) -> int:
-    from modgap import external
-    from modgap.config import section_defaults
-    from modgap.io import write_text
-
+def compare_command(arguments: argparse.Namespace) -> int:
     names = (
         arguments.baseline_name or arguments.baseline.resolve().name,
         arguments.method_name or arguments.method.resolve().name,
@@ -132,7 +116,7 @@ def compare(arguments: argparse.Namespace) -> int:
     for key in ("confidence", "min_seeds", "retrieval_tolerance", "group_margin"):
         if getattr(arguments, key) is not None:
             claims[key] = getattr(arguments, key)
-    report, runs = external.compare(
+    report, runs = compare.compare(
         arguments.baseline, arguments.method, _options(arguments), claims, level=arguments.level,
         anchor=arguments.anchor, modalities=_modalities(arguments), budget=arguments.budget,
         progress=_progress(arguments.quiet),
@@ -184,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     measure.add_argument("files", type=Path, nargs="+", metavar="FILE")
     measure.add_argument("--labels", type=Path, help="a .npy file of labels (one per row), for .npy sets")
     _metric_options(measure)
-    measure.set_defaults(handler=evaluate)
+    measure.set_defaults(handler=evaluate_command)
     pair = commands.add_parser(
         "compare", help="the claims check between two models' per-seed embeddings",
         description="The claims check (docs/verdict.md) of one model against a baseline: one embedding file "
@@ -201,15 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     pair.add_argument("--group-margin", type=float, help="claim 2: the V-Measure / kNN gain that counts (points)")
     _metric_options(pair)
-    pair.set_defaults(handler=compare)
+    pair.set_defaults(handler=compare_command)
     check = commands.add_parser("claims", help="check the paper's three claims on results/tables/runs.csv")
     check.add_argument("--runs", type=Path, default=Path("results/tables/runs.csv"), help="per-seed results")
     check.add_argument("--configfile", type=Path, action="append", default=[], help="as given to snakemake")
     check.add_argument("--default-config", type=Path, default=Path("config.yaml"), help=argparse.SUPPRESS)
-    check.set_defaults(handler=claims)
+    check.set_defaults(handler=claims_command)
     arguments = parser.parse_args(argv)
-    from modgap.errors import ExplainedError
-
     try:
         return arguments.handler(arguments)
     except (ConfigError, ExplainedError) as error:

@@ -15,14 +15,22 @@ PACKAGE_ROOT = Path(workflow.basedir, "src")
 sys.path.insert(0, str(PACKAGE_ROOT))
 
 SOURCE = Path(PACKAGE_ROOT, "modgap")
+SCRIPTS = Path(workflow.basedir, "workflow", "scripts")
 TRAIN_ENV = "../../envs/train.yaml"
 ANALYSIS_ENV = "../../envs/analysis.yaml"
 
-from modgap.config import (
+from modgap.config import ConfigError, load_config, typed_overrides
+from modgap.data.sources import SOURCES, remote_files
+from modgap.deps import module_file, package_modules
+from modgap.errors import RERUN_VARIABLE, study_command
+from modgap.io import remove_stale_temporaries_under
+from modgap.logs import print_at_exit
+from modgap.paths import embeddings_path, metrics_path, model_path, prepared, train_log_path
+from modgap.plan import (
     POSTHOC_METHOD,
-    ConfigError,
     deep_merge,
     definition_digests,
+    display_names,
     dose_response_methods,
     evaluated_methods,
     evaluated_runs,
@@ -33,17 +41,12 @@ from modgap.config import (
     imported_methods,
     ladders,
     latent_methods,
-    load_config,
     method_labels,
-    resolve_run,
+    modality_counts,
     provenance_line,
-    typed_overrides,
+    resolve_run,
+    runs,
 )
-from modgap.data.sources import remote_files
-from modgap.errors import RERUN_VARIABLE, study_command
-from modgap.paths import embeddings_path, metrics_path, model_path, prepared, train_log_path
-from modgap.io import remove_stale_temporaries_under
-from modgap.logs import print_at_exit
 from modgap.runtime import local_gpu_count
 
 # A job's advice to rebuild a damaged file repeats the user's own command line (config files, targets);
@@ -99,14 +102,9 @@ def used_datasets():
     return sorted({experiment_dataset(name) for name in TRAINED})
 
 
-def preparation_code(source):
-    shared = ["data/__init__.py", "data/format.py", "data/split.py", "data/text.py", "data/audio.py"]
-    return shared + {
-        "embedded": ["data/embedded.py", "data/speech.py"],
-        "cifar10": ["data/cifar10.py", "data/sources.py"],
-        "mscoco": ["data/mscoco.py", "data/sources.py"],
-        "avmnist": ["data/avmnist.py", "data/sources.py", "data/embedded.py"],
-    }[source]
+def data_source(dataset):
+    """The entry of modgap.data.sources.SOURCES for a data set's source."""
+    return SOURCES[study["datasets"][dataset]["source"]]
 
 
 def downloads_of(dataset):
@@ -143,16 +141,23 @@ def wants_gpu(experiment):
 
 POSTHOC_SOURCE = study["evaluate"]["posthoc_source"]
 LATENT_METHODS = latent_methods(study)
-LABELS = method_labels(study)  # display names, for the tables, figures and claims
+LABELS = method_labels(study)  # the labels the configuration gives, shown beside the keys in claims.txt
+DISPLAY_NAMES = display_names(study)  # every method's display name, in display order: tables and figures
+MODALITY_COUNTS = modality_counts(study)
 
 
-def code(*modules):
-    """Package files a rule's output depends on: editing one re-runs exactly the rules that use it.
+@functools.cache
+def code(script, *modules, data=()):
+    """Package files a rule's output depends on, so editing one re-runs exactly the rules that use it: every
+    module its script (under workflow/scripts/) imports, transitively (modgap.deps), with those of
+    ``modules`` (dotted names a script loads by name), and the package's ``data`` files it reads.
 
     Paths are relative to the working directory, so a project moved or copied elsewhere
     keeps its cached results.
     """
-    return [os.path.relpath(SOURCE / module) for module in modules]
+    loaded = [module_file(name, SOURCE) for name in modules]
+    files = [*package_modules(SCRIPTS / script, *loaded, root=SOURCE), *data]
+    return [os.path.relpath(SOURCE / name) for name in files]
 
 
 def trained_source(method):
@@ -250,14 +255,8 @@ def trained_outputs():
     from it are up to date)."""
     return [
         path
-        for experiment in TRAINED
-        for method in experiment_by_name(study, experiment)["methods"]
-        for seed in study["seeds"]
-        for path in (
-            model_path(experiment, method, seed),
-            train_log_path(experiment, method, seed),
-            embeddings_path(experiment, method, seed),
-        )
+        for run in runs(study)
+        for path in (model_path(*run), train_log_path(*run), embeddings_path(*run))
     ]
 
 

@@ -26,7 +26,7 @@ rule download:
 rule prepare_dataset:
     input:
         downloads=lambda wildcards: downloads_of(wildcards.dataset),
-        code=lambda wildcards: code(*preparation_code(study["datasets"][wildcards.dataset]["source"])),
+        code=lambda wildcards: code("prepare_dataset.py", data_source(wildcards.dataset).module),
     output:
         directory(prepared("{dataset}")),
     params:
@@ -37,8 +37,8 @@ rule prepare_dataset:
         "results/benchmarks/prepare/{dataset}.tsv"
     threads: 2
     resources:
-        mem_mb=lambda wildcards: 32000 if study["datasets"][wildcards.dataset]["source"] == "mscoco" else 6000,
-        runtime=lambda wildcards: 720 if study["datasets"][wildcards.dataset]["source"] == "mscoco" else 60,
+        mem_mb=lambda wildcards: data_source(wildcards.dataset).mem_mb,
+        runtime=lambda wildcards: data_source(wildcards.dataset).runtime,
     conda:
         TRAIN_ENV
     script:

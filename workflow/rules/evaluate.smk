@@ -5,7 +5,7 @@
 rule metrics:
     input:
         unpack(lambda wildcards: method_runs(wildcards.experiment, wildcards.method)),
-        code=code("metrics.py", "similarity.py", "kmeans.py", "evaluate.py"),
+        code=code("metrics.py"),
     output:
         "results/metrics/{experiment}/{method}.json",
     params:
@@ -34,7 +34,7 @@ rule metrics:
 rule gap_sweep:
     input:
         embeddings=lambda wildcards: method_runs(wildcards.experiment, POSTHOC_METHOD)["embeddings"],
-        code=code("metrics.py", "similarity.py", "kmeans.py", "evaluate.py"),
+        code=code("gap_sweep.py"),
     output:
         "results/sweeps/{experiment}.csv",
     params:
@@ -59,7 +59,7 @@ rule gap_sweep:
 rule tables:
     input:
         metrics=metrics_files(),
-        code=code("tables.py", "reference/paper_table.csv"),
+        code=code("tables.py", data=("reference/paper_table.csv",)),
     output:
         runs_csv="results/tables/runs.csv",
         main_csv=report(
@@ -89,7 +89,7 @@ rule tables:
         seeds=study["seeds"],
         definitions=definition_digests(study),
         provenance=PROVENANCE,
-        labels=LABELS,
+        labels=DISPLAY_NAMES,
     log:
         "results/logs/tables.log",
     conda:
@@ -101,12 +101,12 @@ rule tables:
 rule claims:
     input:
         runs=rules.tables.output.runs_csv,
-        code=code("claims.py", "stats.py"),
+        code=code("claims.py"),
     output:
         report("results/claims.txt", caption="../report/claims.rst", category="Claims"),
     params:
         claims=study["claims"],
-        modality_counts={name: len(experiment_by_name(study, name)["modalities"]) for name in EVALUATIONS},
+        modality_counts=MODALITY_COUNTS,
         expected=evaluated_runs(study),
         ladders=ladders(study),
         provenance=PROVENANCE,
@@ -122,7 +122,7 @@ rule claims:
 rule dose_response_table:
     input:
         metrics=dose_response_files(),
-        code=code("tables.py"),
+        code=code("dose_response_table.py"),
     output:
         csv=report(
             "results/tables/dose_response.csv",
@@ -151,7 +151,7 @@ rule dose_response:
 rule regime_map_outputs:
     input:
         runs=rules.tables.output.runs_csv,
-        code=code("regime.py", "claims.py", "stats.py", "figures/style.py"),
+        code=code("regime_map.py"),
     output:
         csv=report("results/tables/regime_map.csv", caption="../report/regime_map.rst", category="Regime map"),
         md="results/tables/regime_map.md",
@@ -161,8 +161,8 @@ rule regime_map_outputs:
         claims=study["claims"],
         ladders=ladders(study),
         knobs={e["name"]: resolve_model(e["name"])["towers"]["image"].get("patch_size") for e in study["experiments"]},
-        modality_counts={name: len(experiment_by_name(study, name)["modalities"]) for name in EVALUATIONS},
-        labels=LABELS,
+        modality_counts=MODALITY_COUNTS,
+        labels=DISPLAY_NAMES,
     log:
         "results/logs/regime_map.log",
     conda:

@@ -5,7 +5,7 @@
 rule train:
     input:
         data=lambda wildcards: prepared(experiment_dataset(wildcards.experiment)),
-        code=code("train.py", "models.py", "losses.py", "methods.py", "batches.py", "embed.py", "metrics.py", "similarity.py"),
+        code=code("train.py"),
     output:
         model=model_path("{experiment}", "{method}", "{seed}"),
         log=train_log_path("{experiment}", "{method}", "{seed}"),
@@ -34,7 +34,7 @@ rule train:
 rule import_dumps:
     input:
         dump=lambda wildcards: imported_dump(study, wildcards.experiment, wildcards.method, int(wildcards.seed)),
-        code=code("external.py"),
+        code=code("import_dumps.py"),
     output:
         embeddings_path("{experiment}", "{method}", "{seed}"),
     params:

@@ -2,9 +2,10 @@
 
 import _checkout  # noqa: F401 (first: this checkout's modgap)
 
-from modgap.config import largest_batch, load_config
+from modgap.config import load_config
 from modgap.data import prepare_dataset
 from modgap.logs import log_to_file
+from modgap.plan import largest_batch
 from modgap.runtime import configure_threads
 
 with log_to_file(snakemake.log[0]):

@@ -15,7 +15,7 @@ a pure function of the configuration: the same config gives the same bytes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib.metadata import version
 from pathlib import Path
 
@@ -126,8 +126,11 @@ def build_embedded(config: Mapping) -> dict[str, dict]:
     return splits
 
 
-def prepare_embedded(config: Mapping, output_dir: str | Path, name: str = "embedded") -> dict:
-    """Build the embedded data set and write it in the prepared format; returns the manifest."""
+def prepare_embedded(
+    config: Mapping, inputs: Sequence[str | Path], output_dir: str | Path, name: str = "embedded"
+) -> dict:
+    """Build the embedded data set and write it in the prepared format; returns the manifest. ``inputs``: none,
+    since nothing is downloaded (every source's preparation takes its downloads)."""
     splits = build_embedded(config)
     source = {
         "kind": "embedded",

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from modgap.figures.style import PAGE_WIDTH, apply_style, method_colors, method_label, plt, save
+from modgap.figures.style import PAGE_WIDTH, apply_style, method_colors, plt, save
+from modgap.labels import method_label
+from modgap.regime import regime_table
 
 DELTAS = (("v_measure", "ΔV-Measure (points)"), ("knn_acc", "ΔkNN (points)"))
 
@@ -20,7 +22,7 @@ def plot(frame: pd.DataFrame, claims: Mapping, labels: Mapping[str, str] | None 
     apply_style()
     experiments = list(dict.fromkeys(frame["experiment"]))
     figure, axes = plt.subplots(len(experiments), 3, figsize=(PAGE_WIDTH, 1.9 * len(experiments) + 0.4), squeeze=False)
-    colors = method_colors([claims["baseline"], *dict.fromkeys(frame["method"])])
+    colors = method_colors([claims["baseline"], *dict.fromkeys(frame["method"])], labels)
     for row, experiment in zip(axes, experiments):
         block = frame[frame["experiment"] == experiment]
         budgets = sorted(block["budget"].unique())
@@ -65,6 +67,4 @@ def make(
     png_path: str | Path,
     labels: Mapping[str, str] | None = None,
 ) -> None:
-    from modgap.regime import regime_table
-
     save(plot(regime_table(pd.read_csv(runs_csv), claims, ladders, {}, {}), claims, labels), pdf_path, png_path)

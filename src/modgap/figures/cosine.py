@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from modgap.evaluate import modality_embeddings
-from modgap.figures.style import PAGE_WIDTH, apply_style, method_label, plt, save
+from modgap.dumps import modality_embeddings
+from modgap.figures.style import PAGE_WIDTH, apply_style, plt, save
+from modgap.labels import method_label
 
 
 def pair_cosines(embeddings: Mapping[str, np.ndarray], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +65,8 @@ def make(
     seed: int,
     labels: Mapping[str, str] | None = None,
 ) -> None:
-    """``dumps``: method -> embedding dump (modgap.evaluate.load_method_dump); ``labels``: display names."""
+    """``dumps``: method -> embedding dump (modgap.dumps.load_method_dump); ``labels``: the study's display
+    names (modgap.labels)."""
     save(
         plot(list(dumps.items()), title=f"{experiment}: true vs random pairs, test split, seed {seed}", labels=labels),
         pdf_path,
