@@ -633,6 +633,13 @@ def test_a_data_set_added_as_docs_data_md_says_runs_through_the_study(repo, chec
     assert (
         "toy_pair: ours (Ours (learnable τ)) vs clip_lt (CLIP (LT))" in (workdir / "results" / "claims.txt").read_text()
     )
+    larger = {**config, "train": {**config["train"], "batch_size": 64}}
+    planned = planned_jobs(snakemake(toy / "Snakefile", workdir, larger, "-n", "results/claims.txt"))
+    assert "prepare_dataset" not in planned and planned["check_batch_size"] == 1  # the data stays prepared
+    too_large = {**config, "train": {**config["train"], "batch_size": 500}}
+    result = snakemake(toy / "Snakefile", workdir, too_large, "results/claims.txt", check=False)
+    assert "config key 'train.batch_size': 500 exceeds the 96 training items data set 'toys' prepared" in result.stderr
+    assert not ran(result, "train")
     module = toy / "src" / "modgap" / "data" / "toy.py"
     module.write_text(module.read_text() + "\n# a change\n")  # its preparation re-runs: a code dependency
     assert (

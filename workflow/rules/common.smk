@@ -20,12 +20,13 @@ TRAIN_ENV = "../../envs/train.yaml"
 ANALYSIS_ENV = "../../envs/analysis.yaml"
 
 from modgap.config import ConfigError, load_config, typed_overrides
+from modgap.data import preparation_module
 from modgap.data.sources import SOURCES, remote_files
 from modgap.deps import module_file, package_modules
 from modgap.errors import RERUN_VARIABLE, study_command
 from modgap.io import remove_stale_temporaries_under
 from modgap.logs import print_at_exit
-from modgap.paths import embeddings_path, metrics_path, model_path, prepared, train_log_path
+from modgap.paths import batch_size_checked, embeddings_path, metrics_path, model_path, prepared, train_log_path
 from modgap.plan import (
     POSTHOC_METHOD,
     deep_merge,
@@ -40,6 +41,7 @@ from modgap.plan import (
     imported_dump,
     imported_methods,
     ladders,
+    largest_batch,
     latent_methods,
     method_labels,
     modality_counts,
@@ -102,9 +104,8 @@ def used_datasets():
     return sorted({experiment_dataset(name) for name in TRAINED})
 
 
-def data_source(dataset):
-    """The entry of modgap.data.sources.SOURCES for a data set's source."""
-    return SOURCES[study["datasets"][dataset]["source"]]
+def dataset_source(dataset):
+    return study["datasets"][dataset]["source"]
 
 
 def downloads_of(dataset):

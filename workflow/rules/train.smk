@@ -5,6 +5,7 @@
 rule train:
     input:
         data=lambda wildcards: prepared(experiment_dataset(wildcards.experiment)),
+        batch_size_checked=ancient(lambda wildcards: batch_size_checked(experiment_dataset(wildcards.experiment))),
         code=code("train.py"),
     output:
         model=model_path("{experiment}", "{method}", "{seed}"),

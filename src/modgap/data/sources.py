@@ -81,12 +81,10 @@ def _avmnist_downloads(config: Mapping) -> list[tuple[RemoteFile, str | None]]:
 
 @dataclass(frozen=True)
 class DataSource:
-    """What the workflow knows of one data-set source (a data set's ``source``)."""
+    """What the workflow knows of one data-set source (a data set's ``source``); the module that prepares
+    it is ``modgap.data.<source>`` (modgap.data.preparation_module)."""
 
     modalities: tuple[str, ...]  # what it provides; an experiment picks a subset
-    # the module that prepares it into the common format, with prepare_<source>(config, inputs, output_dir, name);
-    # None: never prepared
-    module: str | None
     # (file, mirror) pairs a data set of this source needs downloaded (its config section -> the pairs)
     downloads: Callable[[Mapping], list[tuple[RemoteFile, str | None]]] = _no_downloads
     mem_mb: int = 6000  # the preparation job's memory
@@ -94,11 +92,11 @@ class DataSource:
 
 
 SOURCES = {
-    "embedded": DataSource(("image", "audio", "text"), "modgap.data.embedded"),
-    "cifar10": DataSource(("image", "text"), "modgap.data.cifar10", _cifar10_downloads),
-    "mscoco": DataSource(("image", "text"), "modgap.data.mscoco", _mscoco_downloads, mem_mb=32000, runtime=720),
-    "avmnist": DataSource(("image", "audio", "text"), "modgap.data.avmnist", _avmnist_downloads),
-    "dumps": DataSource(("image", "audio", "text"), None),  # embeddings made elsewhere (modgap.external)
+    "embedded": DataSource(("image", "audio", "text")),
+    "cifar10": DataSource(("image", "text"), _cifar10_downloads),
+    "mscoco": DataSource(("image", "text"), _mscoco_downloads, mem_mb=32000, runtime=720),
+    "avmnist": DataSource(("image", "audio", "text"), _avmnist_downloads),
+    "dumps": DataSource(("image", "audio", "text")),  # embeddings made elsewhere (modgap.external): never prepared
 }
 
 
