@@ -570,7 +570,7 @@ TOY_EDITS = {
     "src/modgap/data/sources.py": [
         (
             '    "dumps": DataSource(',
-            '    "toy": DataSource(("image", "text"), "modgap.data.toy"),\n    "dumps": DataSource(',
+            '    "toy": DataSource(("image", "text")),\n    "dumps": DataSource(',
         ),
     ],
     "workflow/schemas/config.schema.yaml": [

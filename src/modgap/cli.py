@@ -69,9 +69,15 @@ def _progress(quiet: bool):
 def _options(arguments: argparse.Namespace) -> dict:
     """The metric options: the study's defaults (workflow/schemas/config.schema.yaml), as overridden."""
     options = section_defaults("evaluate")
-    chosen = {"recall_at": arguments.k, "kmeans_k": arguments.kmeans_k, "kmeans_n_init": arguments.kmeans_starts,
-              "knn_k": arguments.knn_k, "knn_split": arguments.knn_split, "knn_seed": arguments.split_seed,
-              "knn_test_fraction": arguments.knn_test_fraction}  # fmt: skip
+    chosen = {
+        "recall_at": arguments.k,
+        "kmeans_k": arguments.kmeans_k,
+        "kmeans_n_init": arguments.kmeans_starts,
+        "knn_k": arguments.knn_k,
+        "knn_split": arguments.knn_split,
+        "knn_seed": arguments.split_seed,
+        "knn_test_fraction": arguments.knn_test_fraction,
+    }
     return {**options, **{key: value for key, value in chosen.items() if value is not None}}
 
 
@@ -86,8 +92,9 @@ def evaluate_command(arguments: argparse.Namespace) -> int:
     for files in sets:
         progress = _progress(arguments.quiet)
         progress(f"reading {' + '.join(map(str, files))}")
-        embeddings = external.load(files, modalities=_modalities(arguments), labels=arguments.labels,
-                                   budget=arguments.budget)  # fmt: skip
+        embeddings = external.load(
+            files, modalities=_modalities(arguments), labels=arguments.labels, budget=arguments.budget
+        )
         results = compare.evaluate(
             embeddings, options, level=arguments.level, anchor=arguments.anchor, progress=progress
         )
@@ -117,10 +124,16 @@ def compare_command(arguments: argparse.Namespace) -> int:
         if getattr(arguments, key) is not None:
             claims[key] = getattr(arguments, key)
     report, runs = compare.compare(
-        arguments.baseline, arguments.method, _options(arguments), claims, level=arguments.level,
-        anchor=arguments.anchor, modalities=_modalities(arguments), budget=arguments.budget,
+        arguments.baseline,
+        arguments.method,
+        _options(arguments),
+        claims,
+        level=arguments.level,
+        anchor=arguments.anchor,
+        modalities=_modalities(arguments),
+        budget=arguments.budget,
         progress=_progress(arguments.quiet),
-    )  # fmt: skip
+    )
     print(report, end="")
     if arguments.out is not None:
         write_text(arguments.out / "claims.txt", report)
@@ -147,8 +160,11 @@ def _metric_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--kmeans-k", type=int, help="KMeans clusters (default: the number of classes)")
     command.add_argument("--kmeans-starts", type=int, help="KMeans starts, the best inertia kept (default 10)")
     command.add_argument("--knn-k", type=int, help="neighbours of the kNN vote (default 5)")
-    command.add_argument("--knn-split", choices=("point", "item"),
-                         help="kNN test split: stacked points as the released code (point, default) or whole items (item)")  # fmt: skip
+    command.add_argument(
+        "--knn-split",
+        choices=("point", "item"),
+        help="kNN test split: stacked points as the released code (point, default) or whole items (item)",
+    )
     command.add_argument("--knn-test-fraction", type=float, help="kNN test part (default 0.2)")
     command.add_argument("--split-seed", type=int, help="seed of the kNN split (default 0)")
     command.add_argument("--out", type=Path, help="also write the results into this folder")
@@ -161,19 +177,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     measure = commands.add_parser(
-        "evaluate", help="the gap and group-wise metrics of your own embeddings",
+        "evaluate",
+        help="the gap and group-wise metrics of your own embeddings",
         description="Every metric of embeddings made elsewhere: one .npz, .safetensors or .pt file per set "
-                    "(one array per modality, optional 'labels'), or one .npy file per modality of one set.",
-    )  # fmt: skip
+        "(one array per modality, optional 'labels'), or one .npy file per modality of one set.",
+    )
     measure.add_argument("files", type=Path, nargs="+", metavar="FILE")
     measure.add_argument("--labels", type=Path, help="a .npy file of labels (one per row), for .npy sets")
     _metric_options(measure)
     measure.set_defaults(handler=evaluate_command)
     pair = commands.add_parser(
-        "compare", help="the claims check between two models' per-seed embeddings",
+        "compare",
+        help="the claims check between two models' per-seed embeddings",
         description="The claims check (docs/verdict.md) of one model against a baseline: one embedding file "
-                    "per seed in each folder, paired by file name, evaluated on one test set.",
-    )  # fmt: skip
+        "per seed in each folder, paired by file name, evaluated on one test set.",
+    )
     pair.add_argument("--baseline", type=Path, required=True, help="folder of the baseline's files, one per seed")
     pair.add_argument("--method", type=Path, required=True, help="folder of the compared model's files, same names")
     pair.add_argument("--baseline-name", help="its name in the verdicts (default: the folder's name)")

@@ -16,9 +16,14 @@ from modgap.evaluate import is_collapsed, measure
 from modgap.external import FORMATS, EmbeddingFileError, Embeddings, load, refuse
 from modgap.tables import runs_frame
 
+# The metric options a result records beside its numbers.
+REPORTED_OPTIONS = ("recall_at", "kmeans_k", "kmeans_n_init", "kmeans_random_state", "knn_k", "knn_test_fraction",
+                    "knn_seed", "knn_split")  # fmt: skip
 
-def evaluate(embeddings: Embeddings, options, *, level: str = "instance", anchor: str | None = None,
-             progress=lambda stage: None) -> dict:  # fmt: skip
+
+def evaluate(
+    embeddings: Embeddings, options, *, level: str = "instance", anchor: str | None = None, progress=lambda stage: None
+) -> dict:
     """The whole metric set of checked embeddings (modgap.evaluate.measure), with what was measured."""
     names = list(embeddings.modalities)
     anchor = anchor or ("text" if "text" in names else names[0])
@@ -26,18 +31,31 @@ def evaluate(embeddings: Embeddings, options, *, level: str = "instance", anchor
         raise refuse(embeddings.source, f"no modality '{anchor}' to retrieve from (it has {', '.join(names)})")
     if level == "class" and embeddings.labels is None:
         raise refuse(embeddings.source, "class-level retrieval needs labels (an array 'labels', or --labels)")
-    results = {"source": embeddings.source, "n_items": embeddings.n_items, "width": embeddings.width,
-               "modalities": names, "anchor": anchor, "retrieval": level}  # fmt: skip
+    results = {
+        "source": embeddings.source,
+        "n_items": embeddings.n_items,
+        "width": embeddings.width,
+        "modalities": names,
+        "anchor": anchor,
+        "retrieval": level,
+    }
     if embeddings.labels is not None:
         results["n_labelled"] = int((embeddings.labels >= 0).sum())
-    measured = measure(embeddings.modalities, embeddings.labels, level, options, anchor=anchor, progress=progress,
-                       text_captions=embeddings.captions, text_caption_item=embeddings.caption_item)  # fmt: skip
+    measured = measure(
+        embeddings.modalities,
+        embeddings.labels,
+        level,
+        options,
+        anchor=anchor,
+        progress=progress,
+        text_captions=embeddings.captions,
+        text_caption_item=embeddings.caption_item,
+    )
     notes = embeddings.notes + measured.pop("notes")
     results.update(measured)
     results["collapsed"] = is_collapsed(results, options["collapse"])
     results["notes"] = notes
-    results["options"] = {key: options[key] for key in ("recall_at", "kmeans_k", "kmeans_n_init", "kmeans_random_state",
-                                                         "knn_k", "knn_test_fraction", "knn_seed", "knn_split")}  # fmt: skip
+    results["options"] = {key: options[key] for key in REPORTED_OPTIONS}
     return results
 
 
@@ -51,31 +69,55 @@ def markdown(results: dict) -> str:
     """The results of ``evaluate`` as a Markdown report."""
     names = results["modalities"]
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
-    lines = [f"# Embeddings of {results['source']}", "",
-             f"{results['n_items']} items x {results['width']}-d, modalities {', '.join(names)}; retrieval at the "
-             f"{results['retrieval']} level from '{results['anchor']}'."]  # fmt: skip
+    lines = [
+        f"# Embeddings of {results['source']}",
+        "",
+        f"{results['n_items']} items x {results['width']}-d, modalities {', '.join(names)}; retrieval at the "
+        f"{results['retrieval']} level from '{results['anchor']}'.",
+    ]
     if results["notes"]:
         lines += ["", *[f"- note: {note}" for note in results["notes"]]]
     if results["collapsed"]:
-        lines += ["", "- **collapsed**: every input maps to about one point (true pairs near-identical while "
-                      "retrieval is at chance, or one modality's rows near-identical)"]  # fmt: skip
-    lines += ["", "## Gap (per modality pair)", "",
-              "| pair | centroid distance (L2M) | true-pair distance (L2I) | RMG | true-pair cosine |",
-              "|---|---:|---:|---:|---:|"]  # fmt: skip
+        lines += [
+            "",
+            "- **collapsed**: every input maps to about one point (true pairs near-identical while "
+            "retrieval is at chance, or one modality's rows near-identical)",
+        ]
+    lines += [
+        "",
+        "## Gap (per modality pair)",
+        "",
+        "| pair | centroid distance (L2M) | true-pair distance (L2I) | RMG | true-pair cosine |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for a, b in pairs:
-        lines.append(f"| {a}-{b} | {_number(results[f'gap_{a}_{b}'], 3)} | {_number(results[f'true_pair_distance_{a}_{b}'], 3)} "
-                     f"| {_number(results[f'rmg_{a}_{b}'], 3)} | {_number(results[f'cos_true_pairs_{a}_{b}'], 3)} |")  # fmt: skip
+        lines.append(
+            f"| {a}-{b} | {_number(results[f'gap_{a}_{b}'], 3)} | {_number(results[f'true_pair_distance_{a}_{b}'], 3)} "
+            f"| {_number(results[f'rmg_{a}_{b}'], 3)} | {_number(results[f'cos_true_pairs_{a}_{b}'], 3)} |"
+        )
     if len(pairs) > 1:
-        lines.append(f"| mean | {_number(results['gap'], 3)} | {_number(results['true_pair_distance'], 3)} "
-                     f"| {_number(results['rmg'], 3)} | {_number(results['cos_true_pairs'], 3)} |")  # fmt: skip
-    lines += ["", "## Spread (per modality)", "", "| modality | mean intra-modality cosine | uniformity (t = 2) |",
-              "|---|---:|---:|"]  # fmt: skip
+        lines.append(
+            f"| mean | {_number(results['gap'], 3)} | {_number(results['true_pair_distance'], 3)} "
+            f"| {_number(results['rmg'], 3)} | {_number(results['cos_true_pairs'], 3)} |"
+        )
+    lines += [
+        "",
+        "## Spread (per modality)",
+        "",
+        "| modality | mean intra-modality cosine | uniformity (t = 2) |",
+        "|---|---:|---:|",
+    ]
     lines += [
         f"| {m} | {_number(results[f'intra_cos_{m}'], 3)} | {_number(results[f'uniformity_{m}'], 3)} |" for m in names
     ]
     ks = results["options"]["recall_at"]
-    lines += ["", f"## Retrieval ({results['retrieval']} level, percent; chance R@1 {_number(results['r1_chance'])})", "",
-              "| query -> target | " + " | ".join(f"R@{k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]  # fmt: skip
+    lines += [
+        "",
+        f"## Retrieval ({results['retrieval']} level, percent; chance R@1 {_number(results['r1_chance'])})",
+        "",
+        "| query -> target | " + " | ".join(f"R@{k}" for k in ks) + " |",
+        "|---|" + "---:|" * len(ks),
+    ]
     anchor = results["anchor"]
     for other in (m for m in names if m != anchor):
         for query, target in ((anchor, other), (other, anchor)):
@@ -89,12 +131,20 @@ def markdown(results: dict) -> str:
         lines.append("Skipped: no labels.")
     else:
         k = int(results["kmeans_k"]) if not math.isnan(results.get("kmeans_k", math.nan)) else "-"
-        lines += [f"KMeans k = {k} ({results['options']['kmeans_n_init']} starts) on all modalities' labelled rows; "
-                  f"{results['options']['knn_k']}-NN on a {results['options']['knn_split']} split "
-                  f"(seed {results['options']['knn_seed']}).", "",
-                  "| V-Measure | homogeneity | completeness | NMI | ARI | kNN |", "|---:|---:|---:|---:|---:|---:|",
-                  "| " + " | ".join(_number(results[key], 1) for key in
-                                    ("v_measure", "homogeneity", "completeness", "nmi", "ari", "knn_acc")) + " |"]  # fmt: skip
+        lines += [
+            f"KMeans k = {k} ({results['options']['kmeans_n_init']} starts) on all modalities' labelled rows; "
+            f"{results['options']['knn_k']}-NN on a {results['options']['knn_split']} split "
+            f"(seed {results['options']['knn_seed']}).",
+            "",
+            "| V-Measure | homogeneity | completeness | NMI | ARI | kNN |",
+            "|---:|---:|---:|---:|---:|---:|",
+            "| "
+            + " | ".join(
+                _number(results[key], 1)
+                for key in ("v_measure", "homogeneity", "completeness", "nmi", "ari", "knn_acc")
+            )
+            + " |",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -105,11 +155,15 @@ def paired_files(baseline: str | Path, method: str | Path) -> list[tuple[str, Pa
     for folder in (Path(baseline), Path(method)):
         if not folder.is_dir():
             raise EmbeddingFileError(f"{folder}: not a folder of embedding files")
-        found[folder] = {p.name: p for p in sorted(folder.iterdir())
-                         if p.is_file() and p.suffix.lower() in FORMATS and p.suffix.lower() != ".npy"}  # fmt: skip
+        found[folder] = {
+            p.name: p
+            for p in sorted(folder.iterdir())
+            if p.is_file() and p.suffix.lower() in FORMATS and p.suffix.lower() != ".npy"
+        }
         if not found[folder]:
-            raise EmbeddingFileError(f"{folder}: no embedding file ({', '.join(f for f in FORMATS if f != '.npy')}; "
-                                     "one per seed)")  # fmt: skip
+            raise EmbeddingFileError(
+                f"{folder}: no embedding file ({', '.join(f for f in FORMATS if f != '.npy')}; one per seed)"
+            )
     (first, a), (second, b) = found.items()
     for folder, names, other in ((first, a, b), (second, b, a)):
         lonely = sorted(set(names) - set(other))
@@ -151,8 +205,11 @@ def compare(
                 reference = (found, path, embeddings.labels)
             elif found != reference[0]:
                 (names, n), first, _ = reference
-                raise refuse(path, f"holds {found[1]} items of {', '.join(found[0])}, {first} {n} items of "
-                                    f"{', '.join(names)}: paired runs must share one test set")  # fmt: skip
+                raise refuse(
+                    path,
+                    f"holds {found[1]} items of {', '.join(found[0])}, {first} {n} items of "
+                    f"{', '.join(names)}: paired runs must share one test set",
+                )
             elif not _same_labels(embeddings.labels, reference[2]):
                 raise refuse(
                     path, f"its labels differ from those of {reference[1]}: paired runs must share one test set"

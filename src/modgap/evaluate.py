@@ -87,9 +87,15 @@ def labelled_metrics(
     knn = knn_protocol(labels, len(embeddings), options)
     progress("retrieval" + (" and kNN (shared products)" if knn else ""))
     recalls, knn_acc = metrics.retrieval_and_knn(
-        embeddings, labels, levels=(retrieval,), ks=ks or options["recall_at"], knn=knn,
-        text_captions=text_captions, text_caption_item=text_caption_item, text_modality=anchor,
-    )  # fmt: skip
+        embeddings,
+        labels,
+        levels=(retrieval,),
+        ks=ks or options["recall_at"],
+        knn=knn,
+        text_captions=text_captions,
+        text_caption_item=text_caption_item,
+        text_modality=anchor,
+    )
     points, stacked_labels = metrics.stacked(embeddings, labels)
     present = len(np.unique(stacked_labels))
     k = options["kmeans_k"] or present
@@ -148,8 +154,14 @@ def measure(
     results: dict = dict(metrics.gap_metrics(embeddings))
     for modality, z in embeddings.items():
         results[f"intra_cos_{modality}"] = metrics.intra_modality_cosine(z)
-    progress("uniformity" + (f" (a seeded sample of {metrics.UNIFORMITY_ROWS} rows per modality)"
-                             if len(next(iter(embeddings.values()))) > metrics.UNIFORMITY_ROWS else ""))  # fmt: skip
+    progress(
+        "uniformity"
+        + (
+            f" (a seeded sample of {metrics.UNIFORMITY_ROWS} rows per modality)"
+            if len(next(iter(embeddings.values()))) > metrics.UNIFORMITY_ROWS
+            else ""
+        )
+    )
     for modality, z in embeddings.items():
         results[f"uniformity_{modality}"] = metrics.uniformity(z)
     n_items = len(next(iter(embeddings.values())))
@@ -164,8 +176,9 @@ def measure(
         notes = ["no labels: the group-wise metrics (V-Measure, NMI, ARI, kNN) are skipped"]
         labels = np.full(n_items, -1)
     else:
-        recalls, group, notes = labelled_metrics(embeddings, np.asarray(labels), retrieval, options, None,
-                                                 text_captions, text_caption_item, anchor, progress)  # fmt: skip
+        recalls, group, notes = labelled_metrics(
+            embeddings, np.asarray(labels), retrieval, options, None, text_captions, text_caption_item, anchor, progress
+        )
     results.update(recalls)
     r1 = [v for key, v in recalls.items() if key.startswith("r1_")]
     results["r1_mean"] = float(np.mean(r1)) if r1 else float("nan")

@@ -207,15 +207,21 @@ def _modality_names(arrays: dict[str, np.ndarray], wanted: Sequence[str] | None,
             raise refuse(where, f"no array '{missing[0]}' (it holds {held})")
         unknown = [name for name in arrays if name not in wanted and name not in RESERVED]
         if unknown:
-            raise refuse(where, f"unknown array '{unknown[0]}': neither a modality asked for "
-                                 f"({', '.join(wanted)}) nor one of {', '.join(RESERVED)}")  # fmt: skip
+            raise refuse(
+                where,
+                f"unknown array '{unknown[0]}': neither a modality asked for "
+                f"({', '.join(wanted)}) nor one of {', '.join(RESERVED)}",
+            )
         names = list(dict.fromkeys(wanted))
     else:
         names = [name for name in arrays if name not in RESERVED]
         for name in names:
             if np.ndim(arrays[name]) != 2:
-                raise refuse(where, f"unknown array '{name}' of shape {np.shape(arrays[name])}: a modality is a "
-                                     f"(rows, width) array; the reserved names are {', '.join(RESERVED)}")  # fmt: skip
+                raise refuse(
+                    where,
+                    f"unknown array '{name}' of shape {np.shape(arrays[name])}: a modality is a "
+                    f"(rows, width) array; the reserved names are {', '.join(RESERVED)}",
+                )
     if len(names) < 2:
         only = f"one modality array ('{names[0]}')" if names else "no modality array"
         raise refuse(where, f"{only}; the gap needs two or more (it holds {held})")
@@ -259,11 +265,17 @@ def _check_shapes(embedded: dict[str, np.ndarray], where) -> None:
     (first, z), *others = embedded.items()
     for name, other in others:
         if len(other) != len(z):
-            raise refuse(where, f"array '{name}' has {len(other)} rows and '{first}' {len(z)}: row i of every "
-                                 "modality must be the same item")  # fmt: skip
+            raise refuse(
+                where,
+                f"array '{name}' has {len(other)} rows and '{first}' {len(z)}: row i of every "
+                "modality must be the same item",
+            )
         if other.shape[1] != z.shape[1]:
-            raise refuse(where, f"array '{name}' is {other.shape[1]}-d and '{first}' {z.shape[1]}-d: the "
-                                 "modalities must share one embedding space")  # fmt: skip
+            raise refuse(
+                where,
+                f"array '{name}' is {other.shape[1]}-d and '{first}' {z.shape[1]}-d: the "
+                "modalities must share one embedding space",
+            )
     if len(z) < 2:
         raise refuse(where, f"array '{first}' has {len(z)} row; the metrics need two items or more")
 
@@ -301,8 +313,10 @@ def _captions(arrays, embedded, where, notes: list[str]) -> tuple[np.ndarray, np
         raise refuse(where, f"array '{CAPTIONS}' is {captions.shape[1]}-d and 'text' {embedded['text'].shape[1]}-d")
     n = len(embedded["text"])
     if item.shape != (len(captions),) or item.dtype.kind not in "iu" or item.min() < 0 or item.max() >= n:
-        raise refuse(where, f"array '{CAPTION_ITEM}' must give each of the {len(captions)} captions its item, "
-                             f"an integer in 0-{n - 1}")  # fmt: skip
+        raise refuse(
+            where,
+            f"array '{CAPTION_ITEM}' must give each of the {len(captions)} captions its item, an integer in 0-{n - 1}",
+        )
     return captions, item.astype(np.int64)
 
 

@@ -245,8 +245,11 @@ def definition_digest(config: Mapping, evaluation: str, method: str) -> str:
 
 def definition_digests(config: Mapping) -> dict[str, str]:
     """``<evaluation>/<method>`` -> its definition_digest, for every evaluated method of the study."""
-    return {f"{e['name']}/{m}": definition_digest(config, e["name"], m) for e in evaluations(config)
-            for m in evaluated_methods(config, e["name"])}  # fmt: skip
+    return {
+        f"{e['name']}/{m}": definition_digest(config, e["name"], m)
+        for e in evaluations(config)
+        for m in evaluated_methods(config, e["name"])
+    }
 
 
 def study_digest(config: Mapping) -> str:

@@ -154,8 +154,11 @@ def aggregate(runs: pd.DataFrame, labels: Mapping[str, str] | None = None) -> pd
     counts = [grouped.size().rename("n_seeds")]
     for flag in ("converged", "collapsed"):
         if flag in runs:  # a group whose runs do not say (trained elsewhere) counts NaN
-            counts.append(grouped[flag].agg(lambda v: int(v.dropna().astype(bool).sum()) if v.notna().any() else np.nan)
-                          .rename(f"n_{flag}"))  # fmt: skip
+            counts.append(
+                grouped[flag]
+                .agg(lambda v: int(v.dropna().astype(bool).sum()) if v.notna().any() else np.nan)
+                .rename(f"n_{flag}")
+            )
     if "notes" in runs:
         counts.append(grouped["notes"].agg(lambda n: "; ".join(sorted({x for x in n.dropna() if x}))).rename("notes"))
     table = pd.concat([*counts, means, stds], axis=1)
@@ -380,7 +383,12 @@ def write_tables(
     write_text(outputs["comparison_md"], paper_comparison_markdown(comparison))
     ablation_table = ablation(table)
     write_text(outputs["ablation_csv"], ablation_table.to_csv(index=False))
-    ablation_md = paper_layout_markdown(ablation_table) if len(ablation_table) else (
-        f"No experiment runs the ablation's methods ({', '.join(ABLATION_METHODS)}), so there is nothing to compare.\n")  # fmt: skip
+    ablation_md = (
+        paper_layout_markdown(ablation_table)
+        if len(ablation_table)
+        else (
+            f"No experiment runs the ablation's methods ({', '.join(ABLATION_METHODS)}), so there is nothing to compare.\n"
+        )
+    )
     write_text(outputs["ablation_md"], ablation_md)
     return table

@@ -237,7 +237,7 @@ def figure_outputs(name, caption, title):
     """A per-experiment figure: its PDF and its PNG, the PNG an entry of the report (snakemake --report)."""
     stem = f"results/figures/{{experiment}}/{name}"
     entry = report(f"{stem}.png", caption=f"../report/{caption}.rst", category="Figures", subcategory="{experiment}",
-                   labels={"figure": title, "experiment": "{experiment}"})  # fmt: skip
+                   labels={"figure": title, "experiment": "{experiment}"})
     return {"pdf": f"{stem}.pdf", "png": entry}
 
 

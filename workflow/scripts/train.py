@@ -10,5 +10,11 @@ with log_to_file(snakemake.log[0]):
     configure_threads(snakemake.threads)
     gpu_lock = claim_gpu()  # held until the job ends
     output = snakemake.output
-    train_run(snakemake.params.run, snakemake.input.data, output.model, output.log, int(snakemake.wildcards.seed),
-              output.embeddings)  # fmt: skip
+    train_run(
+        snakemake.params.run,
+        snakemake.input.data,
+        output.model,
+        output.log,
+        int(snakemake.wildcards.seed),
+        output.embeddings,
+    )

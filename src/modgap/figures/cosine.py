@@ -34,8 +34,9 @@ def plot(
     columns = min(PANELS_PER_ROW, len(dumps))
     rows = -(-len(dumps) // columns)
     # y not shared: a collapsed method's spike at cosine 1 would flatten every other panel
-    figure, axes = plt.subplots(rows, columns, figsize=(min(PAGE_WIDTH, 1.45 * columns), 1.75 * rows), sharex=True,
-                                squeeze=False)  # fmt: skip
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(min(PAGE_WIDTH, 1.45 * columns), 1.75 * rows), sharex=True, squeeze=False
+    )
     bins = np.linspace(-1, 1, 61)
     for axis, (method, dump) in zip(axes.flat, dumps):
         true, random = pair_cosines(modality_embeddings(dump))

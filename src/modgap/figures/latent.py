@@ -63,8 +63,13 @@ def plot(
         plt.Line2D([], [], marker="o", linestyle="", color=colors[i], markersize=4, label=name)
         for i, name in enumerate(class_names[:10])
     ]
-    figure.legend(handles=modality_handles + class_handles, loc="lower center", ncol=min(13, 3 + len(class_handles)),
-                  fontsize=5.5, bbox_to_anchor=(0.5, -0.08))  # fmt: skip
+    figure.legend(
+        handles=modality_handles + class_handles,
+        loc="lower center",
+        ncol=min(13, 3 + len(class_handles)),
+        fontsize=5.5,
+        bbox_to_anchor=(0.5, -0.08),
+    )
     if title:
         figure.suptitle(title, fontsize=7, y=1.08)
     return figure

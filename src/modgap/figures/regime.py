@@ -24,17 +24,34 @@ def plot(table: pd.DataFrame, knob: str, baseline: str, labels: Mapping[str, str
         for axis, key in zip(row_axes, keys):
             for (_, modalities), line in block.groupby(["experiment", "modalities"], sort=False):
                 line = line.sort_values("budget")
-                axis.plot(line["baseline_gap"], line[key], color=colors[method], linewidth=0.5, alpha=0.5,
-                          linestyle="-" if modalities == 2 else ":")  # fmt: skip
-            axis.errorbar(block["baseline_gap"], block[key], yerr=[block[key] - block[f"{key}_low"],
-                          block[f"{key}_high"] - block[key]], fmt="none", ecolor=colors[method], linewidth=0.6)  # fmt: skip
-            axis.scatter(block["baseline_gap"], block[key], s=4 + block["budget"] / 4, color=colors[method],
-                         marker="o", zorder=3)  # fmt: skip
+                axis.plot(
+                    line["baseline_gap"],
+                    line[key],
+                    color=colors[method],
+                    linewidth=0.5,
+                    alpha=0.5,
+                    linestyle="-" if modalities == 2 else ":",
+                )
+            axis.errorbar(
+                block["baseline_gap"],
+                block[key],
+                yerr=[block[key] - block[f"{key}_low"], block[f"{key}_high"] - block[key]],
+                fmt="none",
+                ecolor=colors[method],
+                linewidth=0.6,
+            )
+            axis.scatter(
+                block["baseline_gap"], block[key], s=4 + block["budget"] / 4, color=colors[method], marker="o", zorder=3
+            )
             axis.axhline(0.0, color="black", linewidth=0.6)
             axis.set_xlabel(f"{method_label(baseline, labels)} gap")
             axis.set_ylabel(f"{DIFFERENCES[key]} (points)")
-        row_axes[0].set_title(f"{method_label(method, labels)} vs {method_label(baseline, labels)}; larger points: longer training; "
-                              f"solid: 2 modalities, dotted: 3 ({knob})", fontsize=6, loc="left")  # fmt: skip
+        row_axes[0].set_title(
+            f"{method_label(method, labels)} vs {method_label(baseline, labels)}; larger points: longer training; "
+            f"solid: 2 modalities, dotted: 3 ({knob})",
+            fontsize=6,
+            loc="left",
+        )
     figure.tight_layout()
     return figure
 
