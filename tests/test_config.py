@@ -477,3 +477,46 @@ def test_provenance_line_names_the_digest_and_the_files_in_merge_order(config_di
     line = provenance_line(config, [repository / "config.yaml", repository / "presets" / "p.yaml", "study.yaml"],
                            repository)  # fmt: skip
     assert line.startswith(f"Configuration {study_digest(config)}: config.yaml + presets/p.yaml + study.yaml ")
+
+
+def test_no_check_changes_the_configuration_it_checks(config_dict):
+    """Validation reads; only load_config's own phases (defaults, _complete) fill a configuration in."""
+    from modgap.config import PLAN_CHECKS, REFERENCE_CHECKS, load_schema
+
+    schema = load_schema()
+    valid = load_config(config_dict)
+    broken = copy.deepcopy(valid)
+    broken["experiments"][0]["methods"].append("unknown")  # something for the reference checks to report
+    # plan checks run on configurations whose references resolve
+    for config, checks in ((broken, REFERENCE_CHECKS), (valid, PLAN_CHECKS)):
+        before = copy.deepcopy(config)
+        for check in checks:
+            check(config, schema)
+            assert config == before, check.__name__
+
+
+def test_plan_checks_wait_for_the_references(config_dict):
+    """A plan check may rely on the references: with an unknown method, only reference problems are shown."""
+    config_dict["experiments"][0]["methods"] = ["nonexistent"]
+    config_dict["experiments"][0]["train"] = {**config_dict["experiments"][0]["train"], "budgets": [40, 10]}
+    assert problems_of(config_dict) == [
+        "config key 'experiments[0].methods': unknown method 'nonexistent' (defined: alignclip, alignclip_label, "
+        "clip_ft, clip_lt, ours, ours_atp, ours_cu, ours_released, ours_schedule, sharedclip)"
+    ]
+    config_dict["experiments"][0]["methods"] = ["clip_lt"]
+    assert problems_of(config_dict) == [
+        "config key 'experiments[0].train.budgets': [40, 10] must ascend to train.epochs (40)"
+    ]
+
+
+def test_display_names_follow_the_configuration(config_dict):
+    from modgap.plan import POSTHOC_METHOD, display_names, modality_counts
+
+    config_dict["methods"]["mine"] = {"temperature": {"learnable": True, "init": 0.07}, "loss": {"infonce": {}}}
+    config = load_config(config_dict)
+    names = display_names(config)
+    assert list(names)[:3] == ["clip_lt", "clip_ft", "ours"] and list(names)[-1] == POSTHOC_METHOD
+    assert names["ours"] == "Ours (learnable τ)" and names["mine"] == "mine"  # no label: its key
+    assert names[POSTHOC_METHOD] == "Post-hoc shift"
+    assert "label" not in config["methods"]["ours_x0.3"]  # a scaled method is not the one the label names
+    assert modality_counts(config)["embedded_image_audio_text@20"] == 3

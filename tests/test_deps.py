@@ -81,3 +81,18 @@ def test_every_rule_derives_its_code_from_its_own_script(repo):
                 # a download's file is what its remote holds, whatever the code: no code dependency
                 assert names[0] == names[1] or block.startswith("rule download"), (smk.name, names)
     assert rules >= 15
+
+
+def test_every_source_of_the_schema_has_an_entry_and_a_preparation(repo):
+    """The data-source table and the schema's sources agree; each source but dumps has its preparation."""
+    import importlib
+
+    import yaml
+
+    from modgap.data import preparation_module
+    from modgap.data.sources import SOURCES
+
+    schema = yaml.safe_load((repo / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert schema["definitions"]["dataset"]["properties"]["source"]["enum"] == list(SOURCES)
+    for source in set(SOURCES) - {"dumps"}:
+        assert callable(getattr(importlib.import_module(preparation_module(source)), f"prepare_{source}")), source

@@ -84,3 +84,12 @@ def test_budget_and_regime_figures_name_the_baseline_and_methods_by_their_labels
     figure = regime_plot(frame, "patch", "clip_lt", LABELS)
     shown = " ".join(axis.get_xlabel() for axis in figure.axes)
     assert "Baseline CLIP gap" in shown and "Ours, renamed vs Baseline CLIP" in titles(figure)
+
+
+def test_a_method_keeps_its_colour_in_every_figure_of_a_study():
+    from modgap.figures.style import method_colors
+
+    names = {"clip_lt": "CLIP", "ours": "Ours", "other": "Other"}  # the study's display order
+    assert method_colors(["ours"], names)["ours"] == method_colors(["clip_lt", "ours"], names)["ours"]
+    assert method_colors(["other", "clip_lt"], names)["clip_lt"] == method_colors(["clip_lt"], names)["clip_lt"]
+    assert len(set(method_colors(list(names), names).values())) == 3

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from modgap.claims import FAILS, HOLDS, INCONCLUSIVE, check_claims, claims_report, format_verdicts
+from modgap.claims import FAILS, HOLDS, INCONCLUSIVE, check_claims, claims_report, format_verdicts, retrieval_columns
 from modgap.cli import main as cli
 from modgap.errors import CorruptIntermediateError
 from modgap.stats import paired_difference, paired_ratio, t_interval
@@ -352,3 +352,23 @@ def test_display_names_and_row_order_come_from_the_configuration_alone():
     assert table["label"].tolist() == ["My method", "clip_lt", "Ours, relabelled"]  # no label given: the key
     markdown = paper_layout_markdown(table)
     assert markdown.index("| My method |") < markdown.index("| clip_lt |") < markdown.index("| Ours, relabelled |")
+
+
+def test_paired_r1_columns_follow_one_naming_rule():
+    from modgap.tables import paired_r1_column, paired_r1_columns, runs_frame
+
+    assert paired_r1_column("text", "image") == paired_r1_column("image", "text") == "tv_r1"
+    assert (
+        paired_r1_column("text", "audio") == "ta_r1" and paired_r1_column("caption", "photo") == "pair_r1_caption_photo"
+    )
+    record = {"r1_caption_photo": 80.0, "r1_photo_caption": 60.0, "r1_caption_depth_map": 10.0,
+              "r1_depth_map_caption": 20.0, "r1_text_image": 50.0, "r1_image_text": 70.0, "r1_mean": 1.0}  # fmt: skip
+    frame = runs_frame([record])
+    assert frame["tv_r1"].item() == 60.0 and frame["pair_r1_caption_photo"].item() == 70.0
+    assert frame["pair_r1_caption_depth_map"].item() == 15.0  # names with underscores split where both ways exist
+    assert list(paired_r1_columns(frame.columns).items()) == [
+        ("tv_r1", "TV R@1"),
+        ("pair_r1_caption_photo", "R@1 caption_photo"),
+        ("pair_r1_caption_depth_map", "R@1 caption_depth_map"),
+    ]
+    assert retrieval_columns(frame) == paired_r1_columns(frame.columns)  # what claim 1 compares
