@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from modgap.deps import imported_modules, module_file, package_modules
+from modgap.deps import imported_modules, module_file, module_name, package_modules
 
 FAKE_PACKAGE = {
     "__init__.py": "",
@@ -96,3 +96,29 @@ def test_every_source_of_the_schema_has_an_entry_and_a_preparation(repo):
     assert schema["definitions"]["dataset"]["properties"]["source"]["enum"] == list(SOURCES)
     for source in set(SOURCES) - {"dumps"}:
         assert callable(getattr(importlib.import_module(preparation_module(source)), f"prepare_{source}")), source
+
+
+def test_the_package_imports_run_one_way(repo):
+    """No cycle among the package's parts (each top-level module, and the data and figures subpackages each
+    as one part): every import runs down, none back up (figures once imported the regime map, which
+    imported figures)."""
+    root = repo / "src" / "modgap"
+
+    def part(name: str) -> str:
+        return name.split(".")[1] if name.count(".") else name
+
+    edges: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        own = module_name(path, root)
+        for imported in imported_modules(path, own):
+            target = module_file(imported, root)
+            if target is not None and part(module_name(target, root)) not in (part(own), "modgap"):
+                edges.setdefault(part(own), set()).add(part(module_name(target, root)))
+    assert {"figures", "regime", "claims", "config", "dumps"} <= set(edges)
+
+    def cycle_from(start: str, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+        if start in path:
+            return (*path, start)
+        return next((c for t in sorted(edges.get(start, ())) if (c := cycle_from(t, (*path, start)))), None)
+
+    assert [c for p in edges if (c := cycle_from(p))] == []

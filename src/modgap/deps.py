@@ -43,7 +43,7 @@ def module_file(name: str, root: Path) -> Path | None:
     return next((f for f in (stem / "__init__.py", stem.with_suffix(".py")) if f.is_file()), None)
 
 
-def _dotted(path: Path, root: Path) -> str:
+def module_name(path: Path, root: Path) -> str:
     """The dotted name of a file of the package at ``root``."""
     parts = [root.name, *path.relative_to(root).with_suffix("").parts]
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -68,7 +68,7 @@ def package_modules(*paths: str | Path, root: str | Path = PACKAGE_DIR) -> list[
 
     for path in (Path(p).resolve() for p in paths):
         if path.is_relative_to(root):
-            load(_dotted(path, root))
+            load(module_name(path, root))
         else:
             pending.append((path, "__main__"))
     while pending:
