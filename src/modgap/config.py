@@ -315,6 +315,8 @@ def _method_name_problems(config: Mapping, schema: Mapping) -> list[str]:
 
 
 def _dose_response_problems(config: Mapping, schema: Mapping) -> list[str]:
+    """The dose-response's method has the terms it scales, its experiment trains the post-hoc shift's source,
+    and no other method holds the name of one of its strengths."""
     dose = config["dose_response"]
     if dose["experiment"] is None:
         return []

@@ -5,7 +5,7 @@ on. Listing them by hand goes stale (a figure kept its old gap after the gap met
 workflow derives each rule's list here, from every import statement of every module reached, the ones
 inside functions included. A module counts with the ``__init__.py`` of every package above it, which
 Python runs first. Imports that name their module at run time (``importlib.import_module``) are not
-seen: the data-source table names the preparation modules a source runs (modgap.data.sources).
+seen: the preparation rule adds its source's module (modgap.data.preparation_module) itself.
 """
 
 from __future__ import annotations

@@ -99,11 +99,6 @@ TRAINED = [e["name"] for e in study["experiments"] if not imported(study, e["nam
 IMPORTED = [e["name"] for e in study["experiments"] if imported(study, e["name"])]
 
 
-def used_datasets():
-    """Data sets referenced by at least one training experiment (others are never prepared)."""
-    return sorted({experiment_dataset(name) for name in TRAINED})
-
-
 def dataset_source(dataset):
     return study["datasets"][dataset]["source"]
 
@@ -170,10 +165,10 @@ def method_runs(evaluation, method):
     """Embedding dumps and training logs of every seed of an evaluated method (at a budget of a ladder:
     the trained experiment's files, which hold every budget)."""
     source, experiment = trained_source(method), trained_experiment(evaluation)
-    runs = {"embeddings": [embeddings_path(experiment, source, seed) for seed in study["seeds"]]}
+    files = {"embeddings": [embeddings_path(experiment, source, seed) for seed in study["seeds"]]}
     if experiment in TRAINED:  # embeddings made elsewhere come without training logs
-        runs["logs"] = [train_log_path(experiment, source, seed) for seed in study["seeds"]]
-    return runs
+        files["logs"] = [train_log_path(experiment, source, seed) for seed in study["seeds"]]
+    return files
 
 
 def resolve_model(experiment):
