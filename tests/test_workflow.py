@@ -117,7 +117,7 @@ def test_study_prepares_trains_evaluates_and_plots(study):
     assert "\\toprule" in (study / "results" / "tables" / "main.tex").read_text()
     claims = (study / "results" / "claims.txt").read_text()
     assert len(VERDICT.findall(claims)) == 6 and "2 paired seeds, fewer than claims.min_seeds (3)" in claims
-    assert "pair: ours vs clip_lt, at 2 epochs" in claims
+    assert "pair: ours (Ours (learnable τ)) vs clip_lt (CLIP (LT)), at 2 epochs" in claims  # config.yaml's labels
     for experiment, names in FIGURES.items():
         for name in names:
             for suffix in ("pdf", "png"):

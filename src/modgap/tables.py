@@ -366,7 +366,7 @@ def write_tables(
     """Write runs.csv, main.{csv,md,tex}, paper_comparison.{csv,md} and ablation.{csv,md}; returns the main table.
 
     ``seeds``: the study's seeds, which every metrics file must hold (see read_metrics). ``definitions``:
-    ``<evaluation>/<method>`` -> the digest of what its runs depend on (modgap.config.definition_digest),
+    ``<evaluation>/<method>`` -> the digest of what its runs depend on (modgap.plan.definition_digest),
     kept in runs.csv's ``definition`` column. ``provenance``: a line naming the configuration, closing main.md.
     ``labels``: the configuration's display names of its methods."""
     runs = load_runs(metric_paths, seeds)
