@@ -61,9 +61,11 @@ def main() -> None:
         rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1)) / 2**20
         stages = [line for line in done.stderr.splitlines() if line.startswith("[")]
         flop = products(pairs, arguments.dim)
-        print(f"{pairs} pairs x {arguments.dim}-d: {seconds:.2f} s wall (whole process), {rss:.2f} GiB peak RSS; "
-              f"products without KMeans {flop / 1e9:.0f} GFLOP = {flop / peak / 1e9:.2f} s at the measured throughput "
-              f"({100 * flop / peak / 1e9 / seconds:.0f} % of the wall time)")  # fmt: skip
+        print(
+            f"{pairs} pairs x {arguments.dim}-d: {seconds:.2f} s wall (whole process), {rss:.2f} GiB peak RSS; "
+            f"products without KMeans {flop / 1e9:.0f} GFLOP = {flop / peak / 1e9:.2f} s at the measured throughput "
+            f"({100 * flop / peak / 1e9 / seconds:.0f} % of the wall time)"
+        )
         for line in stages:
             print(f"  {line}")
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from modgap.config import load_config, resolve_run
+from modgap.config import load_config
+from modgap.plan import resolve_run
 from modgap.train import Trainer
 
 REPO = Path(__file__).resolve().parents[1]

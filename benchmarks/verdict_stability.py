@@ -22,8 +22,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from modgap.config import deep_merge, evaluations, experiment_by_name, ladders, load_config
+from modgap.config import load_config
 from modgap.io import write_text
+from modgap.plan import deep_merge, ladders, paper_references
 from modgap.stability import holm_states, side_by_side
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def main() -> int:
         parser.error(f"--offset {arguments.offset} leaves the seed sets overlapping")
     folder = REPO / "results" / "stability"
     names = [f"seeds {first[0]}-{first[-1]}", f"seeds {second[0]}-{second[-1]}"]
-    references = {e["name"]: experiment_by_name(config, e["name"])["paper_reference"] for e in evaluations(config)}
+    references = paper_references(config)
     states, times = [], []
     for seeds, name in zip((None, second), ("first", "second")):
         keep = folder / f"{name}_runs.csv"

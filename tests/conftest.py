@@ -46,7 +46,8 @@ def tiny_data(tmp_path_factory) -> Path:
 @pytest.fixture()
 def tiny_run(default_config_dict):
     """A function giving the resolved run of a method on a small model, quick to train on tiny_data."""
-    from modgap.config import load_config, resolve_run
+    from modgap.config import load_config
+    from modgap.plan import resolve_run
 
     def make(method: str = "ours", experiment: str = "embedded_image_audio_text", model=None, **train) -> dict:
         config = copy.deepcopy(default_config_dict)

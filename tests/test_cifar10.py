@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from modgap.config import load_config
-from modgap.data import cifar10, prepare_dataset
+from modgap.data import check_batch_size, cifar10, prepare_dataset
 from modgap.data.cifar10 import TEST_BATCH as TEST_BATCH_NAME
 from modgap.data.cifar10 import CifarFormatError, read_batches
 from modgap.data.format import PreparedDataError, load_split, read_manifest
@@ -81,12 +81,12 @@ def test_prepare_from_the_tarball(tmp_path, cifar_config):
     assert (cats == cats[0]).all()
 
 
-def test_a_batch_larger_than_the_training_split_fails_at_preparation(tmp_path, cifar_config):
+def test_a_batch_larger_than_the_prepared_training_split_is_refused(tmp_path, cifar_config):
     write_tarball(tmp_path / "cifar-10-python.tar.gz")
+    prepare_dataset("cifar10", cifar_config, tmp_path / "out", [tmp_path / "cifar-10-python.tar.gz"])
     with pytest.raises(PreparedDataError, match=r"config key 'train.batch_size': 256 exceeds the 180 training items"):
-        prepare_dataset("cifar10", cifar_config, tmp_path / "out", [tmp_path / "cifar-10-python.tar.gz"],
-                        batch_size=(256, "train.batch_size"))  # fmt: skip
-    assert not (tmp_path / "out").exists()
+        check_batch_size(tmp_path / "out", (256, "train.batch_size"), "cifar10")
+    check_batch_size(tmp_path / "out", (180, "train.batch_size"), "cifar10")  # a batch of the whole split fits
 
 
 def test_prepare_from_an_extracted_copy(tmp_path, cifar_config):

@@ -7,16 +7,8 @@ import copy
 import numpy as np
 import pytest
 
-from modgap.config import (
-    ConfigError,
-    deep_merge,
-    dose_response_methods,
-    format_key,
-    largest_batch,
-    load_config,
-    resolve_run,
-    runs,
-)
+from modgap.config import ConfigError, format_key, load_config
+from modgap.plan import deep_merge, dose_response_methods, largest_batch, resolve_run, runs
 
 
 def problems_of(config: dict) -> list[str]:
@@ -312,7 +304,7 @@ def ladder_config(config_dict, **train):
 
 
 def test_a_budget_ladder_gives_one_evaluation_per_budget(config_dict):
-    from modgap.config import evaluations, experiment_by_name, ladders
+    from modgap.plan import evaluations, experiment_by_name, ladders
 
     config_dict["experiments"][1]["train"] = {"epochs": 20, "budgets": None}  # its own: a single budget
     config = load_config(ladder_config(config_dict, epochs=40, budgets=[10, 20, 40], lr_schedule="wsd"))
@@ -383,7 +375,7 @@ def test_an_optional_target_without_its_experiment_is_off_with_a_note(config_dic
 
 
 def test_latent_figures_show_the_claims_methods_unless_told(config_dict):
-    from modgap.config import latent_methods
+    from modgap.plan import latent_methods
 
     assert latent_methods(load_config(config_dict)) == ["clip_lt", "ours"]
     chosen = copy.deepcopy(config_dict) | {"figures": {"latent_methods": ["ours", "alignclip"]}}
@@ -397,7 +389,7 @@ def test_the_default_configuration_has_no_notes(repo):
 
 
 def test_definition_digests_follow_what_runs_depend_on(config_dict):
-    from modgap.config import definition_digest, study_digest
+    from modgap.plan import definition_digest, study_digest
 
     config = load_config(config_dict)
     key = ("embedded_image_text@40", "ours")
@@ -443,7 +435,7 @@ def _example(repo, name, notes=None):
 def test_your_own_study_examples_change_what_they_say(repo):
     """docs/configuration.md's three copy-paste configs: what each changes, read from the definition digests
     (what decides whether a run is redone)."""
-    from modgap.config import definition_digests, evaluated_runs, method_labels
+    from modgap.plan import definition_digests, evaluated_runs, method_labels
 
     default = definition_digests(load_config(repo / "config.yaml"))
     weighted = definition_digests(_example(repo, "loss_weight.yaml"))
@@ -455,7 +447,7 @@ def test_your_own_study_examples_change_what_they_say(repo):
     assert {key for key in digests if key not in default} == {
         f"{e}@{b}/ours_strong_cu" for e in ("embedded_image_text", "embedded_image_audio_text") for b in (10, 20, 40)
     }
-    assert method_labels(added) == {"ours_strong_cu": "Ours, CU x3"}
+    assert method_labels(added)["ours_strong_cu"] == "Ours, CU x3"
     assert added["claims"]["methods"][-1] == "ours_strong_cu"
 
     notes = []
@@ -476,7 +468,7 @@ def test_result_paths_stay_under_results_and_keep_wildcards():
 
 
 def test_provenance_line_names_the_digest_and_the_files_in_merge_order(config_dict, tmp_path, monkeypatch):
-    from modgap.config import provenance_line, study_digest
+    from modgap.plan import provenance_line, study_digest
 
     config = load_config(config_dict)
     repository, elsewhere = tmp_path / "repo", tmp_path / "mine"
@@ -485,3 +477,46 @@ def test_provenance_line_names_the_digest_and_the_files_in_merge_order(config_di
     line = provenance_line(config, [repository / "config.yaml", repository / "presets" / "p.yaml", "study.yaml"],
                            repository)  # fmt: skip
     assert line.startswith(f"Configuration {study_digest(config)}: config.yaml + presets/p.yaml + study.yaml ")
+
+
+def test_no_check_changes_the_configuration_it_checks(config_dict):
+    """Validation reads; only load_config's own phases (defaults, _complete) fill a configuration in."""
+    from modgap.config import PLAN_CHECKS, REFERENCE_CHECKS, load_schema
+
+    schema = load_schema()
+    valid = load_config(config_dict)
+    broken = copy.deepcopy(valid)
+    broken["experiments"][0]["methods"].append("unknown")  # something for the reference checks to report
+    # plan checks run on configurations whose references resolve
+    for config, checks in ((broken, REFERENCE_CHECKS), (valid, PLAN_CHECKS)):
+        before = copy.deepcopy(config)
+        for check in checks:
+            check(config, schema)
+            assert config == before, check.__name__
+
+
+def test_plan_checks_wait_for_the_references(config_dict):
+    """A plan check may rely on the references: with an unknown method, only reference problems are shown."""
+    config_dict["experiments"][0]["methods"] = ["nonexistent"]
+    config_dict["experiments"][0]["train"] = {**config_dict["experiments"][0]["train"], "budgets": [40, 10]}
+    assert problems_of(config_dict) == [
+        "config key 'experiments[0].methods': unknown method 'nonexistent' (defined: alignclip, alignclip_label, "
+        "clip_ft, clip_lt, ours, ours_atp, ours_cu, ours_released, ours_schedule, sharedclip)"
+    ]
+    config_dict["experiments"][0]["methods"] = ["clip_lt"]
+    assert problems_of(config_dict) == [
+        "config key 'experiments[0].train.budgets': [40, 10] must ascend to train.epochs (40)"
+    ]
+
+
+def test_display_names_follow_the_configuration(config_dict):
+    from modgap.plan import POSTHOC_METHOD, display_names, modality_counts
+
+    config_dict["methods"]["mine"] = {"temperature": {"learnable": True, "init": 0.07}, "loss": {"infonce": {}}}
+    config = load_config(config_dict)
+    names = display_names(config)
+    assert list(names)[:3] == ["clip_lt", "clip_ft", "ours"] and list(names)[-1] == POSTHOC_METHOD
+    assert names["ours"] == "Ours (learnable τ)" and names["mine"] == "mine"  # no label: its key
+    assert names[POSTHOC_METHOD] == "Post-hoc shift"
+    assert "label" not in config["methods"]["ours_x0.3"]  # a scaled method is not the one the label names
+    assert modality_counts(config)["embedded_image_audio_text@20"] == 3

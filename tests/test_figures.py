@@ -1,4 +1,5 @@
-"""The figures name methods as the configuration does (methods.<name>.label), else by their built-in names."""
+"""The figures name methods as the configuration does (methods.<name>.label), else by their keys, and show them
+in the configuration's order."""
 
 import numpy as np
 import pandas as pd
@@ -7,7 +8,7 @@ from modgap.figures import cosine, curves, latent
 from modgap.figures.style import plt
 from modgap.regime import regime_markdown
 
-LABELS = {"ours": "Ours, renamed", "clip_lt": "Baseline CLIP"}
+LABELS = {"clip_lt": "Baseline CLIP", "ours": "Ours, renamed"}  # display names, in display order
 
 
 def unit_rows(rng, n=40, d=8):
@@ -34,7 +35,7 @@ def test_latent_and_cosine_panels_carry_the_configured_names():
         shown = titles(figure)
         assert "Ours, renamed" in shown and "Baseline CLIP" in shown
         assert "new" in shown  # a method without a label keeps its key
-    assert "CLIP (LT)" in titles(latent.plot(dumps(), ["a", "b", "c", "d"]))  # the built-in name otherwise
+    assert "clip_lt" in titles(latent.plot(dumps(), ["a", "b", "c", "d"]))  # no configuration: the key
 
 
 def test_training_curves_legend_uses_the_configured_names():
@@ -45,10 +46,14 @@ def test_training_curves_legend_uses_the_configured_names():
             for e in (1, 2)
         ]
     )
-    figure = curves.plot(logs, labels=LABELS)
-    legend = [text.get_text() for text in figure.legends[0].get_texts()]
-    plt.close(figure)
-    assert legend == ["Baseline CLIP", "Ours, renamed"]
+    for labels, expected in (
+        (LABELS, ["Baseline CLIP", "Ours, renamed"]),
+        ({"ours": "Ours", "clip_lt": "CLIP"}, ["Ours", "CLIP"]),
+    ):
+        figure = curves.plot(logs, labels=labels)
+        legend = [text.get_text() for text in figure.legends[0].get_texts()]
+        plt.close(figure)
+        assert legend == expected  # in the order of the display names, not of the logs
 
 
 def test_regime_table_names_the_baseline_and_methods_by_their_labels():
@@ -62,7 +67,7 @@ def test_regime_table_names_the_baseline_and_methods_by_their_labels():
 
 def test_budget_and_regime_figures_name_the_baseline_and_methods_by_their_labels():
     from modgap.figures import budget
-    from modgap.regime import plot as regime_plot
+    from modgap.figures.regime import plot as regime_plot
 
     rows = []
     for epochs in (10, 20):
@@ -79,3 +84,12 @@ def test_budget_and_regime_figures_name_the_baseline_and_methods_by_their_labels
     figure = regime_plot(frame, "patch", "clip_lt", LABELS)
     shown = " ".join(axis.get_xlabel() for axis in figure.axes)
     assert "Baseline CLIP gap" in shown and "Ours, renamed vs Baseline CLIP" in titles(figure)
+
+
+def test_a_method_keeps_its_colour_in_every_figure_of_a_study():
+    from modgap.figures.style import method_colors
+
+    names = {"clip_lt": "CLIP", "ours": "Ours", "other": "Other"}  # the study's display order
+    assert method_colors(["ours"], names)["ours"] == method_colors(["clip_lt", "ours"], names)["ours"]
+    assert method_colors(["other", "clip_lt"], names)["clip_lt"] == method_colors(["clip_lt"], names)["clip_lt"]
+    assert len(set(method_colors(list(names), names).values())) == 3

@@ -11,7 +11,8 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import v_measure_score
 
 from modgap import metrics, similarity
-from modgap.evaluate import compute_metrics, is_collapsed, shift_dump
+from modgap.dumps import shift_dump
+from modgap.evaluate import compute_metrics, is_collapsed
 from modgap.metrics import intra_modality_cosine
 
 OPTIONS = {
@@ -460,8 +461,8 @@ def test_knn_with_more_neighbours_than_the_priming_candidates(monkeypatch):
 
 
 def test_a_dump_with_non_finite_embeddings_names_itself(tmp_path):
+    from modgap.dumps import load_embeddings
     from modgap.errors import CorruptIntermediateError
-    from modgap.evaluate import load_embeddings
 
     z, labels = clustered(n=10, modalities=("image", "text"))
     z["text"][3, 0] = np.nan

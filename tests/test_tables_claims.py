@@ -20,6 +20,7 @@ from modgap.claims import (
     check_claims,
     claims_report,
     format_report,
+    retrieval_columns,
 )
 from modgap.cli import main as cli
 from modgap.errors import CorruptIntermediateError
@@ -73,8 +74,8 @@ def test_paper_layout_bolds_the_best_value_and_marks_collapsed_runs(metric_files
     markdown = paper_layout_markdown(table)
     assert "**0.150 ± 0.071**" in markdown  # lowest gap
     assert "**61.0 ± 1.4**" in markdown  # highest V-Measure
-    assert "| CLIP (LT) | 2 | 0.700 ± 0.141 |" in markdown
-    assert "| Ours (learnable τ)‡ | 2 |" in markdown and "‡ some runs collapsed" in markdown
+    assert "| clip_lt | 2 | 0.700 ± 0.141 |" in markdown
+    assert "| ours‡ | 2 |" in markdown and "‡ some runs collapsed" in markdown
     latex = paper_layout_latex(table)
     assert "\\toprule" in latex and "\\textbf{0.150 $\\pm$ 0.071}" in latex and "Gap $\\downarrow$" in latex
 
@@ -84,7 +85,7 @@ def test_collapsed_runs_are_marked(tmp_path):
     path.write_text(json.dumps([run("alignclip", 0, 0.01, 10.0, 5.0, 20.0, collapsed=True)]))
     table = aggregate(load_runs([path]))
     assert table["n_collapsed"].tolist() == [1]
-    assert "| AlignCLIP‡ | 1 |" in paper_layout_markdown(table)
+    assert "| alignclip‡ | 1 |" in paper_layout_markdown(table)
 
 
 def test_corrupt_metrics_file_names_itself(tmp_path):
@@ -401,23 +402,44 @@ def test_claims_command_prints_the_verdicts_and_checks_the_configuration(tmp_pat
     arguments = ["claims", "--runs", str(outputs["runs_csv"]), "--default-config", str(repo / "config.yaml")]
     assert cli([*arguments, "--configfile", str(study)]) == 0
     printed = capsys.readouterr().out
-    assert "e: ours vs clip_lt" in printed and "3. smaller gap" in printed
+    assert "e: ours (Ours (learnable τ)) vs clip_lt (CLIP (LT))" in printed  # config.yaml's labels
+    assert "3. smaller gap" in printed
     assert cli(arguments) == 1  # config.yaml alone plans other experiments, methods and seeds
     warning = capsys.readouterr().err
     assert "does not hold the study of config.yaml alone" in warning and "runs missing from the results" in warning
     assert cli(["claims", "--runs", str(tmp_path / "missing.csv")]) == 2
 
 
-def test_display_names_come_from_the_configuration_and_new_methods_follow_the_built_in_ones():
+def test_display_names_and_row_order_come_from_the_configuration_alone():
     from modgap.tables import aggregate, paper_layout_markdown
 
     rows = [{"experiment": "e", "method": m, "seed": s, "gap": 0.5, "collapsed": False}
             for m in ("mine", "clip_lt", "ours") for s in (0, 1)]  # fmt: skip
     table = aggregate(pd.DataFrame(rows), {"mine": "My method", "ours": "Ours, relabelled"})
-    assert table["method"].tolist() == ["clip_lt", "ours", "mine"]  # built-in first, the configuration's after
-    assert table["label"].tolist() == ["CLIP (LT)", "Ours, relabelled", "My method"]
+    assert table["method"].tolist() == ["mine", "clip_lt", "ours"]  # as the runs come: the workflow's config order
+    assert table["label"].tolist() == ["My method", "clip_lt", "Ours, relabelled"]  # no label given: the key
     markdown = paper_layout_markdown(table)
-    assert markdown.index("| CLIP (LT) |") < markdown.index("| Ours, relabelled |") < markdown.index("| My method |")
+    assert markdown.index("| My method |") < markdown.index("| clip_lt |") < markdown.index("| Ours, relabelled |")
+
+
+def test_paired_r1_columns_follow_one_naming_rule():
+    from modgap.tables import paired_r1_column, paired_r1_columns, runs_frame
+
+    assert paired_r1_column("text", "image") == paired_r1_column("image", "text") == "tv_r1"
+    assert (
+        paired_r1_column("text", "audio") == "ta_r1" and paired_r1_column("caption", "photo") == "pair_r1_caption_photo"
+    )
+    record = {"r1_caption_photo": 80.0, "r1_photo_caption": 60.0, "r1_caption_depth_map": 10.0,
+              "r1_depth_map_caption": 20.0, "r1_text_image": 50.0, "r1_image_text": 70.0, "r1_mean": 1.0}  # fmt: skip
+    frame = runs_frame([record])
+    assert frame["tv_r1"].item() == 60.0 and frame["pair_r1_caption_photo"].item() == 70.0
+    assert frame["pair_r1_caption_depth_map"].item() == 15.0  # names with underscores split where both ways exist
+    assert list(paired_r1_columns(frame.columns).items()) == [
+        ("tv_r1", "TV R@1"),
+        ("pair_r1_caption_photo", "R@1 caption_photo"),
+        ("pair_r1_caption_depth_map", "R@1 caption_depth_map"),
+    ]
+    assert retrieval_columns(frame) == paired_r1_columns(frame.columns)  # what claim 1 compares
 
 
 def test_stability_lists_every_check_of_both_seed_sets_and_counts_the_differences():

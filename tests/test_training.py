@@ -282,7 +282,7 @@ def test_every_budget_of_a_ladder_is_the_annealed_state_of_a_run_trained_to_it(t
     """A budget's state equals that of a run trained to that budget alone with the same warm-up, constant
     stage and cooldown: for a constant-weight method as a cooldown branch off the shared trunk, for the
     released alpha/beta schedule (which runs over each budget) as a trunk of its own."""
-    from modgap.evaluate import load_method_dump
+    from modgap.dumps import load_method_dump
 
     ladder = _train(
         tiny_data,

@@ -117,7 +117,7 @@ def test_study_prepares_trains_evaluates_and_plots(study):
     assert "\\toprule" in (study / "results" / "tables" / "main.tex").read_text()
     claims = (study / "results" / "claims.txt").read_text()
     assert len(VERDICT.findall(claims)) == 6 and "2 paired seeds, fewer than claims.min_seeds (3)" in claims
-    assert "pair: ours vs clip_lt, at 2 epochs" in claims
+    assert "pair: ours (Ours (learnable τ)) vs clip_lt (CLIP (LT)), at 2 epochs" in claims  # config.yaml's labels
     for experiment, names in FIGURES.items():
         for name in names:
             for suffix in ("pdf", "png"):
@@ -245,6 +245,22 @@ def test_editing_the_tables_reruns_tables_and_claims_only(checkout, study):
         }
     finally:
         module.write_text(original)
+
+
+@pytest.mark.slow
+def test_editing_a_metric_redraws_the_latent_figures_that_print_it(checkout, study):
+    """The latent figures print each panel's gap (modgap.metrics.gap_metrics), so a changed metric redraws them.
+    Only their own jobs are considered (--allowed-rules): the metrics module retrains too, which would redraw
+    every figure whatever the figure's own code list."""
+    module = checkout / "src" / "modgap" / "metrics.py"
+    original = module.read_text()
+    module.write_text(original + "\n# a change\n")
+    targets = [f"results/figures/{name}.pdf" for name in ("pair/latent_2d", "triple/latent_2d", "triple/latent_3d")]
+    try:
+        dry = snakemake(checkout / "Snakefile", study, TINY, *targets, "-n", "--allowed-rules", "figure_latent")
+    finally:
+        module.write_text(original)
+    assert planned_jobs(dry) == {"figure_latent": 3}
 
 
 @pytest.mark.slow
@@ -516,3 +532,117 @@ def test_command_line_config_is_typed_as_a_config_file(repo, tmp_path):
     )
     planned = result.stdout + result.stderr
     assert "seed3.npz" in planned and "seed4.npz" in planned and "seed0.npz" not in planned
+
+
+TOY_SOURCE = {
+    "src/modgap/data/toy.py": """\"\"\"A toy data set: random digits-sized images, captioned by their class.\"\"\"
+
+from __future__ import annotations
+
+import numpy as np
+
+from modgap.data.format import write_prepared
+from modgap.data.text import encode_captions
+
+CLASSES = ["zero", "one", "two"]
+
+
+def prepare_toy(config, inputs, output_dir, name="toy"):
+    rng = np.random.default_rng(config["seed"])
+    text = encode_captions([[c] for c in CLASSES], 16)
+    splits = {}
+    for split, size in (("train", 96), ("val", 24), ("test", 24)):
+        labels = np.arange(size) % len(CLASSES)
+        images = rng.integers(0, 60, (size, 1, 28, 28)) + 60 * labels[:, None, None, None]  # a class's brightness
+        splits[split] = {
+            "image": images.astype(np.uint8),
+            "labels": labels,
+            "ids": np.array([f"{split}-{i}" for i in range(size)]),
+            **{key: value[labels] for key, value in text.items()},
+            "captions": [[CLASSES[label]] for label in labels],
+        }
+    return write_prepared(
+        output_dir, splits, name=name, modalities=["image", "text"], class_names=CLASSES, source={"kind": "toy"},
+        config=config,
+    )
+""",
+}
+TOY_EDITS = {
+    "src/modgap/data/sources.py": [
+        (
+            '    "dumps": DataSource(',
+            '    "toy": DataSource(("image", "text")),\n    "dumps": DataSource(',
+        ),
+    ],
+    "workflow/schemas/config.schema.yaml": [
+        ("enum: [embedded, cifar10, mscoco, avmnist, dumps]", "enum: [embedded, cifar10, mscoco, avmnist, dumps, toy]"),
+        (
+            "  dumps_dataset:\n",
+            "      - if: {properties: {source: {const: toy}}}\n"
+            '        then: {$ref: "#/definitions/toy_dataset"}\n\n'
+            "  toy_dataset:\n"
+            "    type: object\n"
+            "    additionalProperties: false\n"
+            "    properties:\n"
+            "      source: {const: toy}\n"
+            "      seed: {type: integer, default: 0, description: seed of the random images}\n\n"
+            "  dumps_dataset:\n",
+        ),
+    ],
+}
+
+
+def changed_files(original: Path, copy: Path) -> set[str]:
+    """Files of ``copy`` that ``original`` lacks or holds otherwise, relative to ``copy``."""
+    files = (p.relative_to(copy) for p in copy.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return {
+        str(p) for p in files if not (original / p).is_file() or (original / p).read_bytes() != (copy / p).read_bytes()
+    }
+
+
+@pytest.mark.slow
+def test_a_data_set_added_as_docs_data_md_says_runs_through_the_study(repo, checkout, tmp_path):
+    """docs/data.md, "Add a data set": a toy source added in exactly the code places the checklist names
+    (its module, its entry of SOURCES, the schema) is checked, prepared, trained and evaluated."""
+    section = (repo / "docs" / "data.md").read_text().partition("## Add a data set")[2]
+    places = {p.replace("<source>", "toy") for p in re.findall(r"^\d+\. `([\w/<>.]+)`", section, flags=re.M)}
+    code_places = {p for p in places if not p.startswith(("docs/", "tests/"))}
+    toy = tmp_path / "toy_checkout"
+    shutil.copytree(checkout, toy)
+    for path, text in TOY_SOURCE.items():
+        (toy / path).write_text(text)
+    for path, edits in TOY_EDITS.items():
+        text = (toy / path).read_text()
+        for old, new in edits:
+            assert old in text, (path, old)
+            text = text.replace(old, new, 1)
+        (toy / path).write_text(text)
+    assert changed_files(checkout, toy) == code_places == {*TOY_SOURCE, *TOY_EDITS}
+
+    experiment = {
+        "name": "toy_pair",
+        "dataset": "toys",
+        "modalities": ["image", "text"],
+        "methods": ["clip_lt", "ours"],
+    }
+    config = {**TINY, "seeds": [0], "datasets": {"toys": {"source": "toy"}}, "experiments": [experiment]}
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    snakemake(toy / "Snakefile", workdir, config, "results/claims.txt")
+    runs = pd.read_csv(workdir / "results" / "tables" / "runs.csv")
+    assert runs["method"].tolist() == ["clip_lt", "ours", "posthoc"] and runs["tv_r1"].notna().all()
+    assert (
+        "toy_pair: ours (Ours (learnable τ)) vs clip_lt (CLIP (LT))" in (workdir / "results" / "claims.txt").read_text()
+    )
+    larger = {**config, "train": {**config["train"], "batch_size": 64}}
+    planned = planned_jobs(snakemake(toy / "Snakefile", workdir, larger, "-n", "results/claims.txt"))
+    assert "prepare_dataset" not in planned and planned["check_batch_size"] == 1  # the data stays prepared
+    too_large = {**config, "train": {**config["train"], "batch_size": 500}}
+    result = snakemake(toy / "Snakefile", workdir, too_large, "results/claims.txt", check=False)
+    assert "config key 'train.batch_size': 500 exceeds the 96 training items data set 'toys' prepared" in result.stderr
+    assert not ran(result, "train")
+    module = toy / "src" / "modgap" / "data" / "toy.py"
+    module.write_text(module.read_text() + "\n# a change\n")  # its preparation re-runs: a code dependency
+    assert (
+        planned_jobs(snakemake(toy / "Snakefile", workdir, config, "-n", "results/claims.txt"))["prepare_dataset"] == 1
+    )

@@ -35,13 +35,12 @@ import pandas as pd
 from modgap import paper
 from modgap.errors import corrupt
 from modgap.stats import Interval, PairedSample, holm_levels, mcnemar_exact
+from modgap.tables import PAPER_PAIRS, paired_r1_columns
 
 HOLDS, HOLDS_BELOW_MARGIN, FAILS, INCONCLUSIVE, NO_ROOM = (
     "holds", "holds, below margin", "fails", "inconclusive", "no room")  # fmt: skip
 STATES = (HOLDS, HOLDS_BELOW_MARGIN, FAILS, INCONCLUSIVE, NO_ROOM)
-RETRIEVAL_COLUMNS = {"tv_r1": "TV R@1", "ta_r1": "TA R@1"}
-# Paired R@1 columns of embeddings with other modality names (modgap compare): both directions' mean.
-PAIR_R1_PREFIX = "r1pair_"
+RETRIEVAL_COLUMNS = dict(PAPER_PAIRS.values())  # the paper's paired R@1 columns
 GROUP_COLUMNS = {"v_measure": "V-Measure", "knn_acc": "kNN"}
 
 
@@ -59,10 +58,9 @@ class Claim:
 
 
 def retrieval_columns(runs: pd.DataFrame) -> dict[str, str]:
-    """The R@1 columns of a runs table that claim 1 compares, with their labels: the paper's TV and TA
-    R@1, and the ``r1pair_<query>_<target>`` columns of embeddings with other modality names."""
-    found = {k: label for k, label in RETRIEVAL_COLUMNS.items() if k in runs}
-    return found | {c: f"R@1 {c.removeprefix(PAIR_R1_PREFIX)}" for c in runs if c.startswith(PAIR_R1_PREFIX)}
+    """The R@1 columns of a runs table that claim 1 compares, with their labels: every paired R@1 column
+    (modgap.tables.paired_r1_column), the paper's TV and TA R@1 first."""
+    return paired_r1_columns(runs.columns)
 
 
 CLAIMS = (
@@ -558,7 +556,7 @@ def format_report(families: Sequence[Family], claims: Mapping, labels: Mapping[s
 
 def definition_mismatch(runs: pd.DataFrame, expected: Mapping[str, str]) -> list[str]:
     """The (experiment, method) pairs of ``runs`` made by another definition than ``expected``
-    (``<evaluation>/<method>`` -> modgap.config.definition_digest); tables without the column are not checked."""
+    (``<evaluation>/<method>`` -> modgap.plan.definition_digest); tables without the column are not checked."""
     if "definition" not in runs:
         return []
     found = dict(zip(runs["experiment"] + "/" + runs["method"], runs["definition"]))

@@ -12,23 +12,19 @@ import sys
 import time
 from pathlib import Path
 
-from modgap.config import (
-    ConfigError,
-    deep_merge,
-    definition_digests,
-    evaluated_runs,
-    evaluations,
-    experiment_by_name,
-    ladders,
-    load_config,
-    method_labels,
-)
+import pandas as pd
+import yaml
+
+from modgap import compare, external
+from modgap.claims import claims_report, definition_mismatch, mismatch
+from modgap.config import ConfigError, load_config, section_defaults
+from modgap.errors import ExplainedError
+from modgap.io import write_json, write_text
+from modgap.plan import deep_merge, definition_digests, evaluated_runs, ladders, method_labels, paper_references
 
 
 def _load(configfiles: list[Path]) -> dict:
     """Like Snakemake: config.yaml of the repository first, then each --configfile merged over it."""
-    import yaml
-
     merged: dict = {}
     for path in configfiles:
         with open(path) as handle:
@@ -36,11 +32,7 @@ def _load(configfiles: list[Path]) -> dict:
     return load_config(merged)
 
 
-def claims(arguments: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from modgap.claims import check_claims, definition_mismatch, format_report, mismatch
-
+def claims_command(arguments: argparse.Namespace) -> int:
     if not arguments.runs.is_file():
         print(f"{arguments.runs}: not found; run the study first (snakemake --cores all)", file=sys.stderr)
         return 2
@@ -56,9 +48,11 @@ def claims(arguments: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    references = {e["name"]: experiment_by_name(config, e["name"])["paper_reference"] for e in evaluations(config)}
-    families = check_claims(runs, config["claims"], ladders(config), references)
-    print(format_report(families, config["claims"], method_labels(config)), end="")
+    report = claims_report(
+        arguments.runs, config["claims"], ladders=ladders(config), references=paper_references(config),
+        labels=method_labels(config),
+    )  # fmt: skip
+    print(report, end="")
     return 0
 
 
@@ -75,12 +69,16 @@ def _progress(quiet: bool):
 
 def _options(arguments: argparse.Namespace) -> dict:
     """The metric options: the study's defaults (workflow/schemas/config.schema.yaml), as overridden."""
-    from modgap.config import section_defaults
-
     options = section_defaults("evaluate")
-    chosen = {"recall_at": arguments.k, "kmeans_k": arguments.kmeans_k, "kmeans_n_init": arguments.kmeans_starts,
-              "knn_k": arguments.knn_k, "knn_split": arguments.knn_split, "knn_seed": arguments.split_seed,
-              "knn_test_fraction": arguments.knn_test_fraction}  # fmt: skip
+    chosen = {
+        "recall_at": arguments.k,
+        "kmeans_k": arguments.kmeans_k,
+        "kmeans_n_init": arguments.kmeans_starts,
+        "knn_k": arguments.knn_k,
+        "knn_split": arguments.knn_split,
+        "knn_seed": arguments.split_seed,
+        "knn_test_fraction": arguments.knn_test_fraction,
+    }
     return {**options, **{key: value for key, value in chosen.items() if value is not None}}
 
 
@@ -88,23 +86,21 @@ def _modalities(arguments: argparse.Namespace) -> list[str] | None:
     return [m for m in arguments.modalities.split(",") if m] if arguments.modalities else None
 
 
-def evaluate(arguments: argparse.Namespace) -> int:
-    from modgap import external
-    from modgap.io import write_json, write_text
-
+def evaluate_command(arguments: argparse.Namespace) -> int:
     paths = arguments.files
     sets = [paths] if all(p.suffix.lower() == ".npy" for p in paths) else [[p] for p in paths]
     options = _options(arguments)
     for files in sets:
         progress = _progress(arguments.quiet)
         progress(f"reading {' + '.join(map(str, files))}")
-        embeddings = external.load(files, modalities=_modalities(arguments), labels=arguments.labels,
-                                   budget=arguments.budget)  # fmt: skip
-        results = external.evaluate(
+        embeddings = external.load(
+            files, modalities=_modalities(arguments), labels=arguments.labels, budget=arguments.budget
+        )
+        results = compare.evaluate(
             embeddings, options, level=arguments.level, anchor=arguments.anchor, progress=progress
         )
         progress("done")
-        report = external.markdown(results)
+        report = compare.markdown(results)
         print(report)
         if arguments.out is not None:
             name = "+".join(p.stem for p in files)
@@ -114,11 +110,7 @@ def evaluate(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def compare(arguments: argparse.Namespace) -> int:
-    from modgap import external
-    from modgap.config import section_defaults
-    from modgap.io import write_text
-
+def compare_command(arguments: argparse.Namespace) -> int:
     names = (
         arguments.baseline_name or arguments.baseline.resolve().name,
         arguments.method_name or arguments.method.resolve().name,
@@ -132,11 +124,18 @@ def compare(arguments: argparse.Namespace) -> int:
     for key in ("confidence", "min_seeds", "retrieval_tolerance", "margin_fraction"):
         if getattr(arguments, key) is not None:
             claims[key] = getattr(arguments, key)
-    report, runs = external.compare(
-        arguments.baseline, arguments.method, _options(arguments), claims, level=arguments.level,
-        anchor=arguments.anchor, modalities=_modalities(arguments), budget=arguments.budget,
-        paper_reference=arguments.paper_reference, progress=_progress(arguments.quiet),
-    )  # fmt: skip
+    report, runs = compare.compare(
+        arguments.baseline,
+        arguments.method,
+        _options(arguments),
+        claims,
+        level=arguments.level,
+        anchor=arguments.anchor,
+        modalities=_modalities(arguments),
+        budget=arguments.budget,
+        paper_reference=arguments.paper_reference,
+        progress=_progress(arguments.quiet),
+    )
     print(report, end="")
     if arguments.out is not None:
         write_text(arguments.out / "claims.txt", report)
@@ -163,8 +162,11 @@ def _metric_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--kmeans-k", type=int, help="KMeans clusters (default: the number of classes)")
     command.add_argument("--kmeans-starts", type=int, help="KMeans starts, the best inertia kept (default 10)")
     command.add_argument("--knn-k", type=int, help="neighbours of the kNN vote (default 5)")
-    command.add_argument("--knn-split", choices=("point", "item"),
-                         help="kNN test split: stacked points as the released code (point, default) or whole items (item)")  # fmt: skip
+    command.add_argument(
+        "--knn-split",
+        choices=("point", "item"),
+        help="kNN test split: stacked points as the released code (point, default) or whole items (item)",
+    )
     command.add_argument("--knn-test-fraction", type=float, help="kNN test part (default 0.2)")
     command.add_argument("--split-seed", type=int, help="seed of the kNN split (default 0)")
     command.add_argument("--out", type=Path, help="also write the results into this folder")
@@ -177,19 +179,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     measure = commands.add_parser(
-        "evaluate", help="the gap and group-wise metrics of your own embeddings",
+        "evaluate",
+        help="the gap and group-wise metrics of your own embeddings",
         description="Every metric of embeddings made elsewhere: one .npz, .safetensors or .pt file per set "
-                    "(one array per modality, optional 'labels'), or one .npy file per modality of one set.",
-    )  # fmt: skip
+        "(one array per modality, optional 'labels'), or one .npy file per modality of one set.",
+    )
     measure.add_argument("files", type=Path, nargs="+", metavar="FILE")
     measure.add_argument("--labels", type=Path, help="a .npy file of labels (one per row), for .npy sets")
     _metric_options(measure)
-    measure.set_defaults(handler=evaluate)
+    measure.set_defaults(handler=evaluate_command)
     pair = commands.add_parser(
-        "compare", help="the claims check between two models' per-seed embeddings",
+        "compare",
+        help="the claims check between two models' per-seed embeddings",
         description="The claims check (docs/verdict.md) of one model against a baseline: one embedding file "
-                    "per seed in each folder, paired by file name, evaluated on one test set.",
-    )  # fmt: skip
+        "per seed in each folder, paired by file name, evaluated on one test set.",
+    )
     pair.add_argument("--baseline", type=Path, required=True, help="folder of the baseline's files, one per seed")
     pair.add_argument("--method", type=Path, required=True, help="folder of the compared model's files, same names")
     pair.add_argument("--baseline-name", help="its name in the verdicts (default: the folder's name)")
@@ -210,15 +214,13 @@ def main(argv: list[str] | None = None) -> int:
         help="the paper's data set whose effects set the margins (default: the median over the three)",
     )
     _metric_options(pair)
-    pair.set_defaults(handler=compare)
+    pair.set_defaults(handler=compare_command)
     check = commands.add_parser("claims", help="check the paper's three claims on results/tables/runs.csv")
     check.add_argument("--runs", type=Path, default=Path("results/tables/runs.csv"), help="per-seed results")
     check.add_argument("--configfile", type=Path, action="append", default=[], help="as given to snakemake")
     check.add_argument("--default-config", type=Path, default=Path("config.yaml"), help=argparse.SUPPRESS)
-    check.set_defaults(handler=claims)
+    check.set_defaults(handler=claims_command)
     arguments = parser.parse_args(argv)
-    from modgap.errors import ExplainedError
-
     try:
         return arguments.handler(arguments)
     except (ConfigError, ExplainedError) as error:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from modgap.batches import SplitInputs
+from modgap.dumps import CAPTION_ITEM, CAPTIONS, IDS, LABELS
 from modgap.io import save_npz
 from modgap.models import MultimodalEncoder, load_trained
 from modgap.runtime import select_device
@@ -52,10 +53,10 @@ def embedding_dump(
     """One float32 (N, d) unit-norm array per modality, ``labels``, ``ids``; where items have several
     captions, ``text`` holds each item's first and ``text_captions`` / ``text_caption_item`` all of them."""
     arrays = embed_split(model, data, autocast=autocast)
-    arrays["labels"] = data.labels
-    arrays["ids"] = data.ids
+    arrays[LABELS] = data.labels
+    arrays[IDS] = data.ids
     if "text" in data.modalities and data.max_captions > 1:
-        arrays["text_captions"], arrays["text_caption_item"] = caption_embeddings(model, data)
+        arrays[CAPTIONS], arrays[CAPTION_ITEM] = caption_embeddings(model, data)
     return arrays
 
 

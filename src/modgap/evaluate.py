@@ -15,62 +15,19 @@ from pathlib import Path
 import numpy as np
 
 from modgap import metrics
-from modgap.errors import corrupt
+from modgap.dumps import CAPTION_ITEM, CAPTIONS, LABELS, load_method_dump, modality_embeddings, shift_dump
 from modgap.io import write_json
 from modgap.metrics import KnnProtocol
 
 log = logging.getLogger(__name__)
 
-MODALITY_ORDER = ("image", "audio", "text")
 # Fewer labelled test items per cluster than this and clustering scores are not computed.
 MIN_ITEMS_PER_CLUSTER = 5
 
 
-def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
-    """The arrays of an embedding dump; a truncated or corrupt file, or non-finite embeddings, raise
-    CorruptIntermediateError."""
-    try:
-        with np.load(path) as archive:
-            dump = {name: archive[name] for name in archive.files}
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # zipfile, pickle and numpy raise a dozen types on damaged files
-        raise corrupt(path, "embedding dump", error) from None
-    for name, values in dump.items():
-        if name.partition("@")[0] in BUDGET_ARRAYS and not np.isfinite(values).all():
-            raise corrupt(path, "embedding dump", f"non-finite values in {name!r}")
-    return dump
-
-
-# Arrays a dump holds per budget of a ladder, as '<array>@<epochs>' (labels and ids are shared); 'temperature'
-# is the run's temperature tau at that budget (a scalar).
-BUDGET_ARRAYS = (*MODALITY_ORDER, "text_captions", "temperature")
-
-
-def at_budget(dump: Mapping[str, np.ndarray], budget: int, path: str | Path = "dump") -> dict[str, np.ndarray]:
-    """The dump as it was at epoch ``budget`` of a budget ladder: its '<array>@<budget>' arrays."""
-    snapshot = {name: dump[f"{name}@{budget}"] for name in BUDGET_ARRAYS if f"{name}@{budget}" in dump}
-    if not snapshot:
-        raise corrupt(path, "embedding dump", f"no embeddings of budget {budget} (arrays '<modality>@{budget}')")
-    return {**{k: v for k, v in dump.items() if "@" not in k and k not in BUDGET_ARRAYS}, **snapshot}
-
-
-def load_method_dump(path: str | Path, shift: float | None = None, budget: int | None = None) -> dict[str, np.ndarray]:
-    """An embedding dump (at ``budget`` of a ladder, if given), moved by the post-hoc shift of strength
-    ``shift`` where one is given."""
-    dump = load_embeddings(path)
-    if budget is not None:
-        dump = at_budget(dump, budget, path)
-    return dump if shift is None else shift_dump(dump, shift)
-
-
-def modality_embeddings(dump: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The per-modality arrays of a dump, in canonical modality order."""
-    return {m: dump[m] for m in MODALITY_ORDER if m in dump}
-
-
 def linear_probe_accuracy(points: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict[str, float]:
     """Logistic regression on a seeded 60/20/20 split; C chosen on the validation part (percent)."""
+    # only with evaluate.linear_probe on: scikit-learn is not imported otherwise
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 
@@ -128,9 +85,15 @@ def labelled_metrics(
     knn = knn_protocol(labels, len(embeddings), options)
     progress("retrieval" + (" and kNN (shared products)" if knn else ""))
     recalls, knn_acc = metrics.retrieval_and_knn(
-        embeddings, labels, levels=(retrieval,), ks=ks or options["recall_at"], knn=knn,
-        text_captions=text_captions, text_caption_item=text_caption_item, text_modality=anchor,
-    )  # fmt: skip
+        embeddings,
+        labels,
+        levels=(retrieval,),
+        ks=ks or options["recall_at"],
+        knn=knn,
+        text_captions=text_captions,
+        text_caption_item=text_caption_item,
+        text_modality=anchor,
+    )
     points, stacked_labels = metrics.stacked(embeddings, labels)
     present = len(np.unique(stacked_labels))
     k = options["kmeans_k"] or present
@@ -190,8 +153,14 @@ def measure(
     for modality, z in embeddings.items():
         results[f"intra_cos_{modality}"] = metrics.intra_modality_cosine(z)
         results[f"effective_rank_{modality}"] = metrics.effective_rank(z)
-    progress("uniformity" + (f" (a seeded sample of {metrics.UNIFORMITY_ROWS} rows per modality)"
-                             if len(next(iter(embeddings.values()))) > metrics.UNIFORMITY_ROWS else ""))  # fmt: skip
+    progress(
+        "uniformity"
+        + (
+            f" (a seeded sample of {metrics.UNIFORMITY_ROWS} rows per modality)"
+            if len(next(iter(embeddings.values()))) > metrics.UNIFORMITY_ROWS
+            else ""
+        )
+    )
     for modality, z in embeddings.items():
         results[f"uniformity_{modality}"] = metrics.uniformity(z)
     n_items = len(next(iter(embeddings.values())))
@@ -206,8 +175,9 @@ def measure(
         notes = ["no labels: the group-wise metrics (V-Measure, NMI, ARI, kNN) are skipped"]
         labels = np.full(n_items, -1)
     else:
-        recalls, group, notes = labelled_metrics(embeddings, np.asarray(labels), retrieval, options, None,
-                                                 text_captions, text_caption_item, anchor, progress)  # fmt: skip
+        recalls, group, notes = labelled_metrics(
+            embeddings, np.asarray(labels), retrieval, options, None, text_captions, text_caption_item, anchor, progress
+        )
     results.update(recalls)
     r1 = [v for key, v in recalls.items() if key.startswith("r1_")]
     results["r1_mean"] = float(np.mean(r1)) if r1 else float("nan")
@@ -219,10 +189,10 @@ def measure(
 
 def compute_metrics(dump: Mapping[str, np.ndarray], retrieval: str, options: Mapping) -> dict:
     """All metrics of one embedding dump (see modgap.metrics for their definitions)."""
-    labels = np.asarray(dump["labels"])
+    labels = np.asarray(dump[LABELS])
     results: dict = {"n_test": int(len(labels)), "n_labelled": int((labels >= 0).sum())}
-    results.update(measure(modality_embeddings(dump), labels, retrieval, options,
-                           text_captions=dump.get("text_captions"), text_caption_item=dump.get("text_caption_item")))  # fmt: skip
+    captions = {"text_captions": dump.get(CAPTIONS), "text_caption_item": dump.get(CAPTION_ITEM)}
+    results.update(measure(modality_embeddings(dump), labels, retrieval, options, **captions))
     # the temperature the run ended (this budget) at, where its dump records one
     results["temperature"] = float(dump["temperature"]) if "temperature" in dump else float("nan")
     return results
@@ -277,17 +247,6 @@ def evaluate_method(
     return records
 
 
-def shift_dump(dump: Mapping[str, np.ndarray], strength: float) -> dict[str, np.ndarray]:
-    """A dump after the post-hoc shift; all captions move with the text modality."""
-    embeddings = modality_embeddings(dump)
-    shifted = {**dump, **metrics.posthoc_shift(embeddings, strength)}
-    if "text_captions" in dump:
-        offset = dump["text"].mean(axis=0) - np.mean([z.mean(axis=0) for z in embeddings.values()], axis=0)
-        moved = dump["text_captions"] - strength * offset
-        shifted["text_captions"] = (moved / np.linalg.norm(moved, axis=1, keepdims=True)).astype(np.float32)
-    return shifted
-
-
 def gap_sweep(
     dumps: Sequence[tuple[int, Mapping[str, np.ndarray]]],
     strengths: Sequence[float],
@@ -301,9 +260,14 @@ def gap_sweep(
             shifted = shift_dump(dump, strength)
             embeddings = modality_embeddings(shifted)
             recalls, group, _ = labelled_metrics(
-                embeddings, np.asarray(shifted["labels"]), retrieval, {**options, "linear_probe": False}, ks=(1,),
-                text_captions=shifted.get("text_captions"), text_caption_item=shifted.get("text_caption_item"),
-            )  # fmt: skip
+                embeddings,
+                np.asarray(shifted[LABELS]),
+                retrieval,
+                {**options, "linear_probe": False},
+                ks=(1,),
+                text_captions=shifted.get(CAPTIONS),
+                text_caption_item=shifted.get(CAPTION_ITEM),
+            )
             rows.append(
                 {
                     "seed": seed,

@@ -187,7 +187,7 @@ def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
 def save_torch(path: str | Path, payload: Any) -> None:
     """``torch.save`` atomically, byte-stable: the archive's internal folder name is fixed ("archive")
     instead of following the random temporary file name, and a full disk fails as an OSError."""
-    import torch
+    import torch  # only training saves torch objects; every job of the analysis environment, which lacks torch, uses io
 
     buffer = io.BytesIO()
     torch.save(payload, buffer)

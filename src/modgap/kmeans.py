@@ -117,8 +117,15 @@ def kmeans(
     return Clustering(labels[best], float(inertia[best]), int(iterations[best]), flop)
 
 
-def _update_sums(sums: np.ndarray, counts: np.ndarray, points: np.ndarray, runs: np.ndarray, previous: np.ndarray,
-                 assigned: np.ndarray, k: int) -> None:  # fmt: skip
+def _update_sums(
+    sums: np.ndarray,
+    counts: np.ndarray,
+    points: np.ndarray,
+    runs: np.ndarray,
+    previous: np.ndarray,
+    assigned: np.ndarray,
+    k: int,
+) -> None:
     """Bring the runs' per-cluster sums and counts up to date with their new labels, in place.
 
     Both are products with one-hot matrices, one row per (run, cluster): of all points while most of

@@ -71,8 +71,13 @@ def relative_modality_gap(z_a: np.ndarray, z_b: np.ndarray) -> float:
 UNIFORMITY_ROWS = 5000
 
 
-def uniformity(z: np.ndarray, t: float = 2.0, max_rows: int | None = UNIFORMITY_ROWS, seed: int = 0,
-               chunk_size: int = similarity.CHUNK_SIZE) -> float:  # fmt: skip
+def uniformity(
+    z: np.ndarray,
+    t: float = 2.0,
+    max_rows: int | None = UNIFORMITY_ROWS,
+    seed: int = 0,
+    chunk_size: int = similarity.CHUNK_SIZE,
+) -> float:
     """Wang & Isola's uniformity (ICML 2020, Eq. 5): log mean_{i != j} exp(-t ||z_i - z_j||^2) over distinct
     rows of unit vectors; lower is more uniform (-4 for t = 2 on a sphere of many dimensions), 0 when every
     row is the same point. Above ``max_rows`` rows it is estimated on a seeded sample of that many rows;
@@ -239,13 +244,21 @@ class _KnnSearch:
     highest score; passes between the text and another modality can be shared with retrieval.
     """
 
-    def __init__(self, embeddings: Mapping[str, np.ndarray], labels: np.ndarray, plan: similarity.Layout,
-                 protocol: KnnProtocol, chunk_size: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        embeddings: Mapping[str, np.ndarray],
+        labels: np.ndarray,
+        plan: similarity.Layout,
+        protocol: KnnProtocol,
+        chunk_size: int,
+    ) -> None:
         for modality, z in embeddings.items():
             norms = np.linalg.norm(z, axis=1)
             if not np.all(np.abs(norms - 1) <= 1e-3):  # NaN fails too
-                raise ValueError(f"kNN ranks unit vectors by inner product; the {modality} embeddings have norms "
-                                 f"{norms.min():.4f}-{norms.max():.4f} (L2-normalise them first)")  # fmt: skip
+                raise ValueError(
+                    f"kNN ranks unit vectors by inner product; the {modality} embeddings have norms "
+                    f"{norms.min():.4f}-{norms.max():.4f} (L2-normalise them first)"
+                )
         labelled = np.flatnonzero(labels >= 0)
         n_points = len(labelled) * len(embeddings)
         if protocol.split == "item":  # the test items' points in every modality, modality by modality
@@ -347,8 +360,16 @@ def retrieval_and_knn(
     for other in others:
         ranks = {}
         if text_levels:  # kNN alone is cheaper in passes of its own (test against train points only)
-            ranks |= _rank_pass(embeddings[text_modality], embeddings[other], identity, labels, plan, text_levels,
-                                search, (text_modality, other))  # fmt: skip
+            ranks |= _rank_pass(
+                embeddings[text_modality],
+                embeddings[other],
+                identity,
+                labels,
+                plan,
+                text_levels,
+                search,
+                (text_modality, other),
+            )
         if by_caption:
             owner = np.asarray(text_caption_item, dtype=np.int64)
             ranks |= _rank_pass(text_captions, embeddings[other], owner, labels, plan, ["instance"])
@@ -404,8 +425,15 @@ def retrieval_metrics(
     text_modality: str = "text",
 ) -> dict[str, float]:
     """R@k both ways between the text and every other modality at one level, keys like ``r1_text_image``."""
-    recalls, _ = retrieval_and_knn(embeddings, labels, levels=(level,), ks=ks, text_captions=text_captions,
-                                   text_caption_item=text_caption_item, text_modality=text_modality)  # fmt: skip
+    recalls, _ = retrieval_and_knn(
+        embeddings,
+        labels,
+        levels=(level,),
+        ks=ks,
+        text_captions=text_captions,
+        text_caption_item=text_caption_item,
+        text_modality=text_modality,
+    )
     return recalls[level]
 
 

@@ -1,7 +1,8 @@
 """The regime map: every comparison of a study's budget ladders placed against how far apart the
 baseline keeps the modalities. One row per (experiment, method, budget): the knob's setting, CLIP's and
 the method's gaps and temperatures, the paired differences with their intervals and margins, the per-claim
-states, and where the ladder converged (modgap.claims.convergence)."""
+states, and where the ladder converged (modgap.claims.convergence). Its figure and the files of the workflow's
+regime map: modgap.figures.regime."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from modgap.claims import RETRIEVAL_COLUMNS, check_claims
-from modgap.figures.style import PAGE_WIDTH, apply_style, method_colors, method_label, plt, save
-from modgap.io import write_text
+from modgap.labels import method_label
 
 DIFFERENCES = {"v_measure": "ΔV-Measure", "knn_acc": "ΔkNN", **{k: f"Δ{v}" for k, v in RETRIEVAL_COLUMNS.items()}}
 
@@ -60,55 +60,3 @@ def regime_markdown(table: pd.DataFrame, knob: str, baseline: str, labels: Mappi
                      f"{row.baseline_gap:.3f} | {row.method_gap:.3f} | " + " | ".join(cells)
                      + f" | {row.claim1} / {row.claim2} / {row.claim3} |")  # fmt: skip
     return "\n".join(lines) + "\n"
-
-
-def plot(table: pd.DataFrame, knob: str, baseline: str, labels: Mapping[str, str] | None = None):
-    apply_style()
-    methods = list(dict.fromkeys(table["method"]))
-    keys = ("v_measure", "knn_acc", "tv_r1")
-    figure, axes = plt.subplots(len(methods), len(keys), figsize=(PAGE_WIDTH, 2.0 * len(methods) + 0.5), squeeze=False)
-    colors = method_colors(methods)
-    for row_axes, method in zip(axes, methods):
-        block = table[table["method"] == method]
-        for axis, key in zip(row_axes, keys):
-            for (_, modalities), line in block.groupby(["experiment", "modalities"], sort=False):
-                line = line.sort_values("budget")
-                axis.plot(line["baseline_gap"], line[key], color=colors[method], linewidth=0.5, alpha=0.5,
-                          linestyle="-" if modalities == 2 else ":")  # fmt: skip
-            axis.errorbar(block["baseline_gap"], block[key], yerr=[block[key] - block[f"{key}_low"],
-                          block[f"{key}_high"] - block[key]], fmt="none", ecolor=colors[method], linewidth=0.6)  # fmt: skip
-            axis.scatter(block["baseline_gap"], block[key], s=4 + block["budget"] / 4, color=colors[method],
-                         marker="o", zorder=3)  # fmt: skip
-            axis.axhline(0.0, color="black", linewidth=0.6)
-            axis.set_xlabel(f"{method_label(baseline, labels)} gap")
-            axis.set_ylabel(f"{DIFFERENCES[key]} (points)")
-        row_axes[0].set_title(f"{method_label(method, labels)} vs {method_label(baseline, labels)}; larger points: longer training; "
-                              f"solid: 2 modalities, dotted: 3 ({knob})", fontsize=6, loc="left")  # fmt: skip
-    figure.tight_layout()
-    return figure
-
-
-def make(
-    runs_csv,
-    claims,
-    ladders,
-    references,
-    knobs,
-    modality_counts,
-    knob: str,
-    csv_path,
-    md_path,
-    pdf_path,
-    png_path,
-    labels=None,
-) -> pd.DataFrame:
-    """Write the map's table (CSV, Markdown) and figure; ``labels``: the configuration's display names."""
-    table = regime_table(pd.read_csv(runs_csv), claims, ladders, references, knobs, modality_counts)
-    write_text(csv_path, table.to_csv(index=False))
-    verdict = table[table["family"] == "verdict"] if not table.empty else table  # the controls: in the CSV
-    write_text(md_path, regime_markdown(verdict, knob, claims["baseline"], labels))
-    if not verdict.empty:
-        save(plot(verdict, knob, claims["baseline"], labels), pdf_path, png_path)
-    else:
-        save(plt.figure(), pdf_path, png_path)
-    return table

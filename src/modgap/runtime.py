@@ -6,6 +6,7 @@ Torch is imported lazily: the Snakefile asks ``local_gpu_count`` while planning.
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import logging
 import os
 import shutil
@@ -14,6 +15,8 @@ import tempfile
 import time
 from collections.abc import MutableMapping
 from pathlib import Path
+
+from threadpoolctl import threadpool_limits
 
 log = logging.getLogger(__name__)
 
@@ -27,21 +30,17 @@ def configure_threads(threads: int) -> None:
     """Use exactly the CPU threads Snakemake granted the job, in torch and in every BLAS and OpenMP
     pool (numpy's OpenBLAS would otherwise start a thread per core, whose spinning slows the other
     jobs on the machine), so results match between runs and parallel jobs do not compete."""
-    import importlib.util
-
-    from threadpoolctl import threadpool_limits
-
     threads = max(1, int(threads))
     _THREAD_LIMITS.append(threadpool_limits(limits=threads))
     if importlib.util.find_spec("torch") is not None:  # absent from the analysis environment
-        import torch
+        import torch  # only where present (above)
 
         torch.set_num_threads(threads)
 
 
 def select_device(requested: str):
     """The torch device for ``train.device`` (auto: CUDA where present, else the CPU)."""
-    import torch
+    import torch  # this module serves the analysis environment too, which lacks torch
 
     if requested == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device is 'cuda' but no CUDA device is available")

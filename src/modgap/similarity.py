@@ -182,8 +182,16 @@ class LevelRanks:
     texts and items are not ranked).
     """
 
-    def __init__(self, level: str, plan: Layout, row_chunks: Sequence[np.ndarray], col_chunks: Sequence[np.ndarray],
-                 owner: np.ndarray, labels: np.ndarray, dtype=np.float32) -> None:  # fmt: skip
+    def __init__(
+        self,
+        level: str,
+        plan: Layout,
+        row_chunks: Sequence[np.ndarray],
+        col_chunks: Sequence[np.ndarray],
+        owner: np.ndarray,
+        labels: np.ndarray,
+        dtype=np.float32,
+    ) -> None:
         if level not in ("instance", "class"):
             raise ValueError(f"retrieval level must be 'instance' or 'class', got {level!r}")
         self.level, self.plan = level, plan

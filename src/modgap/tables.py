@@ -5,8 +5,13 @@ the trained dose-response.
 whether the run collapsed. ``main.csv`` holds one row per (experiment, method)
 with ``n_seeds``, ``n_collapsed`` and, for
 every metric, ``<metric>`` (mean over seeds) and ``<metric>_std`` (sample standard
-deviation; 0 for a single seed). ``tv_r1`` / ``ta_r1`` are the paper's TV / TA R@1:
-the mean of the two retrieval directions between text and image / audio.
+deviation; 0 for a single seed).
+
+Paired R@1 columns, one naming rule (``paired_r1_column``): the R@1 of two modalities a and b is
+the mean of both retrieval directions (``r1_<a>_<b>``, ``r1_<b>_<a>``); text with image and text with
+audio keep the paper's names, ``tv_r1`` and ``ta_r1``; any other pair is ``pair_r1_<a>_<b>``, a the
+modality whose retrieval column comes first (the retrieval anchor). The claims check compares every
+paired R@1 column.
 """
 
 from __future__ import annotations
@@ -21,20 +26,11 @@ import pandas as pd
 
 from modgap.errors import corrupt
 from modgap.io import write_text
+from modgap.labels import method_label
 
-METHOD_LABELS = {
-    "clip_lt": "CLIP (LT)",
-    "clip_ft": "CLIP (FT)",
-    "ours": "Ours (learnable τ)",
-    "ours_released": "Ours as released (τ 0.1, schedule)",
-    "ours_schedule": "Ours (schedule, learnable τ)",
-    "ours_atp": "Ours: ATP only",
-    "ours_cu": "Ours: CU only",
-    "sharedclip": "SharedCLIP",
-    "alignclip": "AlignCLIP",
-    "alignclip_label": "AlignCLIP (label IMSep)",
-    "posthoc": "Post-hoc shift",
-}
+# The paper's names of paired R@1 columns: modalities -> (column, label).
+PAPER_PAIRS = {frozenset(("text", "image")): ("tv_r1", "TV R@1"), frozenset(("text", "audio")): ("ta_r1", "TA R@1")}
+_PAIR_PREFIX = "pair_r1_"
 # The paper's headline columns: key, label, whether lower is better.
 PAPER_COLUMNS = [
     ("gap", "Gap", True),
@@ -47,11 +43,6 @@ ABLATION_METHODS = ("clip_lt", "ours_atp", "ours_cu", "ours", "ours_schedule", "
 _IDENTITY = ("experiment", "method", "seed", "retrieval", "notes", "collapsed")
 COLLAPSED = "‡"
 FLAG_NOTES = f"{COLLAPSED} some runs collapsed (the encoder cannot tell inputs apart; evaluate.collapse)."
-
-
-def method_label(method: str, labels: Mapping[str, str] | None = None) -> str:
-    """A method's display name: the configuration's ``labels``, else the built-in one, else its key."""
-    return (labels or {}).get(method) or METHOD_LABELS.get(method, method)
 
 
 # Keys every per-seed metrics record holds; the first group is always finite, the second may be NaN
@@ -111,23 +102,48 @@ def load_runs(paths: Iterable[str | Path], seeds: Iterable[int] | None = None) -
     return runs_frame([record for path in paths for record in read_metrics(path, seeds)])
 
 
+def paired_r1_column(a: str, b: str) -> str:
+    """The column of the paired R@1 of modalities ``a`` and ``b`` (the module's naming rule)."""
+    return PAPER_PAIRS.get(frozenset((a, b)), (f"{_PAIR_PREFIX}{a}_{b}",))[0]
+
+
+def paired_r1_columns(columns: Iterable[str]) -> dict[str, str]:
+    """The paired R@1 columns among ``columns``, with their labels: the paper's first."""
+    columns = list(columns)
+    paper = {column: label for column, label in PAPER_PAIRS.values() if column in columns}
+    others = {c: f"R@1 {c.removeprefix(_PAIR_PREFIX)}" for c in columns if c.startswith(_PAIR_PREFIX)}
+    return paper | others
+
+
+def _measured_both_ways(columns: Iterable[str]) -> list[tuple[str, str]]:
+    """(a, b) of every two modalities with R@1 columns both ways, ``r1_<a>_<b>`` first: the paper's pairs
+    first, then in the order of the columns."""
+    columns, pairs = list(columns), []
+    for column in (c for c in columns if c.startswith("r1_")):
+        name = column.removeprefix("r1_")
+        for a, b in ((name[:i], name[i + 1 :]) for i, letter in enumerate(name) if letter == "_"):
+            if a != b and f"r1_{b}_{a}" in columns and {a, b} not in map(set, pairs):
+                pairs.append((a, b))
+    paper = list(PAPER_PAIRS)
+    return sorted(pairs, key=lambda pair: paper.index(frozenset(pair)) if frozenset(pair) in paper else len(paper))
+
+
 def runs_frame(records: Iterable[Mapping]) -> pd.DataFrame:
-    """One row per per-seed record, notes joined into one string, with the paper columns tv_r1 and ta_r1
-    (the mean of both retrieval directions between text and image / audio)."""
+    """One row per per-seed record, notes joined into one string, with a paired R@1 column for every two
+    modalities measured both ways (``paired_r1_column``)."""
     frame = pd.DataFrame(list(records))
     if "notes" in frame:
         frame["notes"] = frame["notes"].map(lambda notes: "; ".join(notes) if isinstance(notes, list) else notes)
-    for short, other in (("tv_r1", "image"), ("ta_r1", "audio")):
-        columns = [f"r1_text_{other}", f"r1_{other}_text"]
-        if all(c in frame for c in columns):
-            frame[short] = frame[columns].mean(axis=1)
+    for a, b in _measured_both_ways(frame.columns):
+        frame[paired_r1_column(a, b)] = frame[[f"r1_{a}_{b}", f"r1_{b}_{a}"]].mean(axis=1)
     return frame
 
 
 def aggregate(runs: pd.DataFrame, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Mean and sample standard deviation over seeds of every numeric metric, with the number of seeds, of
-    collapsed runs, the runs' notes and each method's display ``label`` (``labels``:
-    the configuration's). Rows in first-seen order, built-in methods before the configuration's own."""
+    collapsed runs, the runs' notes and each method's display ``label`` (``labels``: the study's display
+    names, modgap.labels). Rows in the order the runs come, which the workflow lists in the configuration's
+    order."""
     metrics = [c for c in runs.columns if c not in _IDENTITY and pd.api.types.is_numeric_dtype(runs[c])]
     grouped = runs.groupby(["experiment", "method"], sort=False)
     means = grouped[metrics].mean()
@@ -141,9 +157,7 @@ def aggregate(runs: pd.DataFrame, labels: Mapping[str, str] | None = None) -> pd
     leading = [c.name for c in counts]
     table = table[leading + [c for m in metrics for c in (m, f"{m}_std")]].reset_index()
     table.insert(2, "label", [method_label(m, labels) for m in table["method"]])
-    # built-in methods first, in the order the runs came; the configuration's own after them
-    order = ~table["method"].isin(list(METHOD_LABELS))
-    return table.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
+    return table
 
 
 def flagged_label(row: pd.Series) -> str:
@@ -341,7 +355,7 @@ def write_tables(
     """Write runs.csv, main.{csv,md,tex}, paper_comparison.{csv,md} and ablation.{csv,md}; returns the main table.
 
     ``seeds``: the study's seeds, which every metrics file must hold (see read_metrics). ``definitions``:
-    ``<evaluation>/<method>`` -> the digest of what its runs depend on (modgap.config.definition_digest),
+    ``<evaluation>/<method>`` -> the digest of what its runs depend on (modgap.plan.definition_digest),
     kept in runs.csv's ``definition`` column. ``provenance``: a line naming the configuration, closing main.md.
     ``labels``: the configuration's display names of its methods."""
     runs = load_runs(metric_paths, seeds)
@@ -358,7 +372,12 @@ def write_tables(
     write_text(outputs["comparison_md"], paper_comparison_markdown(comparison))
     ablation_table = ablation(table)
     write_text(outputs["ablation_csv"], ablation_table.to_csv(index=False))
-    ablation_md = paper_layout_markdown(ablation_table) if len(ablation_table) else (
-        f"No experiment runs the ablation's methods ({', '.join(ABLATION_METHODS)}), so there is nothing to compare.\n")  # fmt: skip
+    ablation_md = (
+        paper_layout_markdown(ablation_table)
+        if len(ablation_table)
+        else (
+            f"No experiment runs the ablation's methods ({', '.join(ABLATION_METHODS)}), so there is nothing to compare.\n"
+        )
+    )
     write_text(outputs["ablation_md"], ablation_md)
     return table

@@ -33,9 +33,9 @@ from torch import nn
 from modgap import metrics
 from modgap.batches import SplitInputs
 from modgap.data.format import read_manifest
+from modgap.dumps import BUDGET_ARRAYS
 from modgap.embed import embed_split, embedding_dump
 from modgap.errors import ExplainedError
-from modgap.evaluate import BUDGET_ARRAYS
 from modgap.io import save_npz, save_torch, write_text
 from modgap.losses import MethodLoss
 from modgap.models import build_encoder, load_weights_only, save_trained

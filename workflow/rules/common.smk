@@ -15,14 +15,24 @@ PACKAGE_ROOT = Path(workflow.basedir, "src")
 sys.path.insert(0, str(PACKAGE_ROOT))
 
 SOURCE = Path(PACKAGE_ROOT, "modgap")
+SCRIPTS = Path(workflow.basedir, "workflow", "scripts")
 TRAIN_ENV = "../../envs/train.yaml"
 ANALYSIS_ENV = "../../envs/analysis.yaml"
 
-from modgap.config import (
+from modgap.calibration import cell_margins
+from modgap.config import ConfigError, load_config, typed_overrides
+from modgap.data import preparation_module
+from modgap.data.sources import SOURCES, remote_files
+from modgap.deps import module_file, package_modules
+from modgap.errors import RERUN_VARIABLE, study_command
+from modgap.io import remove_stale_temporaries_under
+from modgap.logs import print_at_exit
+from modgap.paths import batch_size_checked, embeddings_path, metrics_path, model_path, prepared, train_log_path
+from modgap.plan import (
     POSTHOC_METHOD,
-    ConfigError,
     deep_merge,
     definition_digests,
+    display_names,
     dose_response_methods,
     evaluated_methods,
     evaluated_runs,
@@ -32,19 +42,15 @@ from modgap.config import (
     imported_dump,
     imported_methods,
     ladders,
+    largest_batch,
     latent_methods,
-    load_config,
     method_labels,
-    resolve_run,
+    modality_counts,
+    paper_references,
     provenance_line,
-    typed_overrides,
+    resolve_run,
+    runs,
 )
-from modgap.calibration import cell_margins
-from modgap.data.sources import remote_files
-from modgap.errors import RERUN_VARIABLE, study_command
-from modgap.paths import embeddings_path, metrics_path, model_path, prepared, train_log_path
-from modgap.io import remove_stale_temporaries_under
-from modgap.logs import print_at_exit
 from modgap.runtime import local_gpu_count
 
 # A job's advice to rebuild a damaged file repeats the user's own command line (config files, targets);
@@ -78,7 +84,7 @@ def one_of(names):
 
 EVALUATIONS = {evaluation["name"]: evaluation for evaluation in evaluations(study)}
 # The paper's data set each evaluation mirrors: its margins (modgap.paper) and the paper-comparison table.
-REFERENCES = {name: experiment_by_name(study, name)["paper_reference"] for name in EVALUATIONS}
+REFERENCES = paper_references(study)
 
 
 # Trained methods and the folders of embeddings made elsewhere.
@@ -97,19 +103,8 @@ TRAINED = [e["name"] for e in study["experiments"] if not imported(study, e["nam
 IMPORTED = [e["name"] for e in study["experiments"] if imported(study, e["name"])]
 
 
-def used_datasets():
-    """Data sets referenced by at least one training experiment (others are never prepared)."""
-    return sorted({experiment_dataset(name) for name in TRAINED})
-
-
-def preparation_code(source):
-    shared = ["data/__init__.py", "data/format.py", "data/split.py", "data/text.py", "data/audio.py"]
-    return shared + {
-        "embedded": ["data/embedded.py", "data/speech.py"],
-        "cifar10": ["data/cifar10.py", "data/sources.py"],
-        "mscoco": ["data/mscoco.py", "data/sources.py"],
-        "avmnist": ["data/avmnist.py", "data/sources.py", "data/embedded.py"],
-    }[source]
+def dataset_source(dataset):
+    return study["datasets"][dataset]["source"]
 
 
 def downloads_of(dataset):
@@ -146,18 +141,25 @@ def wants_gpu(experiment):
 
 POSTHOC_SOURCE = study["evaluate"]["posthoc_source"]
 LATENT_METHODS = latent_methods(study)
+LABELS = method_labels(study)  # the labels the configuration gives, shown beside the keys in claims.txt
+DISPLAY_NAMES = display_names(study)  # every method's display name, in display order: tables and figures
+MODALITY_COUNTS = modality_counts(study)
 # The calibration's temperature settings (methods), in the order its rule prefers them.
 CALIBRATION_SETTINGS = list(dict.fromkeys(m for e in study["experiments"] for m in e.get("methods", [])))
-LABELS = method_labels(study)  # display names, for the tables, figures and claims
 
 
-def code(*modules):
-    """Package files a rule's output depends on: editing one re-runs exactly the rules that use it.
+@functools.cache
+def code(script, *modules, data=()):
+    """Package files a rule's output depends on, so editing one re-runs exactly the rules that use it: every
+    module its script (under workflow/scripts/) imports, transitively (modgap.deps), with those of
+    ``modules`` (dotted names a script loads by name), and the package's ``data`` files it reads.
 
     Paths are relative to the working directory, so a project moved or copied elsewhere
     keeps its cached results.
     """
-    return [os.path.relpath(SOURCE / module) for module in modules]
+    loaded = [module_file(name, SOURCE) for name in modules]
+    files = [*package_modules(SCRIPTS / script, *loaded, root=SOURCE), *data]
+    return [os.path.relpath(SOURCE / name) for name in files]
 
 
 def trained_source(method):
@@ -245,7 +247,7 @@ def figure_outputs(name, caption, title):
     """A per-experiment figure: its PDF and its PNG, the PNG an entry of the report (snakemake --report)."""
     stem = f"results/figures/{{experiment}}/{name}"
     entry = report(f"{stem}.png", caption=f"../report/{caption}.rst", category="Figures", subcategory="{experiment}",
-                   labels={"figure": title, "experiment": "{experiment}"})  # fmt: skip
+                   labels={"figure": title, "experiment": "{experiment}"})
     return {"pdf": f"{stem}.pdf", "png": entry}
 
 
@@ -264,14 +266,8 @@ def trained_outputs():
     from it are up to date)."""
     return [
         path
-        for experiment in TRAINED
-        for method in experiment_by_name(study, experiment)["methods"]
-        for seed in study["seeds"]
-        for path in (
-            model_path(experiment, method, seed),
-            train_log_path(experiment, method, seed),
-            embeddings_path(experiment, method, seed),
-        )
+        for run in runs(study)
+        for path in (model_path(*run), train_log_path(*run), embeddings_path(*run))
     ]
 
 

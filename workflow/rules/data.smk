@@ -26,7 +26,7 @@ rule download:
 rule prepare_dataset:
     input:
         downloads=lambda wildcards: downloads_of(wildcards.dataset),
-        code=lambda wildcards: code(*preparation_code(study["datasets"][wildcards.dataset]["source"])),
+        code=lambda wildcards: code("prepare_dataset.py", preparation_module(dataset_source(wildcards.dataset))),
     output:
         directory(prepared("{dataset}")),
     params:
@@ -37,9 +37,29 @@ rule prepare_dataset:
         "results/benchmarks/prepare/{dataset}.tsv"
     threads: 2
     resources:
-        mem_mb=lambda wildcards: 32000 if study["datasets"][wildcards.dataset]["source"] == "mscoco" else 6000,
-        runtime=lambda wildcards: 720 if study["datasets"][wildcards.dataset]["source"] == "mscoco" else 60,
+        mem_mb=lambda wildcards: SOURCES[dataset_source(wildcards.dataset)].mem_mb,
+        runtime=lambda wildcards: SOURCES[dataset_source(wildcards.dataset)].runtime,
     conda:
         TRAIN_ENV
     script:
         "../scripts/prepare_dataset.py"
+
+
+# The largest training batch on a data set against its prepared training split, before any training job: a
+# job of its own, so that a new batch size re-runs this check and not the preparation (which would retrain
+# every run on the data set). Training waits for it but does not re-run when it does (ancient).
+rule check_batch_size:
+    input:
+        data=prepared("{dataset}"),
+        code=code("check_batch_size.py"),
+    output:
+        touch(batch_size_checked("{dataset}")),
+    params:
+        batch_size=lambda wildcards: largest_batch(study, wildcards.dataset),
+    log:
+        "results/logs/check_batch_size/{dataset}.log",
+    localrule: True
+    conda:
+        ANALYSIS_ENV
+    script:
+        "../scripts/check_batch_size.py"

@@ -5,7 +5,7 @@
 rule metrics:
     input:
         embeddings=lambda wildcards: method_dumps(wildcards.experiment, wildcards.method),
-        code=code("metrics.py", "similarity.py", "kmeans.py", "evaluate.py"),
+        code=code("metrics.py"),
     output:
         "results/metrics/{experiment}/{method}.json",
     params:
@@ -35,7 +35,7 @@ rule metrics:
 rule gap_sweep:
     input:
         embeddings=lambda wildcards: method_dumps(wildcards.experiment, POSTHOC_METHOD),
-        code=code("metrics.py", "similarity.py", "kmeans.py", "evaluate.py"),
+        code=code("gap_sweep.py"),
     output:
         "results/sweeps/{experiment}.csv",
     params:
@@ -60,7 +60,7 @@ rule gap_sweep:
 rule tables:
     input:
         metrics=metrics_files(),
-        code=code("tables.py", "reference/paper_table.csv"),
+        code=code("tables.py", data=("reference/paper_table.csv",)),
     output:
         runs_csv="results/tables/runs.csv",
         main_csv=report(
@@ -90,7 +90,7 @@ rule tables:
         seeds=study["seeds"],
         definitions=definition_digests(study),
         provenance=PROVENANCE,
-        labels=LABELS,
+        labels=DISPLAY_NAMES,
     log:
         "results/logs/tables.log",
     conda:
@@ -102,7 +102,7 @@ rule tables:
 rule claims:
     input:
         runs=rules.tables.output.runs_csv,
-        code=code("claims.py", "stats.py", "paper.py", "reference/paper_table.csv"),
+        code=code("claims.py", data=("reference/paper_table.csv",)),
     output:
         report("results/claims.txt", caption="../report/claims.rst", category="Claims"),
     params:
@@ -123,7 +123,7 @@ rule claims:
 rule dose_response_table:
     input:
         metrics=dose_response_files(),
-        code=code("tables.py"),
+        code=code("dose_response_table.py"),
     output:
         csv=report(
             "results/tables/dose_response.csv",
@@ -152,7 +152,7 @@ rule dose_response:
 rule regime_map_outputs:
     input:
         runs=rules.tables.output.runs_csv,
-        code=code("regime.py", "claims.py", "stats.py", "paper.py", "reference/paper_table.csv", "figures/style.py"),
+        code=code("regime_map.py", data=("reference/paper_table.csv",)),
     output:
         csv=report("results/tables/regime_map.csv", caption="../report/regime_map.rst", category="Regime map"),
         md="results/tables/regime_map.md",
@@ -163,8 +163,8 @@ rule regime_map_outputs:
         ladders=ladders(study),
         references=REFERENCES,
         knobs={e["name"]: resolve_model(e["name"])["towers"]["image"].get("patch_size") for e in study["experiments"]},
-        modality_counts={name: len(experiment_by_name(study, name)["modalities"]) for name in EVALUATIONS},
-        labels=LABELS,
+        modality_counts=MODALITY_COUNTS,
+        labels=DISPLAY_NAMES,
     log:
         "results/logs/regime_map.log",
     conda:
@@ -182,7 +182,7 @@ rule regime_map:
 rule calibration_outputs:
     input:
         runs=rules.tables.output.runs_csv,
-        code=code("calibration.py", "claims.py", "stats.py", "paper.py", "reference/paper_table.csv"),
+        code=code("calibration.py", data=("reference/paper_table.csv",)),
     output:
         csv=report("results/tables/calibration.csv", caption="../report/calibration.rst", category="Calibration"),
         md="results/tables/calibration.md",
@@ -198,7 +198,7 @@ rule calibration_outputs:
         },
         rule=study["calibration"],
         alpha=1.0 - study["claims"]["confidence"],
-        labels=LABELS,
+        labels=DISPLAY_NAMES,
     log:
         "results/logs/calibration.log",
     conda:

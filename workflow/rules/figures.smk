@@ -4,12 +4,12 @@
 rule figure_gap_sweep:
     input:
         sweep="results/sweeps/{experiment}.csv",
-        code=code("figures/gap_sweep.py", "figures/style.py"),
+        code=code("figure_gap_sweep.py"),
     output:
         **figure_outputs("gap_sweep", "gap_sweep", "gap sweep"),
     params:
         source=lambda wildcards: POSTHOC_SOURCE,
-        labels=LABELS,
+        labels=DISPLAY_NAMES,
     log:
         "results/logs/figures/{experiment}/gap_sweep.log",
     conda:
@@ -23,12 +23,12 @@ rule figure_latent:
         embeddings=lambda wildcards: figure_embeddings(wildcards.experiment, LATENT_METHODS),
         # the class names (embeddings made elsewhere carry their own)
         data=lambda wildcards: [] if wildcards.experiment in IMPORTED else prepared(experiment_dataset(wildcards.experiment)),
-        code=code("figures/latent.py", "figures/style.py"),
+        code=code("figure_latent.py"),
     params:
         methods=lambda wildcards: figure_methods(wildcards.experiment, LATENT_METHODS),
         shifts=lambda wildcards: figure_shifts(wildcards.experiment, LATENT_METHODS),
         seed=FIGURE_SEED,
-        labels=LABELS,
+        labels=DISPLAY_NAMES,
     output:
         **figure_outputs("latent_{dimensions}d", "latent", "latent space {dimensions}-D"),
     wildcard_constraints:
@@ -44,12 +44,12 @@ rule figure_latent:
 rule figure_cosine:
     input:
         embeddings=lambda wildcards: figure_embeddings(wildcards.experiment),
-        code=code("figures/cosine.py", "figures/style.py"),
+        code=code("figure_cosine.py"),
     params:
         methods=lambda wildcards: figure_methods(wildcards.experiment),
         shifts=lambda wildcards: figure_shifts(wildcards.experiment),
         seed=FIGURE_SEED,
-        labels=LABELS,
+        labels=DISPLAY_NAMES,
     output:
         **figure_outputs("cosine_histograms", "cosine", "cosine histograms"),
     log:
@@ -67,14 +67,14 @@ rule figure_training_curves:
             for m in experiment_by_name(study, wildcards.experiment)["methods"]
             for s in study["seeds"]
         ],
-        code=code("figures/curves.py", "figures/style.py"),
+        code=code("figure_training_curves.py"),
     output:
         **figure_outputs("training_curves", "training_curves", "training curves"),
     params:
         runs=lambda wildcards: [
             (m, s) for m in experiment_by_name(study, wildcards.experiment)["methods"] for s in study["seeds"]
         ],
-        labels=LABELS,
+        labels=DISPLAY_NAMES,
     log:
         "results/logs/figures/{experiment}/training_curves.log",
     conda:
@@ -87,12 +87,12 @@ rule figure_dose_response:
     input:
         table=rules.dose_response_table.output.csv,
         sweep="results/sweeps/{experiment}.csv",
-        code=code("figures/dose_response.py", "figures/style.py"),
+        code=code("figure_dose_response.py"),
     output:
         **figure_outputs("dose_response", "dose_response", "dose-response"),
     params:
         source=lambda wildcards: POSTHOC_SOURCE,
-        labels=LABELS,
+        labels=DISPLAY_NAMES,
     log:
         "results/logs/figures/{experiment}/dose_response.log",
     conda:
@@ -104,7 +104,7 @@ rule figure_dose_response:
 rule figure_budget:
     input:
         runs=rules.tables.output.runs_csv,
-        code=code("figures/budget.py", "regime.py", "claims.py", "stats.py", "paper.py", "reference/paper_table.csv", "figures/style.py"),
+        code=code("figure_budget.py", data=("reference/paper_table.csv",)),
     output:
         pdf="results/figures/budget.pdf",
         png=report(
@@ -117,7 +117,7 @@ rule figure_budget:
         ladders=ladders(study),
         references=REFERENCES,
         claims=study["claims"],
-        labels=LABELS,
+        labels=DISPLAY_NAMES,
     log:
         "results/logs/figures/budget.log",
     conda:

@@ -6,7 +6,8 @@ rule train:
     input:
         unpack(lambda wildcards: matched_temperature_run(wildcards.experiment, wildcards.method, wildcards.seed)),
         data=lambda wildcards: prepared(experiment_dataset(wildcards.experiment)),
-        code=code("train.py", "models.py", "losses.py", "methods.py", "batches.py", "embed.py", "metrics.py", "similarity.py"),
+        batch_size_checked=ancient(lambda wildcards: batch_size_checked(experiment_dataset(wildcards.experiment))),
+        code=code("train.py"),
     output:
         model=model_path("{experiment}", "{method}", "{seed}"),
         log=train_log_path("{experiment}", "{method}", "{seed}"),
@@ -35,7 +36,7 @@ rule train:
 rule import_dumps:
     input:
         dump=lambda wildcards: imported_dump(study, wildcards.experiment, wildcards.method, int(wildcards.seed)),
-        code=code("external.py"),
+        code=code("import_dumps.py"),
     output:
         embeddings_path("{experiment}", "{method}", "{seed}"),
     params:

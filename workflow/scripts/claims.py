@@ -9,7 +9,12 @@ from modgap.logs import log_to_file
 with log_to_file(snakemake.log[0]):
     params = snakemake.params
     report = claims_report(
-        snakemake.input.runs, params.claims, params.expected, params.ladders, params.references, params.provenance,
+        snakemake.input.runs,
+        params.claims,
+        params.expected,
+        params.ladders,
+        params.references,
+        params.provenance,
         params.labels,
-    )  # fmt: skip
+    )
     write_text(snakemake.output[0], report)

@@ -6,5 +6,12 @@ from modgap.figures import budget
 from modgap.logs import log_to_file
 
 with log_to_file(snakemake.log[0]):
-    budget.make(snakemake.input.runs, snakemake.params.ladders, snakemake.params.references, snakemake.params.claims, snakemake.output.pdf,
-                snakemake.output.png, snakemake.params.labels)  # fmt: skip
+    budget.make(
+        snakemake.input.runs,
+        snakemake.params.ladders,
+        snakemake.params.references,
+        snakemake.params.claims,
+        snakemake.output.pdf,
+        snakemake.output.png,
+        snakemake.params.labels,
+    )

@@ -4,7 +4,8 @@ import _checkout  # noqa: F401 (first: this checkout's modgap)
 
 import pandas as pd
 
-from modgap.evaluate import gap_sweep, load_embeddings
+from modgap.dumps import load_embeddings
+from modgap.evaluate import gap_sweep
 from modgap.io import write_text
 from modgap.logs import log_to_file
 from modgap.runtime import configure_threads

@@ -2,7 +2,6 @@
 
 import _checkout  # noqa: F401 (first: this checkout's modgap)
 
-from modgap.config import largest_batch, load_config
 from modgap.data import prepare_dataset
 from modgap.logs import log_to_file
 from modgap.runtime import configure_threads
@@ -10,7 +9,5 @@ from modgap.runtime import configure_threads
 with log_to_file(snakemake.log[0]):
     configure_threads(snakemake.threads)
     prepare_dataset(
-        snakemake.wildcards.dataset, snakemake.params.dataset, snakemake.output[0], snakemake.input.downloads,
-        # read from the configuration, not a param: a new batch size must not re-prepare the data
-        batch_size=largest_batch(load_config(snakemake.config), snakemake.wildcards.dataset),
-    )  # fmt: skip
+        snakemake.wildcards.dataset, snakemake.params.dataset, snakemake.output[0], snakemake.input.downloads
+    )

@@ -8,6 +8,11 @@ from modgap.tables import write_tables
 with log_to_file(snakemake.log[0]):
     params = snakemake.params
     write_tables(
-        snakemake.input.metrics, dict(snakemake.output.items()), params.references, params.seeds, params.definitions,
-        params.provenance, params.labels,
-    )  # fmt: skip
+        snakemake.input.metrics,
+        dict(snakemake.output.items()),
+        params.references,
+        params.seeds,
+        params.definitions,
+        params.provenance,
+        params.labels,
+    )

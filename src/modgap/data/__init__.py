@@ -1,7 +1,10 @@
 """Data sets: download, preparation into the common format (modgap.data.format), loading.
 
-``modgap.data.sources`` lists the original files of each source; each source
-module provides ``prepare_<source>(config, inputs, output_dir)``.
+``modgap.data.sources.SOURCES`` lists the sources: each one's modalities, original files and the
+resources of its preparation. The source ``<source>`` is prepared by the module ``modgap.data.<source>``,
+with ``prepare_<source>(config, inputs, output_dir, name)`` (docs/data.md, "Add a data set"). This
+package's own code reads no table of sources: jobs that prepare or load one data set run no code of the
+others, so adding a source re-runs none of their jobs.
 """
 
 from __future__ import annotations
@@ -10,49 +13,28 @@ import importlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-# The modalities each data-set source provides; experiments pick a subset.
-SOURCE_MODALITIES: dict[str, tuple[str, ...]] = {
-    "embedded": ("image", "audio", "text"),
-    "cifar10": ("image", "text"),
-    "mscoco": ("image", "text"),
-    "avmnist": ("image", "audio", "text"),
-    "dumps": ("image", "audio", "text"),  # embeddings made elsewhere (modgap.external): never prepared
-}
+from modgap.data.format import PreparedDataError, read_manifest
 
 
-def _module(source: str):
-    if source not in SOURCE_MODALITIES:
-        raise ValueError(f"unknown data-set source '{source}' (known: {', '.join(SOURCE_MODALITIES)})")
-    return importlib.import_module(f"modgap.data.{source}")
+def preparation_module(source: str) -> str:
+    """The module that prepares the data sets of ``source``."""
+    return f"{__name__}.{source}"
 
 
-def prepare_dataset(
-    name: str,
-    config: Mapping,
-    output_dir: str | Path,
-    inputs: Sequence[str | Path] = (),
-    batch_size: tuple[int, str] | None = None,
-) -> dict:
-    """Prepare the data set ``name`` from its (validated) config section and downloaded ``inputs``.
-
-    ``batch_size``: (largest training batch of the experiments that use the data set, its config
-    key); a training split smaller than it is an error here, before any training job starts.
-    """
+def prepare_dataset(name: str, config: Mapping, output_dir: str | Path, inputs: Sequence[str | Path] = ()) -> dict:
+    """Prepare the data set ``name`` from its (validated) config section and downloaded ``inputs``; returns
+    its manifest."""
     source = config["source"]
-    module = _module(source)
-    if source == "embedded":
-        manifest = module.prepare_embedded(config, output_dir, name=name)
-    else:
-        manifest = getattr(module, f"prepare_{source}")(config, list(inputs), output_dir, name=name)
-    train_items = manifest["splits"]["train"]["size"]
-    if batch_size is not None and batch_size[0] > train_items:
-        import shutil
+    prepare = getattr(importlib.import_module(preparation_module(source)), f"prepare_{source}")
+    return prepare(config, list(inputs), output_dir, name=name)
 
-        from modgap.data.format import PreparedDataError
 
-        shutil.rmtree(output_dir)
+def check_batch_size(prepared_dir: str | Path, batch_size: tuple[int, str], name: str) -> None:
+    """Refuse a training batch larger than the prepared training split. ``batch_size``: (the largest
+    training batch of the experiments on the data set, its config key)."""
+    train_items = read_manifest(prepared_dir)["splits"]["train"]["size"]
+    if batch_size[0] > train_items:
         raise PreparedDataError(
             f"config key '{batch_size[1]}': {batch_size[0]} exceeds the {train_items} training items "
             f"data set '{name}' prepared"
         )
-    return manifest

@@ -33,6 +33,11 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import soundfile
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from modgap.data import audio as audio_lib
 from modgap.data.download import md5sum
@@ -112,8 +117,6 @@ def _recordings(location: Path) -> Iterator[tuple[str, bytes]]:
 
 
 def read_wav(data: bytes, origin: str) -> tuple[np.ndarray, int]:
-    import soundfile
-
     try:
         wave, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError) as error:
@@ -250,8 +253,6 @@ def add_background(
 def remove_image_energy(splits: dict[str, np.ndarray], removed: float, seed: int) -> tuple[dict[str, np.ndarray], dict]:
     """Project every split's images on the fewest leading principal components of the training images
     that keep at least ``1 - removed`` of their variance; returns the images and what was kept."""
-    from sklearn.decomposition import PCA
-
     flat = {s: x.reshape(len(x), -1).astype(np.float32) for s, x in splits.items()}
     pca = PCA(random_state=seed).fit(flat["train"])
     retained = np.cumsum(pca.explained_variance_ratio_)
@@ -267,17 +268,18 @@ def remove_image_energy(splits: dict[str, np.ndarray], removed: float, seed: int
         "of_components": int(flat["train"].shape[1]),
         "variance_retained": float(retained[components - 1]),
     }
-    log.info("images: %d of %d principal components keep %.1f %% of the variance", components,
-             info["of_components"], 100 * info["variance_retained"])  # fmt: skip
+    log.info(
+        "images: %d of %d principal components keep %.1f %% of the variance",
+        components,
+        info["of_components"],
+        100 * info["variance_retained"],
+    )
     return degraded, info
 
 
 def unimodal_probe_accuracy(splits: Mapping[str, Mapping[str, np.ndarray]], seed: int, max_train: int = 10000) -> dict:
     """Test accuracy (percent) of a logistic regression on raw image pixels and on time-pooled log-mel
     features, each fitted on (at most ``max_train`` items of) the training split."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     def features(arrays: Mapping[str, np.ndarray], modality: str) -> np.ndarray:
         if modality == "image":

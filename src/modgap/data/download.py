@@ -19,6 +19,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from modgap.errors import ExplainedError
 
 log = logging.getLogger(__name__)
@@ -57,8 +59,6 @@ def resolve_url(remote: RemoteFile, mirror: str | None) -> str:
 
 
 def _progress(total: int | None, initial: int, name: str, enabled: bool):
-    from tqdm import tqdm
-
     return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=name, disable=not enabled)
 
 

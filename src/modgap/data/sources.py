@@ -1,11 +1,14 @@
-"""The original files of each real data set, and which of them a configuration needs downloaded.
+"""The data-set sources: what each provides and what the workflow needs to prepare it (``SOURCES``), and
+the original files of each real data set, of which a configuration may need some downloaded.
 
-Kept free of heavy imports: the Snakefile reads it while planning the DAG.
+Kept free of heavy imports: the Snakefile reads it while planning the DAG. Adding a source: docs/data.md,
+"Add a data set".
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from modgap.data.download import RemoteFile
 
@@ -53,20 +56,50 @@ def mnist_keys(config: Mapping) -> list[str]:
     return list(MNIST_FILES) if config["use_mnist_train"] else ["test_images", "test_labels"]
 
 
+def _no_downloads(config: Mapping) -> list[tuple[RemoteFile, str | None]]:
+    return []
+
+
+def _cifar10_downloads(config: Mapping) -> list[tuple[RemoteFile, str | None]]:
+    return [] if config["extracted"] else [(CIFAR10_ARCHIVE, config["mirror"])]
+
+
+def _mscoco_downloads(config: Mapping) -> list[tuple[RemoteFile, str | None]]:
+    return [] if config["extracted"] else [(remote, config["mirror"]) for remote in MSCOCO_ARCHIVES.values()]
+
+
+def _avmnist_downloads(config: Mapping) -> list[tuple[RemoteFile, str | None]]:
+    files = []
+    if not config["mnist"]["extracted"]:
+        files += [(MNIST_FILES[k], config["mnist"]["mirror"]) for k in mnist_keys(config)]
+    if not config["fsdd"]["extracted"]:
+        files.append((FSDD_ARCHIVE, config["fsdd"]["mirror"]))
+    if config["noise"]["source"] == "esc50" and not config["esc50"]["extracted"]:
+        files.append((ESC50_ARCHIVE, config["esc50"]["mirror"]))
+    return files
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """What the workflow knows of one data-set source (a data set's ``source``); the module that prepares
+    it is ``modgap.data.<source>`` (modgap.data.preparation_module)."""
+
+    modalities: tuple[str, ...]  # what it provides; an experiment picks a subset
+    # (file, mirror) pairs a data set of this source needs downloaded (its config section -> the pairs)
+    downloads: Callable[[Mapping], list[tuple[RemoteFile, str | None]]] = _no_downloads
+    mem_mb: int = 6000  # the preparation job's memory
+    runtime: int = 60  # the preparation job's time limit, in minutes
+
+
+SOURCES = {
+    "embedded": DataSource(("image", "audio", "text")),
+    "cifar10": DataSource(("image", "text"), _cifar10_downloads),
+    "mscoco": DataSource(("image", "text"), _mscoco_downloads, mem_mb=32000, runtime=720),
+    "avmnist": DataSource(("image", "audio", "text"), _avmnist_downloads),
+    "dumps": DataSource(("image", "audio", "text")),  # embeddings made elsewhere (modgap.external): never prepared
+}
+
+
 def remote_files(config: Mapping) -> list[tuple[RemoteFile, str | None]]:
     """(file, mirror) pairs a data set needs downloaded; an ``extracted`` copy needs none."""
-    source = config["source"]
-    if source == "cifar10":
-        return [] if config["extracted"] else [(CIFAR10_ARCHIVE, config["mirror"])]
-    if source == "mscoco":
-        return [] if config["extracted"] else [(remote, config["mirror"]) for remote in MSCOCO_ARCHIVES.values()]
-    if source == "avmnist":
-        files = []
-        if not config["mnist"]["extracted"]:
-            files += [(MNIST_FILES[k], config["mnist"]["mirror"]) for k in mnist_keys(config)]
-        if not config["fsdd"]["extracted"]:
-            files.append((FSDD_ARCHIVE, config["fsdd"]["mirror"]))
-        if config["noise"]["source"] == "esc50" and not config["esc50"]["extracted"]:
-            files.append((ESC50_ARCHIVE, config["esc50"]["mirror"]))
-        return files
-    return []
+    return SOURCES[config["source"]].downloads(config)

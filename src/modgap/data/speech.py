@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import espeakng_loader
 import numpy as np
 
 from modgap.errors import ExplainedError
@@ -36,8 +37,6 @@ class SpeechSynthesisError(ExplainedError, RuntimeError):
 
 def available_variants() -> list[str]:
     """Voice variants (the part after '+' in 'en+m3') shipped with the bundled eSpeak NG data."""
-    import espeakng_loader
-
     return sorted(p.name for p in (Path(espeakng_loader.get_data_path()) / "voices" / "!v").iterdir())
 
 
@@ -45,8 +44,6 @@ class EspeakSynthesizer:
     """Text to 16-bit mono speech at the library's native rate (22,050 Hz)."""
 
     def __init__(self) -> None:
-        import espeakng_loader
-
         self._tmpdir = tempfile.mkdtemp(prefix="modgap-espeak-")
         private_copy = os.path.join(self._tmpdir, "libespeak-ng-private.so")
         shutil.copyfile(espeakng_loader.get_library_path(), private_copy)

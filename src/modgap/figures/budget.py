@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from modgap.figures.style import PAGE_WIDTH, apply_style, method_colors, method_label, plt, save
+from modgap.figures.style import PAGE_WIDTH, apply_style, method_colors, plt, save
+from modgap.labels import method_label
+from modgap.regime import regime_table
 
 DELTAS = (("v_measure", "ΔV-Measure (points)"), ("knn_acc", "ΔkNN (points)"))
 
@@ -20,7 +22,7 @@ def plot(frame: pd.DataFrame, claims: Mapping, labels: Mapping[str, str] | None 
     apply_style()
     experiments = list(dict.fromkeys(frame["experiment"]))
     figure, axes = plt.subplots(len(experiments), 3, figsize=(PAGE_WIDTH, 1.9 * len(experiments) + 0.4), squeeze=False)
-    colors = method_colors([claims["baseline"], *dict.fromkeys(frame["method"])])
+    colors = method_colors([claims["baseline"], *dict.fromkeys(frame["method"])], labels)
     for row, experiment in zip(axes, experiments):
         block = frame[frame["experiment"] == experiment]
         budgets = sorted(block["budget"].unique())
@@ -29,8 +31,14 @@ def plot(frame: pd.DataFrame, claims: Mapping, labels: Mapping[str, str] | None 
             lines = lines.sort_values("budget")
             x = lines["budget"].map(position)
             if index == 0:  # the baseline's gap, the same in every comparison
-                row[0].plot(x, lines["baseline_gap"], marker="o", markersize=3, color=colors[claims["baseline"]],
-                            label=method_label(claims["baseline"], labels))  # fmt: skip
+                row[0].plot(
+                    x,
+                    lines["baseline_gap"],
+                    marker="o",
+                    markersize=3,
+                    color=colors[claims["baseline"]],
+                    label=method_label(claims["baseline"], labels),
+                )
             row[0].plot(
                 x,
                 lines["method_gap"],
@@ -40,8 +48,16 @@ def plot(frame: pd.DataFrame, claims: Mapping, labels: Mapping[str, str] | None 
                 label=method_label(method, labels),
             )
             for axis, (key, _) in zip(row[1:], DELTAS):
-                axis.errorbar(x, lines[key], yerr=[lines[key] - lines[f"{key}_low"], lines[f"{key}_high"] - lines[key]],
-                              marker="o", markersize=3, capsize=2, linewidth=1, color=colors[method])  # fmt: skip
+                axis.errorbar(
+                    x,
+                    lines[key],
+                    yerr=[lines[key] - lines[f"{key}_low"], lines[f"{key}_high"] - lines[key]],
+                    marker="o",
+                    markersize=3,
+                    capsize=2,
+                    linewidth=1,
+                    color=colors[method],
+                )
         row[0].set_ylabel("gap")
         row[0].set_title(experiment, fontsize=7, loc="left")
         for axis, (key, label) in zip(row[1:], DELTAS):
@@ -66,7 +82,5 @@ def make(
     png_path: str | Path,
     labels: Mapping[str, str] | None = None,
 ) -> None:
-    from modgap.regime import regime_table
-
     table = regime_table(pd.read_csv(runs_csv), claims, ladders, references, {}, {})
     save(plot(table[table["family"] == "verdict"], claims, labels), pdf_path, png_path)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from modgap.evaluate import modality_embeddings
-from modgap.figures.style import PAGE_WIDTH, apply_style, method_label, plt, save
+from modgap.dumps import modality_embeddings
+from modgap.figures.style import PAGE_WIDTH, apply_style, plt, save
+from modgap.labels import method_label
 
 
 def pair_cosines(embeddings: Mapping[str, np.ndarray], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -33,8 +34,9 @@ def plot(
     columns = min(PANELS_PER_ROW, len(dumps))
     rows = -(-len(dumps) // columns)
     # y not shared: a collapsed method's spike at cosine 1 would flatten every other panel
-    figure, axes = plt.subplots(rows, columns, figsize=(min(PAGE_WIDTH, 1.45 * columns), 1.75 * rows), sharex=True,
-                                squeeze=False)  # fmt: skip
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(min(PAGE_WIDTH, 1.45 * columns), 1.75 * rows), sharex=True, squeeze=False
+    )
     bins = np.linspace(-1, 1, 61)
     for axis, (method, dump) in zip(axes.flat, dumps):
         true, random = pair_cosines(modality_embeddings(dump))
@@ -64,7 +66,8 @@ def make(
     seed: int,
     labels: Mapping[str, str] | None = None,
 ) -> None:
-    """``dumps``: method -> embedding dump (modgap.evaluate.load_method_dump); ``labels``: display names."""
+    """``dumps``: method -> embedding dump (modgap.dumps.load_method_dump); ``labels``: the study's display
+    names (modgap.labels)."""
     save(
         plot(list(dumps.items()), title=f"{experiment}: true vs random pairs, test split, seed {seed}", labels=labels),
         pdf_path,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from modgap.figures.style import PAGE_WIDTH, apply_style, method_colors, method_label, ordered, plt, save
+from modgap.figures.style import PAGE_WIDTH, apply_style, method_colors, plt, save
+from modgap.labels import display_order, method_label
 
 PANELS = (("loss", "training loss"), ("temperature", "temperature τ"), ("val_gap", "validation gap"),
           ("val_r1", "validation R@1 (%)"))  # fmt: skip
@@ -16,8 +17,8 @@ PANELS = (("loss", "training loss"), ("temperature", "temperature τ"), ("val_ga
 def plot(logs: pd.DataFrame, title: str = "", labels: Mapping[str, str] | None = None):
     apply_style()
     figure, axes = plt.subplots(1, len(PANELS), figsize=(PAGE_WIDTH, 1.9))
-    colors = method_colors(logs["method"].unique())
-    for method in ordered(logs["method"].unique()):
+    colors = method_colors(logs["method"].unique(), labels)
+    for method in display_order(logs["method"], labels):
         curve = logs[logs["method"] == method].groupby("epoch").mean(numeric_only=True)
         for axis, (column, _) in zip(axes, PANELS):
             axis.plot(

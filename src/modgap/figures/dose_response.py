@@ -26,12 +26,25 @@ def plot(trained: pd.DataFrame, sweep: pd.DataFrame, title: str):
         axis.plot(x, y, color="gray", linewidth=1, marker=".", markersize=3, label="post-hoc shift (λ_shift -1 … 1)")
         axis.fill_between(x, y - err, y + err, color="gray", alpha=0.15)
         axis.errorbar(
-            trained["gap"], trained[table_key], xerr=trained["gap_std"], yerr=trained[f"{table_key}_std"],
-            fmt="o", color="C3", markersize=3.5, linewidth=0.8, capsize=1.5, label="trained, gap terms × λ",
-        )  # fmt: skip
+            trained["gap"],
+            trained[table_key],
+            xerr=trained["gap_std"],
+            yerr=trained[f"{table_key}_std"],
+            fmt="o",
+            color="C3",
+            markersize=3.5,
+            linewidth=0.8,
+            capsize=1.5,
+            label="trained, gap terms × λ",
+        )
         for _, row in trained.iterrows():
-            axis.annotate(f"λ={row['strength']:g}", (row["gap"], row[table_key]), fontsize=5.5,
-                          xytext=(3, 3), textcoords="offset points")  # fmt: skip
+            axis.annotate(
+                f"λ={row['strength']:g}",
+                (row["gap"], row[table_key]),
+                fontsize=5.5,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
         axis.set_xlabel("modality gap (centroid distance)")
         axis.set_ylabel(label)
     handles, names = axes[0].get_legend_handles_labels()

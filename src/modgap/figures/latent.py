@@ -8,16 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import seaborn as sns
+from sklearn.decomposition import PCA
 
-from modgap.evaluate import modality_embeddings
-from modgap.figures.style import MODALITY_MARKERS, PAGE_WIDTH, apply_style, method_label, plt, save
+from modgap.dumps import LABELS, modality_embeddings
+from modgap.figures.style import MODALITY_MARKERS, PAGE_WIDTH, apply_style, plt, save
+from modgap.labels import method_label
 from modgap.metrics import gap_metrics
 
 
 def project(embeddings: Mapping[str, np.ndarray], dimensions: int) -> dict[str, np.ndarray]:
     """PCA of all modalities together, so distances between modalities are preserved in the view."""
-    from sklearn.decomposition import PCA
-
     stacked = np.concatenate(list(embeddings.values()))
     projected = PCA(n_components=dimensions, random_state=0).fit_transform(stacked)
     bounds = np.cumsum([0] + [len(z) for z in embeddings.values()])
@@ -39,7 +39,7 @@ def plot(
         kwargs = {"projection": "3d"} if dimensions == 3 else {}
         axis = figure.add_subplot(1, columns, index + 1, **kwargs)
         embeddings = modality_embeddings(dump)
-        classes = np.asarray(dump["labels"])
+        classes = np.asarray(dump[LABELS])
         for modality, points in project(embeddings, dimensions).items():
             labelled = classes >= 0
             axis.scatter(
@@ -63,8 +63,13 @@ def plot(
         plt.Line2D([], [], marker="o", linestyle="", color=colors[i], markersize=4, label=name)
         for i, name in enumerate(class_names[:10])
     ]
-    figure.legend(handles=modality_handles + class_handles, loc="lower center", ncol=min(13, 3 + len(class_handles)),
-                  fontsize=5.5, bbox_to_anchor=(0.5, -0.08))  # fmt: skip
+    figure.legend(
+        handles=modality_handles + class_handles,
+        loc="lower center",
+        ncol=min(13, 3 + len(class_handles)),
+        fontsize=5.5,
+        bbox_to_anchor=(0.5, -0.08),
+    )
     if title:
         figure.suptitle(title, fontsize=7, y=1.08)
     return figure
@@ -80,7 +85,7 @@ def make(
     seed: int,
     labels: Mapping[str, str] | None = None,
 ) -> None:
-    """``dumps``: method -> embedding dump (modgap.evaluate.load_method_dump); ``labels``: the configuration's
-    display names (modgap.config.method_labels)."""
+    """``dumps``: method -> embedding dump (modgap.dumps.load_method_dump); ``labels``: the study's display
+    names (modgap.labels)."""
     title = f"{experiment}, seed {seed}: test embeddings, one PCA to {dimensions}-D per method over all modalities"
     save(plot(list(dumps.items()), class_names, dimensions, title, labels), pdf_path, png_path)

@@ -12,13 +12,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from modgap.io import atomic_path  # noqa: E402
-from modgap.tables import method_label  # noqa: E402
+from modgap.labels import display_order  # noqa: E402
 
 COLUMN_WIDTH = 3.4  # inches, one column of a two-column paper
 PAGE_WIDTH = 7.0
 MODALITY_MARKERS = {"image": "o", "audio": "^", "text": "s"}
-METHOD_ORDER = ("clip_lt", "clip_ft", "ours", "ours_released", "ours_schedule", "ours_atp", "ours_cu", "sharedclip",
-                "alignclip", "alignclip_label", "posthoc")  # fmt: skip
 
 
 def apply_style() -> None:
@@ -26,15 +24,13 @@ def apply_style() -> None:
     plt.rcParams.update({"figure.dpi": 150, "savefig.bbox": "tight", "legend.frameon": False, "pdf.fonttype": 42})
 
 
-def method_colors(methods) -> dict[str, tuple]:
-    tab20 = sns.color_palette("tab20", 20)  # the ten strong hues first, then their light partners
-    palette = (tab20[0::2] + tab20[1::2])[: len(METHOD_ORDER)]  # a hue of its own for every named method
-    return {m: palette[METHOD_ORDER.index(m) % len(palette)] if m in METHOD_ORDER else "gray" for m in methods}
-
-
-def ordered(methods) -> list[str]:
-    known = [m for m in METHOD_ORDER if m in methods]
-    return known + sorted(m for m in methods if m not in METHOD_ORDER)
+def method_colors(methods, labels=None) -> dict[str, tuple]:
+    """A colour per method, by its place in the study's display order (``labels``: modgap.labels), so a
+    method keeps its colour in every figure of a study."""
+    tab20 = sns.color_palette("tab20", 20)
+    palette = tab20[0::2] + tab20[1::2]  # the ten strong hues first, then their light partners
+    order = display_order([*(labels or {}), *methods])
+    return {m: palette[order.index(m) % len(palette)] for m in methods}
 
 
 # No creation date in PDFs: the same figure gives the same bytes in every run.
@@ -48,5 +44,4 @@ def save(figure, pdf_path: str | Path, png_path: str | Path) -> None:
     plt.close(figure)
 
 
-__all__ = ["COLUMN_WIDTH", "PAGE_WIDTH", "MODALITY_MARKERS", "apply_style", "method_colors", "method_label",
-           "ordered", "save", "plt"]  # fmt: skip
+__all__ = ["COLUMN_WIDTH", "PAGE_WIDTH", "MODALITY_MARKERS", "apply_style", "method_colors", "save", "plt"]
