@@ -501,7 +501,8 @@ def test_plan_checks_wait_for_the_references(config_dict):
     config_dict["experiments"][0]["train"] = {**config_dict["experiments"][0]["train"], "budgets": [40, 10]}
     assert problems_of(config_dict) == [
         "config key 'experiments[0].methods': unknown method 'nonexistent' (defined: alignclip, alignclip_label, "
-        "clip_ft, clip_lt, ours, ours_atp, ours_cu, ours_released, ours_schedule, sharedclip)"
+        "clip_ft, clip_lt, clip_tau_ours, ours, ours_atp, ours_cu, ours_released, ours_schedule, ours_tau_clip, "
+        "sharedclip)"
     ]
     config_dict["experiments"][0]["methods"] = ["clip_lt"]
     assert problems_of(config_dict) == [
