@@ -52,19 +52,23 @@ def test_the_strongest_tower_with_a_learnable_temperature_in_the_regime_is_chose
     assert "**yes: chosen**" in markdown and "- 2 modalities: patch 7, learnable τ from 0.01" in markdown
 
 
-def test_a_cell_that_keeps_moving_or_collapses_does_not_qualify():
+def test_a_cell_must_hold_the_regime_over_a_doubling_and_keep_every_seed():
+    """Converged or not, a cell qualifies when the regime holds at the last budget and at the one half as long;
+    a cell whose gap only opens late, or one with a collapsed seed, does not."""
     cells = []
     for budget in (10, 20, 40):
-        cells += [cell("p28", "lt01", budget, 0.7, 60 + budget / 2, 80),  # V-Measure climbs 5 then 10 points
-                  cell("p7", "lt01", budget, 0.7, 60, 80, collapsed=(3,) if budget == 40 else ())]  # fmt: skip
-    table = table_of(grid(cells)).set_index("patch")
-    assert table.loc[28, "converged_since"] is None or pd.isna(table.loc[28, "converged_since"])
-    assert (
-        "not converged" in table.loc[28, "why_not"]
-        and "V-Measure moved +10.00 from 20 to 40" in table.loc[28, "convergence"]
-    )
-    assert table.loc[7, "why_not"] == "1 collapsed seed"
-    assert choose(table.reset_index(), learnable=["lt01"]) == {2: None}
+        cells += [
+            cell("p28", "lt01", budget, 0.4 if budget < 40 else 0.6, 60, 80),  # in the regime at 40 alone
+            cell("p7", "lt01", budget, 0.7, 60, 80, collapsed=(3,) if budget == 40 else ()),
+            cell("p7", "lt07", budget, 0.7, 60 + budget / 2, 80),
+        ]  # V-Measure climbs: moving, yet in the regime
+    table = table_of(grid(cells)).set_index(["patch", "setting"])
+    assert table.loc[(28, "lt01"), "why_not"] == "at 20 epochs: gap 0.40 < 0.5"
+    assert table.loc[(7, "lt01"), "why_not"] == "1 collapsed seed"
+    moving = table.loc[(7, "lt07")]
+    assert moving["in_regime"] and pd.isna(moving["converged_since"])
+    assert "V-Measure moved +10.00 from 20 to 40" in moving["convergence"]
+    assert choose(table.reset_index(), learnable=["lt01", "lt07"])[2]["setting"] == "lt07"
 
 
 def test_convergence_needs_a_budget_at_least_twice_as_long():
