@@ -521,3 +521,19 @@ def test_display_names_follow_the_configuration(config_dict):
     assert names[POSTHOC_METHOD] == "Post-hoc shift"
     assert "label" not in config["methods"]["ours_x0.3"]  # a scaled method is not the one the label names
     assert modality_counts(config)["embedded_image_audio_text@20"] == 3
+
+
+def test_an_experiments_temperature_sets_every_learnable_one_and_leaves_fixed_ones(config_dict):
+    from modgap.plan import definition_digest, resolve_run
+
+    config_dict["experiments"][0]["methods"] = ["clip_lt", "ours", "clip_ft"]
+    before = load_config(config_dict)
+    config_dict["experiments"][0]["temperature"] = {"init": 0.02}
+    config = load_config(config_dict)
+    name = config["experiments"][0]["name"]
+    assert resolve_run(config, name, "clip_lt")["method"]["temperature"]["init"] == 0.02
+    assert resolve_run(config, name, "ours")["method"]["temperature"]["init"] == 0.02
+    assert resolve_run(config, name, "clip_ft")["method"]["temperature"] == before["methods"]["clip_ft"]["temperature"]
+    evaluation = f"{name}@{config['experiments'][0]['train']['budgets'][-1]}"
+    assert definition_digest(config, evaluation, "clip_lt") != definition_digest(before, evaluation, "clip_lt")
+    assert definition_digest(config, evaluation, "clip_ft") == definition_digest(before, evaluation, "clip_ft")

@@ -124,14 +124,17 @@ def resolve_run(config: dict, experiment_name: str, method_name: str) -> dict:
     experiment = experiment_by_name(config, experiment_name)
     if method_name not in trained_methods(config, experiment_name):
         raise KeyError(f"method '{method_name}' is not part of experiment '{experiment_name}'")
+    # display-only keys stay out: editing a description never retrains (the run's fingerprint)
+    method = {k: copy.deepcopy(v) for k, v in config["methods"][method_name].items() if k not in DISPLAY_KEYS}
+    if method["temperature"]["learnable"] and experiment.get("temperature"):  # the experiment's regime knob
+        method["temperature"] = {**method["temperature"], **experiment["temperature"]}
     return {
         "experiment": experiment_name,
         "dataset": experiment["dataset"],
         "modalities": list(experiment["modalities"]),
         "retrieval": experiment["retrieval"],
         "method_name": method_name,
-        # display-only keys stay out: editing a description never retrains (the run's fingerprint)
-        "method": {k: copy.deepcopy(v) for k, v in config["methods"][method_name].items() if k not in DISPLAY_KEYS},
+        "method": method,
         "model": deep_merge(config["model"], experiment.get("model", {})),
         "train": deep_merge(config["train"], experiment.get("train", {})),
     }
