@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from modgap.batches import without_padding_columns
 from modgap.models import TokenStem, build_encoder
 
 MODEL = {"embed_dim": 8, "width": 16, "depth": 1, "heads": 2, "mlp_ratio": 2.0, "dropout": 0.0}
@@ -48,7 +49,13 @@ def test_unseen_word_pieces_share_one_row():
     rows = stem.row_of[torch.tensor([0, 101, 102, 2000, 5])]
     assert rows.tolist() == [0, 2, 3, 4, 1]
     tokens, valid = stem(torch.tensor([[101, 30000, 102, 0]]))  # beyond the table: the unseen row too
-    assert tokens.shape == (1, 3, 4) and valid.tolist() == [[True, True, True]]
+    assert tokens.shape == (1, 4, 4) and valid.tolist() == [[True, True, True, False]]
+
+
+def test_batches_drop_the_columns_that_are_padding_in_every_caption():
+    tokens = torch.tensor([[101, 7, 102, 0, 0], [101, 102, 0, 0, 0]])
+    assert without_padding_columns(tokens).tolist() == [[101, 7, 102], [101, 102, 0]]
+    assert without_padding_columns(torch.zeros(2, 5, dtype=torch.long)).shape == (2, 1)
 
 
 def test_torchvision_backbone_tower():

@@ -30,6 +30,13 @@ class Batch:
     sentences: Tensor | None = None  # (B, 384) sentence embeddings of the chosen captions, if loaded
 
 
+def without_padding_columns(tokens: Tensor) -> Tensor:
+    """Word-piece ids (B, L) without the trailing columns that are padding (0) in every caption, keeping at
+    least one: the token stem's work grows with L, and most captions are far shorter than the longest."""
+    length = max(1, int((tokens != 0).sum(dim=1).max()))
+    return tokens[:, :length]
+
+
 class SplitInputs:
     """The arrays of one split that the encoders and losses need."""
 
@@ -122,7 +129,7 @@ class SplitInputs:
                 self.device
             )
             rows = torch.arange(len(index), device=self.device)
-            inputs["text"] = self._take("text_tokens", index)[rows, chosen].long()
+            inputs["text"] = without_padding_columns(self._take("text_tokens", index)[rows, chosen].long())
             if "text_embedding" in self.arrays:
                 text_embedding = self._take("text_embedding", index)[rows, chosen].float()
         return Batch(inputs, self.device_labels[index.to(self.device)], text_embedding)

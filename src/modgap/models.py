@@ -122,6 +122,10 @@ class TokenStem(nn.Module):
     The embedding table covers only ``vocabulary`` (the word pieces of the training
     captions) plus one row for any other piece: a 30k-row table would cost more
     optimiser time than the whole text tower on small data.
+
+    The stem keeps every column it is given, so that its shapes never depend on the data (which
+    ``torch.func.vmap`` over seeds needs); batches arrive without their all-padding columns
+    (modgap.batches.without_padding_columns).
     """
 
     def __init__(self, vocabulary: Sequence[int], max_length: int, width: int):
@@ -136,12 +140,9 @@ class TokenStem(nn.Module):
         self.position = nn.Parameter(torch.randn(1, max_length, width) * 0.02)
 
     def forward(self, tokens: Tensor) -> tuple[Tensor, Tensor | None]:
-        valid = tokens != 0
-        length = max(1, int(valid.sum(dim=1).max()))  # drop the padding columns every caption has
-        tokens, valid = tokens[:, :length], valid[:, :length]
         rows = self.row_of[tokens.clamp_max(len(self.row_of) - 1)]
         rows = torch.where(tokens < len(self.row_of), rows, torch.ones_like(rows))
-        return self.embed(rows) + self.position[:, :length], valid
+        return self.embed(rows) + self.position[:, : tokens.shape[-1]], tokens != 0
 
 
 class SelfAttention(nn.Module):
