@@ -22,16 +22,16 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from modgap import metrics
-from modgap.batches import SplitInputs
+from modgap.batches import Batch, SplitInputs
 from modgap.data.format import read_manifest
 from modgap.dumps import BUDGET_ARRAYS
 from modgap.embed import embed_split, embedding_dump
@@ -139,24 +139,127 @@ def validation_metrics(embeddings: Mapping[str, np.ndarray], labels: np.ndarray,
     }
 
 
-class Trainer:
+class RunInputs:
+    """The splits a run reads on its device, loaded once and shared by every seed trained in the process
+    (the test split when first needed)."""
+
+    def __init__(self, run: Mapping, data_dir: str | Path, device: torch.device):
+        self.run, self.data_dir, self.device = run, Path(data_dir), device
+        self.manifest = read_manifest(data_dir)
+        modalities, method = run["modalities"], run["method"]
+        sentences = MethodLoss(method["loss"], method["temperature"]).needs_sentences
+        self.train = SplitInputs(data_dir, "train", modalities, device, with_text_embedding=sentences)
+        self.val = SplitInputs(data_dir, "val", modalities, device, with_text_embedding=sentences)
+
+    @functools.cached_property
+    def test(self) -> SplitInputs:
+        return SplitInputs(self.data_dir, "test", self.run["modalities"], self.device)
+
+
+@dataclass(frozen=True)
+class EpochDraws:
+    """The random choices of one epoch of one seed: the batch order, each item's caption and partners."""
+
+    order: Tensor
+    captions: Tensor | None
+    partners: dict[str, Tensor] | None
+
+    def batch(self, data: SplitInputs, step: int, batch_size: int) -> Batch:
+        return data.batch(self.order[step * batch_size : (step + 1) * batch_size], self.captions, self.partners)
+
+
+def make_optimizer(modules: Sequence[nn.Module], options: Mapping) -> torch.optim.Optimizer:
+    """The run's optimiser over the trainable parameters of ``modules``, in their order."""
+    parameters = [p for module in modules for p in module.parameters() if p.requires_grad]
+    optimizer = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[options["optimizer"]]
+    # fused: one kernel for every parameter instead of a dozen per parameter (4x faster on small CPU models)
+    return optimizer(parameters, lr=options["lr"], weight_decay=options["weight_decay"], fused=True)
+
+
+class BudgetLadder:
+    """Training along a run's annealing plan: the order of trunk epochs, cooldown branches, budget snapshots
+    and checkpoints (docs/workflow.md, "Training"), shared by one seed's ``Trainer`` and the stacked seeds of
+    ``modgap.batched``. A subclass trains and records an epoch (``record_epoch``), keeps a budget's annealed
+    state (``keep_budget``), saves and restores its weights and checkpoints, and sets ``trunks``, ``trunk``,
+    ``start_epoch``, ``options`` and ``finished`` (the budgets kept so far)."""
+
+    trunks: list[list[Branch]]
+    trunk: int
+    start_epoch: int
+    options: Mapping
+    finished: list[int]
+
+    @property
+    def final_budget(self) -> int:
+        return self.trunks[-1][-1].budget
+
+    def anneal(self, branch: Branch, horizon: int, advance) -> None:
+        """Train a budget's cooldown from the current trunk state and keep that budget's annealed state: the
+        run's final state for the last budget, else a snapshot of its test embeddings, after which the trunk
+        state is restored."""
+        trunk_state = None if branch.budget == self.final_budget else copy.deepcopy(self._weights())
+        for epoch in range(branch.start, branch.budget):
+            advance(self.record_epoch(epoch, branch, horizon))
+        self.keep_budget(branch.budget, snapshot=trunk_state is not None)
+        if trunk_state is not None:
+            self._load_weights(trunk_state)
+
+    def fit(self, progress: bool = False) -> None:
+        """Train every trunk and anneal every budget (docs/workflow.md, "Training"); resumes from a checkpoint
+        at a trunk's epoch boundary."""
+        self.resume()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            total = sum(b.budget - b.start for t in self.trunks for b in t) + sum(t[-1].start for t in self.trunks)
+            bar = tqdm(total=total, initial=self.epochs_done, desc=self.run["method_name"], unit="epoch")
+
+        def advance(rows: list[dict]) -> None:
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean([r['loss'] for r in rows]):.3f}",
+                                gap=f"{np.mean([r['val_gap'] for r in rows]):.2f}")  # fmt: skip
+
+        for index in range(self.trunk, len(self.trunks)):
+            branches = self.trunks[index]
+            horizon = branches[-1].budget
+            if index > self.trunk:
+                self.build()
+                self.start_epoch = 0
+            for epoch in range(self.start_epoch, branches[-1].start + 1):
+                for branch in branches:  # the budgets whose cooldown starts from this state
+                    if branch.start == epoch and branch.budget not in self.finished:
+                        self.anneal(branch, horizon, advance)
+                        self.save_checkpoint(index, epoch)
+                if epoch == branches[-1].start:
+                    break
+                advance(self.record_epoch(epoch, None, horizon))
+                if (epoch + 1) % self.options["checkpoint_every"] == 0:
+                    self.save_checkpoint(index, epoch + 1)
+        if bar is not None:
+            bar.close()
+
+
+class Trainer(BudgetLadder):
     """Everything one run holds: data, model, objective, optimiser, its annealing plan, and its files."""
 
-    def __init__(self, run: Mapping, data_dir: str | Path, output_dir: str | Path, seed: int):
+    def __init__(
+        self, run: Mapping, data_dir: str | Path, output_dir: str | Path, seed: int, inputs: RunInputs | None = None
+    ):
         self.run = run
         self.seed = int(seed)
         self.options = run["train"]
         self.data_dir = Path(data_dir)
         self.output_dir = Path(output_dir)
         self.checkpoint_path = checkpoint_path(self.output_dir)
-        self.device = select_device(self.options["device"])
-        manifest = read_manifest(data_dir)
+        self.device = select_device(self.options["device"]) if inputs is None else inputs.device
+        self.inputs = inputs or RunInputs(run, data_dir, self.device)
+        manifest = self.inputs.manifest
         self.fingerprint = run_fingerprint(run, self.seed, manifest)
         modalities = run["modalities"]
         method = run["method"]
-        sentences = MethodLoss(method["loss"], method["temperature"]).needs_sentences
-        self.train_data = SplitInputs(data_dir, "train", modalities, self.device, with_text_embedding=sentences)
-        self.val_data = SplitInputs(data_dir, "val", modalities, self.device, with_text_embedding=sentences)
+        self.train_data, self.val_data = self.inputs.train, self.inputs.val
         self.input_shapes = input_shapes(manifest, modalities)
         self.text_vocabulary = self.train_data.text_vocabulary() if "text" in modalities else []
         self.steps_per_epoch = self.train_data.size // self.options["batch_size"]
@@ -185,12 +288,7 @@ class Trainer:
             self.text_vocabulary, seed=self.seed,
         ).to(self.device)  # fmt: skip
         self.forward = torch.compile(self.model) if self.options["compile"] else self.model
-        parameters = [p for p in list(self.model.parameters()) + list(self.loss.parameters()) if p.requires_grad]
-        optimizer = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[self.options["optimizer"]]
-        # fused: one kernel for every parameter instead of a dozen per parameter (4x faster on small CPU models)
-        self.optimizer = optimizer(
-            parameters, lr=self.options["lr"], weight_decay=self.options["weight_decay"], fused=True
-        )
+        self.optimizer = make_optimizer([self.model, self.loss], self.options)
 
     def learning_rate(self, step: int, branch: Branch | None, horizon: int) -> float:
         """The rate at a step of a trunk (``branch`` None) or of a budget's cooldown; ``horizon``: the epochs
@@ -257,59 +355,84 @@ class Trainer:
         return f"the run diverged: lower train.lr or set train.grad_clip (or check {method}.temperature)"
 
     # -- training ------------------------------------------------------------------------------
-    def train_epoch(self, epoch: int, branch: Branch | None = None, horizon: int | None = None) -> dict[str, float]:
-        """One epoch of a trunk (``branch`` None) or of a budget's cooldown; ``horizon``: the epochs the loss
-        weights' schedule and a cosine rate run over (default: the run's)."""
-        horizon = horizon or self.options["epochs"]
-        torch.manual_seed(_epoch_seed(self.seed, epoch))  # dropout and any other torch randomness
+    def epoch_draws(self, epoch: int) -> EpochDraws:
+        """This seed's batch order, captions and partners of an epoch; also seeds torch's global generator
+        (dropout)."""
+        torch.manual_seed(_epoch_seed(self.seed, epoch))
         generator = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
         order = torch.randperm(self.train_data.size, generator=generator)
         captions = self.train_data.caption_choice(generator) if "text" in self.run["modalities"] else None
         partners = self.train_data.partner_choice(generator) if self.options["resample_pairs"] else None
+        return EpochDraws(order, captions, partners)
+
+    def set_learning_rate(self, optimizer: torch.optim.Optimizer, epoch: int, step: int, branch, horizon) -> float:
+        lr = self.learning_rate(epoch * self.steps_per_epoch + step, branch, horizon)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def check_finite(self, total: Tensor, terms: Mapping[str, Tensor], epoch: int, step: int) -> None:
+        if not torch.isfinite(total):
+            values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+            raise NonFiniteLossError(
+                f"non-finite loss at epoch {epoch + 1}, step {step + 1} ({values}); {self._likely_cause(epoch, step)}"
+            )
+
+    def train_epoch(self, epoch: int, branch: Branch | None = None, horizon: int | None = None) -> dict[str, float]:
+        """One epoch of a trunk (``branch`` None) or of a budget's cooldown; ``horizon``: the epochs the loss
+        weights' schedule and a cosine rate run over (default: the run's)."""
+        horizon = horizon or self.options["epochs"]
+        draws = self.epoch_draws(epoch)
         batch_size = self.options["batch_size"]
         sums: dict[str, float] = {}
         self.model.train()
         started = time.perf_counter()
         for step in range(self.steps_per_epoch):
-            lr = self.learning_rate(epoch * self.steps_per_epoch + step, branch, horizon)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            batch = self.train_data.batch(order[step * batch_size : (step + 1) * batch_size], captions, partners)
+            lr = self.set_learning_rate(self.optimizer, epoch, step, branch, horizon)
+            batch = draws.batch(self.train_data, step, batch_size)
             with self.autocast():
                 embeddings = self.forward(batch.inputs)
             position = epoch + step / self.steps_per_epoch  # the schedule moves every step, as released
             total, terms = self.loss(embeddings, position, horizon, batch.sentences, batch.labels)
-            if not torch.isfinite(total):
-                values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
-                raise NonFiniteLossError(
-                    f"non-finite loss at epoch {epoch + 1}, step {step + 1} ({values}); {self._likely_cause(epoch, step)}"
-                )
+            self.check_finite(total, terms, epoch, step)
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             if self.options["grad_clip"]:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.options["grad_clip"])
             self.optimizer.step()
             self.loss.temperature.clamp_()
-            sums["loss"] = sums.get("loss", 0.0) + float(total.detach())
-            for name, value in terms.items():
-                sums[f"loss_{name}"] = sums.get(f"loss_{name}", 0.0) + float(value.detach())
+            add_step_losses(sums, float(total.detach()), {name: float(value.detach()) for name, value in terms.items()})
+        return self.epoch_row(epoch, branch, horizon, sums, lr, time.perf_counter() - started)
+
+    def epoch_row(self, epoch: int, branch, horizon: int, sums: Mapping[str, float], lr: float, seconds: float) -> dict:
+        """The epoch log's row for an epoch whose step losses summed to ``sums``: mean losses, weights, rate,
+        temperature and the validation split's loss and metrics (the model as it stands)."""
+        trunk_budget = horizon if len(self.trunks) > 1 else None  # a budget's own trunk leads to that budget alone
         row = {"epoch": epoch + 1, "step": (epoch + 1) * self.steps_per_epoch,
-               "budget": branch.budget if branch is not None else None}  # fmt: skip
+               "budget": branch.budget if branch is not None else trunk_budget}  # fmt: skip
         row.update({k: v / self.steps_per_epoch for k, v in sums.items()})
-        training_seconds = time.perf_counter() - started
         row.update({f"weight_{k}": w for k, w in self.loss.term_weights(epoch, horizon).items()})
         row["lr"] = lr
         row["temperature"] = self.loss.temperature.tau
+        validation_started = time.perf_counter()
         val = embed_split(self.model, self.val_data, autocast=self.autocast)
         row["val_loss"] = self.validation_loss(val, epoch, horizon)
         row.update(validation_metrics(val, self.val_data.labels, self.run["retrieval"]))
         phase = f"cooldown to {branch.budget}" if branch is not None else "trunk"
         log.info(
-            "epoch %d/%d (%s) loss %.4f val loss %.4f gap %.3f R@1 %.1f (%.2f s training, %.0f samples/s, %.2f s validation)",
-            epoch + 1, horizon, phase, row["loss"], row["val_loss"], row["val_gap"], row["val_r1"], training_seconds,
-            self.steps_per_epoch * batch_size / training_seconds, time.perf_counter() - started - training_seconds,
+            "seed %d epoch %d/%d (%s) loss %.4f val loss %.4f gap %.3f R@1 %.1f (%.2f s training, %.0f samples/s, %.2f s validation)",
+            self.seed, epoch + 1, horizon, phase, row["loss"], row["val_loss"], row["val_gap"], row["val_r1"], seconds,
+            self.steps_per_epoch * self.options["batch_size"] / seconds, time.perf_counter() - validation_started,
         )  # fmt: skip
         return row
+
+    def record_epoch(self, epoch: int, branch: Branch | None, horizon: int) -> list[dict]:
+        self.log_rows.append(self.train_epoch(epoch, branch, horizon))
+        return self.log_rows[-1:]
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.log_rows)
 
     @torch.no_grad()
     def validation_loss(self, embeddings: Mapping[str, np.ndarray], epoch: int, horizon: int) -> float:
@@ -328,71 +451,23 @@ class Trainer:
         (beside the checkpoint, so a resumed run still has them)."""
         return self.output_dir / f"snapshot_e{budget}.npz"
 
-    @functools.cached_property
+    @property
     def test_data(self) -> SplitInputs:
         """The test split, read once for the ladder's snapshots and the final dump."""
-        return SplitInputs(self.data_dir, "test", self.run["modalities"], self.device)
+        return self.inputs.test
 
-    @property
-    def final_budget(self) -> int:
-        return self.trunks[-1][-1].budget
-
-    def anneal(self, branch: Branch, horizon: int, progress) -> None:
-        """Train a budget's cooldown from the current trunk state and keep that budget's annealed state: the
-        run's final state for the last budget, else a snapshot of its test embeddings, after which the trunk
-        state is restored."""
-        trunk_state = None if branch.budget == self.final_budget else copy.deepcopy(self._weights())
-        for epoch in range(branch.start, branch.budget):
-            self.log_rows.append(self.train_epoch(epoch, branch, horizon))
-            progress(self.log_rows[-1])
-        self.temperatures[branch.budget] = self.loss.temperature.tau
-        if trunk_state is not None:
+    def keep_budget(self, budget: int, snapshot: bool) -> None:
+        """Record a budget's annealed state: its temperature and, for an earlier budget of the ladder, a
+        snapshot of its test embeddings."""
+        self.temperatures[budget] = self.loss.temperature.tau
+        if snapshot:
             dump = embedding_dump(self.model, self.test_data, autocast=self.autocast)
-            save_npz(
-                self.snapshot_path(branch.budget), **dump, temperature=np.float32(self.temperatures[branch.budget])
-            )
-            self._load_weights(trunk_state)
-        self.finished.append(branch.budget)
+            save_npz(self.snapshot_path(budget), **dump, temperature=np.float32(self.temperatures[budget]))
+        self.finished.append(budget)
 
-    def fit(self, progress: bool = False) -> None:
-        """Train every trunk and anneal every budget (docs/workflow.md, "Training"); resumes from a checkpoint
-        at a trunk's epoch boundary."""
+    def resume(self) -> None:
         if not self.try_resume():
             remove_resume_state(self.output_dir)  # snapshots of an earlier configuration
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            total = sum(b.budget - b.start for t in self.trunks for b in t) + sum(t[-1].start for t in self.trunks)
-            bar = tqdm(total=total, initial=len(self.log_rows), desc=self.run["method_name"], unit="epoch")
-
-        def advance(row: dict) -> None:
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{row['loss']:.3f}", gap=f"{row['val_gap']:.2f}")
-
-        for index in range(self.trunk, len(self.trunks)):
-            branches = self.trunks[index]
-            horizon = branches[-1].budget
-            if index > self.trunk:
-                self.build()
-                self.start_epoch = 0
-            for epoch in range(self.start_epoch, branches[-1].start + 1):
-                for branch in branches:  # the budgets whose cooldown starts from this state
-                    if branch.start == epoch and branch.budget not in self.finished:
-                        self.anneal(branch, horizon, advance)
-                        self.save_checkpoint(index, epoch)
-                if epoch == branches[-1].start:
-                    break
-                row = self.train_epoch(epoch, None, horizon)
-                if len(self.trunks) > 1:  # a budget's own trunk leads to that budget alone
-                    row["budget"] = horizon
-                self.log_rows.append(row)
-                advance(row)
-                if (epoch + 1) % self.options["checkpoint_every"] == 0:
-                    self.save_checkpoint(index, epoch + 1)
-        if bar is not None:
-            bar.close()
 
     def save(self, model_path: str | Path, log_path: str | Path, embeddings_path: str | Path | None = None) -> None:
         """Write the trained model, the epoch log and the test-split embeddings atomically."""
@@ -415,6 +490,13 @@ class Trainer:
             },
         )
         write_text(log_path, rows_to_csv(self.log_rows))
+
+
+def add_step_losses(sums: dict[str, float], total: float, terms: Mapping[str, float]) -> None:
+    """Add one step's total loss and unweighted terms to an epoch's running sums."""
+    sums["loss"] = sums.get("loss", 0.0) + total
+    for name, value in terms.items():
+        sums[f"loss_{name}"] = sums.get(f"loss_{name}", 0.0) + value
 
 
 def rows_to_csv(rows: list[dict]) -> str:
