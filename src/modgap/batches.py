@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from modgap.data.format import load_split
@@ -35,6 +36,20 @@ def without_padding_columns(tokens: Tensor) -> Tensor:
     least one: the token stem's work grows with L, and most captions are far shorter than the longest."""
     length = max(1, int((tokens != 0).sum(dim=1).max()))
     return tokens[:, :length]
+
+
+def stack_batches(batches: Sequence[Batch]) -> Batch:
+    """Batches of equal size, one per seed, as one batch with a leading seed axis; word-piece ids are padded
+    to the longest batch's columns (padding is masked, so it leaves every seed's embeddings as they were)."""
+    inputs = {}
+    for modality in batches[0].inputs:
+        parts = [batch.inputs[modality] for batch in batches]
+        if modality == "text":
+            columns = max(part.shape[1] for part in parts)
+            parts = [F.pad(part, (0, columns - part.shape[1])) for part in parts]
+        inputs[modality] = torch.stack(parts)
+    sentences = None if batches[0].sentences is None else torch.stack([batch.sentences for batch in batches])
+    return Batch(inputs, torch.stack([batch.labels for batch in batches]), sentences)
 
 
 class SplitInputs:

@@ -179,19 +179,37 @@ def make_optimizer(modules: Sequence[nn.Module], options: Mapping) -> torch.opti
 class BudgetLadder:
     """Training along a run's annealing plan: the order of trunk epochs, cooldown branches, budget snapshots
     and checkpoints (docs/workflow.md, "Training"), shared by one seed's ``Trainer`` and the stacked seeds of
-    ``modgap.batched``. A subclass trains and records an epoch (``record_epoch``), keeps a budget's annealed
-    state (``keep_budget``), saves and restores its weights and checkpoints, and sets ``trunks``, ``trunk``,
-    ``start_epoch``, ``options`` and ``finished`` (the budgets kept so far)."""
+    ``modgap.batched``. A subclass holds ``model``, ``loss`` and ``optimizer``, trains and records an epoch
+    (``record_epoch``), keeps a budget's annealed state (``keep_budget``), resumes (``resume``), builds fresh
+    weights (``build``) and saves checkpoints, and sets ``run``, ``options``, ``trunks``, ``trunk``,
+    ``start_epoch``, ``finished`` (the budgets kept so far) and ``epochs_done``."""
 
+    run: Mapping
+    options: Mapping
     trunks: list[list[Branch]]
     trunk: int
     start_epoch: int
-    options: Mapping
     finished: list[int]
+    epochs_done: int
+    model: nn.Module
+    loss: nn.Module
+    optimizer: torch.optim.Optimizer
 
     @property
     def final_budget(self) -> int:
         return self.trunks[-1][-1].budget
+
+    def _weights(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "loss": self.loss.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+
+    def _load_weights(self, state: Mapping) -> None:
+        self.model.load_state_dict(state["model"])
+        self.loss.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
 
     def anneal(self, branch: Branch, horizon: int, advance) -> None:
         """Train a budget's cooldown from the current trunk state and keep that budget's annealed state: the
@@ -310,18 +328,6 @@ class Trainer(BudgetLadder):
         return contextlib.nullcontext()
 
     # -- checkpoints -------------------------------------------------------------------------
-    def _weights(self) -> dict:
-        return {
-            "model": self.model.state_dict(),
-            "loss": self.loss.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-        }
-
-    def _load_weights(self, state: Mapping) -> None:
-        self.model.load_state_dict(state["model"])
-        self.loss.load_state_dict(state["loss"])
-        self.optimizer.load_state_dict(state["optimizer"])
-
     def save_checkpoint(self, trunk: int = 0, epoch: int = 0) -> None:
         """The trunk's state after ``epoch`` epochs, with every budget finished so far (their snapshots lie
         beside it)."""
@@ -375,7 +381,8 @@ class Trainer(BudgetLadder):
         if not torch.isfinite(total):
             values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
             raise NonFiniteLossError(
-                f"non-finite loss at epoch {epoch + 1}, step {step + 1} ({values}); {self._likely_cause(epoch, step)}"
+                f"seed {self.seed}: non-finite loss at epoch {epoch + 1}, step {step + 1} ({values}); "
+                f"{self._likely_cause(epoch, step)}"
             )
 
     def train_epoch(self, epoch: int, branch: Branch | None = None, horizon: int | None = None) -> dict[str, float]:

@@ -1,0 +1,259 @@
+"""Several seeds of one (experiment, method) trained in one process, as one model with a leading seed axis.
+
+Every parameter, buffer and optimiser state of the seeds' encoders and objectives is stacked along a first
+axis of length S, and each step runs all seeds' models and losses at once under ``torch.func.vmap``: one
+batched matrix product where S sequential runs have S small ones, so the per-operation cost of a step is
+paid once for all seeds. Each seed keeps what makes it its run: its initial weights (modgap.models seeds
+every component by name), its batch order, captions and partners (``Trainer.epoch_draws``), its
+temperature, its epoch log and its files. The seeds go through the run's annealing plan in lockstep
+(``BudgetLadder``) and each writes exactly the files its sequential run writes (model, epoch log,
+embeddings, checkpoints in the same format), equal to them within float tolerance: a batched product adds
+in another order than a single one.
+
+It pays where a step's time is per-operation overhead rather than arithmetic, as on a GPU with the small
+towers of the embedded study (docs/scale.md has the measured ratios, on the CPU too).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from modgap.batches import Batch, stack_batches
+from modgap.runtime import select_device
+from modgap.train import (
+    Branch,
+    BudgetLadder,
+    RunInputs,
+    Trainer,
+    add_step_losses,
+    make_optimizer,
+    remove_resume_state,
+    show_progress,
+)
+
+log = logging.getLogger(__name__)
+
+
+def batching_obstacles(run: Mapping) -> list[str]:
+    """What keeps a run's seeds from training as one stacked model with the sequential runs' results."""
+    obstacles = []
+    if run["model"].get("dropout", 0.0) > 0:
+        obstacles.append("model.dropout > 0 (each seed would draw other dropout masks than its sequential run)")
+    if run["train"]["grad_clip"]:
+        obstacles.append("train.grad_clip (the gradient norm is per seed)")
+    if run["train"]["compile"]:
+        obstacles.append("train.compile (it compiles one seed's model)")
+    return obstacles
+
+
+def stack_modules(modules: Sequence[nn.Module]) -> nn.Module:
+    """A copy of ``modules[0]`` whose every parameter and buffer is the stack of the modules' own, along a
+    new first axis."""
+    stacked = copy.deepcopy(modules[0])
+    for name, parameter in list(stacked.named_parameters()):
+        owner, attribute = _owner(stacked, name)
+        values = torch.stack([module.get_parameter(name).detach() for module in modules])
+        setattr(owner, attribute, nn.Parameter(values, requires_grad=parameter.requires_grad))
+    for name, _ in list(stacked.named_buffers()):
+        owner, attribute = _owner(stacked, name)
+        setattr(owner, attribute, torch.stack([module.get_buffer(name) for module in modules]))
+    return stacked
+
+
+def _owner(module: nn.Module, name: str) -> tuple[nn.Module, str]:
+    path, _, attribute = name.rpartition(".")
+    return module.get_submodule(path), attribute
+
+
+def stack_optimizer_states(states: Sequence[Mapping]) -> dict:
+    """One optimiser state dict over stacked parameters from the seeds' own (same parameter order; the step
+    count, a scalar, is every seed's)."""
+    stacked = {}
+    for index, state in states[0]["state"].items():
+        stacked[index] = {
+            key: value if key == "step" else torch.stack([s["state"][index][key] for s in states])
+            for key, value in state.items()
+        }
+    return {"state": stacked, "param_groups": copy.deepcopy(states[0]["param_groups"])}
+
+
+def seed_optimizer_state(stacked: Mapping, seed_index: int) -> dict:
+    """The optimiser state dict of one seed, out of one over stacked parameters."""
+    state = {
+        index: {key: value.clone() if key == "step" else value[seed_index].clone() for key, value in entry.items()}
+        for index, entry in stacked["state"].items()
+    }
+    return {"state": state, "param_groups": copy.deepcopy(stacked["param_groups"])}
+
+
+class SeedsTrainer(BudgetLadder):
+    """The seeds of one run as one stacked model: ``members`` are the seeds' own ``Trainer``s (their data,
+    weights between steps, logs and files), ``model``, ``loss`` and ``optimizer`` the stacked ones that
+    train."""
+
+    def __init__(self, run: Mapping, data_dir: str | Path, output_dirs: Sequence[str | Path], seeds: Sequence[int]):
+        if len(seeds) != len(output_dirs) or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds {list(seeds)} need one output folder each, and no seed twice")
+        obstacles = batching_obstacles(run)
+        if obstacles:
+            raise ValueError(f"{run['method_name']}: seeds cannot be batched with " + "; ".join(obstacles))
+        self.run, self.options = run, run["train"]
+        inputs = RunInputs(run, data_dir, select_device(self.options["device"]))
+        self.members = [Trainer(run, data_dir, folder, seed, inputs) for seed, folder in zip(seeds, output_dirs)]
+        norms = [
+            type(m).__name__ for m in self.members[0].model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)
+        ]
+        if norms:
+            raise ValueError(
+                f"{run['method_name']}: seeds cannot be batched with {norms[0]} layers (running statistics)"
+            )
+        lead = self.members[0]
+        self.trunks, self.steps_per_epoch = lead.trunks, lead.steps_per_epoch
+        self.trunk, self.start_epoch = 0, 0
+        self.stack()
+
+    @property
+    def finished(self) -> list[int]:
+        return self.members[0].finished
+
+    @property
+    def epochs_done(self) -> int:
+        return self.members[0].epochs_done
+
+    # -- the stacked model and the members ------------------------------------------------------
+    def stack(self) -> None:
+        """The stacked model, objective and optimiser from the members' current weights and optimiser
+        states."""
+        self.model = stack_modules([member.model for member in self.members])
+        self.loss = stack_modules([member.loss for member in self.members])
+        self.optimizer = make_optimizer([self.model, self.loss], self.options)
+        self.optimizer.load_state_dict(stack_optimizer_states([m.optimizer.state_dict() for m in self.members]))
+
+    def unstack(self) -> None:
+        """Copy every seed's slice of the stacked weights and optimiser state into its member."""
+        model, loss, optimizer = self.model.state_dict(), self.loss.state_dict(), self.optimizer.state_dict()
+        for index, member in enumerate(self.members):
+            member.model.load_state_dict({name: value[index] for name, value in model.items()})
+            member.loss.load_state_dict({name: value[index] for name, value in loss.items()})
+            member.optimizer.load_state_dict(seed_optimizer_state(optimizer, index))
+
+    def build(self) -> None:
+        for member in self.members:
+            member.build()
+        self.stack()
+
+    def resume(self) -> None:
+        """Continue from the members' checkpoints where all stand at the same point of the plan; otherwise
+        train every seed from its start."""
+        resumed = [member.try_resume() for member in self.members]
+        points = {(m.trunk, m.start_epoch, tuple(m.finished)) for m in self.members}
+        if all(resumed) and len(points) == 1:
+            self.trunk, self.start_epoch = self.members[0].trunk, self.members[0].start_epoch
+            self.stack()
+            return
+        if any(resumed):
+            log.warning("the seeds' checkpoints stand at different points of the plan: training every seed anew")
+        for member in self.members:
+            remove_resume_state(member.output_dir)
+            member.log_rows, member.finished, member.temperatures = [], [], {}
+            member.trunk, member.start_epoch = 0, 0
+        self.trunk, self.start_epoch = 0, 0
+        self.build()
+
+    def save_checkpoint(self, trunk: int = 0, epoch: int = 0) -> None:
+        """Every seed's own checkpoint, as its sequential run writes it."""
+        self.unstack()
+        for member in self.members:
+            member.save_checkpoint(trunk, epoch)
+
+    def keep_budget(self, budget: int, snapshot: bool) -> None:
+        self.unstack()
+        for member in self.members:
+            member.keep_budget(budget, snapshot)
+
+    # -- training -----------------------------------------------------------------------------
+    def step_losses(self, batch: Batch, position: float, horizon: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """Every seed's total loss (S,) and unweighted terms (S,) on its own batch of the stacked ``batch``."""
+        autocast = self.members[0].autocast
+
+        def one_seed(model_state, loss_state, inputs, sentences, labels):
+            with autocast():
+                embeddings = functional_call(self.model, model_state, (inputs,))
+            return functional_call(self.loss, loss_state, (embeddings, position, horizon, sentences, labels))
+
+        model_state = {**dict(self.model.named_parameters()), **dict(self.model.named_buffers())}
+        loss_state = {**dict(self.loss.named_parameters()), **dict(self.loss.named_buffers())}
+        in_dims = (0, 0, 0, None if batch.sentences is None else 0, 0)
+        return vmap(one_seed, in_dims=in_dims)(model_state, loss_state, batch.inputs, batch.sentences, batch.labels)
+
+    def train_epoch(self, epoch: int, branch: Branch | None = None, horizon: int | None = None) -> list[dict]:
+        """One epoch of every seed (see ``Trainer.train_epoch``); returns the seeds' epoch-log rows."""
+        horizon = horizon or self.options["epochs"]
+        lead, batch_size = self.members[0], self.options["batch_size"]
+        draws = [member.epoch_draws(epoch) for member in self.members]
+        sums: list[dict[str, float]] = [{} for _ in self.members]
+        self.model.train()
+        started = time.perf_counter()
+        for step in range(self.steps_per_epoch):
+            lr = lead.set_learning_rate(self.optimizer, epoch, step, branch, horizon)
+            batch = stack_batches([d.batch(lead.train_data, step, batch_size) for d in draws])
+            position = epoch + step / self.steps_per_epoch  # the schedule moves every step, as released
+            totals, terms = self.step_losses(batch, position, horizon)
+            if not bool(torch.isfinite(totals).all()):
+                for index, member in enumerate(self.members):  # the first seed whose loss is not finite
+                    member.check_finite(totals[index], {k: v[index] for k, v in terms.items()}, epoch, step)
+            self.optimizer.zero_grad(set_to_none=True)
+            totals.sum().backward()  # each seed's loss depends on its own slice only: the sum's gradient is theirs
+            self.optimizer.step()
+            self.loss.temperature.clamp_()
+            values, term_values = totals.tolist(), {name: value.tolist() for name, value in terms.items()}
+            for index, seed_sums in enumerate(sums):
+                add_step_losses(seed_sums, values[index], {name: v[index] for name, v in term_values.items()})
+        seconds = time.perf_counter() - started
+        self.unstack()
+        return [member.epoch_row(epoch, branch, horizon, s, lr, seconds) for member, s in zip(self.members, sums)]
+
+    def record_epoch(self, epoch: int, branch: Branch | None, horizon: int) -> list[dict]:
+        rows = self.train_epoch(epoch, branch, horizon)
+        for member, row in zip(self.members, rows):
+            member.log_rows.append(row)
+        return rows
+
+    def save(self, paths: Sequence[tuple[str | Path, str | Path, str | Path | None]]) -> None:
+        """Write every seed's model, epoch log and (if given) test embeddings: ``paths``, one
+        (model, log, embeddings) per seed, as ``Trainer.save`` takes them."""
+        self.unstack()
+        for member, (model_path, log_path, embeddings_path) in zip(self.members, paths):
+            member.save(model_path, log_path, embeddings_path)
+
+
+def train_seeds(
+    run: Mapping,
+    data_dir: str | Path,
+    seeds: Sequence[int],
+    paths: Sequence[tuple[str | Path, str | Path, str | Path | None]],
+    keep_checkpoint: bool = False,
+) -> list[list[dict]]:
+    """Train the ``seeds`` of one run as one stacked model and write each seed's files, ``paths``: one
+    (model, epoch log, embeddings or None) per seed, as ``modgap.train.train_run`` writes them; returns
+    every seed's epoch log. Each seed's checkpoint lies beside its model, as its sequential run's."""
+    trainer = SeedsTrainer(run, data_dir, [Path(model).parent for model, _, _ in paths], seeds)
+    log.info(
+        "training %s / %s, seeds %s batched on %s: %d parameters per seed, %d steps per epoch",
+        run["experiment"], run["method_name"], list(seeds), trainer.members[0].device,
+        sum(p.numel() for p in trainer.members[0].model.parameters()), trainer.steps_per_epoch,
+    )  # fmt: skip
+    trainer.fit(progress=show_progress(run["train"]["progress"]))
+    trainer.save(paths)
+    if not keep_checkpoint:
+        for member in trainer.members:
+            remove_resume_state(member.output_dir)
+    return [member.log_rows for member in trainer.members]
