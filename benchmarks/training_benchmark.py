@@ -1,96 +1,239 @@
-"""Benchmark: training throughput of the default study's runs against the machine's matmul peak.
+"""Benchmark: training throughput of a study's towers against the machine's matmul peak.
 
     python benchmarks/training_benchmark.py [--data results/data/embedded] [--steps 60] [--threads 1]
+        [--configfile PRESET] [--experiments NAME ...] [--methods NAME ...] [--device cpu|cuda] [--amp]
+        [--batch-sizes 32 64 128 256] [--seeds 5] [--no-start-cost]
 
-Needs the prepared embedded data set (``snakemake --cores all results/data/embedded``).
-For each experiment of config.yaml and a few methods it times training steps
-(forward, loss, backward, optimiser) on real batches, counts their floating-point
-operations with torch's FlopCounterMode, and prints samples/s and achieved GFLOP/s
-beside the fp32 matrix-multiply throughput measured on the same threads.
+Needs a prepared data set (``snakemake --cores all results/data/embedded``). It prints, on the threads a
+training job gets:
+
+- the start cost of a job: a fresh interpreter importing ``modgap.train`` (wall seconds, best of three,
+  beside a bare interpreter's), and the import time ``python -X importtime`` puts on torch and on modgap;
+- the matmul peak: a 2048 x 2048 fp32 product in torch and in numpy, and in bf16 where the device has it;
+- per experiment and method (the experiments of config.yaml, or of ``--configfile`` merged over it): the time
+  of a training step (forward, loss, backward, optimiser, on real batches), steps/s, samples/s, the step's
+  floating-point operations counted from the model by torch's FlopCounterMode (forward and backward), the
+  achieved GFLOP/s and its share of the fp32 peak;
+- the step time fitted over ``--batch-sizes`` as a fixed cost per step plus a cost per sample, the share of
+  the step the fixed cost takes at the run's batch size, and the speed-up that removing it entirely would
+  bring (the bound on what fewer Python operations or batched seeds can give);
+- with ``--seeds S``: S seeds as one stacked model (modgap.batched) against S sequential steps.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
+from modgap.batched import SeedsTrainer
+from modgap.batches import stack_batches
 from modgap.config import load_config
-from modgap.plan import resolve_run
+from modgap.plan import deep_merge, resolve_run
 from modgap.train import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
+MATMUL_SIZE = 2048
 
 
-def matmul_peak(size: int = 1024, repeats: int = 20) -> float:
-    """fp32 GFLOP/s of a large square matrix product on the current threads."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    for _ in range(3):
-        a @ b
-    started = time.perf_counter()
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_of(function, repeats: int = 5) -> float:
+    """The shortest of ``repeats`` wall times of ``function()``, in seconds."""
+    times = []
     for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return min(times)
 
 
-def step_function(trainer: Trainer):
-    """One optimiser step on the trainer's next batch, as train_epoch takes it."""
-    data, options = trainer.train_data, trainer.options
-    generator = torch.Generator().manual_seed(0)
-    order = torch.randperm(data.size, generator=generator)
-    captions = data.caption_choice(generator) if "text" in data.modalities else None
-    partners = data.partner_choice(generator) if options["resample_pairs"] else None
-    batch_size, steps = options["batch_size"], trainer.steps_per_epoch
-    position = [0]
+def torch_matmul_peak(device: torch.device, dtype: torch.dtype, size: int = MATMUL_SIZE, repeats: int = 10) -> float:
+    """GFLOP/s of a square ``dtype`` matrix product on ``device`` (the current threads on the CPU)."""
+    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
 
-    def step():
-        start = (position[0] % steps) * batch_size
-        position[0] += 1
-        batch = data.batch(order[start : start + batch_size], captions, partners)
-        embeddings = trainer.model(batch.inputs)
-        total, _ = trainer.loss(embeddings, 0, options["epochs"], batch.sentences, batch.labels)
-        trainer.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        trainer.optimizer.step()
+    def products():
+        for _ in range(repeats):
+            a @ b
+        synchronize(device)
 
-    return step
+    products()  # warm-up: thread pools, kernels chosen
+    return 2 * size**3 * repeats / best_of(products, 3) / 1e9
+
+
+def numpy_matmul_peak(size: int = MATMUL_SIZE, repeats: int = 5) -> float:
+    """GFLOP/s of numpy's fp32 square matrix product (the figure the docs quote beside timings)."""
+    generator = np.random.default_rng(0)
+    a, b = (generator.standard_normal((size, size), dtype=np.float32) for _ in range(2))
+
+    def products():
+        for _ in range(repeats):
+            a @ b
+
+    products()
+    return 2 * size**3 * repeats / best_of(products, 3) / 1e9
+
+
+def start_cost() -> dict[str, float]:
+    """Seconds a training job spends before its first step: a bare interpreter and one importing
+    modgap.train (best of three each), and the import time ``-X importtime`` puts on torch and on
+    modgap.train with everything it imports."""
+    bare = min(_wall([sys.executable, "-c", "pass"]) for _ in range(3))
+    importing = min(_wall([sys.executable, "-c", "import modgap.train"]) for _ in range(3))
+    report = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import modgap.train"], capture_output=True, text=True, check=True
+    ).stderr
+    cumulative = {}  # module -> microseconds of its import, with everything it imported first
+    for total, module in re.findall(r"import time:\s+\d+ \|\s+(\d+) \|\s+(\S+)", report):
+        cumulative.setdefault(module, int(total))
+    return {"bare": bare, "import": importing, "torch": cumulative["torch"] / 1e6,
+            "modgap": cumulative["modgap.train"] / 1e6}  # fmt: skip
+
+
+def _wall(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def step_timer(trainer: Trainer | SeedsTrainer, steps: int) -> tuple[float, int]:
+    """Seconds per optimiser step of ``trainer`` on its first epoch's batches (best of three runs of
+    ``steps`` steps), and the FLOPs of one step (FlopCounterMode: matrix products, forward and backward)."""
+    members = trainer.members if isinstance(trainer, SeedsTrainer) else [trainer]
+    draws = [member.epoch_draws(0) for member in members]
+    data, batch_size, per_epoch = members[0].train_data, trainer.options["batch_size"], trainer.steps_per_epoch
+    horizon = trainer.options["epochs"]
+
+    def batch(step: int):
+        batches = [d.batch(data, step % per_epoch, batch_size) for d in draws]
+        return stack_batches(batches) if isinstance(trainer, SeedsTrainer) else batches[0]
+
+    def run_steps():
+        for step in range(steps):
+            trainer.train_step(batch(step), 0, step % per_epoch, horizon)
+        synchronize(members[0].device)
+
+    with FlopCounterMode(display=False) as counter:
+        trainer.train_step(batch(0), 0, 0, horizon)
+    run_steps()  # warm-up
+    return best_of(run_steps, 3) / steps, counter.get_total_flops()
+
+
+def with_options(run: dict, **train) -> dict:
+    run = copy.deepcopy(run)
+    run["train"].update(train)
+    return run
+
+
+def fit_fixed_and_per_sample(batch_sizes: list[int], seconds: list[float]) -> tuple[float, float]:
+    """Least-squares fit of step time = fixed + per_sample x batch size; returns (fixed, per_sample)."""
+    per_sample, fixed = np.polyfit(np.asarray(batch_sizes, float), np.asarray(seconds), 1)
+    return float(fixed), float(per_sample)
+
+
+def load_study(configfiles: list[Path]) -> dict:
+    """config.yaml merged with each ``--configfile`` over it, as Snakemake merges them."""
+    merged: dict = {}
+    for path in [REPO / "config.yaml", *configfiles]:
+        merged = deep_merge(merged, yaml.safe_load(path.read_text()) or {})
+    return load_config(merged)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO / "results" / "data" / "embedded")
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--threads", type=int, default=1, help="as a training job gets from Snakemake")
+    parser.add_argument("--configfile", type=Path, action="append", default=[], help="merged over config.yaml")
+    parser.add_argument("--experiments", nargs="+", help="of the study (default: all of them)")
     parser.add_argument("--methods", nargs="+", help="of those each experiment trains (default: all of them)")
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per measurement")
+    parser.add_argument("--threads", type=int, default=1, help="as a training job gets from Snakemake")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (train.amp)")
+    parser.add_argument("--batch-size", type=int, help="instead of the run's")
+    parser.add_argument("--batch-sizes", type=int, nargs="*", default=[32, 64, 128, 256],
+                        help="for the fit of fixed and per-sample cost (none: no fit)")  # fmt: skip
+    parser.add_argument("--seeds", type=int, default=0, help="also time this many seeds as one stacked model")
+    parser.add_argument("--no-start-cost", action="store_true", help="skip timing fresh interpreters")
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
-    config = load_config(REPO / "config.yaml")
-    peak = matmul_peak()
-    print(f"fp32 matmul (1024 x 1024) on {arguments.threads} thread(s): {peak:.0f} GFLOP/s")
-    for experiment in config["experiments"]:
-        for method in [m for m in experiment["methods"] if arguments.methods is None or m in arguments.methods]:
-            run = resolve_run(config, experiment["name"], method)
-            trainer = Trainer(run, arguments.data, Path("/nonexistent"), seed=0)
-            step = step_function(trainer)
-            with FlopCounterMode(display=False) as counter:
-                step()
-            flops = counter.get_total_flops()
-            for _ in range(5):  # warm-up
-                step()
-            started = time.perf_counter()
-            for _ in range(arguments.steps):
-                step()
-            seconds = (time.perf_counter() - started) / arguments.steps
+    device = torch.device(arguments.device)
+
+    if not arguments.no_start_cost:
+        cost = start_cost()
+        print(
+            f"start of a job: bare interpreter {cost['bare']:.2f} s, importing modgap.train {cost['import']:.2f} s "
+            f"(-X importtime: torch {cost['torch']:.2f} s, modgap.train with all it imports {cost['modgap']:.2f} s)"
+        )
+    peak = torch_matmul_peak(device, torch.float32)
+    bf16 = torch_matmul_peak(device, torch.bfloat16)
+    numpy_peak = numpy_matmul_peak() if device.type == "cpu" else float("nan")
+    print(
+        f"matmul {MATMUL_SIZE} x {MATMUL_SIZE} on {device.type} ({arguments.threads} CPU thread(s)): torch fp32 "
+        f"{peak:.0f} GFLOP/s, torch bf16 {bf16:.0f} GFLOP/s, numpy fp32 {numpy_peak:.0f} GFLOP/s"
+    )
+
+    study = load_study(arguments.configfile)
+    overrides = {"device": arguments.device, "amp": arguments.amp, "progress": "never"}
+    if arguments.batch_size:
+        overrides["batch_size"] = arguments.batch_size
+    header = (
+        f"{'experiment':<28} {'method':<14} {'batch':>5} {'ms/step':>8} {'steps/s':>8} {'samples/s':>9} "
+        f"{'GFLOP/step':>10} {'GFLOP/s':>8} {'of fp32 peak':>12}"
+    )
+    print(header)
+    fits = []
+    for experiment in study["experiments"]:
+        if arguments.experiments and experiment["name"] not in arguments.experiments:
+            continue
+        for method in experiment["methods"]:
+            if arguments.methods and method not in arguments.methods:
+                continue
+            run = with_options(resolve_run(study, experiment["name"], method), **overrides)
             batch = run["train"]["batch_size"]
+            seconds, flops = step_timer(Trainer(run, arguments.data, Path("/nonexistent"), seed=0), arguments.steps)
             achieved = flops / seconds / 1e9
-            epoch = seconds * trainer.steps_per_epoch
             print(
-                f"{experiment['name']:<28} {method:<10} {1000 * seconds:6.2f} ms/step  {batch / seconds:7.0f} samples/s  "
-                f"{flops / 1e9:5.2f} GFLOP/step  {achieved:5.1f} GFLOP/s ({100 * achieved / peak:4.1f} % of matmul)  "
-                f"{epoch:5.2f} s/epoch"
+                f"{experiment['name']:<28} {method:<14} {batch:>5} {1000 * seconds:>8.2f} {1 / seconds:>8.1f} "
+                f"{batch / seconds:>9.0f} {flops / 1e9:>10.3f} {achieved:>8.1f} {100 * achieved / peak:>11.1f}%"
+            )
+            if arguments.batch_sizes:
+                times = []
+                for size in arguments.batch_sizes:
+                    trainer = Trainer(with_options(run, batch_size=size), arguments.data, Path("/nonexistent"), 0)
+                    times.append(step_timer(trainer, arguments.steps)[0])
+                fixed, per_sample = fit_fixed_and_per_sample(arguments.batch_sizes, times)
+                fits.append((experiment["name"], method, batch, times, fixed, per_sample, flops / batch))
+            if arguments.seeds > 1:
+                stacked = SeedsTrainer(run, arguments.data, [Path("/nonexistent")] * arguments.seeds,
+                                       list(range(arguments.seeds)))  # fmt: skip
+                batched_seconds = step_timer(stacked, arguments.steps)[0]
+                print(
+                    f"{'':<28} {f'{arguments.seeds} seeds':<14} {batch:>5} {1000 * batched_seconds:>8.2f} ms per "
+                    f"stacked step vs {1000 * arguments.seeds * seconds:.2f} ms for {arguments.seeds} sequential "
+                    f"steps: {arguments.seeds * seconds / batched_seconds:.2f}x"
+                )
+    if fits:
+        sizes = " ".join(f"{size:>6}" for size in arguments.batch_sizes)
+        print(f"\nstep time over batch sizes {sizes} (ms), fitted as fixed + per-sample x batch:")
+        for name, method, batch, times, fixed, per_sample, flops_per_sample in fits:
+            at_batch = fixed + per_sample * batch
+            print(
+                f"{name:<28} {method:<14} {' '.join(f'{1000 * t:>6.2f}' for t in times)}  fixed {1000 * fixed:.2f} "
+                f"ms + {1e6 * per_sample:.1f} us/sample ({flops_per_sample / per_sample / 1e9:.1f} GFLOP/s); at "
+                f"batch {batch} the fixed cost is {100 * fixed / at_batch:.0f} % of a step: without it at most "
+                f"{at_batch / (per_sample * batch):.2f}x"
             )
 
 

@@ -194,6 +194,20 @@ class SeedsTrainer(BudgetLadder):
         in_dims = (0, 0, 0, None if batch.sentences is None else 0, 0)
         return vmap(one_seed, in_dims=in_dims)(model_state, loss_state, batch.inputs, batch.sentences, batch.labels)
 
+    def train_step(self, batch: Batch, epoch: int, step: int, horizon: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """One optimiser step of every seed on its slice of the stacked ``batch``; returns the seeds' losses
+        and unweighted terms, each (S,) (detached)."""
+        position = epoch + step / self.steps_per_epoch  # the schedule moves every step, as released
+        totals, terms = self.step_losses(batch, position, horizon)
+        if not bool(torch.isfinite(totals).all()):
+            for index, member in enumerate(self.members):  # the first seed whose loss is not finite
+                member.check_finite(totals[index], {k: v[index] for k, v in terms.items()}, epoch, step)
+        self.optimizer.zero_grad(set_to_none=True)
+        totals.sum().backward()  # each seed's loss depends on its own slice only: the sum's gradient is theirs
+        self.optimizer.step()
+        self.loss.temperature.clamp_()
+        return totals.detach(), {name: value.detach() for name, value in terms.items()}
+
     def train_epoch(self, epoch: int, branch: Branch | None = None, horizon: int | None = None) -> list[dict]:
         """One epoch of every seed (see ``Trainer.train_epoch``); returns the seeds' epoch-log rows."""
         horizon = horizon or self.options["epochs"]
@@ -205,15 +219,7 @@ class SeedsTrainer(BudgetLadder):
         for step in range(self.steps_per_epoch):
             lr = lead.set_learning_rate(self.optimizer, epoch, step, branch, horizon)
             batch = stack_batches([d.batch(lead.train_data, step, batch_size) for d in draws])
-            position = epoch + step / self.steps_per_epoch  # the schedule moves every step, as released
-            totals, terms = self.step_losses(batch, position, horizon)
-            if not bool(torch.isfinite(totals).all()):
-                for index, member in enumerate(self.members):  # the first seed whose loss is not finite
-                    member.check_finite(totals[index], {k: v[index] for k, v in terms.items()}, epoch, step)
-            self.optimizer.zero_grad(set_to_none=True)
-            totals.sum().backward()  # each seed's loss depends on its own slice only: the sum's gradient is theirs
-            self.optimizer.step()
-            self.loss.temperature.clamp_()
+            totals, terms = self.train_step(batch, epoch, step, horizon)
             values, term_values = totals.tolist(), {name: value.tolist() for name, value in terms.items()}
             for index, seed_sums in enumerate(sums):
                 add_step_losses(seed_sums, values[index], {name: v[index] for name, v in term_values.items()})

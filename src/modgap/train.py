@@ -396,20 +396,25 @@ class Trainer(BudgetLadder):
         started = time.perf_counter()
         for step in range(self.steps_per_epoch):
             lr = self.set_learning_rate(self.optimizer, epoch, step, branch, horizon)
-            batch = draws.batch(self.train_data, step, batch_size)
-            with self.autocast():
-                embeddings = self.forward(batch.inputs)
-            position = epoch + step / self.steps_per_epoch  # the schedule moves every step, as released
-            total, terms = self.loss(embeddings, position, horizon, batch.sentences, batch.labels)
-            self.check_finite(total, terms, epoch, step)
-            self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            if self.options["grad_clip"]:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.options["grad_clip"])
-            self.optimizer.step()
-            self.loss.temperature.clamp_()
-            add_step_losses(sums, float(total.detach()), {name: float(value.detach()) for name, value in terms.items()})
+            total, terms = self.train_step(draws.batch(self.train_data, step, batch_size), epoch, step, horizon)
+            add_step_losses(sums, float(total), {name: float(value) for name, value in terms.items()})
         return self.epoch_row(epoch, branch, horizon, sums, lr, time.perf_counter() - started)
+
+    def train_step(self, batch: Batch, epoch: int, step: int, horizon: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """One optimiser step on ``batch``, the ``step``-th of an epoch; returns the loss and its unweighted
+        terms (detached)."""
+        with self.autocast():
+            embeddings = self.forward(batch.inputs)
+        position = epoch + step / self.steps_per_epoch  # the schedule moves every step, as released
+        total, terms = self.loss(embeddings, position, horizon, batch.sentences, batch.labels)
+        self.check_finite(total, terms, epoch, step)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if self.options["grad_clip"]:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.options["grad_clip"])
+        self.optimizer.step()
+        self.loss.temperature.clamp_()
+        return total.detach(), {name: value.detach() for name, value in terms.items()}
 
     def epoch_row(self, epoch: int, branch, horizon: int, sums: Mapping[str, float], lr: float, seconds: float) -> dict:
         """The epoch log's row for an epoch whose step losses summed to ``sums``: mean losses, weights, rate,
