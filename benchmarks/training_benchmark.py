@@ -2,7 +2,7 @@
 
     python benchmarks/training_benchmark.py [--data results/data/embedded] [--steps 60] [--threads 1]
         [--configfile PRESET] [--experiments NAME ...] [--methods NAME ...] [--device cpu|cuda] [--amp]
-        [--batch-sizes 32 64 128 256] [--seeds 5] [--no-start-cost]
+        [--batch-size N] [--batch-sizes 32 64 128 256] [--seeds 5] [--no-start-cost] [--json FILE]
 
 Needs a prepared data set (``snakemake --cores all results/data/embedded``). It prints, on the threads a
 training job gets:
@@ -18,12 +18,16 @@ training job gets:
   the step the fixed cost takes at the run's batch size, and the speed-up that removing it entirely would
   bring (the bound on what fewer Python operations or batched seeds can give);
 - with ``--seeds S``: S seeds as one stacked model (modgap.batched) against S sequential steps.
+
+``--json FILE`` also writes the step figures, one record per experiment and method (benchmarks/gpu_check.sh
+reads them).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import re
 import subprocess
 import sys
@@ -166,6 +170,7 @@ def main() -> None:
                         help="for the fit of fixed and per-sample cost (none: no fit)")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=0, help="also time this many seeds as one stacked model")
     parser.add_argument("--no-start-cost", action="store_true", help="skip timing fresh interpreters")
+    parser.add_argument("--json", type=Path, help="also write the step figures here")
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
     device = torch.device(arguments.device)
@@ -193,7 +198,7 @@ def main() -> None:
         f"{'GFLOP/step':>10} {'GFLOP/s':>8} {'of fp32 peak':>12}"
     )
     print(header)
-    fits = []
+    fits, records = [], []
     for experiment in study["experiments"]:
         if arguments.experiments and experiment["name"] not in arguments.experiments:
             continue
@@ -208,6 +213,10 @@ def main() -> None:
                 f"{experiment['name']:<28} {method:<14} {batch:>5} {1000 * seconds:>8.2f} {1 / seconds:>8.1f} "
                 f"{batch / seconds:>9.0f} {flops / 1e9:>10.3f} {achieved:>8.1f} {100 * achieved / peak:>11.1f}%"
             )
+            record = {"experiment": experiment["name"], "method": method, "device": arguments.device,
+                      "amp": arguments.amp, "batch": batch, "steps_per_s": 1 / seconds, "samples_per_s": batch / seconds,
+                      "gflop_per_step": flops / 1e9, "gflop_per_s": achieved, "fp32_peak_gflop_per_s": peak}  # fmt: skip
+            records.append(record)
             if arguments.batch_sizes:
                 times = []
                 for size in arguments.batch_sizes:
@@ -219,11 +228,17 @@ def main() -> None:
                 stacked = SeedsTrainer(run, arguments.data, [Path("/nonexistent")] * arguments.seeds,
                                        list(range(arguments.seeds)))  # fmt: skip
                 batched_seconds = step_timer(stacked, arguments.steps)[0]
+                record |= {
+                    "seeds": arguments.seeds,
+                    "batched_seeds_speedup": arguments.seeds * seconds / batched_seconds,
+                }
                 print(
                     f"{'':<28} {f'{arguments.seeds} seeds':<14} {batch:>5} {1000 * batched_seconds:>8.2f} ms per "
                     f"stacked step vs {1000 * arguments.seeds * seconds:.2f} ms for {arguments.seeds} sequential "
                     f"steps: {arguments.seeds * seconds / batched_seconds:.2f}x"
                 )
+    if arguments.json:
+        arguments.json.write_text(json.dumps(records, indent=1))
     if fits:
         sizes = " ".join(f"{size:>6}" for size in arguments.batch_sizes)
         print(f"\nstep time over batch sizes {sizes} (ms), fitted as fixed + per-sample x batch:")
