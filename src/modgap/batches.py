@@ -75,21 +75,21 @@ class SplitInputs:
             names += ["text_tokens", "text_count"] + (["text_embedding"] if with_text_embedding else [])
         total = sum(arrays[n].nbytes for n in names)
         self.resident = device.type == "cpu" or total <= DEVICE_RESIDENT_LIMIT
+        self.max_captions = int(arrays["text_tokens"].shape[1]) if "text" in modalities else 1
         self.arrays: dict[str, Tensor | np.ndarray] = {}
         for name in names:
+            array = arrays[name]
+            if name in ("text_tokens", "text_embedding"):  # one row per caption: a batch's captions in one gather
+                array = array.reshape(self.size * self.max_captions, *array.shape[2:])
             if self.resident:
-                self.arrays[name] = torch.from_numpy(np.array(arrays[name])).to(device)  # copy off the memory map
+                self.arrays[name] = torch.from_numpy(np.array(array)).to(device)  # copy off the memory map
             else:
-                self.arrays[name] = arrays[name]
-
-    @property
-    def max_captions(self) -> int:
-        return int(self.arrays["text_tokens"].shape[1]) if "text" in self.modalities else 1
+                self.arrays[name] = array
 
     def _take(self, name: str, index: Tensor) -> Tensor:
         array = self.arrays[name]
         if self.resident:
-            return array[index.to(self.device)]
+            return array.index_select(0, index.to(self.device))  # rows gathered faster than by array[index]
         rows = np.asarray(array[np.sort(index.numpy())])  # sorted reads are far faster on a memory map
         order = np.argsort(np.argsort(index.numpy()))
         tensor = torch.from_numpy(rows[order])
@@ -138,16 +138,23 @@ class SplitInputs:
         inputs = {
             m: self._take(m, partners[m][index] if m in partners else index) for m in self.modalities if m != "text"
         }
-        text_embedding = None
         if "text" in self.modalities:
-            chosen = (captions[index] if captions is not None else torch.zeros(len(index), dtype=torch.long)).to(
-                self.device
-            )
-            rows = torch.arange(len(index), device=self.device)
-            inputs["text"] = without_padding_columns(self._take("text_tokens", index)[rows, chosen].long())
-            if "text_embedding" in self.arrays:
-                text_embedding = self._take("text_embedding", index)[rows, chosen].float()
-        return Batch(inputs, self.device_labels[index.to(self.device)], text_embedding)
+            tokens = self._take("text_tokens", self._caption_rows(index, captions))
+            inputs["text"] = without_padding_columns(tokens.long())
+        return Batch(inputs, *self.loss_targets(index, captions))
+
+    def _caption_rows(self, index: Tensor, captions: Tensor | None) -> Tensor:
+        """Rows of the arrays with one row per caption: each item's chosen caption (default: its first)."""
+        chosen = captions[index] if captions is not None else torch.zeros(len(index), dtype=torch.long)
+        return index * self.max_captions + chosen
+
+    def loss_targets(self, index: Tensor, captions: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """What a loss reads of the items ``index`` besides their embeddings: labels and, if loaded, the
+        embeddings of their chosen captions (as in ``batch``)."""
+        sentences = None
+        if "text_embedding" in self.arrays:
+            sentences = self._take("text_embedding", self._caption_rows(index, captions)).float()
+        return self.device_labels[index.to(self.device)], sentences
 
     def batches(self, batch_size: int) -> list[Tensor]:
         """Consecutive index blocks covering the split in order (for evaluation)."""

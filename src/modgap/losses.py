@@ -98,8 +98,9 @@ def centroid_uniformity(inputs: LossInputs, *, t: float = 2.0) -> Tensor:
     centroids = F.normalize(torch.stack(list(inputs.embeddings.values())).mean(dim=0), dim=-1)
     n = centroids.shape[0]
     i, j = torch.triu_indices(n, n, offset=1, device=centroids.device)
-    # ||u - v||^2 = 2 - 2 <u, v> for unit vectors; avoids pdist's sqrt, whose gradient is NaN at 0
-    squared = 2.0 - 2.0 * (centroids @ centroids.T)[i, j]
+    # ||u - v||^2 = 2 - 2 <u, v> for unit vectors; avoids pdist's sqrt, whose gradient is NaN at 0. The pairs
+    # i < j gathered by their flat position: the same entries as [i, j], gathered (and scattered back) faster.
+    squared = 2.0 - 2.0 * (centroids @ centroids.T).flatten().index_select(0, i * n + j)
     return torch.logsumexp(-t * squared, dim=0) - math.log(squared.numel())
 
 

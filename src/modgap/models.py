@@ -83,6 +83,16 @@ class PatchStem(nn.Module):
         return tokens + self.position, None
 
 
+def pool_mean(frames: Tensor, size: int) -> Tensor:
+    """Means of ``size`` consecutive entries along the last axis: the strided slices added in order, then
+    divided. Twice as fast on the CPU as ``mean`` over a trailing axis of a few entries, which adds in the
+    same order for the default's pool of 4 (so its results are those of ``mean``, bit for bit; tested)."""
+    total = frames[..., 0::size]
+    for offset in range(1, size):
+        total = total + frames[..., offset::size]
+    return total / size
+
+
 class FrameStem(nn.Module):
     """Log-mel (B, n_mels, frames) -> tokens of ``frames_per_token`` frames each, with learned positions.
 
@@ -109,8 +119,9 @@ class FrameStem(nn.Module):
 
     def forward(self, audio: Tensor) -> tuple[Tensor, Tensor | None]:
         batch, n_mels, _ = audio.shape
-        used = self.tokens * self.frames_per_token * self.pool_frames
-        frames = audio.float()[:, :, :used].reshape(batch, n_mels, -1, self.pool_frames).mean(dim=-1)
+        frames = audio.float()[:, :, : self.tokens * self.frames_per_token * self.pool_frames]
+        if self.pool_frames > 1:
+            frames = pool_mean(frames, self.pool_frames)
         chunks = frames.reshape(batch, n_mels, self.tokens, self.frames_per_token).permute(0, 2, 1, 3)
         tokens = self.project(self.norm(chunks.reshape(batch, self.tokens, -1)))
         return tokens + self.position, None

@@ -453,9 +453,9 @@ class Trainer(BudgetLadder):
         batch_size = min(self.options["batch_size"], self.val_data.size)
         losses = []
         for start in range(0, self.val_data.size - batch_size + 1, batch_size):
-            batch = self.val_data.batch(torch.arange(start, start + batch_size))  # their labels and captions
+            labels, sentences = self.val_data.loss_targets(torch.arange(start, start + batch_size))
             chunk = {m: torch.from_numpy(z[start : start + batch_size]).to(self.device) for m, z in embeddings.items()}
-            losses.append(float(self.loss(chunk, epoch, horizon, batch.sentences, batch.labels)[0]))
+            losses.append(float(self.loss(chunk, epoch, horizon, sentences, labels)[0]))
         return float(np.mean(losses))
 
     def snapshot_path(self, budget: int) -> Path:
