@@ -137,13 +137,15 @@ class SeedsTrainer(BudgetLadder):
         self.optimizer = make_optimizer([self.model, self.loss], self.options)
         self.optimizer.load_state_dict(stack_optimizer_states([m.optimizer.state_dict() for m in self.members]))
 
-    def unstack(self) -> None:
-        """Copy every seed's slice of the stacked weights and optimiser state into its member."""
-        model, loss, optimizer = self.model.state_dict(), self.loss.state_dict(), self.optimizer.state_dict()
+    def unstack(self, optimizer: bool = False) -> None:
+        """Copy every seed's slice of the stacked weights (and of the optimiser state) into its member."""
+        model, loss = self.model.state_dict(), self.loss.state_dict()
+        state = self.optimizer.state_dict() if optimizer else None
         for index, member in enumerate(self.members):
             member.model.load_state_dict({name: value[index] for name, value in model.items()})
             member.loss.load_state_dict({name: value[index] for name, value in loss.items()})
-            member.optimizer.load_state_dict(seed_optimizer_state(optimizer, index))
+            if state is not None:
+                member.optimizer.load_state_dict(seed_optimizer_state(state, index))
 
     def build(self) -> None:
         for member in self.members:
@@ -170,7 +172,7 @@ class SeedsTrainer(BudgetLadder):
 
     def save_checkpoint(self, trunk: int = 0, epoch: int = 0) -> None:
         """Every seed's own checkpoint, as its sequential run writes it."""
-        self.unstack()
+        self.unstack(optimizer=True)
         for member in self.members:
             member.save_checkpoint(trunk, epoch)
 
