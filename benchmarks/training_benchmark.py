@@ -13,7 +13,7 @@ training job gets:
 - per experiment and method (the experiments of config.yaml, or of ``--configfile`` merged over it): the time
   of a training step (forward, loss, backward, optimiser, on real batches), steps/s, samples/s, the step's
   floating-point operations counted from the model by torch's FlopCounterMode (forward and backward), the
-  achieved GFLOP/s and its share of the fp32 peak;
+  achieved GFLOP/s and its share of the fp32 peak, and the validation an epoch ends with;
 - the step time fitted over ``--batch-sizes`` as a fixed cost per step plus a cost per sample, the share of
   the step the fixed cost takes at the run's batch size, and the speed-up that removing it entirely would
   bring (the bound on what fewer Python operations or batched seeds can give);
@@ -135,6 +135,14 @@ def step_timer(trainer: Trainer | SeedsTrainer, steps: int) -> tuple[float, int]
     return best_of(run_steps, 3) / steps, counter.get_total_flops()
 
 
+def validation_seconds(trainer: Trainer) -> float:
+    """Seconds of the validation an epoch ends with (embeddings, loss and metrics of the validation split;
+    best of three)."""
+    horizon = trainer.options["epochs"]
+    trainer.epoch_row(0, None, horizon, {"loss": 0.0}, trainer.options["lr"], 1.0)  # warm-up
+    return best_of(lambda: trainer.epoch_row(0, None, horizon, {"loss": 0.0}, trainer.options["lr"], 1.0), 3)
+
+
 def with_options(run: dict, **train) -> dict:
     run = copy.deepcopy(run)
     run["train"].update(train)
@@ -207,11 +215,15 @@ def main() -> None:
                 continue
             run = with_options(resolve_run(study, experiment["name"], method), **overrides)
             batch = run["train"]["batch_size"]
-            seconds, flops = step_timer(Trainer(run, arguments.data, Path("/nonexistent"), seed=0), arguments.steps)
+            trainer = Trainer(run, arguments.data, Path("/nonexistent"), seed=0)
+            seconds, flops = step_timer(trainer, arguments.steps)
+            validation = validation_seconds(trainer)
             achieved = flops / seconds / 1e9
             print(
                 f"{experiment['name']:<28} {method:<14} {batch:>5} {1000 * seconds:>8.2f} {1 / seconds:>8.1f} "
-                f"{batch / seconds:>9.0f} {flops / 1e9:>10.3f} {achieved:>8.1f} {100 * achieved / peak:>11.1f}%"
+                f"{batch / seconds:>9.0f} {flops / 1e9:>10.3f} {achieved:>8.1f} {100 * achieved / peak:>11.1f}%  "
+                f"validation {1000 * validation:.0f} ms per epoch "
+                f"({100 * validation / (seconds * trainer.steps_per_epoch):.0f} % of an epoch's steps)"
             )
             record = {"experiment": experiment["name"], "method": method, "device": arguments.device,
                       "amp": arguments.amp, "batch": batch, "steps_per_s": 1 / seconds, "samples_per_s": batch / seconds,

@@ -379,3 +379,10 @@ def test_a_temperature_control_trains_at_the_matched_runs_end_temperature(tmp_pa
     }
     rows = read_log(_train(tiny_data, tmp_path / "control", matched) / "log.csv")
     assert [float(r["temperature"]) for r in rows] == pytest.approx([ended] * len(rows), rel=1e-6)
+
+
+def test_a_training_job_imports_no_analysis_library():
+    """A job's start cost is its imports: training never needs pandas, scikit-learn, scipy or matplotlib."""
+    code = "import sys, modgap.train, modgap.batched; print(sorted(set(sys.modules) & {'pandas', 'sklearn', 'scipy', 'matplotlib'}))"
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert imported.strip() == "[]"
