@@ -7,8 +7,9 @@
 Needs a prepared data set (``snakemake --cores all results/data/embedded``). It prints, on the threads a
 training job gets:
 
-- the start cost of a job: a fresh interpreter importing ``modgap.train`` (wall seconds, best of three,
-  beside a bare interpreter's), and the import time ``python -X importtime`` puts on torch and on modgap;
+- the start cost of a job: a fresh interpreter importing ``modgap.train`` and building an optimiser (wall
+  seconds, best of three, beside a bare interpreter's), and the import time ``python -X importtime`` puts on
+  torch, on torch._dynamo (which torch.optim imports on first use) and on modgap.train;
 - the matmul peak: a 2048 x 2048 fp32 product in torch and in numpy, and in bf16 where the device has it;
 - per experiment and method (the experiments of config.yaml, or of ``--configfile`` merged over it): the time
   of a training step (forward, loss, backward, optimiser, on real batches), steps/s, samples/s, the step's
@@ -90,20 +91,24 @@ def numpy_matmul_peak(size: int = MATMUL_SIZE, repeats: int = 5) -> float:
     return 2 * size**3 * repeats / best_of(products, 3) / 1e9
 
 
+FIRST_OPTIMISER = "import modgap.train, torch; torch.optim.Adam([torch.zeros(1, requires_grad=True)])"
+
+
 def start_cost() -> dict[str, float]:
-    """Seconds a training job spends before its first step: a bare interpreter and one importing
-    modgap.train (best of three each), and the import time ``-X importtime`` puts on torch and on
-    modgap.train with everything it imports."""
+    """Seconds a training job spends before its first step: a bare interpreter, one importing modgap.train,
+    one also building an optimiser (best of three each: torch.optim imports torch._dynamo on first use),
+    and the import times ``-X importtime`` puts on torch, torch._dynamo and modgap.train with what it imports."""
     bare = min(_wall([sys.executable, "-c", "pass"]) for _ in range(3))
     importing = min(_wall([sys.executable, "-c", "import modgap.train"]) for _ in range(3))
+    optimiser = min(_wall([sys.executable, "-c", FIRST_OPTIMISER]) for _ in range(3))
     report = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import modgap.train"], capture_output=True, text=True, check=True
+        [sys.executable, "-X", "importtime", "-c", FIRST_OPTIMISER], capture_output=True, text=True, check=True
     ).stderr
     cumulative = {}  # module -> microseconds of its import, with everything it imported first
     for total, module in re.findall(r"import time:\s+\d+ \|\s+(\d+) \|\s+(\S+)", report):
         cumulative.setdefault(module, int(total))
-    return {"bare": bare, "import": importing, "torch": cumulative["torch"] / 1e6,
-            "modgap": cumulative["modgap.train"] / 1e6}  # fmt: skip
+    return {"bare": bare, "import": importing, "optimiser": optimiser, "torch": cumulative["torch"] / 1e6,
+            "dynamo": cumulative["torch._dynamo"] / 1e6, "modgap": cumulative["modgap.train"] / 1e6}  # fmt: skip
 
 
 def _wall(command: list[str]) -> float:
@@ -186,8 +191,9 @@ def main() -> None:
     if not arguments.no_start_cost:
         cost = start_cost()
         print(
-            f"start of a job: bare interpreter {cost['bare']:.2f} s, importing modgap.train {cost['import']:.2f} s "
-            f"(-X importtime: torch {cost['torch']:.2f} s, modgap.train with all it imports {cost['modgap']:.2f} s)"
+            f"start of a job: bare interpreter {cost['bare']:.2f} s, importing modgap.train {cost['import']:.2f} s, "
+            f"and building the first optimiser {cost['optimiser']:.2f} s (-X importtime: torch {cost['torch']:.2f} s, "
+            f"modgap.train with all it imports {cost['modgap']:.2f} s, torch._dynamo {cost['dynamo']:.2f} s)"
         )
     peak = torch_matmul_peak(device, torch.float32)
     bf16 = torch_matmul_peak(device, torch.bfloat16)
