@@ -72,8 +72,9 @@ elif [[ $MODE == cpu ]]; then
     PYTHON=$(command -v python3)
     record install "skipped: CPU mode, $PYTHON" 0
 else
-    step install 300 bash -c 'python3.11 -m venv "$1/venv" && "$1/venv/bin/pip" install --quiet -e "$2[test]"' \
-        _ "$OUT" "$REPO"
+    BASE=$(command -v python3.11 || command -v python3)  # the project's Python is 3.11
+    step install 300 bash -c '"$1" -m venv "$2/venv" && "$2/venv/bin/pip" install --quiet -e "$3[test]"' \
+        _ "$BASE" "$OUT" "$REPO"
     PYTHON=$OUT/venv/bin/python
 fi
 

@@ -108,12 +108,12 @@ class SeedsTrainer(BudgetLadder):
         self.run, self.options = run, run["train"]
         inputs = RunInputs(run, data_dir, select_device(self.options["device"]))
         self.members = [Trainer(run, data_dir, folder, seed, inputs) for seed, folder in zip(seeds, output_dirs)]
-        norms = [
-            type(m).__name__ for m in self.members[0].model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)
+        tracking = [
+            type(m).__name__ for m in self.members[0].model.modules() if getattr(m, "running_mean", None) is not None
         ]
-        if norms:
+        if tracking:  # vmap cannot update a running mean in place for every seed
             raise ValueError(
-                f"{run['method_name']}: seeds cannot be batched with {norms[0]} layers (running statistics)"
+                f"{run['method_name']}: seeds cannot be batched with {tracking[0]} layers (running statistics)"
             )
         lead = self.members[0]
         self.trunks, self.steps_per_epoch = lead.trunks, lead.steps_per_epoch
