@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from modgap.batched import SeedsTrainer, train_seeds
-from modgap.train import Trainer, train_run
+from modgap.train import Trainer, match_temperature, train_run
 
 MLP_TOWERS = {"trunk": "mlp", "towers": {"image": {"kind": "patch", "patch_size": 14},
               "audio": {"kind": "frames", "frames_per_token": 24, "pool_frames": 4}, "text": {"kind": "tokens"}}}  # fmt: skip
@@ -60,6 +60,28 @@ def test_batched_seeds_equal_their_sequential_runs(tmp_path, tiny_data, tiny_run
         finals.append(batched["image"])
     assert not np.allclose(finals[0], finals[1])  # the seeds are different runs
     assert not any(p.name.startswith(("checkpoint", "snapshot")) for p in (tmp_path / "batched").rglob("*"))
+
+
+def test_a_temperature_control_batches_each_seed_at_its_matched_temperature(tmp_path, tiny_data, tiny_run):
+    """The default's controls fix each seed's temperature at that seed's matched run's: the seeds' runs differ
+    in that value alone, and each seed trains as its own run does."""
+    clip = tiny_run("clip_lt", model=MLP_TOWERS, epochs=2, lr=0.05)
+    seeds = [0, 1]
+    train_seeds(clip, tiny_data, seeds, [files(tmp_path / "clip", s) for s in seeds])
+    control = tiny_run("ours_tau_clip", model=MLP_TOWERS, epochs=2)
+    runs = [match_temperature(control, files(tmp_path / "clip", s)[2]) for s in seeds]
+    assert runs[0]["method"]["temperature"]["init"] != runs[1]["method"]["temperature"]["init"]
+    train_seeds(runs, tiny_data, seeds, [files(tmp_path / "batched", s) for s in seeds])
+    for run, seed in zip(runs, seeds):
+        model_path, log_path, dump_path = files(tmp_path / "sequential", seed)
+        train_run(run, tiny_data, model_path, log_path, seed, dump_path)
+        alone, batched = np.load(dump_path), np.load(files(tmp_path / "batched", seed)[2])
+        assert float(batched["temperature"]) == pytest.approx(run["method"]["temperature"]["init"], rel=1e-6)
+        for name in ("image", "audio", "text", "temperature"):
+            np.testing.assert_allclose(batched[name], alone[name], atol=2e-5, err_msg=f"seed {seed}: {name}")
+    other = tiny_run("ours", model=MLP_TOWERS, epochs=2)
+    with pytest.raises(ValueError, match="differ in their starting temperature alone"):
+        SeedsTrainer([runs[0], other], tiny_data, [tmp_path / "a", tmp_path / "b"], seeds)
 
 
 def test_a_killed_batched_run_resumes_to_the_same_result(tmp_path, tiny_data, tiny_run, monkeypatch):

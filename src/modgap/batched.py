@@ -94,20 +94,38 @@ def seed_optimizer_state(stacked: Mapping, seed_index: int) -> dict:
     return {"state": state, "param_groups": copy.deepcopy(stacked["param_groups"])}
 
 
+def _beyond_the_temperature(run: Mapping) -> dict:
+    """A run without the starting value of its temperature (a temperature control's differs by seed)."""
+    method = {key: value for key, value in run["method"].items() if key != "matched_temperature"}
+    method["temperature"] = {key: value for key, value in method["temperature"].items() if key != "init"}
+    return {**run, "method": method}
+
+
 class SeedsTrainer(BudgetLadder):
     """The seeds of one run as one stacked model: ``members`` are the seeds' own ``Trainer``s (their data,
     weights between steps, logs and files), ``model``, ``loss`` and ``optimizer`` the stacked ones that
-    train."""
+    train. ``runs``: the run of every seed, or one for all; they may differ in the temperature's starting
+    value alone, as a temperature control's do (modgap.train.match_temperature)."""
 
-    def __init__(self, run: Mapping, data_dir: str | Path, output_dirs: Sequence[str | Path], seeds: Sequence[int]):
-        if len(seeds) != len(output_dirs) or len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds {list(seeds)} need one output folder each, and no seed twice")
+    def __init__(
+        self,
+        runs: Mapping | Sequence[Mapping],
+        data_dir: str | Path,
+        output_dirs: Sequence[str | Path],
+        seeds: Sequence[int],
+    ):
+        runs = [runs] * len(seeds) if isinstance(runs, Mapping) else list(runs)
+        if not len(seeds) == len(output_dirs) == len(runs) or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds {list(seeds)} need one run and one output folder each, and no seed twice")
+        run = runs[0]
+        if any(_beyond_the_temperature(other) != _beyond_the_temperature(run) for other in runs[1:]):
+            raise ValueError(f"{run['method_name']}: the seeds' runs may differ in their starting temperature alone")
         obstacles = batching_obstacles(run)
         if obstacles:
             raise ValueError(f"{run['method_name']}: seeds cannot be batched with " + "; ".join(obstacles))
         self.run, self.options = run, run["train"]
         inputs = RunInputs(run, data_dir, select_device(self.options["device"]))
-        self.members = [Trainer(run, data_dir, folder, seed, inputs) for seed, folder in zip(seeds, output_dirs)]
+        self.members = [Trainer(r, data_dir, folder, seed, inputs) for r, seed, folder in zip(runs, seeds, output_dirs)]
         tracking = [
             type(m).__name__ for m in self.members[0].model.modules() if getattr(m, "running_mean", None) is not None
         ]
@@ -244,7 +262,7 @@ class SeedsTrainer(BudgetLadder):
 
 
 def train_seeds(
-    run: Mapping,
+    runs: Mapping | Sequence[Mapping],
     data_dir: str | Path,
     seeds: Sequence[int],
     paths: Sequence[tuple[str | Path, str | Path, str | Path | None]],
@@ -252,8 +270,10 @@ def train_seeds(
 ) -> list[list[dict]]:
     """Train the ``seeds`` of one run as one stacked model and write each seed's files, ``paths``: one
     (model, epoch log, embeddings or None) per seed, as ``modgap.train.train_run`` writes them; returns
-    every seed's epoch log. Each seed's checkpoint lies beside its model, as its sequential run's."""
-    trainer = SeedsTrainer(run, data_dir, [Path(model).parent for model, _, _ in paths], seeds)
+    every seed's epoch log. ``runs``: one for all seeds, or one per seed (see ``SeedsTrainer``). Each seed's
+    checkpoint lies beside its model, as its sequential run's."""
+    trainer = SeedsTrainer(runs, data_dir, [Path(model).parent for model, _, _ in paths], seeds)
+    run = trainer.run
     log.info(
         "training %s / %s, seeds %s batched on %s: %d parameters per seed, %d steps per epoch",
         run["experiment"], run["method_name"], list(seeds), trainer.members[0].device,
