@@ -149,8 +149,13 @@ def validation_seconds(trainer: Trainer) -> float:
 
 
 def with_options(run: dict, **train) -> dict:
+    """``run`` with ``train`` options changed; a temperature control's temperature, which a job reads from
+    its matched run, fixed at its starting value (the step costs the same)."""
     run = copy.deepcopy(run)
     run["train"].update(train)
+    temperature = run["method"]["temperature"]
+    if temperature.get("match"):
+        run["method"]["temperature"] = {**temperature, "learnable": False, "match": None}
     return run
 
 
