@@ -1,6 +1,6 @@
 """Benchmark: training throughput of a study's towers against the machine's matmul peak.
 
-    python benchmarks/training_benchmark.py [--data results/data/embedded] [--steps 60] [--threads 1]
+    python benchmarks/training_benchmark.py [--data results/data/embedded] [--steps 60] [--repeats 3] [--threads 1]
         [--configfile PRESET] [--experiments NAME ...] [--methods NAME ...] [--device cpu|cuda] [--amp]
         [--batch-size N] [--batch-sizes 32 64 128 256] [--seeds 5] [--no-start-cost] [--json FILE]
 
@@ -117,9 +117,10 @@ def _wall(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def step_timer(trainer: Trainer | SeedsTrainer, steps: int) -> tuple[float, int]:
-    """Seconds per optimiser step of ``trainer`` on its first epoch's batches (best of three runs of
-    ``steps`` steps), and the FLOPs of one step (FlopCounterMode: matrix products, forward and backward)."""
+def step_timer(trainer: Trainer | SeedsTrainer, steps: int, repeats: int) -> tuple[float, int]:
+    """Seconds per optimiser step of ``trainer`` on its first epoch's batches (best of ``repeats`` runs of
+    ``steps`` steps: the least disturbed by other work on the machine), and the FLOPs of one step
+    (FlopCounterMode: matrix products, forward and backward)."""
     members = trainer.members if isinstance(trainer, SeedsTrainer) else [trainer]
     draws = [member.epoch_draws(0) for member in members]
     data, batch_size, per_epoch = members[0].train_data, trainer.options["batch_size"], trainer.steps_per_epoch
@@ -137,7 +138,7 @@ def step_timer(trainer: Trainer | SeedsTrainer, steps: int) -> tuple[float, int]
     with FlopCounterMode(display=False) as counter:
         trainer.train_step(batch(0), 0, 0, horizon)
     run_steps()  # warm-up
-    return best_of(run_steps, 3) / steps, counter.get_total_flops()
+    return best_of(run_steps, repeats) / steps, counter.get_total_flops()
 
 
 def validation_seconds(trainer: Trainer) -> float:
@@ -180,6 +181,7 @@ def main() -> None:
     parser.add_argument("--experiments", nargs="+", help="of the study (default: all of them)")
     parser.add_argument("--methods", nargs="+", help="of those each experiment trains (default: all of them)")
     parser.add_argument("--steps", type=int, default=60, help="timed steps per measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements of which the fastest counts")
     parser.add_argument("--threads", type=int, default=1, help="as a training job gets from Snakemake")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (train.amp)")
@@ -227,7 +229,7 @@ def main() -> None:
             run = with_options(resolve_run(study, experiment["name"], method), **overrides)
             batch = run["train"]["batch_size"]
             trainer = Trainer(run, arguments.data, Path("/nonexistent"), seed=0)
-            seconds, flops = step_timer(trainer, arguments.steps)
+            seconds, flops = step_timer(trainer, arguments.steps, arguments.repeats)
             validation = validation_seconds(trainer)
             achieved = flops / seconds / 1e9
             print(
@@ -244,13 +246,13 @@ def main() -> None:
                 times = []
                 for size in arguments.batch_sizes:
                     trainer = Trainer(with_options(run, batch_size=size), arguments.data, Path("/nonexistent"), 0)
-                    times.append(step_timer(trainer, arguments.steps)[0])
+                    times.append(step_timer(trainer, arguments.steps, arguments.repeats)[0])
                 fixed, per_sample = fit_fixed_and_per_sample(arguments.batch_sizes, times)
                 fits.append((experiment["name"], method, batch, times, fixed, per_sample, flops / batch))
             if arguments.seeds > 1:
                 stacked = SeedsTrainer(run, arguments.data, [Path("/nonexistent")] * arguments.seeds,
                                        list(range(arguments.seeds)))  # fmt: skip
-                batched_seconds = step_timer(stacked, arguments.steps)[0]
+                batched_seconds = step_timer(stacked, arguments.steps, arguments.repeats)[0]
                 record |= {
                     "seeds": arguments.seeds,
                     "batched_seeds_speedup": arguments.seeds * seconds / batched_seconds,
