@@ -1,0 +1,139 @@
+"""What a comparison may rest on: every run of one evaluation measured on one test set, and a number in
+every value a check reads.
+
+``TestSet`` fingerprints the items a run was measured on: how many, their labels (with the class names where
+labels were strings) and their ids. ``one_test_set`` refuses runs whose fingerprints differ, naming two of
+them; ``modgap compare`` applies it to the files it reads, the tables stage to the metrics records (which
+carry the fingerprint as ``n_test``, ``test_labels`` and ``test_ids``) and the claims check to the rows of
+``runs.csv``. ``value_problem`` is the one rule for values: a number, finite, NaN only where the run's notes
+say why (for the columns that allow it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from modgap.errors import ExplainedError, corrupt
+
+# The keys a metrics record, and a runs table's columns, carry the fingerprint of its test set under.
+ITEMS, LABELS_DIGEST, IDS_DIGEST = "n_test", "test_labels", "test_ids"
+
+
+class TestSetMismatchError(ExplainedError, ValueError):
+    """Runs compared with each other were measured on different items; names two of them."""
+
+
+class UnusableRunsError(ExplainedError, ValueError):
+    """A runs table holds a value no check may read, or runs of one experiment on different test sets."""
+
+
+def digest(values: Sequence | np.ndarray | None) -> str:
+    """A short fingerprint of a sequence of values by what they say, not how they are stored (an int32 1
+    and an int64 1 agree; so do 'a' as bytes and as text); 'none' for None (never empty: a CSV reads an
+    empty cell back as NaN)."""
+    if values is None:
+        return "none"
+    text = "\n".join(v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(values).tolist())
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """The items a run was measured on: their number and fingerprints of their labels and ids."""
+
+    items: int
+    labels: str = "none"
+    ids: str = "none"
+
+    @classmethod
+    def of(cls, labels: np.ndarray, class_names: Sequence[str] | None = None, ids=None) -> TestSet:
+        """The test set of per-item ``labels`` (with the ``class_names`` their codes stand for) and ``ids``."""
+        names = "" if class_names is None else digest(class_names)
+        return cls(len(labels), digest(labels) + names, digest(ids))
+
+    @classmethod
+    def recorded(cls, record: Mapping) -> TestSet:
+        """The test set a metrics record (or a runs table's row) carries; what it lacks stays unchecked. Digests
+        are compared as text: a CSV reader may have read an all-digit one as a number."""
+        return cls(record.get(ITEMS), str(record.get(LABELS_DIGEST, "none")), str(record.get(IDS_DIGEST, "none")))
+
+    def fields(self) -> dict:
+        """As a metrics record carries it."""
+        return {ITEMS: self.items, LABELS_DIGEST: self.labels, IDS_DIGEST: self.ids}
+
+    def difference(self, other: TestSet) -> str | None:
+        """How this test set differs from ``other``, as '<this> ... <other>' wording (None: it does not)."""
+        if self.items != other.items:
+            return "holds {items} items and {other} {other_items}"
+        if self.labels != other.labels:
+            return "has other labels than {other}"
+        if self.ids != other.ids:
+            return "has other item ids than {other}"
+        return None
+
+
+def one_test_set(runs: Iterable[tuple[str, TestSet]]) -> None:
+    """Refuse (TestSetMismatchError) when the named runs were not all measured on the first one's test set."""
+    first = None
+    for name, test_set in runs:
+        if first is None:
+            first = name, test_set
+            continue
+        difference = test_set.difference(first[1])
+        if difference is not None:
+            said = difference.format(items=test_set.items, other=first[0], other_items=first[1].items)
+            raise TestSetMismatchError(f"{name} {said}: paired runs must share one test set")
+
+
+def value_problem(key: str, value, noted: bool = False) -> str | None:
+    """Why a value a table or a check reads is unusable (None: it is usable): not a number, infinite, or NaN
+    where ``noted`` is False (a run's notes say why a metric it could not compute is NaN)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
+        return f"{key} is {value!r}, not a number"
+    if math.isinf(value) or (math.isnan(value) and not noted):
+        return f"{key} is {float(value)}"
+    return None
+
+
+def runs_problem(runs: pd.DataFrame, finite: Sequence[str], finite_unless_noted: Sequence[str] = ()) -> str | None:
+    """Why a runs table (one row per run) cannot enter a check: a value of ``finite`` or
+    ``finite_unless_noted`` columns that ``value_problem`` refuses, or runs of one experiment on different
+    test sets. The problem names the run and the column."""
+    rows = runs.to_dict("records")
+    for row in rows:
+        noted = isinstance(row.get("notes"), str) and bool(row["notes"])
+        name = f"run {row['experiment']}/{row['method']}/seed{row['seed']}"
+        for key in (*finite, *finite_unless_noted):
+            problem = value_problem(key, row.get(key), noted and key in finite_unless_noted)
+            if problem:
+                return f"{name}: {problem}; a check reads finite values only"
+    try:
+        for experiment in dict.fromkeys(row["experiment"] for row in rows):
+            one_test_set(
+                (f"run {experiment}/{row['method']}/seed{row['seed']}", TestSet.recorded(row))
+                for row in rows
+                if row["experiment"] == experiment
+            )
+    except TestSetMismatchError as error:
+        return str(error)
+    return None
+
+
+def read_runs(runs_csv) -> pd.DataFrame:
+    """A runs table as the claims check reads it; an unreadable one, or one without the columns that name its
+    runs, is refused as a damaged intermediate."""
+    try:
+        runs = pd.read_csv(runs_csv)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise corrupt(runs_csv, "runs table", error) from None
+    missing = [c for c in ("experiment", "method", "seed") if c not in runs]
+    if missing:
+        raise corrupt(runs_csv, "runs table", f"no column {', '.join(missing)}")
+    return runs
