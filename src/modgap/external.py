@@ -445,11 +445,14 @@ def _captions(arrays, embedded, where, notes: list[str]) -> tuple[np.ndarray, np
     return captions, item.astype(np.int64)
 
 
-def import_dump(source: str | Path, output: str | Path, modalities: Sequence[str]) -> list[str]:
+def import_dump(
+    source: str | Path, output: str | Path, modalities: Sequence[str], max_array_bytes: int = MAX_ARRAY_BYTES
+) -> list[str]:
     """One file of a ``dumps`` data set as this project's embedding dump (the workflow's ``import_dumps``):
     the experiment's modalities checked and unit-norm, labels (-1 where the file has none) with their class
-    names, and the captions of instance-level retrieval. Other arrays are left out. Returns the notes."""
-    embeddings = load([source], modalities=modalities, others="ignore")
+    names, the file's item ids (row numbers where it has none), and the captions of instance-level retrieval.
+    Other arrays are left out. Returns the notes."""
+    embeddings = load([source], modalities=modalities, others="ignore", max_array_bytes=max_array_bytes)
     n = embeddings.n_items
     labels = embeddings.labels if embeddings.labels is not None else np.full(n, -1, dtype=np.int64)
     names = embeddings.class_names or [str(c) for c in range(int(labels.max(initial=-1)) + 1)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import io
 import json
 import os
@@ -227,6 +228,12 @@ def save_torch(path: str | Path, payload: Any) -> None:
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     write_bytes(path, buffer.getvalue())
+
+
+def file_digest(path: str | Path) -> str:
+    """The SHA-256 of a file's content (hex)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def read_json(path: str | Path) -> Any:

@@ -25,11 +25,12 @@ from modgap.data import preparation_module
 from modgap.data.sources import SOURCES, remote_files
 from modgap.deps import module_file, package_modules
 from modgap.errors import RERUN_VARIABLE, study_command
-from modgap.io import remove_stale_temporaries_under
+from modgap.io import file_digest, remove_stale_temporaries_under
 from modgap.logs import print_at_exit
 from modgap.paths import batch_size_checked, embeddings_path, metrics_path, model_path, prepared, train_log_path
 from modgap.plan import (
     POSTHOC_METHOD,
+    canonical,
     deep_merge,
     definition_digests,
     display_names,
@@ -47,8 +48,9 @@ from modgap.plan import (
     method_labels,
     modality_counts,
     paper_references,
+    neutral_train_options,
     provenance_line,
-    resolve_run,
+    result_defining_run,
     runs,
 )
 from modgap.runtime import local_gpu_count

@@ -11,7 +11,7 @@ rule metrics:
     params:
         seeds=study["seeds"],
         retrieval=lambda wildcards: experiment_by_name(study, wildcards.experiment)["retrieval"],
-        options=study["evaluate"],
+        options=canonical(study["evaluate"]),
         shift=lambda wildcards: study["evaluate"]["posthoc_strength"] if wildcards.method == POSTHOC_METHOD else None,
         budget=lambda wildcards: evaluated_budget(wildcards.experiment),
         epochs=lambda wildcards: trained_epochs(wildcards.experiment),
@@ -42,7 +42,7 @@ rule gap_sweep:
         seeds=study["seeds"],
         strengths=study["evaluate"]["sweep_strengths"],
         retrieval=lambda wildcards: experiment_by_name(study, wildcards.experiment)["retrieval"],
-        options=study["evaluate"],
+        options=canonical(study["evaluate"]),
     log:
         "results/logs/sweeps/{experiment}.log",
     benchmark:
@@ -106,7 +106,7 @@ rule claims:
     output:
         report("results/claims.txt", caption="../report/claims.rst", category="Claims"),
     params:
-        claims=study["claims"],
+        claims=canonical(study["claims"]),
         expected=evaluated_runs(study),
         ladders=ladders(study),
         references=REFERENCES,
