@@ -26,7 +26,7 @@ from modgap.data.sources import SOURCES, remote_files
 from modgap.deps import module_file, package_modules
 from modgap.errors import RERUN_VARIABLE, study_command
 from modgap.io import file_digest, remove_stale_temporaries_under
-from modgap.logs import print_at_exit
+from modgap.logs import print_at_exit, report_killed_jobs
 from modgap.paths import batch_size_checked, embeddings_path, metrics_path, model_path, prepared, train_log_path
 from modgap.plan import (
     POSTHOC_METHOD,
