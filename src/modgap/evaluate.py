@@ -25,7 +25,7 @@ from modgap.dumps import (
     modality_embeddings,
     shift_dump,
 )
-from modgap.evidence import TestSet
+from modgap.evidence import ItemSet
 from modgap.io import write_json
 from modgap.metrics import KnnProtocol
 
@@ -206,7 +206,7 @@ def compute_metrics(dump: Mapping[str, np.ndarray], retrieval: str, options: Map
     """All metrics of one embedding dump (see modgap.metrics for their definitions)."""
     labels = np.asarray(dump[LABELS])
     # the test set's fingerprint: the tables refuse to compare runs measured on different items
-    results: dict = {**TestSet.of(labels, dump.get(CLASS_NAMES), dump.get(IDS)).fields()}
+    results: dict = {**ItemSet.of(labels, dump.get(CLASS_NAMES), dump.get(IDS)).fields()}
     results["n_labelled"] = int((labels >= 0).sum())
     captions = {"text_captions": dump.get(CAPTIONS), "text_caption_item": dump.get(CAPTION_ITEM)}
     results.update(measure(modality_embeddings(dump), labels, retrieval, options, **captions))

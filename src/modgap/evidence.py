@@ -1,7 +1,7 @@
 """What a comparison may rest on: every run of one evaluation measured on one test set, and a number in
 every value a check reads.
 
-``TestSet`` fingerprints the items a run was measured on: how many, their labels (with the class names where
+``ItemSet`` fingerprints the items a run was measured on: how many, their labels (with the class names where
 labels were strings) and their ids. ``one_test_set`` refuses runs whose fingerprints differ, naming two of
 them; ``modgap compare`` applies it to the files it reads, the tables stage to the metrics records (which
 carry the fingerprint as ``n_test``, ``test_labels`` and ``test_ids``) and the claims check to the rows of
@@ -26,7 +26,7 @@ from modgap.errors import ExplainedError, corrupt
 ITEMS, LABELS_DIGEST, IDS_DIGEST = "n_test", "test_labels", "test_ids"
 
 
-class TestSetMismatchError(ExplainedError, ValueError):
+class OtherItemsError(ExplainedError, ValueError):
     """Runs compared with each other were measured on different items; names two of them."""
 
 
@@ -45,7 +45,7 @@ def digest(values: Sequence | np.ndarray | None) -> str:
 
 
 @dataclass(frozen=True)
-class TestSet:
+class ItemSet:
     """The items a run was measured on: their number and fingerprints of their labels and ids."""
 
     items: int
@@ -53,13 +53,13 @@ class TestSet:
     ids: str = "none"
 
     @classmethod
-    def of(cls, labels: np.ndarray, class_names: Sequence[str] | None = None, ids=None) -> TestSet:
+    def of(cls, labels: np.ndarray, class_names: Sequence[str] | None = None, ids=None) -> ItemSet:
         """The test set of per-item ``labels`` (with the ``class_names`` their codes stand for) and ``ids``."""
         names = "" if class_names is None else digest(class_names)
         return cls(len(labels), digest(labels) + names, digest(ids))
 
     @classmethod
-    def recorded(cls, record: Mapping) -> TestSet:
+    def recorded(cls, record: Mapping) -> ItemSet:
         """The test set a metrics record (or a runs table's row) carries; what it lacks stays unchecked. Digests
         are compared as text: a CSV reader may have read an all-digit one as a number."""
         return cls(record.get(ITEMS), str(record.get(LABELS_DIGEST, "none")), str(record.get(IDS_DIGEST, "none")))
@@ -68,7 +68,7 @@ class TestSet:
         """As a metrics record carries it."""
         return {ITEMS: self.items, LABELS_DIGEST: self.labels, IDS_DIGEST: self.ids}
 
-    def difference(self, other: TestSet) -> str | None:
+    def difference(self, other: ItemSet) -> str | None:
         """How this test set differs from ``other``, as '<this> ... <other>' wording (None: it does not)."""
         if self.items != other.items:
             return "holds {items} items and {other} {other_items}"
@@ -79,8 +79,8 @@ class TestSet:
         return None
 
 
-def one_test_set(runs: Iterable[tuple[str, TestSet]]) -> None:
-    """Refuse (TestSetMismatchError) when the named runs were not all measured on the first one's test set."""
+def one_test_set(runs: Iterable[tuple[str, ItemSet]]) -> None:
+    """Refuse (OtherItemsError) when the named runs were not all measured on the first one's test set."""
     first = None
     for name, test_set in runs:
         if first is None:
@@ -89,7 +89,7 @@ def one_test_set(runs: Iterable[tuple[str, TestSet]]) -> None:
         difference = test_set.difference(first[1])
         if difference is not None:
             said = difference.format(items=test_set.items, other=first[0], other_items=first[1].items)
-            raise TestSetMismatchError(f"{name} {said}: paired runs must share one test set")
+            raise OtherItemsError(f"{name} {said}: paired runs must share one test set")
 
 
 def value_problem(key: str, value, noted: bool = False) -> str | None:
@@ -117,11 +117,11 @@ def runs_problem(runs: pd.DataFrame, finite: Sequence[str], finite_unless_noted:
     try:
         for experiment in dict.fromkeys(row["experiment"] for row in rows):
             one_test_set(
-                (f"run {experiment}/{row['method']}/seed{row['seed']}", TestSet.recorded(row))
+                (f"run {experiment}/{row['method']}/seed{row['seed']}", ItemSet.recorded(row))
                 for row in rows
                 if row["experiment"] == experiment
             )
-    except TestSetMismatchError as error:
+    except OtherItemsError as error:
         return str(error)
     return None
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from modgap.dumps import CAPTION_ITEM, CAPTIONS, CLASS_NAMES, IDS, LABELS, TEMPERATURE, at_budget, budgets
 from modgap.errors import ExplainedError
-from modgap.evidence import TestSet
+from modgap.evidence import ItemSet
 from modgap.io import save_npz
 
 # Arrays that are not modalities; 'ids', 'class_names' and 'temperature' (as this project's dumps hold them) are
@@ -64,10 +64,10 @@ class Embeddings:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def test_set(self) -> TestSet:
+    def test_set(self) -> ItemSet:
         """The items these embeddings were measured on (modgap.evidence): runs compared must share it."""
         labels = self.labels if self.labels is not None else np.full(self.n_items, -1)
-        return TestSet.of(labels, self.class_names, self.ids)
+        return ItemSet.of(labels, self.class_names, self.ids)
 
     @property
     def n_items(self) -> int:
@@ -86,10 +86,12 @@ def refuse(path: str | Path, problem: str) -> EmbeddingFileError:
 def check_file(path: str | Path) -> Path:
     """``path``, refused unless it is a file of a known format (by its suffix)."""
     path = Path(path)
+    if path.is_dir():
+        raise refuse(path, "a folder, not a file")
     if path.suffix.lower() not in FORMATS:
         raise refuse(path, f"unknown format '{path.suffix.lower()}' (expected one of {', '.join(FORMATS)})")
     if not path.is_file():
-        raise refuse(path, "a folder, not a file" if path.is_dir() else "no such file")
+        raise refuse(path, "no such file")
     return path
 
 
@@ -186,7 +188,7 @@ def _check_declared_sizes(path: Path, suffix: str, max_array_bytes: int) -> None
             raise refuse(
                 path,
                 f"array '{name}' declares {size / 2**30:.3g} GiB ({declared}), over the limit of "
-                f"{max_array_bytes / 2**30:g} GiB per array; nothing was read (docs/your_embeddings.md, "
+                f"{max_array_bytes / 2**30:.3g} GiB per array; nothing was read (docs/your_embeddings.md, "
                 "'Limits': how to raise it)",
             )
 

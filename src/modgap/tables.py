@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from modgap.errors import corrupt
-from modgap.evidence import TestSet, one_test_set, value_problem
+from modgap.evidence import ItemSet, one_test_set, value_problem
 from modgap.io import write_text
 from modgap.labels import method_label
 
@@ -102,7 +102,7 @@ def load_runs(paths: Iterable[str | Path], seeds: Iterable[int] | None = None) -
     read = [(path, record) for path in paths for record in read_metrics(path, seeds)]
     for experiment in dict.fromkeys(record["experiment"] for _, record in read):
         one_test_set(
-            (f"{path} (seed {record['seed']})", TestSet.recorded(record))
+            (f"{path} (seed {record['seed']})", ItemSet.recorded(record))
             for path, record in read
             if record["experiment"] == experiment
         )
