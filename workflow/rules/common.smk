@@ -146,8 +146,9 @@ LATENT_METHODS = latent_methods(study)
 LABELS = method_labels(study)  # the labels the configuration gives, shown beside the keys in claims.txt
 DISPLAY_NAMES = display_names(study)  # every method's display name, in display order: tables and figures
 MODALITY_COUNTS = modality_counts(study)
-# The calibration's temperature settings (methods), in the order its rule prefers them.
-CALIBRATION_SETTINGS = list(dict.fromkeys(m for e in study["experiments"] for m in e.get("methods", [])))
+# The calibration's temperature settings (trained methods: folders of a dumps data set have no temperature
+# setting), in the order its rule prefers them.
+CALIBRATION_SETTINGS = list(dict.fromkeys(m for e in study["experiments"] if e["name"] in TRAINED for m in e["methods"]))
 
 
 @functools.cache
