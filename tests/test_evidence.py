@@ -149,8 +149,9 @@ def runs_table(tmp_path, damaged: dict | None = None, column_values: dict | None
                "comparison_md", "ablation_csv", "ablation_md")} | {"runs_csv": tmp_path / "runs.csv"}  # fmt: skip
     write_tables(metrics_files(tmp_path, damaged), outputs, {"e": None})
     runs = pd.read_csv(outputs["runs_csv"])
-    runs["notes"] = runs["notes"].astype(object)  # empty notes read back as NaN: a float column
     for column, value in (column_values or {}).items():
+        if isinstance(value, str):
+            runs[column] = runs[column].astype(object)  # a word in a column of numbers (empty notes read as NaN)
         runs.loc[(runs["method"] == "ours") & (runs["seed"] == 0), column] = value
     runs.to_csv(outputs["runs_csv"], index=False)
     return outputs["runs_csv"]
@@ -164,9 +165,10 @@ def runs_table(tmp_path, damaged: dict | None = None, column_values: dict | None
         ({"tv_r1": -np.inf}, "run e/ours/seed0: tv_r1 is -inf; a check reads finite values only"),
         ({"v_measure": np.nan}, "run e/ours/seed0: v_measure is nan; a check reads finite values only"),
         ({"knn_acc": np.inf, "notes": "kNN skipped"}, "run e/ours/seed0: knn_acc is inf; a check reads finite values only"),
+        ({"gap": "abc"}, "run e/ours/seed0: gap is 'abc', not a number; a check reads finite values only"),
         ({"n_test": 15}, "run e/ours/seed0 holds 15 items and run e/clip_lt/seed0 20: paired runs must share one test set"),
     ],
-    ids=["inf-gap", "nan-gap", "inf-r1", "nan-v-measure-unnoted", "inf-knn-noted", "items"],
+    ids=["inf-gap", "nan-gap", "inf-r1", "nan-v-measure-unnoted", "inf-knn-noted", "word-gap", "items"],
 )  # fmt: skip
 def test_a_runs_table_a_check_cannot_read_gives_no_verdict(tmp_path, monkeypatch, capsys, repo, values, problem):
     monkeypatch.delenv("MODGAP_RERUN", raising=False)
@@ -222,8 +224,10 @@ def test_modgap_claims_checks_the_definition_of_every_row(tmp_path, capsys, repo
     [
         ("", "EmptyDataError: No columns to parse from file"),
         ("experiment,method\ne,ours\n", "no column seed"),
+        ("experiment,method,seed\ne,ours,x\n", "seed 'x' is not a whole number"),
+        ("experiment,method,seed\ne,ours,0\ne,ours,0\n", "run e/ours/seed0 is listed more than once"),
     ],
-    ids=["empty", "no-seed-column"],
+    ids=["empty", "no-seed-column", "word-seed", "twice"],
 )
 def test_modgap_claims_on_a_broken_runs_table_says_why_in_one_line(tmp_path, capsys, monkeypatch, content, problem):
     monkeypatch.delenv("MODGAP_RERUN", raising=False)

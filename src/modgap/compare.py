@@ -202,11 +202,11 @@ def compare(
             embeddings = load([path], modalities=modalities, budget=budget, max_array_bytes=max_array_bytes)
             found = list(embeddings.modalities)
             if first is None:
-                first = path, found, embeddings.test_set
+                first = path, found, embeddings.item_set
             elif found != first[1]:
                 raise refuse(path, f"holds {', '.join(found)}, {first[0]} {', '.join(first[1])}: paired runs "
                                    "must measure the same modalities")  # fmt: skip
-            one_test_set([(str(first[0]), first[2]), (str(path), embeddings.test_set)])
+            one_test_set([(str(first[0]), first[2]), (str(path), embeddings.item_set)])
             record = evaluate(embeddings, options, level=level, anchor=anchor)
             records.append({"experiment": experiment, "method": name, "seed": run, **record})
     frame = runs_frame(records).drop(columns=["options", "modalities"])

@@ -68,28 +68,27 @@ class ItemSet:
         """As a metrics record carries it."""
         return {ITEMS: self.items, LABELS_DIGEST: self.labels, IDS_DIGEST: self.ids}
 
-    def difference(self, other: ItemSet) -> str | None:
-        """How this test set differs from ``other``, as '<this> ... <other>' wording (None: it does not)."""
+    def difference(self, name: str, other: ItemSet, other_name: str) -> str | None:
+        """How this set (of run ``name``) differs from ``other`` (of run ``other_name``); None: it does not."""
         if self.items != other.items:
-            return "holds {items} items and {other} {other_items}"
+            return f"{name} holds {self.items} items and {other_name} {other.items}"
         if self.labels != other.labels:
-            return "has other labels than {other}"
+            return f"{name} has other labels than {other_name}"
         if self.ids != other.ids:
-            return "has other item ids than {other}"
+            return f"{name} has other item ids than {other_name}"
         return None
 
 
 def one_test_set(runs: Iterable[tuple[str, ItemSet]]) -> None:
-    """Refuse (OtherItemsError) when the named runs were not all measured on the first one's test set."""
+    """Refuse (OtherItemsError) when the named runs were not all measured on the first one's items."""
     first = None
-    for name, test_set in runs:
+    for name, items in runs:
         if first is None:
-            first = name, test_set
+            first = name, items
             continue
-        difference = test_set.difference(first[1])
+        difference = items.difference(name, first[1], first[0])
         if difference is not None:
-            said = difference.format(items=test_set.items, other=first[0], other_items=first[1].items)
-            raise OtherItemsError(f"{name} {said}: paired runs must share one test set")
+            raise OtherItemsError(f"{difference}: paired runs must share one test set")
 
 
 def value_problem(key: str, value, noted: bool = False) -> str | None:
@@ -102,6 +101,16 @@ def value_problem(key: str, value, noted: bool = False) -> str | None:
     return None
 
 
+def _read_number(value):
+    """A CSV cell as the number it writes, where it writes one: a column with one word in it is read as text."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def runs_problem(runs: pd.DataFrame, finite: Sequence[str], finite_unless_noted: Sequence[str] = ()) -> str | None:
     """Why a runs table (one row per run) cannot enter a check: a value of ``finite`` or
     ``finite_unless_noted`` columns that ``value_problem`` refuses, or runs of one experiment on different
@@ -111,7 +120,7 @@ def runs_problem(runs: pd.DataFrame, finite: Sequence[str], finite_unless_noted:
         noted = isinstance(row.get("notes"), str) and bool(row["notes"])
         name = f"run {row['experiment']}/{row['method']}/seed{row['seed']}"
         for key in (*finite, *finite_unless_noted):
-            problem = value_problem(key, row.get(key), noted and key in finite_unless_noted)
+            problem = value_problem(key, _read_number(row.get(key)), noted and key in finite_unless_noted)
             if problem:
                 return f"{name}: {problem}; a check reads finite values only"
     try:
@@ -136,4 +145,14 @@ def read_runs(runs_csv) -> pd.DataFrame:
     missing = [c for c in ("experiment", "method", "seed") if c not in runs]
     if missing:
         raise corrupt(runs_csv, "runs table", f"no column {', '.join(missing)}")
+    seeds = pd.to_numeric(runs["seed"], errors="coerce")
+    whole = seeds.notna() & (seeds == seeds.round())
+    if not whole.all():
+        raise corrupt(runs_csv, "runs table", f"seed {runs['seed'][~whole].iloc[0]!r} is not a whole number")
+    runs["seed"] = seeds.astype(int)
+    twice = runs[runs.duplicated(["experiment", "method", "seed"])]
+    if len(twice):
+        first = twice.iloc[0]
+        raise corrupt(runs_csv, "runs table", f"run {first['experiment']}/{first['method']}/seed{first['seed']} is "
+                                              "listed more than once")  # fmt: skip
     return runs

@@ -64,7 +64,7 @@ class Embeddings:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def test_set(self) -> ItemSet:
+    def item_set(self) -> ItemSet:
         """The items these embeddings were measured on (modgap.evidence): runs compared must share it."""
         labels = self.labels if self.labels is not None else np.full(self.n_items, -1)
         return ItemSet.of(labels, self.class_names, self.ids)
