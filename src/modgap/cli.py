@@ -16,7 +16,7 @@ import yaml
 
 from modgap import compare, external
 from modgap.claims import claims_report, definition_mismatch, mismatch
-from modgap.config import ConfigError, bound_problems, load_config, section_defaults
+from modgap.config import DEFAULT_CONFIG, ConfigError, bound_problems, load_config, section_defaults
 from modgap.errors import ExplainedError
 from modgap.evidence import read_runs
 from modgap.io import OutputFolderError, check_output_folder, write_json, write_text
@@ -157,10 +157,9 @@ def compare_command(arguments: argparse.Namespace) -> int:
         arguments.method_name or arguments.method.resolve().name,
     )
     if names[0] == names[1]:
-        print(
-            f"both folders are called '{names[0]}'; tell them apart with --baseline-name/--method-name", file=sys.stderr
+        raise ExplainedError(
+            f"both folders are called '{names[0]}'; tell them apart with --baseline-name/--method-name"
         )
-        return 2
     if arguments.out is not None:
         check_output_folder(arguments.out, ["claims.txt", "runs.csv"])
     claims = {**section_defaults("claims"), "baseline": names[0], "methods": [names[1]]}
@@ -265,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("claims", help="check the paper's three claims on results/tables/runs.csv")
     check.add_argument("--runs", type=Path, default=Path("results/tables/runs.csv"), help="per-seed results")
     check.add_argument("--configfile", type=Path, action="append", default=[], help="as given to snakemake")
-    check.add_argument("--default-config", type=Path, default=Path("config.yaml"), help=argparse.SUPPRESS)
+    check.add_argument("--default-config", type=Path, default=DEFAULT_CONFIG, help=argparse.SUPPRESS)
     check.set_defaults(handler=claims_command)
     arguments = parser.parse_args(argv)
     problem = _option_problem(arguments)

@@ -42,7 +42,10 @@ from modgap.plan import (
     same_method,
 )
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+REPOSITORY = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPOSITORY / "workflow" / "schemas" / "config.schema.yaml"
+# The configuration every study starts from (the Snakefile's configfile), wherever a command runs.
+DEFAULT_CONFIG = REPOSITORY / "config.yaml"
 
 
 class ConfigError(ExplainedError, ValueError):

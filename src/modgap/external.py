@@ -89,7 +89,8 @@ def check_file(path: str | Path) -> Path:
     if path.is_dir():
         raise refuse(path, "a folder, not a file")
     if path.suffix.lower() not in FORMATS:
-        raise refuse(path, f"unknown format '{path.suffix.lower()}' (expected one of {', '.join(FORMATS)})")
+        found = f"unknown format '{path.suffix.lower()}'" if path.suffix else "no format suffix"
+        raise refuse(path, f"{found} (expected one of {', '.join(FORMATS)})")
     if not path.is_file():
         raise refuse(path, "no such file")
     return path
