@@ -37,3 +37,4 @@ onsuccess:
 
 onerror:
     report_killed_jobs("results/logs", since=STARTED)
+    withdraw_verdict("results/claims.txt")

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO
 from test_external import paired, unit
 from test_tables_claims import CLAIMS, run
 
@@ -251,6 +252,20 @@ def test_modgap_claims_names_a_config_file_it_cannot_read(tmp_path, capsys, repo
     assert cli(capsys, *common, tmp_path / "broken.yaml")[2].startswith(
         f"modgap claims: {tmp_path / 'broken.yaml'}: not YAML (while parsing a flow sequence"
     )
+
+
+def test_a_folder_in_place_of_an_external_dump_is_named_as_such(tmp_path, default_config_dict):
+    per_seed_folders(tmp_path, seeds=2)
+    (tmp_path / "baseline" / "seed2.npz").mkdir()
+    (tmp_path / "candidate" / "seed2.npz").touch()
+    config = {**default_config_dict, **yaml.safe_load((REPO / "presets" / "your_dumps.yaml").read_text())}
+    config["datasets"] = {"my_dumps": {"source": "dumps", "path": str(tmp_path)}}
+    with pytest.raises(ConfigError) as error:
+        load_config(config)
+    assert error.value.problems == [
+        f"config key 'datasets.my_dumps.path': {tmp_path / 'baseline' / 'seed2.npz'} is a folder, not a file (method "
+        "'baseline' of experiments[0], one file per seed)"
+    ]
 
 
 def test_a_configuration_that_holds_itself_is_refused_naming_its_key(tmp_path):

@@ -30,6 +30,7 @@ STUDY = {
     "dose_response": {"experiment": None},
 }  # fmt: skip
 TARGET = "results/claims.txt"  # the verdict and what it is made from; figures are not this issue's
+WITHDRAWN = "removed results/claims.txt: a run that fails leaves no verdict (the next complete run writes it again)"
 
 
 def snakemake(repo, workdir, config, *args, check=True):
@@ -97,14 +98,15 @@ def test_a_dump_cut_short_stops_the_tables_naming_both_files(repo, trained, tmp_
         kept = {name: arrays[name][:15] if arrays[name].ndim and len(arrays[name]) == 20 else arrays[name]
                 for name in arrays.files}  # fmt: skip
     np.savez(dump, **kept)  # a valid dump of 15 of the test set's 20 items
-    claims_before = (workdir / TARGET).read_bytes()
     result = snakemake(repo, workdir, STUDY, TARGET, check=False)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert (
         "error: results/metrics/e/ours.json (seed 1) holds 15 items and results/metrics/e/clip_lt.json (seed 0) 20: "
         "paired runs must share one test set\n  (this job's log: results/logs/tables.log)"
     ) in result.stderr
-    assert (workdir / TARGET).read_bytes() == claims_before  # no verdict made from it
+    assert WITHDRAWN in result.stderr and not (workdir / TARGET).exists()  # not even the verdict of before
+    again = snakemake(repo, workdir, STUDY, TARGET, check=False)
+    assert again.returncode != 0 and "paired runs must share one test set" in again.stderr
 
 
 @pytest.mark.slow
@@ -212,6 +214,23 @@ def test_a_dumps_study_of_other_items_gives_no_verdict(repo, tmp_path, damage, s
         f"error: results/metrics/my_models/candidate.json (seed 1) {said}: paired runs must share one test set"
     ) in result.stderr
     assert not (tmp_path / TARGET).exists()
+
+
+@pytest.mark.slow
+def test_a_refused_import_leaves_no_verdict_then_or_later(repo, tmp_path):
+    """The verdict of before goes when a dump is refused, and the next run imports the file again rather than
+    keep the metrics made from its earlier content (imported dumps are targets of `all`)."""
+    write_dumps(tmp_path / "my_dumps")
+    snakemake(repo, tmp_path, dumps_config(repo), TARGET)
+    path = tmp_path / "my_dumps" / "baseline" / "seed1.npz"
+    with np.load(path) as arrays:
+        np.savez(path, **{**arrays, "text": np.where(np.arange(120)[:, None] == 5, np.nan, arrays["text"])})
+    for _ in range(2):
+        result = snakemake(repo, tmp_path, dumps_config(repo), check=False)  # the whole study: `all`
+        assert result.returncode != 0 and not (tmp_path / TARGET).exists()
+        assert "error: my_dumps/baseline/seed1.npz: array 'text' holds NaN or inf (12 values; the first in row 5)" in (
+            result.stderr
+        )
 
 
 @pytest.mark.slow

@@ -268,11 +268,12 @@ def _dumps_problems(config: Mapping, schema: Mapping) -> list[str]:
                 )
             else:
                 files = [imported_dump(config, experiment["name"], method, seed) for seed in config["seeds"]]
-                missing = [str(path) for path in files if not path.is_file()]
+                missing = [path for path in files if not path.is_file()]
                 if missing:
                     more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+                    found = f"{missing[0]} is a folder, not a file" if missing[0].is_dir() else f"no file {missing[0]}"
                     problems.append(
-                        f"config key 'datasets.{experiment['dataset']}.path': no file {missing[0]}{more} "
+                        f"config key 'datasets.{experiment['dataset']}.path': {found}{more} "
                         f"(method '{method}' of {key}, one file per seed)"
                     )
     return problems

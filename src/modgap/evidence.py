@@ -14,8 +14,10 @@ from __future__ import annotations
 import hashlib
 import math
 import numbers
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -156,3 +158,17 @@ def read_runs(runs_csv) -> pd.DataFrame:
         raise corrupt(runs_csv, "runs table", f"run {first['experiment']}/{first['method']}/seed{first['seed']} is "
                                               "listed more than once")  # fmt: skip
     return runs
+
+
+def withdraw_verdict(verdict: str | Path) -> bool:
+    """Remove ``verdict`` (claims.txt), and say so: the workflow calls it when a run fails (Snakefile,
+    onerror). Whatever failed (a runs table refused, a dump refused on import), the verdict on disk was made
+    from evidence this run could not confirm, and Snakemake would call it up to date while older metrics stand
+    in for a refused file. The next complete run writes it again (the claims check takes seconds)."""
+    verdict = Path(verdict)
+    if not verdict.is_file():
+        return False
+    verdict.unlink()
+    print(f"removed {verdict}: a run that fails leaves no verdict (the next complete run writes it again)",
+          file=sys.stderr)  # fmt: skip
+    return True

@@ -25,6 +25,7 @@ from modgap.data import preparation_module
 from modgap.data.sources import SOURCES, remote_files
 from modgap.deps import module_file, package_modules
 from modgap.errors import RERUN_VARIABLE, study_command
+from modgap.evidence import withdraw_verdict
 from modgap.io import file_digest, remove_stale_temporaries_under
 from modgap.logs import print_at_exit, report_killed_jobs
 from modgap.paths import batch_size_checked, embeddings_path, metrics_path, model_path, prepared, train_log_path
@@ -274,9 +275,21 @@ def trained_outputs():
     ]
 
 
+def imported_outputs():
+    """Every imported embedding dump of a dumps data set: targets of `all` for the same reason, so one whose
+    import failed (and was removed) is imported again, never skipped while older metrics made from it stand."""
+    return [
+        embeddings_path(experiment, method, seed)
+        for experiment in IMPORTED
+        for method in experiment_by_name(study, experiment)["methods"]
+        for seed in study["seeds"]
+    ]
+
+
 def all_targets():
     return [
         *trained_outputs(),
+        *imported_outputs(),
         *metrics_files(),
         "results/tables/main.csv",
         "results/claims.txt",
