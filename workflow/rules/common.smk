@@ -178,6 +178,23 @@ def method_dumps(evaluation, method):
     return [embeddings_path(experiment, source, seed) for seed in study["seeds"]]
 
 
+@functools.cache
+def content_digest(path):
+    """A file's SHA-256, computed once per run."""
+    return file_digest(path)
+
+
+def external_contents(evaluation, method):
+    """The SHA-256 of every file a dumps data set's method was imported from (none for trained runs): a param of
+    the imports and of the metrics, so that what was made from a file's earlier content re-runs when the content
+    changes, whatever its modification time, and never stands in for a refused import of the new content
+    (Snakemake leaves a missing import alone while the metrics made from it are up to date)."""
+    experiment = trained_experiment(evaluation)
+    if experiment in TRAINED:
+        return []
+    return [content_digest(imported_dump(study, experiment, trained_source(method), seed)) for seed in study["seeds"]]
+
+
 def matched_temperature_run(experiment, method, seed):
     """A temperature control's input: the dump of the matched method's run with the same seed, which records
     the temperature it ended at (none for other methods)."""

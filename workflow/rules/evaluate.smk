@@ -15,6 +15,7 @@ rule metrics:
         shift=lambda wildcards: study["evaluate"]["posthoc_strength"] if wildcards.method == POSTHOC_METHOD else None,
         budget=lambda wildcards: evaluated_budget(wildcards.experiment),
         epochs=lambda wildcards: trained_epochs(wildcards.experiment),
+        external=lambda wildcards: external_contents(wildcards.experiment, wildcards.method),
     wildcard_constraints:
         method=one_of([*METHOD_NAMES, POSTHOC_METHOD]),
         experiment=one_of(EVALUATIONS),

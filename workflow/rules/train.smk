@@ -46,7 +46,7 @@ rule import_dumps:
     params:
         modalities=lambda wildcards: experiment_by_name(study, wildcards.experiment)["modalities"],
         # the file's content, not its modification time: a file replaced by an older one is imported again
-        content=lambda wildcards: file_digest(
+        content=lambda wildcards: content_digest(
             imported_dump(study, wildcards.experiment, wildcards.method, int(wildcards.seed))
         ),
         max_array_gib=lambda wildcards: study["datasets"][experiment_dataset(wildcards.experiment)]["max_array_gib"],
