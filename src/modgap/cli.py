@@ -29,13 +29,14 @@ def _load(configfiles: list[Path]) -> dict:
     for path in configfiles:
         try:
             with open(path) as handle:
-                merged = deep_merge(merged, yaml.safe_load(handle) or {})
+                loaded = yaml.safe_load(handle) or {}
         except OSError as error:
             raise ExplainedError(f"{path}: cannot be read ({error.strerror})") from None
         except yaml.YAMLError as error:
             raise ExplainedError(f"{path}: not YAML ({' '.join(str(error).split())})") from None
-        except AttributeError:  # deep_merge of a file that is a list or a scalar, not a mapping
-            raise ExplainedError(f"{path}: not a mapping of config keys") from None
+        if not isinstance(loaded, dict):
+            raise ExplainedError(f"{path}: not a mapping of config keys")
+        merged = deep_merge(merged, loaded)
     return load_config(merged)
 
 
