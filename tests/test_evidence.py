@@ -167,9 +167,10 @@ def runs_table(tmp_path, damaged: dict | None = None, column_values: dict | None
         ({"v_measure": np.nan}, "run e/ours/seed0: v_measure is nan; a check reads finite values only"),
         ({"knn_acc": np.inf, "notes": "kNN skipped"}, "run e/ours/seed0: knn_acc is inf; a check reads finite values only"),
         ({"gap": "abc"}, "run e/ours/seed0: gap is 'abc', not a number; a check reads finite values only"),
+        ({"collapsed": "maybe"}, "run e/ours/seed0: collapsed is 'maybe', not True or False"),
         ({"n_test": 15}, "run e/ours/seed0 holds 15 items and run e/clip_lt/seed0 20: paired runs must share one test set"),
     ],
-    ids=["inf-gap", "nan-gap", "inf-r1", "nan-v-measure-unnoted", "inf-knn-noted", "word-gap", "items"],
+    ids=["inf-gap", "nan-gap", "inf-r1", "nan-v-measure-unnoted", "inf-knn-noted", "word-gap", "collapsed", "items"],
 )  # fmt: skip
 def test_a_runs_table_a_check_cannot_read_gives_no_verdict(tmp_path, monkeypatch, capsys, repo, values, problem):
     monkeypatch.delenv("MODGAP_RERUN", raising=False)

@@ -125,6 +125,9 @@ def runs_problem(runs: pd.DataFrame, finite: Sequence[str], finite_unless_noted:
             problem = value_problem(key, _read_number(row.get(key)), noted and key in finite_unless_noted)
             if problem:
                 return f"{name}: {problem}; a check reads finite values only"
+        collapsed = {"True": True, "False": False}.get(row.get("collapsed"), row.get("collapsed"))  # as _read_number
+        if "collapsed" in row and not isinstance(collapsed, (bool, np.bool_)):  # keeps a pair out of claim 3
+            return f"{name}: collapsed is {collapsed!r}, not True or False"
     try:
         for experiment in dict.fromkeys(row["experiment"] for row in rows):
             one_test_set(
