@@ -535,3 +535,17 @@ def test_a_training_runs_params_leave_out_what_changes_no_result_in_one_order(de
     assert repr(result_defining_run(load_config(reordered), experiment, "ours")) == repr(params)
     run = resolve_run(config, experiment, "ours")
     assert {**params, "train": {**params["train"], **neutral_train_options(config, experiment)}} == run
+
+
+def test_a_column_an_experiment_does_not_measure_is_no_missing_value():
+    """The TA R@1 of an experiment without audio is empty in a study that has one with audio."""
+    from modgap.evidence import runs_problem
+
+    runs = pd.DataFrame([{"experiment": e, "method": m, "seed": s, "gap": 0.5, "tv_r1": 50.0, "collapsed": False,
+                          "ta_r1": 40.0 if e == "triple" else np.nan}
+                         for e in ("pair", "triple") for m in ("a", "b") for s in (0, 1)])  # fmt: skip
+    assert runs_problem(runs, ["gap", "tv_r1", "ta_r1"]) is None
+    runs.loc[5, "ta_r1"] = np.nan
+    assert runs_problem(runs, ["gap", "tv_r1", "ta_r1"]) == (
+        "run triple/a/seed1: ta_r1 is nan; a check reads finite values only"
+    )

@@ -115,28 +115,26 @@ def _read_number(value):
 
 def runs_problem(runs: pd.DataFrame, finite: Sequence[str], finite_unless_noted: Sequence[str] = ()) -> str | None:
     """Why a runs table (one row per run) cannot enter a check: a value of ``finite`` or
-    ``finite_unless_noted`` columns that ``value_problem`` refuses, or runs of one experiment on different
-    test sets. The problem names the run and the column."""
-    rows = runs.to_dict("records")
-    for row in rows:
-        noted = isinstance(row.get("notes"), str) and bool(row["notes"])
-        name = f"run {row['experiment']}/{row['method']}/seed{row['seed']}"
-        for key in (*finite, *finite_unless_noted):
-            problem = value_problem(key, _read_number(row.get(key)), noted and key in finite_unless_noted)
-            if problem:
-                return f"{name}: {problem}; a check reads finite values only"
-        collapsed = {"True": True, "False": False}.get(row.get("collapsed"), row.get("collapsed"))  # as _read_number
-        if "collapsed" in row and not isinstance(collapsed, (bool, np.bool_)):  # keeps a pair out of claim 3
-            return f"{name}: collapsed is {collapsed!r}, not True or False"
-    try:
-        for experiment in dict.fromkeys(row["experiment"] for row in rows):
-            one_test_set(
-                (f"run {experiment}/{row['method']}/seed{row['seed']}", ItemSet.recorded(row))
-                for row in rows
-                if row["experiment"] == experiment
-            )
-    except OtherItemsError as error:
-        return str(error)
+    ``finite_unless_noted`` columns that ``value_problem`` refuses, a collapse flag that is not one, or runs
+    of one experiment on different test sets. The problem names the run and the column. A column no run of an
+    experiment has a value in was not measured there (the R@1 of a modality the experiment lacks)."""
+    for experiment, block in runs.groupby("experiment", sort=False):
+        measured = [key for key in (*finite, *finite_unless_noted) if key in block and block[key].notna().any()]
+        rows = block.to_dict("records")
+        for row in rows:
+            noted = isinstance(row.get("notes"), str) and bool(row["notes"])
+            name = f"run {experiment}/{row['method']}/seed{row['seed']}"
+            for key in measured:
+                problem = value_problem(key, _read_number(row[key]), noted and key in finite_unless_noted)
+                if problem:
+                    return f"{name}: {problem}; a check reads finite values only"
+            collapsed = {"True": True, "False": False}.get(row.get("collapsed"), row.get("collapsed"))  # as read
+            if "collapsed" in row and not isinstance(collapsed, (bool, np.bool_)):  # keeps a pair out of claim 3
+                return f"{name}: collapsed is {collapsed!r}, not True or False"
+        try:
+            one_test_set((f"run {experiment}/{row['method']}/seed{row['seed']}", ItemSet.recorded(row)) for row in rows)
+        except OtherItemsError as error:
+            return str(error)
     return None
 
 
