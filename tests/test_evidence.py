@@ -500,6 +500,12 @@ def test_a_missing_modality_is_reported_with_everything_the_file_holds(tmp_path,
     assert not (tmp_path / "out.npz").exists()
 
 
+def test_an_empty_modality_list_is_named_as_such(tmp_path, capsys):
+    path = write_set(tmp_path / "pair.npz")
+    assert cli(capsys, "evaluate", path, "--modalities", ",", "--quiet") == (
+        2, "", "modgap evaluate: --modalities ',' names no modality (a,b: comma-separated)\n")  # fmt: skip
+
+
 def test_a_single_class_is_named_as_the_cause_of_skipped_group_metrics(tmp_path, capsys):
     path = write_set(tmp_path / "one.npz", labels=np.zeros(N, int))
     code, out, _ = cli(capsys, "evaluate", path, "--quiet")

@@ -114,7 +114,12 @@ def _options(arguments: argparse.Namespace) -> dict:
 
 
 def _modalities(arguments: argparse.Namespace) -> list[str] | None:
-    return [m for m in arguments.modalities.split(",") if m] if arguments.modalities else None
+    if arguments.modalities is None:
+        return None
+    names = [m for m in arguments.modalities.split(",") if m]
+    if not names:
+        raise ExplainedError(f"--modalities {arguments.modalities!r} names no modality (a,b: comma-separated)")
+    return names
 
 
 def evaluate_command(arguments: argparse.Namespace) -> int:
