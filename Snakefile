@@ -33,3 +33,8 @@ onstart:
 
 onsuccess:
     print_at_exit("results/claims.txt", since=STARTED)
+
+
+onerror:
+    report_killed_jobs("results/logs", since=STARTED)
+    withdraw_verdict("results/claims.txt")

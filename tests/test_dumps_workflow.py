@@ -11,11 +11,12 @@ from test_workflow import planned_jobs, snakemake
 
 
 def write_dumps(root, seeds=(0, 1, 2)):
+    """Two models' per-seed embeddings of one test set: every file holds the same items' labels."""
     rng = np.random.default_rng(0)
+    labels = rng.integers(4, size=200)
     for model, offset in (("baseline", 1.0), ("candidate", 0.2)):
         (root / model).mkdir(parents=True)
         for seed in seeds:
-            labels = rng.integers(4, size=200)
             shared = 2.0 * rng.normal(size=(4, 12))[labels] + rng.normal(size=(200, 12))
             np.savez(root / model / f"seed{seed}.npz", labels=labels,
                      image=shared + rng.normal(size=(200, 12)) + offset, text=shared + rng.normal(size=(200, 12)) - offset)  # fmt: skip

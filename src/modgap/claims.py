@@ -34,6 +34,7 @@ import pandas as pd
 
 from modgap import paper
 from modgap.errors import corrupt
+from modgap.evidence import UnusableRunsError, read_runs, runs_problem
 from modgap.stats import Interval, PairedSample, holm_levels, mcnemar_exact
 from modgap.tables import PAPER_PAIRS, paired_r1_columns
 
@@ -398,6 +399,10 @@ def check_claims(
     }
     pairs = [("verdict", method, claims["baseline"]) for method in claims["methods"]]
     pairs += [("temperature controls", c["method"], c["baseline"]) for c in claims.get("controls", [])]
+    compared = runs[runs["method"].isin({name for _, *names in pairs for name in names})]
+    problem = runs_problem(compared, ["gap", *retrieval_columns(runs)], list(GROUP_COLUMNS))
+    if problem:
+        raise UnusableRunsError(problem)
     families: dict[str, list[Comparison]] = {name: [] for name, _, _ in pairs}
     by_evaluation = {name: block for name, block in runs.groupby("experiment", sort=False)}
     for family, method, baseline in pairs:
@@ -559,9 +564,15 @@ def definition_mismatch(runs: pd.DataFrame, expected: Mapping[str, str]) -> list
     (``<evaluation>/<method>`` -> modgap.plan.definition_digest); tables without the column are not checked."""
     if "definition" not in runs:
         return []
-    found = dict(zip(runs["experiment"] + "/" + runs["method"], runs["definition"]))
-    return [f"{key}: its runs were made by definition {found[key]}, this configuration defines {digest}"
-            for key, digest in expected.items() if key in found and found[key] != digest]  # fmt: skip
+    keys, problems = runs["experiment"] + "/" + runs["method"], []
+    for key, digest in expected.items():  # every row: one seed's run made otherwise is not this study's either
+        made = runs[keys == key]
+        other = made[made["definition"] != digest]
+        if len(other):
+            which = "" if len(other) == len(made) else f" of seeds {', '.join(map(str, other['seed']))}"
+            problems.append(f"{key}: its runs{which} were made by definition "
+                            f"{', '.join(dict.fromkeys(other['definition']))}, this configuration defines {digest}")  # fmt: skip
+    return problems
 
 
 def mismatch(runs: pd.DataFrame, expected: Iterable[tuple[str, str, int]]) -> list[str]:
@@ -592,16 +603,13 @@ def claims_report(
     """The claims check of ``runs_csv``; with ``expected`` runs, a table that lacks any (or holds
     others) is refused as a damaged intermediate instead of giving a verdict. ``provenance``: a first line
     naming the configuration; ``labels``: the configuration's display names of its methods."""
-    try:
-        runs = pd.read_csv(runs_csv)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise corrupt(runs_csv, "runs table", error) from None
-    missing = [c for c in ("experiment", "method", "seed") if c not in runs]
-    if missing:
-        raise corrupt(runs_csv, "runs table", f"no column {', '.join(missing)}")
+    runs = read_runs(runs_csv)
     if expected is not None:
         problems = mismatch(runs, expected)
         if problems:
             raise corrupt(runs_csv, "runs table", "; ".join(problems))
-    families = check_claims(runs, claims, ladders, references)
+    try:
+        families = check_claims(runs, claims, ladders, references)
+    except UnusableRunsError as error:
+        raise corrupt(runs_csv, "runs table", str(error)) from None
     return (f"{provenance}\n\n" if provenance else "") + format_report(families, claims, labels)

@@ -12,14 +12,14 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import yaml
 
 from modgap import compare, external
 from modgap.claims import claims_report, definition_mismatch, mismatch
-from modgap.config import ConfigError, load_config, section_defaults
+from modgap.config import DEFAULT_CONFIG, ConfigError, bound_problems, load_config, section_defaults
 from modgap.errors import ExplainedError
-from modgap.io import write_json, write_text
+from modgap.evidence import read_runs
+from modgap.io import OutputFolderError, check_output_folder, write_json, write_text
 from modgap.plan import deep_merge, definition_digests, evaluated_runs, ladders, method_labels, paper_references
 
 
@@ -27,8 +27,16 @@ def _load(configfiles: list[Path]) -> dict:
     """Like Snakemake: config.yaml of the repository first, then each --configfile merged over it."""
     merged: dict = {}
     for path in configfiles:
-        with open(path) as handle:
-            merged = deep_merge(merged, yaml.safe_load(handle) or {})
+        try:
+            with open(path) as handle:
+                loaded = yaml.safe_load(handle) or {}
+        except OSError as error:
+            raise ExplainedError(f"{path}: cannot be read ({error.strerror})") from None
+        except yaml.YAMLError as error:
+            raise ExplainedError(f"{path}: not YAML ({' '.join(str(error).split())})") from None
+        if not isinstance(loaded, dict):
+            raise ExplainedError(f"{path}: not a mapping of config keys")
+        merged = deep_merge(merged, loaded)
     return load_config(merged)
 
 
@@ -37,7 +45,7 @@ def claims_command(arguments: argparse.Namespace) -> int:
         print(f"{arguments.runs}: not found; run the study first (snakemake --cores all)", file=sys.stderr)
         return 2
     config = _load([arguments.default_config, *arguments.configfile])
-    runs = pd.read_csv(arguments.runs)
+    runs = read_runs(arguments.runs)
     problems = mismatch(runs, evaluated_runs(config)) + definition_mismatch(runs, definition_digests(config))
     if problems:
         given = " ".join(f"--configfile {p}" for p in arguments.configfile) or "config.yaml alone"
@@ -67,35 +75,75 @@ def _progress(quiet: bool):
     return show
 
 
+# The metric and claims options by the schema key each sets (workflow/schemas/config.schema.yaml).
+METRIC_OPTIONS = {"k": "recall_at", "kmeans_k": "kmeans_k", "kmeans_starts": "kmeans_n_init", "knn_k": "knn_k",
+                  "knn_split": "knn_split", "knn_test_fraction": "knn_test_fraction", "split_seed": "knn_seed"}  # fmt: skip
+CLAIMS_OPTIONS = {name: name for name in ("confidence", "min_seeds", "retrieval_tolerance", "margin_fraction")}
+# Every option a schema bounds: (the schema's definition, its key, the config key as the workflow names it).
+BOUNDED_OPTIONS = {
+    **{option: ("evaluate", key, f"evaluate.{key}") for option, key in METRIC_OPTIONS.items()},
+    **{option: ("claims", key, f"claims.{key}") for option, key in CLAIMS_OPTIONS.items()},
+    "budget": ("train", "budgets", "train.budgets"),  # one budget of a ladder
+    "max_array_gib": ("dumps_dataset", "max_array_gib", "datasets.<name>.max_array_gib"),
+}
+
+
+def _chosen(arguments: argparse.Namespace, options: dict[str, str]) -> dict:
+    """schema key -> value of the ``options`` (option -> key) given on the command line."""
+    given = {option: getattr(arguments, option, None) for option in options}
+    return {options[option]: value for option, value in given.items() if value is not None}
+
+
+def _option_problem(arguments: argparse.Namespace) -> str | None:
+    """The first option whose value breaks the bounds the workflow's schema sets for its key (None: none),
+    checked before any work."""
+    for option, (definition, key, config_key) in BOUNDED_OPTIONS.items():
+        value = getattr(arguments, option, None)
+        if value is None:
+            continue
+        problems = bound_problems(definition, {key: [value] if key == "budgets" else value})
+        if problems:
+            shown = " ".join(map(str, value)) if isinstance(value, list) else value
+            return f"--{option.replace('_', '-')} {shown}: {problems[key]} (the bound of {config_key})"
+    return None
+
+
 def _options(arguments: argparse.Namespace) -> dict:
     """The metric options: the study's defaults (workflow/schemas/config.schema.yaml), as overridden."""
-    options = section_defaults("evaluate")
-    chosen = {
-        "recall_at": arguments.k,
-        "kmeans_k": arguments.kmeans_k,
-        "kmeans_n_init": arguments.kmeans_starts,
-        "knn_k": arguments.knn_k,
-        "knn_split": arguments.knn_split,
-        "knn_seed": arguments.split_seed,
-        "knn_test_fraction": arguments.knn_test_fraction,
-    }
-    return {**options, **{key: value for key, value in chosen.items() if value is not None}}
+    return {**section_defaults("evaluate"), **_chosen(arguments, METRIC_OPTIONS)}
 
 
 def _modalities(arguments: argparse.Namespace) -> list[str] | None:
-    return [m for m in arguments.modalities.split(",") if m] if arguments.modalities else None
+    if arguments.modalities is None:
+        return None
+    names = [m for m in arguments.modalities.split(",") if m]
+    if not names:
+        raise ExplainedError(f"--modalities {arguments.modalities!r} names no modality (a,b: comma-separated)")
+    return names
 
 
 def evaluate_command(arguments: argparse.Namespace) -> int:
     paths = arguments.files
     sets = [paths] if all(p.suffix.lower() == ".npy" for p in paths) else [[p] for p in paths]
+    for path in [*paths, *([arguments.labels] if arguments.labels else [])]:
+        external.check_file(path)
+    named = [("+".join(p.stem for p in files), files) for files in sets]
+    if arguments.out is not None:
+        first: dict[str, list[Path]] = {}
+        for name, files in named:
+            if name in first:
+                raise OutputFolderError(f"{arguments.out}: {first[name][0]} and {files[0]} would both write {name}.json "
+                                        "there; evaluate them into two folders")  # fmt: skip
+            first[name] = files
+        check_output_folder(arguments.out, [f"{name}.{suffix}" for name, _ in named for suffix in ("json", "md")])
     options = _options(arguments)
-    for files in sets:
+    for name, files in named:
         progress = _progress(arguments.quiet)
         progress(f"reading {' + '.join(map(str, files))}")
         embeddings = external.load(
-            files, modalities=_modalities(arguments), labels=arguments.labels, budget=arguments.budget
-        )
+            files, modalities=_modalities(arguments), labels=arguments.labels, budget=arguments.budget,
+            max_array_bytes=external.array_limit(arguments.max_array_gib),
+        )  # fmt: skip
         results = compare.evaluate(
             embeddings, options, level=arguments.level, anchor=arguments.anchor, progress=progress
         )
@@ -103,7 +151,6 @@ def evaluate_command(arguments: argparse.Namespace) -> int:
         report = compare.markdown(results)
         print(report)
         if arguments.out is not None:
-            name = "+".join(p.stem for p in files)
             write_json(arguments.out / f"{name}.json", results)
             write_text(arguments.out / f"{name}.md", report)
             progress(f"wrote {arguments.out / name}.json and .md")
@@ -116,14 +163,13 @@ def compare_command(arguments: argparse.Namespace) -> int:
         arguments.method_name or arguments.method.resolve().name,
     )
     if names[0] == names[1]:
-        print(
-            f"both folders are called '{names[0]}'; tell them apart with --baseline-name/--method-name", file=sys.stderr
+        raise ExplainedError(
+            f"both folders are called '{names[0]}'; tell them apart with --baseline-name/--method-name"
         )
-        return 2
+    if arguments.out is not None:
+        check_output_folder(arguments.out, ["claims.txt", "runs.csv"])
     claims = {**section_defaults("claims"), "baseline": names[0], "methods": [names[1]]}
-    for key in ("confidence", "min_seeds", "retrieval_tolerance", "margin_fraction"):
-        if getattr(arguments, key) is not None:
-            claims[key] = getattr(arguments, key)
+    claims |= _chosen(arguments, CLAIMS_OPTIONS)
     report, runs = compare.compare(
         arguments.baseline,
         arguments.method,
@@ -134,6 +180,7 @@ def compare_command(arguments: argparse.Namespace) -> int:
         modalities=_modalities(arguments),
         budget=arguments.budget,
         paper_reference=arguments.paper_reference,
+        max_array_bytes=external.array_limit(arguments.max_array_gib),
         progress=_progress(arguments.quiet),
     )
     print(report, end="")
@@ -169,6 +216,11 @@ def _metric_options(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument("--knn-test-fraction", type=float, help="kNN test part (default 0.2)")
     command.add_argument("--split-seed", type=int, help="seed of the kNN split (default 0)")
+    command.add_argument(
+        "--max-array-gib",
+        type=float,
+        help="largest array a file may declare, uncompressed, checked before reading (default 1)",
+    )
     command.add_argument("--out", type=Path, help="also write the results into this folder")
     command.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -218,9 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("claims", help="check the paper's three claims on results/tables/runs.csv")
     check.add_argument("--runs", type=Path, default=Path("results/tables/runs.csv"), help="per-seed results")
     check.add_argument("--configfile", type=Path, action="append", default=[], help="as given to snakemake")
-    check.add_argument("--default-config", type=Path, default=Path("config.yaml"), help=argparse.SUPPRESS)
+    check.add_argument("--default-config", type=Path, default=DEFAULT_CONFIG, help=argparse.SUPPRESS)
     check.set_defaults(handler=claims_command)
     arguments = parser.parse_args(argv)
+    problem = _option_problem(arguments)
+    if problem:
+        print(f"modgap {arguments.command}: {problem}", file=sys.stderr)
+        return 2
     try:
         return arguments.handler(arguments)
     except (ConfigError, ExplainedError) as error:

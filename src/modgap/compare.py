@@ -9,11 +9,10 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from modgap.claims import check_claims, format_report
 from modgap.evaluate import is_collapsed, measure
-from modgap.external import FORMATS, EmbeddingFileError, Embeddings, load, refuse
+from modgap.evidence import one_test_set
+from modgap.external import FORMATS, MAX_ARRAY_BYTES, EmbeddingFileError, Embeddings, load, refuse
 from modgap.tables import runs_frame
 
 # The metric options a result records beside its numbers.
@@ -151,6 +150,8 @@ def markdown(results: dict) -> str:
 def paired_files(baseline: str | Path, method: str | Path) -> list[tuple[str, Path, Path]]:
     """(run name, baseline file, method file) for every embedding file of two folders, paired by file name
     (one file per seed); a file without its partner is refused."""
+    if Path(baseline).resolve() == Path(method).resolve():
+        raise EmbeddingFileError(f"{method}: the baseline's folder too; a model compared with itself has no verdict")
     found = {}
     for folder in (Path(baseline), Path(method)):
         if not folder.is_dir():
@@ -175,10 +176,6 @@ def paired_files(baseline: str | Path, method: str | Path) -> list[tuple[str, Pa
     return [(Path(name).stem, a[name], b[name]) for name in a]
 
 
-def _same_labels(a: np.ndarray | None, b: np.ndarray | None) -> bool:
-    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
-
-
 def compare(
     baseline: str | Path,
     method: str | Path,
@@ -191,30 +188,25 @@ def compare(
     budget: int | None = None,
     experiment: str = "external",
     paper_reference: str | None = None,
+    max_array_bytes: int = MAX_ARRAY_BYTES,
     progress=lambda stage: None,
 ):
     """The claims check of one method's per-seed embeddings against a baseline's: (verdicts report, runs
     table). ``claims``: the check's options (modgap.claims), whose ``baseline`` and ``methods`` name the
-    two folders; ``paper_reference``: the paper's data set whose effects set the margins (modgap.paper)."""
-    records, reference = [], None
+    two folders; ``paper_reference``: the paper's data set whose effects set the margins (modgap.paper). Every
+    file must hold the first one's modalities and test set (modgap.evidence.one_test_set)."""
+    records, first = [], None
     for run, *files in paired_files(baseline, method):
         for name, path in zip((claims["baseline"], claims["methods"][0]), files):
             progress(str(path))
-            embeddings = load([path], modalities=modalities, budget=budget)
-            found = (list(embeddings.modalities), embeddings.n_items)
-            if reference is None:
-                reference = (found, path, embeddings.labels)
-            elif found != reference[0]:
-                (names, n), first, _ = reference
-                raise refuse(
-                    path,
-                    f"holds {found[1]} items of {', '.join(found[0])}, {first} {n} items of "
-                    f"{', '.join(names)}: paired runs must share one test set",
-                )
-            elif not _same_labels(embeddings.labels, reference[2]):
-                raise refuse(
-                    path, f"its labels differ from those of {reference[1]}: paired runs must share one test set"
-                )
+            embeddings = load([path], modalities=modalities, budget=budget, max_array_bytes=max_array_bytes)
+            found = list(embeddings.modalities)
+            if first is None:
+                first = path, found, embeddings.item_set
+            elif found != first[1]:
+                raise refuse(path, f"holds {', '.join(found)}, {first[0]} {', '.join(first[1])}: paired runs "
+                                   "must measure the same modalities")  # fmt: skip
+            one_test_set([(str(first[0]), first[2]), (str(path), embeddings.item_set)])
             record = evaluate(embeddings, options, level=level, anchor=anchor)
             records.append({"experiment": experiment, "method": name, "seed": run, **record})
     frame = runs_frame(records).drop(columns=["options", "modalities"])

@@ -42,7 +42,10 @@ from modgap.plan import (
     same_method,
 )
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+REPOSITORY = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPOSITORY / "workflow" / "schemas" / "config.schema.yaml"
+# The configuration every study starts from (the Snakefile's configfile), wherever a command runs.
+DEFAULT_CONFIG = REPOSITORY / "config.yaml"
 
 
 class ConfigError(ExplainedError, ValueError):
@@ -124,6 +127,19 @@ def _non_finite_problems(value: Any, path: tuple) -> list[str]:
     if isinstance(value, list):
         return [p for index, item in enumerate(value) for p in _non_finite_problems(item, (*path, index))]
     return []
+
+
+def _self_reference(value: Any, path: tuple, inside: tuple = ()) -> tuple | None:
+    """The key of the first list or mapping that contains itself (YAML's ``&a [0, *a]``), or None: every other
+    check walks the configuration and would never end."""
+    if not isinstance(value, (Mapping, list)):
+        return None
+    if any(value is outer for outer in inside):
+        return path
+    items = value.items() if isinstance(value, Mapping) else enumerate(value)
+    return next(
+        (found for key, item in items if (found := _self_reference(item, (*path, key), (*inside, value)))), None
+    )
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
@@ -252,11 +268,12 @@ def _dumps_problems(config: Mapping, schema: Mapping) -> list[str]:
                 )
             else:
                 files = [imported_dump(config, experiment["name"], method, seed) for seed in config["seeds"]]
-                missing = [str(path) for path in files if not path.is_file()]
+                missing = [path for path in files if not path.is_file()]
                 if missing:
                     more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+                    found = f"{missing[0]} is a folder, not a file" if missing[0].is_dir() else f"no file {missing[0]}"
                     problems.append(
-                        f"config key 'datasets.{experiment['dataset']}.path': no file {missing[0]}{more} "
+                        f"config key 'datasets.{experiment['dataset']}.path': {found}{more} "
                         f"(method '{method}' of {key}, one file per seed)"
                     )
     return problems
@@ -493,6 +510,11 @@ def load_config(
             config = yaml.safe_load(handle) or {}
     if not isinstance(config, Mapping):
         raise ConfigError([f"expected a mapping at the top level, got {type(config).__name__}"], source)
+    cycle = _self_reference(config, ())
+    if cycle is not None:
+        raise ConfigError(
+            [f"config key '{format_key(list(cycle))}': holds itself (a YAML alias inside its own anchor)"], source
+        )
     resolved = copy.deepcopy(dict(config))
     schema = load_schema(schema_path)
     problems = _schema_problems(resolved, schema)  # fills in the schema's defaults as it goes
@@ -540,6 +562,22 @@ def _complete(config: dict, schema: dict) -> list[str]:
                     "sections of an experiment of config.yaml to train its CPU towers"
                 )
     return notes
+
+
+def bound_problems(definition: str, values: Mapping[str, Any], schema_path: str | Path = SCHEMA_PATH) -> dict[str, str]:
+    """key -> why its value breaks the type or bounds the schema gives ``<definition>.<key>`` (NaN and
+    infinity included, which JSON Schema's bounds let through), for the keys of ``values`` alone: the command
+    line's options take the workflow's bounds from here."""
+    found: dict[str, str] = {}
+    validator = _DefaultingValidator(_subschema(load_schema(schema_path), definition))
+    for error in validator.iter_errors(copy.deepcopy(dict(values))):
+        key = next(iter(error.absolute_path), None)
+        if key in values:
+            found.setdefault(key, error.message)
+    for key, value in values.items():
+        if _non_finite_problems(value, ()):
+            found.setdefault(key, f"{value} is not a finite number")
+    return found
 
 
 def section_defaults(name: str, schema_path: str | Path = SCHEMA_PATH) -> dict:

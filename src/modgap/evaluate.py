@@ -15,7 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from modgap import metrics
-from modgap.dumps import CAPTION_ITEM, CAPTIONS, LABELS, load_method_dump, modality_embeddings, shift_dump
+from modgap.dumps import (
+    CAPTION_ITEM,
+    CAPTIONS,
+    CLASS_NAMES,
+    IDS,
+    LABELS,
+    load_method_dump,
+    modality_embeddings,
+    shift_dump,
+)
+from modgap.evidence import ItemSet
 from modgap.io import write_json
 from modgap.metrics import KnnProtocol
 
@@ -23,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # Fewer labelled test items per cluster than this and clustering scores are not computed.
 MIN_ITEMS_PER_CLUSTER = 5
+# Why group-wise metrics of labels of a single class are not computed.
+ONE_CLASS = "the labelled test items hold one class, so there is nothing to tell apart"
 
 
 def linear_probe_accuracy(points: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict[str, float]:
@@ -54,14 +66,20 @@ def chance_r1(labels: np.ndarray, level: str, n_items: int) -> float:
     return float(100.0 * np.sum(shares**2))
 
 
-def knn_protocol(labels: np.ndarray, n_modalities: int, options: Mapping) -> KnnProtocol | None:
-    """The kNN protocol of ``options``, or None when the labelled test points cannot hold its neighbours and
-    a test part."""
+def knn_protocol(labels: np.ndarray, n_modalities: int, options: Mapping) -> tuple[KnnProtocol | None, str]:
+    """The kNN protocol of ``options``, or None with the reason why the labelled test points cannot support
+    it: a single class (nothing to tell apart), or too few points for its neighbours and a test part."""
     labelled = int((labels >= 0).sum()) * n_modalities
     n_test = metrics.test_size(labelled, options["knn_test_fraction"])
-    if len(np.unique(labels[labels >= 0])) < 2 or n_test < 1 or labelled - n_test < options["knn_k"]:
-        return None
-    return KnnProtocol(options["knn_k"], options["knn_test_fraction"], options["knn_seed"], options["knn_split"])
+    if len(np.unique(labels[labels >= 0])) < 2:
+        return None, f"kNN skipped: {ONE_CLASS}"
+    if n_test < 1 or labelled - n_test < options["knn_k"]:
+        return (
+            None,
+            f"kNN skipped: {labelled} labelled points cannot hold {options['knn_k']} neighbours and a test part",
+        )
+    protocol = KnnProtocol(options["knn_k"], options["knn_test_fraction"], options["knn_seed"], options["knn_split"])
+    return protocol, ""
 
 
 def labelled_metrics(
@@ -82,7 +100,7 @@ def labelled_metrics(
     Retrieval and kNN share their similarity products. KMeans k is ``options['kmeans_k']`` or the number of
     classes present among the labelled test items.
     """
-    knn = knn_protocol(labels, len(embeddings), options)
+    knn, knn_skipped = knn_protocol(labels, len(embeddings), options)
     progress("retrieval" + (" and kNN (shared products)" if knn else ""))
     recalls, knn_acc = metrics.retrieval_and_knn(
         embeddings,
@@ -101,10 +119,9 @@ def labelled_metrics(
     notes = []
     names = ("v_measure", "homogeneity", "completeness", "nmi", "ari")
     if present < 2 or len(points) < MIN_ITEMS_PER_CLUSTER * k:
-        notes.append(
-            f"clustering skipped: {int((labels >= 0).sum())} labelled test items in {present} classes "
-            f"cannot fill {k} clusters"
-        )
+        cause = ONE_CLASS if present < 2 else (
+            f"{int((labels >= 0).sum())} labelled test items in {present} classes cannot fill {k} clusters")  # fmt: skip
+        notes.append(f"clustering skipped: {cause}")
         results.update({name: float("nan") for name in names})
     else:
         progress(f"KMeans (k={k}, {options['kmeans_n_init']} starts) on {len(points)} points")
@@ -114,9 +131,7 @@ def labelled_metrics(
             )
         )
     if knn is None:
-        notes.append(
-            f"kNN skipped: {len(points)} labelled points cannot hold {options['knn_k']} neighbours and a test part"
-        )
+        notes.append(knn_skipped)
     results["knn_acc"] = float("nan") if knn_acc is None else knn_acc
     if options["linear_probe"]:
         if present < 2 or len(points) < 10 * present:
@@ -190,7 +205,9 @@ def measure(
 def compute_metrics(dump: Mapping[str, np.ndarray], retrieval: str, options: Mapping) -> dict:
     """All metrics of one embedding dump (see modgap.metrics for their definitions)."""
     labels = np.asarray(dump[LABELS])
-    results: dict = {"n_test": int(len(labels)), "n_labelled": int((labels >= 0).sum())}
+    # the test set's fingerprint: the tables refuse to compare runs measured on different items
+    results: dict = {**ItemSet.of(labels, dump.get(CLASS_NAMES), dump.get(IDS)).fields()}
+    results["n_labelled"] = int((labels >= 0).sum())
     captions = {"text_captions": dump.get(CAPTIONS), "text_caption_item": dump.get(CAPTION_ITEM)}
     results.update(measure(modality_embeddings(dump), labels, retrieval, options, **captions))
     # the temperature the run ended (this budget) at, where its dump records one

@@ -15,7 +15,9 @@ without labels the group-wise metrics are skipped.
 
 from __future__ import annotations
 
+import json
 import pickle
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ import numpy as np
 
 from modgap.dumps import CAPTION_ITEM, CAPTIONS, CLASS_NAMES, IDS, LABELS, TEMPERATURE, at_budget, budgets
 from modgap.errors import ExplainedError
+from modgap.evidence import ItemSet
 from modgap.io import save_npz
 
 # Arrays that are not modalities; 'ids', 'class_names' and 'temperature' (as this project's dumps hold them) are
@@ -32,6 +35,15 @@ RESERVED = (LABELS, IDS, CAPTIONS, CAPTION_ITEM, CLASS_NAMES, TEMPERATURE)
 FORMATS = (".npz", ".npy", ".safetensors", ".pt", ".pth")
 # Rows whose norm is further than this from 1 count as not normalised.
 NORM_TOLERANCE = 1e-3
+# The largest array a file may declare, uncompressed, before anything is read: a small archive can
+# declare gigabytes (docs/your_embeddings.md, "Limits"). 1 GiB holds 500,000 rows of 512 float32 values.
+MAX_ARRAY_BYTES = 2**30
+
+
+def array_limit(gib: float | None) -> int:
+    """The largest declared array size in bytes: ``gib`` GiB (an option, datasets.<name>.max_array_gib), or
+    MAX_ARRAY_BYTES for None."""
+    return MAX_ARRAY_BYTES if gib is None else int(gib * 2**30)
 
 
 class EmbeddingFileError(ExplainedError, ValueError):
@@ -48,7 +60,14 @@ class Embeddings:
     class_names: list[str] | None = None  # when the file's labels were strings
     captions: np.ndarray | None = None
     caption_item: np.ndarray | None = None
+    ids: np.ndarray | None = None  # the file's item ids, where it gives them
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def item_set(self) -> ItemSet:
+        """The items these embeddings were measured on (modgap.evidence): runs compared must share it."""
+        labels = self.labels if self.labels is not None else np.full(self.n_items, -1)
+        return ItemSet.of(labels, self.class_names, self.ids)
 
     @property
     def n_items(self) -> int:
@@ -64,15 +83,26 @@ def refuse(path: str | Path, problem: str) -> EmbeddingFileError:
     return EmbeddingFileError(f"{path}: {problem}")
 
 
-def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """The named arrays of one file, by its suffix; never runs code the file holds."""
+def check_file(path: str | Path) -> Path:
+    """``path``, refused unless it is a file of a known format (by its suffix)."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        raise refuse(path, f"unknown format '{suffix}' (expected one of {', '.join(FORMATS)})")
+    if path.is_dir():
+        raise refuse(path, "a folder, not a file")
+    if path.suffix.lower() not in FORMATS:
+        found = f"unknown format '{path.suffix.lower()}'" if path.suffix else "no format suffix"
+        raise refuse(path, f"{found} (expected one of {', '.join(FORMATS)})")
     if not path.is_file():
         raise refuse(path, "no such file")
+    return path
+
+
+def read_arrays(path: str | Path, max_array_bytes: int = MAX_ARRAY_BYTES) -> dict[str, np.ndarray]:
+    """The named arrays of one file, by its suffix; never runs code the file holds, and reads no array
+    whose declared size exceeds ``max_array_bytes`` (each array's size is checked before any is read)."""
+    path = check_file(path)
+    suffix = path.suffix.lower()
     try:
+        _check_declared_sizes(path, suffix, max_array_bytes)
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
                 return {name: _plain_array(archive, name, path) for name in archive.files}
@@ -92,6 +122,76 @@ def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
     except Exception as error:  # zip, safetensors and torch raise many types on damaged files
         detail = str(error).splitlines()[0] if str(error) else ""
         raise refuse(path, f"unreadable ({type(error).__name__}: {detail})") from None
+
+
+def _kind_of_content(path: Path) -> str:
+    """What a file holds by its first bytes: 'zip' (an .npz archive, or a .pt file of torch's format),
+    'npy', 'pickle' or 'other'."""
+    with open(path, "rb") as handle:
+        start = handle.read(6)
+    if start[:2] == b"PK":
+        return "zip"
+    if start == b"\x93NUMPY":
+        return "npy"
+    return "pickle" if start[:1] == b"\x80" else "other"
+
+
+def _npy_bytes(handle) -> tuple[int, str]:
+    """The size an .npy header declares (bytes), and its shape and type in words."""
+    version = np.lib.format.read_magic(handle)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read_header(handle)
+    return int(np.prod(shape, dtype=object)) * dtype.itemsize, f"shape {shape} {dtype}"
+
+
+def _declared_sizes(path: Path, suffix: str) -> dict[str, tuple[int, str]]:
+    """name -> (declared uncompressed bytes, how the file declares them) of every array, read from headers."""
+    kind = _kind_of_content(path)
+    wanted = {".npz": "zip", ".npy": "npy"}.get(suffix)
+    if wanted and kind != wanted:
+        if kind == "pickle":
+            raise refuse(path, "holds a Python pickle, which is never loaded (save plain arrays)")
+        problem = {
+            ("zip", "npy"): "not an .npz archive but one .npy array (name it .npy)",
+            ("npy", "zip"): "not a .npy file but a zip archive (an .npz? name it .npz)",
+            ("zip", "other"): "not an .npz archive (it does not start as a zip archive does)",
+            ("npy", "other"): "not a .npy file (it does not start as a .npy file does)",
+        }[wanted, kind]
+        raise refuse(path, problem)
+    if suffix == ".npy":
+        with open(path, "rb") as handle:
+            return {path.stem: _npy_bytes(handle)}
+    if suffix == ".safetensors":
+        with open(path, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            if length > path.stat().st_size:
+                raise ValueError(f"a header of {length} bytes in a file of {path.stat().st_size}")
+            header = json.loads(handle.read(length))
+        return {name: (int(entry["data_offsets"][1]) - int(entry["data_offsets"][0]),
+                       f"shape {tuple(entry['shape'])} {entry['dtype']}")
+                for name, entry in header.items() if name != "__metadata__"}  # fmt: skip
+    if kind != "zip":  # a .pt file of torch's legacy format: no larger than the file
+        return {path.name: (path.stat().st_size, "the whole file")}
+    sizes = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            declared = [(info.file_size, f"{info.file_size} bytes uncompressed")]
+            if suffix == ".npz" and info.filename.endswith(".npy"):
+                with archive.open(info) as handle:
+                    declared.append(_npy_bytes(handle))
+            sizes[info.filename.removesuffix(".npy")] = max(declared)
+    return sizes
+
+
+def _check_declared_sizes(path: Path, suffix: str, max_array_bytes: int) -> None:
+    for name, (size, declared) in _declared_sizes(path, suffix).items():
+        if size > max_array_bytes:
+            raise refuse(
+                path,
+                f"array '{name}' declares {size / 2**30:.3g} GiB ({declared}), over the limit of "
+                f"{max_array_bytes / 2**30:.3g} GiB per array; nothing was read (docs/your_embeddings.md, "
+                "'Limits': how to raise it)",
+            )
 
 
 def _plain_array(archive, name: str, path: Path) -> np.ndarray:
@@ -128,13 +228,15 @@ def _torch_arrays(path: Path) -> dict[str, np.ndarray]:
     return {str(name): _tensor_array(tensor) for name, tensor in payload.items()}
 
 
-def read_files(paths: Sequence[str | Path]) -> tuple[dict[str, np.ndarray], str]:
+def read_files(
+    paths: Sequence[str | Path], max_array_bytes: int = MAX_ARRAY_BYTES
+) -> tuple[dict[str, np.ndarray], str]:
     """The arrays of one file, or of one ``.npy`` file per modality; and how to name their source."""
     paths = [Path(p) for p in paths]
     if not paths:
         raise EmbeddingFileError("no embedding file given")
     if len(paths) == 1:
-        return read_arrays(paths[0]), str(paths[0])
+        return read_arrays(paths[0], max_array_bytes), str(paths[0])
     not_npy = [p for p in paths if p.suffix.lower() != ".npy"]
     if not_npy:
         raise refuse(not_npy[0], "several files form one set only as one .npy file per modality")
@@ -142,7 +244,7 @@ def read_files(paths: Sequence[str | Path]) -> tuple[dict[str, np.ndarray], str]
     for path in paths:
         if path.stem in arrays:
             raise refuse(path, f"a second file for modality '{path.stem}'")
-        arrays.update(read_arrays(path))
+        arrays.update(read_arrays(path, max_array_bytes))
     return arrays, " + ".join(map(str, paths))
 
 
@@ -153,44 +255,48 @@ def load(
     labels: str | Path | None = None,
     budget: int | None = None,
     others: str = "refuse",
+    max_array_bytes: int = MAX_ARRAY_BYTES,
 ) -> Embeddings:
     """Read and check the embeddings of ``paths`` (``read_files``).
 
     ``modalities``: the arrays to measure, in order (default: every array that is not reserved); any
     other array is refused (``others`` 'refuse') or left out with a note ('ignore'). ``labels``: a ``.npy``
     file of labels, for ``.npy`` sets. ``budget``: from a dump of this project's budget ladders, the arrays
-    of that epoch (``<modality>@<budget>``).
+    of that epoch (``<modality>@<budget>``). ``max_array_bytes``: the largest array a file may declare.
     """
-    arrays, source = read_files(paths)
+    arrays, source = read_files(paths, max_array_bytes)
     where = Path(paths[0]) if len(paths) == 1 else source
+    held = ", ".join(arrays) or "nothing"  # what the file holds, before any is left out
     if others == "ignore" and modalities is not None:
         left_out = [name for name in arrays if name not in modalities and name not in RESERVED and "@" not in name]
         arrays = {name: values for name, values in arrays.items() if name not in left_out}
     if labels is not None:
         if LABELS in arrays:
             raise refuse(where, f"has an array 'labels' and --labels {labels} was given too; keep one")
-        label_arrays = read_arrays(labels)
+        label_arrays = read_arrays(labels, max_array_bytes)
         if len(label_arrays) != 1:
             raise refuse(labels, "a labels file holds exactly one array")
         arrays[LABELS] = next(iter(label_arrays.values()))
     notes: list[str] = []
     if others == "ignore" and modalities is not None and left_out:
         notes.append(f"arrays {', '.join(left_out)} left out (not among the modalities {', '.join(modalities)})")
-    held = budgets(arrays)
-    if budget is None and held:
+    earlier = budgets(arrays)
+    if budget is None and earlier:
         notes.append(
-            f"the file also holds earlier budgets ({', '.join(map(str, held))} epochs); the final embeddings are "
+            f"the file also holds earlier budgets ({', '.join(map(str, earlier))} epochs); the final embeddings are "
             "measured (--budget N for another)"
         )
     try:
         arrays = at_budget(arrays, budget)
     except ValueError as error:
         raise refuse(where, str(error)) from None
-    names = _modality_names(arrays, modalities, where)
+    names = _modality_names(arrays, modalities, where, held)
     embedded = {name: _modality(arrays[name], name, where, notes) for name in names}
     _check_shapes(embedded, where)
     n = len(embedded[names[0]])
     result = Embeddings(source, embedded, notes=notes)
+    if IDS in arrays:
+        result.ids = _ids(arrays[IDS], n, where)
     if LABELS in arrays:
         result.labels, result.class_names = _labels(arrays[LABELS], n, where)
         if not (result.labels >= 0).any():
@@ -200,8 +306,7 @@ def load(
     return result
 
 
-def _modality_names(arrays: dict[str, np.ndarray], wanted: Sequence[str] | None, where) -> list[str]:
-    held = ", ".join(arrays) or "nothing"
+def _modality_names(arrays: dict[str, np.ndarray], wanted: Sequence[str] | None, where, held: str) -> list[str]:
     if wanted is not None:
         missing = [name for name in wanted if name not in arrays]
         if missing:
@@ -242,15 +347,26 @@ def _finite_floats(values: np.ndarray, name: str, where) -> np.ndarray:
 
 
 def _unit_rows(values: np.ndarray, name: str, where, notes: list[str]) -> np.ndarray:
-    norms = np.sqrt(np.einsum("ij,ij->i", values, values))  # float32 is ample for the 1e-3 test
-    zero = np.flatnonzero(norms == 0)
-    if zero.size:
-        raise refuse(
-            where, f"row {int(zero[0])} of array '{name}' is all zeros: it has no direction ({zero.size} such rows)"
-        )
+    """Rows scaled to unit norm. Norms are taken in float64 of rows first divided by their largest entry, so
+    neither squares that overflow (rows near 1e20 in float32) nor ones that underflow lose a row's direction;
+    a row whose norm is 0, subnormal (too small a number to divide by) or beyond the float range is refused."""
+    scale = np.abs(values).max(axis=1).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scaled = values / np.where(scale > 0, scale, 1.0)[:, None]
+        norms = scale * np.sqrt(np.einsum("ij,ij->i", scaled, scaled))
+    tiny = np.finfo(values.dtype).tiny
+    for bad, problem in (
+        (norms == 0, "is all zeros: it has no direction"),
+        ((norms > 0) & (norms < tiny), "has a subnormal norm ({norm:.3g}): too small to give a direction"),
+        (~np.isfinite(norms), "has a norm beyond the float range"),
+    ):
+        rows = np.flatnonzero(bad)
+        if rows.size:
+            said = problem.format(norm=norms[rows[0]])
+            raise refuse(where, f"row {int(rows[0])} of array '{name}' {said} ({rows.size} such rows)")
     if np.max(np.abs(norms - 1.0)) > NORM_TOLERANCE:
         notes.append(f"rows of '{name}' were not unit-norm (norms {norms.min():.3g}-{norms.max():.3g}); normalised")
-        values = values / norms[:, None].astype(values.dtype)
+        values = scaled / (norms / scale)[:, None]
     return np.ascontiguousarray(values, dtype=np.float32)
 
 
@@ -294,12 +410,23 @@ def _labels(values: np.ndarray, n: int, where) -> tuple[np.ndarray, list[str] | 
             raise refuse(where, "array 'labels' holds values that are not whole numbers")
     elif values.dtype.kind not in "iu":
         raise refuse(where, f"array 'labels' holds {values.dtype} values, not classes (integers or strings)")
-    codes = values.astype(np.int64)
-    if (codes < -1).any():
-        raise refuse(
-            where, f"array 'labels' holds {int(codes.min())}; classes are 0 or more, -1 marks an unlabelled row"
-        )
-    return codes, None
+    # checked before the cast to int64, which would wrap values beyond its range (2**64 - 1 reads as -1)
+    low, high = values.min(), values.max()
+    if low < -1:
+        raise refuse(where, f"array 'labels' holds {int(low)}; classes are 0 or more, -1 marks an unlabelled row")
+    if high > np.iinfo(np.int64).max:
+        raise refuse(where, f"array 'labels' holds {int(high)}, beyond the classes int64 can number")
+    return values.astype(np.int64), None
+
+
+def _ids(values: np.ndarray, n: int, where) -> np.ndarray:
+    """The file's item ids, one per row (compared across runs: modgap.evidence)."""
+    values = np.asarray(values)
+    if values.ndim != 1 or len(values) != n:
+        raise refuse(where, f"array 'ids' has shape {values.shape} for {n} items (one id per row)")
+    if values.dtype.kind not in "iuUS":
+        raise refuse(where, f"array 'ids' holds {values.dtype} values, not item ids (integers or strings)")
+    return values
 
 
 def _captions(arrays, embedded, where, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -321,15 +448,19 @@ def _captions(arrays, embedded, where, notes: list[str]) -> tuple[np.ndarray, np
     return captions, item.astype(np.int64)
 
 
-def import_dump(source: str | Path, output: str | Path, modalities: Sequence[str]) -> list[str]:
+def import_dump(
+    source: str | Path, output: str | Path, modalities: Sequence[str], max_array_bytes: int = MAX_ARRAY_BYTES
+) -> list[str]:
     """One file of a ``dumps`` data set as this project's embedding dump (the workflow's ``import_dumps``):
     the experiment's modalities checked and unit-norm, labels (-1 where the file has none) with their class
-    names, and the captions of instance-level retrieval. Other arrays are left out. Returns the notes."""
-    embeddings = load([source], modalities=modalities, others="ignore")
+    names, the file's item ids (row numbers where it has none), and the captions of instance-level retrieval.
+    Other arrays are left out. Returns the notes."""
+    embeddings = load([source], modalities=modalities, others="ignore", max_array_bytes=max_array_bytes)
     n = embeddings.n_items
     labels = embeddings.labels if embeddings.labels is not None else np.full(n, -1, dtype=np.int64)
     names = embeddings.class_names or [str(c) for c in range(int(labels.max(initial=-1)) + 1)]
-    arrays = {**embeddings.modalities, LABELS: labels, IDS: np.arange(n), CLASS_NAMES: np.array(names, dtype=str)}
+    ids = embeddings.ids if embeddings.ids is not None else np.arange(n)  # the file's, compared across runs
+    arrays = {**embeddings.modalities, LABELS: labels, IDS: ids, CLASS_NAMES: np.array(names, dtype=str)}
     if embeddings.captions is not None:
         arrays |= {CAPTIONS: embeddings.captions, CAPTION_ITEM: embeddings.caption_item}
     save_npz(output, **arrays)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import io
 import json
 import os
@@ -42,6 +43,10 @@ class OutputWriteError(ExplainedError, OSError):
 
 class ForeignDirectoryError(ExplainedError, FileExistsError):
     """An output directory exists but was not written by this workflow, so it is left alone."""
+
+
+class OutputFolderError(ExplainedError, ValueError):
+    """A folder cannot receive the files a command would write there; found before any work."""
 
 
 def _write_cause(error: OSError, directory: Path) -> str | None:
@@ -164,6 +169,37 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _temporary_name_bytes(name: str) -> int:
+    """The length of the longest name atomic_path gives ``name``'s temporary (mkstemp adds 8 characters)."""
+    return len(f".{name}.{'x' * 8}.tmp".encode())
+
+
+def check_output_folder(folder: str | Path, names: list[str]) -> None:
+    """Refuse, before any work, a ``folder`` that cannot receive files ``names``: a file in its place, one
+    that cannot be created or written to, or a name (of a file, its temporary, or a folder to create) longer
+    than its file system allows. Creates nothing."""
+    folder = Path(folder)
+    existing = folder
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "not a folder" if existing == folder else f"cannot be created: {existing} is not a folder"
+        raise OutputFolderError(f"{folder}: {where}")
+    limit = os.pathconf(existing, "PC_NAME_MAX")
+    created = folder.relative_to(existing).parts if existing != folder else ()
+    for name, size in [(part, len(part.encode())) for part in created] + [(n, _temporary_name_bytes(n)) for n in names]:
+        if size > limit:
+            raise OutputFolderError(
+                f"{folder}: the name '{name}' needs {size} bytes (with its temporary's), longer than the {limit} "
+                "this file system allows; shorten it"
+            )
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".modgap-probe."))  # can anything be made there?
+    except OSError as error:
+        raise OutputFolderError(f"{folder}: cannot be {'written to' if existing == folder else 'created'} "
+                                f"({error.strerror or error})") from None  # fmt: skip
+
+
 def write_json(path: str | Path, data: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
@@ -192,6 +228,12 @@ def save_torch(path: str | Path, payload: Any) -> None:
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     write_bytes(path, buffer.getvalue())
+
+
+def file_digest(path: str | Path) -> str:
+    """The SHA-256 of a file's content (hex)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def read_json(path: str | Path) -> Any:

@@ -12,6 +12,9 @@ from pathlib import Path
 from modgap.errors import ExplainedError
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# The last line of every job's log, however its script ended: a log without it belongs to a job killed
+# before its script could write it (SIGKILL, the out-of-memory killer), which only Snakemake saw end.
+END_OF_LOG = "the job's script ended"
 # Libraries that log routine details at INFO (font subsetting of every PDF, model loading).
 _CHATTY = ("fontTools", "matplotlib", "sentence_transformers", "httpx")
 
@@ -57,6 +60,8 @@ def log_to_file(path: str | Path | None, level: int = logging.INFO) -> Iterator[
         logging.getLogger("modgap").exception("failed")
         raise
     finally:
+        if path is not None:
+            logging.getLogger("modgap").info(END_OF_LOG)
         logging.captureWarnings(False)
         root.setLevel(previous_level)
         for name, previous in quiet.items():
@@ -72,3 +77,17 @@ def print_at_exit(path: str | Path, since: float) -> None:
     path = Path(path).resolve()  # Snakemake leaves the working directory before atexit runs
     if path.is_file() and path.stat().st_mtime >= since:
         atexit.register(lambda: print(f"\n{path.read_text()}", end="", flush=True))
+
+
+def report_killed_jobs(root: str | Path, since: float) -> list[Path]:
+    """Name, on the terminal, the log of every job of this run that was killed before its script ended: the
+    logs below ``root`` written at or after ``since`` (a ``time.time()``) whose last line is not END_OF_LOG.
+    The workflow calls it when a run fails (Snakefile, onerror): a killed job cannot name its log itself,
+    and the default profile keeps Snakemake's own account of failed jobs off the terminal."""
+    killed = []
+    for path in sorted(Path(root).rglob("*.log")) if Path(root).is_dir() else []:
+        if path.stat().st_mtime >= since and not path.read_text(errors="replace").rstrip().endswith(END_OF_LOG):
+            killed.append(path)
+            print(f"error: a job was killed before its script ended (a signal, or out of memory?); its log: {path}",
+                  file=sys.stderr)  # fmt: skip
+    return killed

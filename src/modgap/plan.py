@@ -136,8 +136,41 @@ def resolve_run(config: dict, experiment_name: str, method_name: str) -> dict:
         "method_name": method_name,
         "method": method,
         "model": deep_merge(config["model"], experiment.get("model", {})),
-        "train": deep_merge(config["train"], experiment.get("train", {})),
+        "train": resolve_train(config, experiment_name),
     }
+
+
+def resolve_train(config: dict, experiment_name: str) -> dict:
+    """An experiment's train section: its own overrides over the top level's."""
+    return deep_merge(config["train"], experiment_by_name(config, experiment_name).get("train", {}))
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with the keys of every mapping in it sorted: the form of a rule's params, which Snakemake
+    compares by their repr, so that reordering keys in a config file re-runs nothing."""
+    if isinstance(value, Mapping):
+        return {key: canonical(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
+def _result_neutral_left_out(run: Mapping) -> dict:
+    """A resolved run without the training options that change none of its results."""
+    return {**run, "train": {k: v for k, v in run["train"].items() if k not in RESULT_NEUTRAL_TRAIN_KEYS}}
+
+
+def result_defining_run(config: dict, experiment_name: str, method_name: str) -> dict:
+    """What a training run's results depend on, in canonical form: the training rule's params, so that key
+    order, ``train.progress`` and ``train.checkpoint_every`` never retrain (``neutral_train_options`` gives the
+    job those)."""
+    return canonical(_result_neutral_left_out(resolve_run(config, experiment_name, method_name)))
+
+
+def neutral_train_options(config: dict, experiment_name: str) -> dict:
+    """The training options of an experiment that change none of its runs' results."""
+    train = resolve_train(config, experiment_name)
+    return {key: train[key] for key in RESULT_NEUTRAL_TRAIN_KEYS}
 
 
 def dose_response_methods(config: dict, experiment_name: str | None = None) -> dict[float, str]:
@@ -245,9 +278,8 @@ def definition_digest(config: Mapping, evaluation: str, method: str) -> str:
     if imported(config, experiment):
         made: dict = {"files": str(imported_dump(config, experiment, source, 0).parent)}
     else:
-        run = resolve_run(config, experiment, source)
-        train = {k: v for k, v in run["train"].items() if k not in RESULT_NEUTRAL_TRAIN_KEYS}
-        made = {**run, "train": train, "dataset": config["datasets"][run["dataset"]]}
+        run = _result_neutral_left_out(resolve_run(config, experiment, source))
+        made = {**run, "dataset": config["datasets"][run["dataset"]]}
     made["modalities"] = experiment_by_name(config, evaluation)["modalities"]
     return _digest({"evaluation": evaluation, "method": method, "made": made, "evaluate": config["evaluate"]})
 

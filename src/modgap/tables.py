@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from modgap.errors import corrupt
+from modgap.evidence import ItemSet, one_test_set, value_problem
 from modgap.io import write_text
 from modgap.labels import method_label
 
@@ -58,13 +59,11 @@ def _record_problem(record: Mapping, index: int) -> str | None:
     if missing:
         return f"record {index} (seed {record.get('seed')}) lacks {', '.join(missing)}"
     for key in (*ALWAYS_FINITE, *FINITE_UNLESS_NOTED):
-        value = record[key]
-        if key == "epochs" and value is None:
+        if key == "epochs" and record[key] is None:
             continue  # trained elsewhere: the budget is not known
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            return f"record {index} (seed {record['seed']}): {key} is {value!r}, not a number"
-        if not np.isfinite(value) and (key in ALWAYS_FINITE or not record.get("notes")):
-            return f"record {index} (seed {record['seed']}): {key} is {value}"
+        problem = value_problem(key, record[key], key in FINITE_UNLESS_NOTED and bool(record.get("notes")))
+        if problem:
+            return f"record {index} (seed {record['seed']}): {problem}"
     return None
 
 
@@ -97,9 +96,17 @@ def read_metrics(path: str | Path, seeds: Iterable[int] | None = None) -> list[d
 
 def load_runs(paths: Iterable[str | Path], seeds: Iterable[int] | None = None) -> pd.DataFrame:
     """One row per run of every metrics file (each validated, with ``seeds`` the study's seeds), with the
-    derived paper columns tv_r1 and ta_r1."""
+    derived paper columns tv_r1 and ta_r1. The runs of one experiment must share one test set (their records'
+    fingerprints, modgap.evidence): a run measured on other items is refused, never compared."""
     seeds = None if seeds is None else list(seeds)
-    return runs_frame([record for path in paths for record in read_metrics(path, seeds)])
+    read = [(path, record) for path in paths for record in read_metrics(path, seeds)]
+    for experiment in dict.fromkeys(record["experiment"] for _, record in read):
+        one_test_set(
+            (f"{path} (seed {record['seed']})", ItemSet.recorded(record))
+            for path, record in read
+            if record["experiment"] == experiment
+        )
+    return runs_frame([record for _, record in read])
 
 
 def paired_r1_column(a: str, b: str) -> str:

@@ -25,11 +25,13 @@ from modgap.data import preparation_module
 from modgap.data.sources import SOURCES, remote_files
 from modgap.deps import module_file, package_modules
 from modgap.errors import RERUN_VARIABLE, study_command
-from modgap.io import remove_stale_temporaries_under
-from modgap.logs import print_at_exit
+from modgap.evidence import withdraw_verdict
+from modgap.io import file_digest, remove_stale_temporaries_under
+from modgap.logs import print_at_exit, report_killed_jobs
 from modgap.paths import batch_size_checked, embeddings_path, metrics_path, model_path, prepared, train_log_path
 from modgap.plan import (
     POSTHOC_METHOD,
+    canonical,
     deep_merge,
     definition_digests,
     display_names,
@@ -47,8 +49,9 @@ from modgap.plan import (
     method_labels,
     modality_counts,
     paper_references,
+    neutral_train_options,
     provenance_line,
-    resolve_run,
+    result_defining_run,
     runs,
 )
 from modgap.runtime import local_gpu_count
@@ -144,8 +147,9 @@ LATENT_METHODS = latent_methods(study)
 LABELS = method_labels(study)  # the labels the configuration gives, shown beside the keys in claims.txt
 DISPLAY_NAMES = display_names(study)  # every method's display name, in display order: tables and figures
 MODALITY_COUNTS = modality_counts(study)
-# The calibration's temperature settings (methods), in the order its rule prefers them.
-CALIBRATION_SETTINGS = list(dict.fromkeys(m for e in study["experiments"] for m in e.get("methods", [])))
+# The calibration's temperature settings (trained methods: folders of a dumps data set have no temperature
+# setting), in the order its rule prefers them.
+CALIBRATION_SETTINGS = list(dict.fromkeys(m for e in study["experiments"] if e["name"] in TRAINED for m in e["methods"]))
 
 
 @functools.cache
@@ -172,6 +176,23 @@ def method_dumps(evaluation, method):
     files, which hold every budget)."""
     source, experiment = trained_source(method), trained_experiment(evaluation)
     return [embeddings_path(experiment, source, seed) for seed in study["seeds"]]
+
+
+@functools.cache
+def content_digest(path):
+    """A file's SHA-256, computed once per run."""
+    return file_digest(path)
+
+
+def external_contents(evaluation, method):
+    """The SHA-256 of every file a dumps data set's method was imported from (none for trained runs): a param of
+    the imports and of the metrics, so that what was made from a file's earlier content re-runs when the content
+    changes, whatever its modification time, and never stands in for a refused import of the new content
+    (Snakemake leaves a missing import alone while the metrics made from it are up to date)."""
+    experiment = trained_experiment(evaluation)
+    if experiment in TRAINED:
+        return []
+    return [content_digest(imported_dump(study, experiment, trained_source(method), seed)) for seed in study["seeds"]]
 
 
 def matched_temperature_run(experiment, method, seed):
@@ -271,9 +292,21 @@ def trained_outputs():
     ]
 
 
+def imported_outputs():
+    """Every imported embedding dump of a dumps data set: targets of `all` for the same reason, so one whose
+    import failed (and was removed) is imported again, never skipped while older metrics made from it stand."""
+    return [
+        embeddings_path(experiment, method, seed)
+        for experiment in IMPORTED
+        for method in experiment_by_name(study, experiment)["methods"]
+        for seed in study["seeds"]
+    ]
+
+
 def all_targets():
     return [
         *trained_outputs(),
+        *imported_outputs(),
         *metrics_files(),
         "results/tables/main.csv",
         "results/claims.txt",

@@ -30,7 +30,7 @@ rule prepare_dataset:
     output:
         directory(prepared("{dataset}")),
     params:
-        dataset=lambda wildcards: study["datasets"][wildcards.dataset],
+        dataset=lambda wildcards: canonical(study["datasets"][wildcards.dataset]),
     log:
         "results/logs/prepare/{dataset}.log",
     benchmark:

@@ -11,10 +11,11 @@ rule metrics:
     params:
         seeds=study["seeds"],
         retrieval=lambda wildcards: experiment_by_name(study, wildcards.experiment)["retrieval"],
-        options=study["evaluate"],
+        options=canonical(study["evaluate"]),
         shift=lambda wildcards: study["evaluate"]["posthoc_strength"] if wildcards.method == POSTHOC_METHOD else None,
         budget=lambda wildcards: evaluated_budget(wildcards.experiment),
         epochs=lambda wildcards: trained_epochs(wildcards.experiment),
+        external=lambda wildcards: external_contents(wildcards.experiment, wildcards.method),
     wildcard_constraints:
         method=one_of([*METHOD_NAMES, POSTHOC_METHOD]),
         experiment=one_of(EVALUATIONS),
@@ -42,7 +43,7 @@ rule gap_sweep:
         seeds=study["seeds"],
         strengths=study["evaluate"]["sweep_strengths"],
         retrieval=lambda wildcards: experiment_by_name(study, wildcards.experiment)["retrieval"],
-        options=study["evaluate"],
+        options=canonical(study["evaluate"]),
     log:
         "results/logs/sweeps/{experiment}.log",
     benchmark:
@@ -106,7 +107,7 @@ rule claims:
     output:
         report("results/claims.txt", caption="../report/claims.rst", category="Claims"),
     params:
-        claims=study["claims"],
+        claims=canonical(study["claims"]),
         expected=evaluated_runs(study),
         ladders=ladders(study),
         references=REFERENCES,

@@ -13,7 +13,11 @@ rule train:
         log=train_log_path("{experiment}", "{method}", "{seed}"),
         embeddings=embeddings_path("{experiment}", "{method}", "{seed}"),
     params:
-        run=lambda wildcards: resolve_run(study, wildcards.experiment, wildcards.method),
+        # what the run's results depend on, keys sorted: editing anything else, or reordering keys, retrains nothing
+        run=lambda wildcards: result_defining_run(study, wildcards.experiment, wildcards.method),
+        # progress and checkpoint_every change no result: a function of `input` makes a derived param, which
+        # Snakemake leaves out of its rerun check (tests/test_workflow.py edits both and plans no training)
+        neutral=lambda wildcards, input: neutral_train_options(study, wildcards.experiment),
     log:
         "results/logs/train/{experiment}/{method}/seed{seed}.log",
     benchmark:
@@ -41,6 +45,11 @@ rule import_dumps:
         embeddings_path("{experiment}", "{method}", "{seed}"),
     params:
         modalities=lambda wildcards: experiment_by_name(study, wildcards.experiment)["modalities"],
+        # the file's content, not its modification time: a file replaced by an older one is imported again
+        content=lambda wildcards: content_digest(
+            imported_dump(study, wildcards.experiment, wildcards.method, int(wildcards.seed))
+        ),
+        max_array_gib=lambda wildcards: study["datasets"][experiment_dataset(wildcards.experiment)]["max_array_gib"],
     wildcard_constraints:
         experiment=one_of(IMPORTED),
         method=one_of(sorted(imported_methods(study))),

@@ -4,9 +4,12 @@ import _checkout  # noqa: F401 (first: this checkout's modgap)
 
 import logging
 
-from modgap.external import import_dump
+from modgap.external import array_limit, import_dump
 from modgap.logs import log_to_file
 
 with log_to_file(snakemake.log[0]):
-    for note in import_dump(snakemake.input.dump, snakemake.output[0], snakemake.params.modalities):
+    params = snakemake.params
+    for note in import_dump(
+        snakemake.input.dump, snakemake.output[0], params.modalities, array_limit(params.max_array_gib)
+    ):
         logging.getLogger("modgap.external").warning(note)

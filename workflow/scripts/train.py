@@ -10,7 +10,7 @@ with log_to_file(snakemake.log[0]):
     configure_threads(snakemake.threads)
     gpu_lock = claim_gpu()  # held until the job ends
     output = snakemake.output
-    run = snakemake.params.run
+    run = {**snakemake.params.run, "train": {**snakemake.params.run["train"], **snakemake.params.neutral}}
     if "matched" in snakemake.input.keys():  # a temperature control
         run = match_temperature(run, snakemake.input.matched)
     train_run(run, snakemake.input.data, output.model, output.log, int(snakemake.wildcards.seed), output.embeddings)

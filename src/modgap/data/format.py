@@ -21,7 +21,6 @@ of the data set's modalities exist.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import numpy as np
 from modgap import __version__
 from modgap.data.text import TOKENIZER
 from modgap.errors import ExplainedError, rebuild_command
-from modgap.io import atomic_directory, read_json, write_json
+from modgap.io import atomic_directory, file_digest, read_json, write_json
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -46,14 +45,6 @@ COMMON_FILES = ("labels", "ids")
 
 class PreparedDataError(ExplainedError, RuntimeError):
     pass
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def expected_arrays(modalities: Iterable[str]) -> list[str]:
@@ -111,13 +102,13 @@ def write_prepared(
                     )
                 path = split_dir / f"{array_name}.npy"
                 np.save(path, array, allow_pickle=False)
-                files[path.name] = {"shape": list(array.shape), "dtype": str(array.dtype), "sha256": _sha256(path)}
+                files[path.name] = {"shape": list(array.shape), "dtype": str(array.dtype), "sha256": file_digest(path)}
             if "text" in modalities:
                 captions = arrays["captions"]
                 if len(captions) != size:
                     raise PreparedDataError(f"data set '{name}', split '{split}': {len(captions)} caption lists")
                 write_json(split_dir / "captions.json", [list(c) for c in captions])
-                files["captions.json"] = {"sha256": _sha256(split_dir / "captions.json")}
+                files["captions.json"] = {"sha256": file_digest(split_dir / "captions.json")}
             labels = np.asarray(arrays["labels"])
             manifest["splits"][split] = {
                 "size": size,
@@ -205,6 +196,6 @@ def verify_checksums(data_dir: str | Path) -> list[str]:
     for split, info in manifest["splits"].items():
         for filename, meta in info["files"].items():
             path = data_dir / split / filename
-            if not path.is_file() or _sha256(path) != meta["sha256"]:
+            if not path.is_file() or file_digest(path) != meta["sha256"]:
                 bad.append(str(path))
     return bad
