@@ -28,7 +28,7 @@ def test_default_config_is_valid_and_gets_defaults(config_dict):
     assert config["methods"]["clip_lt"]["encoder"] == "separate"
     assert config["methods"]["alignclip"]["encoder"] == "shared"
     # the default trains CLIP (LT) and both readings of ours; the dose-response adds its own, outside them
-    assert config["experiments"][0]["methods"] == ["clip_lt", "ours", "ours_released"]
+    assert config["experiments"][0]["methods"] == ["clip_lt", "ours", "ours_tau_clip", "clip_tau_ours"]
     assert config["experiments"][0]["train"]["budgets"] == [10, 20, 40]
     assert dose_response_methods(config) == {
         0.0: "clip_lt",
@@ -452,7 +452,7 @@ def test_your_own_study_examples_change_what_they_say(repo):
 
     notes = []
     seeds = _example(repo, "ten_seeds.yaml", notes)
-    assert len(evaluated_runs(seeds)) == 3 * 4 * 10  # three budgets x (three methods + the post-hoc row) x ten seeds
+    assert len(evaluated_runs(seeds)) == 3 * 5 * 10  # three budgets x (four methods + the post-hoc row) x ten seeds
     assert {k: v for k, v in default.items() if k.startswith("embedded_image_text")} == definition_digests(seeds)
     assert notes and notes[0].startswith("the trained dose-response is off")
 

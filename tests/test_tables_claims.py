@@ -24,6 +24,7 @@ from modgap.claims import (
 )
 from modgap.cli import main as cli
 from modgap.errors import CorruptIntermediateError
+from modgap.evidence import UnusableRunsError
 from modgap.stats import PairedSample, holm_levels, mcnemar_exact
 from modgap.tables import (
     aggregate,
@@ -261,6 +262,17 @@ def test_clear_effects_give_decisive_verdicts():
     assert states(paired_runs(CLEAR)) == [HOLDS, HOLDS, HOLDS]
     worse = paired_runs({"gap": 1.5, "tv_r1": -10.0, "v_measure": -2.0, "knn_acc": -1.0})
     assert states(worse) == [FAILS, FAILS, FAILS]  # R@1 drops 10, no gain of the margin's size, gap grows
+
+
+def test_an_r1_column_the_experiment_does_not_measure_stays_out_of_claim_1():
+    """Two modalities: the runs table's TA R@1 column is empty there (another experiment has audio), so
+    claim 1 reads TV R@1 alone and decides; a column empty in one run only is refused."""
+    runs = paired_runs(CLEAR).assign(ta_r1=np.nan)
+    retrieval = checks(runs)[0]
+    assert list(retrieval.parts[0].columns) == ["tv_r1"] and retrieval.state == HOLDS
+    runs.loc[0, "ta_r1"] = 50.0
+    with pytest.raises(UnusableRunsError, match="ta_r1"):
+        checks(runs)
 
 
 def test_a_small_but_certain_gain_holds_below_margin():

@@ -350,9 +350,9 @@ def test_jobs_run_the_code_of_their_own_checkout(checkout, study, tmp_path):
     for folder in (checkout, study):
         subprocess.run(["cp", "-a", str(folder), str(tmp_path / folder.name)], check=True)
     claims = tmp_path / checkout.name / "src" / "modgap" / "claims.py"
-    claims.write_text(
-        claims.read_text().replace('"Claims check: each method', '"Claims check (second checkout): each method')
-    )
+    text = claims.read_text()
+    assert 'f"Claims check: methods' in text  # the edit below must change the code
+    claims.write_text(text.replace('f"Claims check: methods', 'f"Claims check (second checkout): methods'))
     result = snakemake(tmp_path / checkout.name / "Snakefile", tmp_path / study.name, TINY)
     assert planned_jobs(snakemake(tmp_path / checkout.name / "Snakefile", tmp_path / study.name, TINY, "-n")) == {}
     assert ran(result, "claims")

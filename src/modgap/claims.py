@@ -60,8 +60,9 @@ class Claim:
 
 def retrieval_columns(runs: pd.DataFrame) -> dict[str, str]:
     """The R@1 columns of a runs table that claim 1 compares, with their labels: every paired R@1 column
-    (modgap.tables.paired_r1_column), the paper's TV and TA R@1 first."""
-    return paired_r1_columns(runs.columns)
+    (modgap.tables.paired_r1_column) that holds a value, the paper's TV and TA R@1 first. A column without
+    any value was not measured (the TA R@1 of an experiment without audio)."""
+    return {c: label for c, label in paired_r1_columns(runs.columns).items() if runs[c].notna().any()}
 
 
 CLAIMS = (
