@@ -51,9 +51,8 @@ def test_avmnist_from_mirrors_to_claims(repo, tmp_path):
     comparison = pd.read_csv(tmp_path / "results" / "tables" / "paper_comparison.csv")
     assert set(comparison["method"]) == {"clip_lt", "ours"}
     claims = (tmp_path / "results" / "claims.txt").read_text()
-    assert (
-        "avmnist_offline: ours" in claims and "ΔTA R@1" in claims
-    )  # the three-modality check, with its audio retrieval
+    # the three-modality check, with its audio retrieval
+    assert "avmnist_offline: ours" in claims and "ΔTA R@1" in claims
     # the table users see: keep it in the test log
     print((tmp_path / "results" / "tables" / "paper_comparison.md").read_text())
     print(claims)
