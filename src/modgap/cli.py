@@ -41,6 +41,8 @@ def _load(configfiles: list[Path]) -> dict:
 
 
 def claims_command(arguments: argparse.Namespace) -> int:
+    if arguments.runs.is_dir():
+        raise ExplainedError(f"{arguments.runs}: a folder, not a runs table (results/tables/runs.csv)")
     if not arguments.runs.is_file():
         print(f"{arguments.runs}: not found; run the study first (snakemake --cores all)", file=sys.stderr)
         return 2
