@@ -251,8 +251,10 @@ def test_modgap_claims_checks_the_definition_of_every_row(tmp_path, capsys, repo
         ("experiment,method\ne,ours\n", "no column seed"),
         ("experiment,method,seed\ne,ours,x\n", "seed 'x' is not a whole number"),
         ("experiment,method,seed\ne,ours,0.5\n", "seed 0.5 is not a whole number"),
-        ("experiment,method,seed\ne,ours,0\ne,ours,1,2\n", "ParserError: Error tokenizing data. C error: Expected 3 "
-                                                           "fields in line 3, saw 4"),  # pandas ends it with a newline  # fmt: skip
+        (
+            "experiment,method,seed\ne,ours,0\ne,ours,1,2\n",
+            "ParserError: Error tokenizing data. C error: Expected 3 fields in line 3, saw 4",
+        ),  # pandas ends it with a newline  # fmt: skip
         ("experiment,method,seed\ne,ours,0\ne,ours,0\n", "run e/ours/seed0 is listed more than once"),
     ],
     ids=["empty", "no-seed-column", "word-seed", "half-seed", "extra-field", "twice"],
@@ -271,8 +273,10 @@ def test_modgap_claims_on_a_broken_runs_table_says_why_in_one_line(tmp_path, cap
     [
         (["gap"], "no column gap"),
         (["knn_acc", "collapsed"], "no column knn_acc, collapsed"),
-        (["tv_r1"], "no R@1 column with a value (tv_r1, ta_r1 or pair_r1_<anchor>_<other>): claim 1 has nothing to "
-                    "compare"),  # was a StopIteration  # fmt: skip
+        (
+            ["tv_r1"],
+            "no R@1 column with a value (tv_r1, ta_r1 or pair_r1_<anchor>_<other>): claim 1 has nothing to compare",
+        ),  # was a StopIteration  # fmt: skip
     ],
     ids=["gap", "knn-and-collapsed", "r1"],
 )
@@ -284,7 +288,9 @@ def test_modgap_claims_names_a_column_its_check_reads_that_the_table_lacks(
     pd.read_csv(runs).drop(columns=dropped).to_csv(runs, index=False)
     study = tmp_path / "study.yaml"
     study.write_text(yaml.safe_dump(STUDY))
-    code, out, err = cli(capsys, "claims", "--runs", runs, "--default-config", repo / "config.yaml", "--configfile", study)
+    code, out, err = cli(
+        capsys, "claims", "--runs", runs, "--default-config", repo / "config.yaml", "--configfile", study
+    )
     expected = f"{runs}: damaged runs table ({problem}); rebuild it with `snakemake --cores all --forcerun {runs}`"
     assert (code, out, err) == (2, "", f"modgap claims: {expected}\n")
 
