@@ -567,6 +567,8 @@ def test_an_empty_modality_list_is_named_as_such(tmp_path, capsys):
     path = write_set(tmp_path / "pair.npz")
     assert cli(capsys, "evaluate", path, "--modalities", ",", "--quiet") == (
         2, "", "modgap evaluate: --modalities ',' names no modality (a,b: comma-separated)\n")  # fmt: skip
+    assert cli(capsys, "evaluate", path, "--modalities", "image,image", "--quiet") == (
+        2, "", "modgap evaluate: --modalities 'image,image' names image twice\n")  # fmt: skip
 
 
 def test_a_single_class_is_named_as_the_cause_of_skipped_group_metrics(tmp_path, capsys):

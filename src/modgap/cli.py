@@ -121,6 +121,9 @@ def _modalities(arguments: argparse.Namespace) -> list[str] | None:
     names = [m for m in arguments.modalities.split(",") if m]
     if not names:
         raise ExplainedError(f"--modalities {arguments.modalities!r} names no modality (a,b: comma-separated)")
+    twice = sorted({m for m in names if names.count(m) > 1})
+    if twice:
+        raise ExplainedError(f"--modalities {arguments.modalities!r} names {', '.join(twice)} twice")
     return names
 
 
