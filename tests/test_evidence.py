@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from modgap.claims import claims_report
 from modgap.cli import BOUNDED_OPTIONS, main
 from modgap.config import ConfigError, load_config, load_schema
 from modgap.errors import CorruptIntermediateError
-from modgap.evidence import ItemSet, OtherItemsError
+from modgap.evaluate import evaluate_method
+from modgap.evidence import ItemSet, OtherItemsError, SameRunError
 from modgap.external import EmbeddingFileError, import_dump
 from modgap.plan import definition_digests, neutral_train_options, resolve_run, result_defining_run
 from modgap.tables import load_runs, write_tables
@@ -107,6 +109,27 @@ def test_compare_refuses_other_modalities_and_one_folder_twice(tmp_path, capsys)
     code, out, err = cli(capsys, "compare", "--baseline", baseline, "--method", candidate, "--quiet")
     assert err == (f"modgap compare: {candidate / 'seed2.npz'}: holds image, audio, {baseline / 'seed0.npz'} image, "
                    "text: paired runs must measure the same modalities\n")  # fmt: skip
+
+
+def test_one_run_copied_to_every_seed_gives_no_verdict(tmp_path, capsys):
+    """A candidate's seed0 copied to seed1 and seed2: 'three seeds' of zero spread, a [HOLDS] from one run."""
+    baseline, candidate = per_seed_folders(tmp_path)
+    for seed in (1, 2):
+        (candidate / f"seed{seed}.npz").write_bytes((candidate / "seed0.npz").read_bytes())
+    code, out, err = cli(capsys, "compare", "--baseline", baseline, "--method", candidate, "--quiet")
+    assert (code, out, err) == (2, "", f"modgap compare: {candidate / 'seed1.npz'} holds the same embeddings as "
+                                       f"{candidate / 'seed0.npz'}: each seed must be a run of its own\n")  # fmt: skip
+
+
+def test_the_metrics_refuse_two_seeds_of_one_method_with_the_same_embeddings(tmp_path, default_config_dict):
+    """The workflow's side: a dumps data set whose files are copies (or a trainer that ignores its seed)."""
+    paths = [write_set(tmp_path / f"seed{seed}.npz", seed=seed) for seed in (0, 1)]
+    paths.append(write_set(tmp_path / "seed2.npz", seed=0))
+    with pytest.raises(SameRunError) as error:
+        evaluate_method(list(enumerate(paths)), tmp_path / "m.json", experiment="e", method="m", retrieval="instance",
+                        options=load_config(default_config_dict)["evaluate"])  # fmt: skip
+    assert str(error.value) == f"{paths[2]} holds the same embeddings as {paths[0]}: each seed must be a run of its own"
+    assert not (tmp_path / "m.json").exists()
 
 
 # -- one test set per comparison: the tables and the claims check --------------------------------------------------
@@ -227,9 +250,14 @@ def test_modgap_claims_checks_the_definition_of_every_row(tmp_path, capsys, repo
         ("", "EmptyDataError: No columns to parse from file"),
         ("experiment,method\ne,ours\n", "no column seed"),
         ("experiment,method,seed\ne,ours,x\n", "seed 'x' is not a whole number"),
+        ("experiment,method,seed\ne,ours,0.5\n", "seed 0.5 is not a whole number"),
+        (
+            "experiment,method,seed\ne,ours,0\ne,ours,1,2\n",
+            "ParserError: Error tokenizing data. C error: Expected 3 fields in line 3, saw 4",
+        ),  # pandas ends it with a newline  # fmt: skip
         ("experiment,method,seed\ne,ours,0\ne,ours,0\n", "run e/ours/seed0 is listed more than once"),
     ],
-    ids=["empty", "no-seed-column", "word-seed", "twice"],
+    ids=["empty", "no-seed-column", "word-seed", "half-seed", "extra-field", "twice"],
 )
 def test_modgap_claims_on_a_broken_runs_table_says_why_in_one_line(tmp_path, capsys, monkeypatch, content, problem):
     monkeypatch.delenv("MODGAP_RERUN", raising=False)
@@ -238,6 +266,38 @@ def test_modgap_claims_on_a_broken_runs_table_says_why_in_one_line(tmp_path, cap
     code, out, err = cli(capsys, "claims", "--runs", runs)
     expected = f"{runs}: damaged runs table ({problem}); rebuild it with `snakemake --cores all --forcerun {runs}`"
     assert (code, out, err) == (2, "", f"modgap claims: {expected}\n")
+
+
+@pytest.mark.parametrize(
+    "dropped, problem",
+    [
+        (["gap"], "no column gap"),
+        (["knn_acc", "collapsed"], "no column knn_acc, collapsed"),
+        (
+            ["tv_r1"],
+            "no R@1 column with a value (tv_r1, ta_r1 or pair_r1_<anchor>_<other>): claim 1 has nothing to compare",
+        ),  # was a StopIteration  # fmt: skip
+    ],
+    ids=["gap", "knn-and-collapsed", "r1"],
+)
+def test_modgap_claims_names_a_column_its_check_reads_that_the_table_lacks(
+    tmp_path, capsys, monkeypatch, repo, dropped, problem
+):
+    monkeypatch.delenv("MODGAP_RERUN", raising=False)
+    runs = runs_table(tmp_path)
+    pd.read_csv(runs).drop(columns=dropped).to_csv(runs, index=False)
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump(STUDY))
+    code, out, err = cli(
+        capsys, "claims", "--runs", runs, "--default-config", repo / "config.yaml", "--configfile", study
+    )
+    expected = f"{runs}: damaged runs table ({problem}); rebuild it with `snakemake --cores all --forcerun {runs}`"
+    assert (code, out, err) == (2, "", f"modgap claims: {expected}\n")
+
+
+def test_modgap_claims_names_a_folder_given_as_its_runs_table(tmp_path, capsys):
+    assert cli(capsys, "claims", "--runs", tmp_path) == (
+        2, "", f"modgap claims: {tmp_path}: a folder, not a runs table (results/tables/runs.csv)\n")  # fmt: skip
 
 
 def test_modgap_claims_names_a_config_file_it_cannot_read(tmp_path, capsys, repo):
@@ -298,6 +358,9 @@ def test_a_configuration_that_holds_itself_is_refused_naming_its_key(tmp_path):
          "datasets.<name>.max_array_gib"),
         ("compare", ["--confidence", "nan"], "nan is not a finite number", "claims.confidence"),
         ("compare", ["--confidence", "1.5"], "1.5 is greater than or equal to the maximum of 1", "claims.confidence"),
+        ("compare", ["--confidence", "0.5"], "0.5 is less than or equal to the minimum of 0.5", "claims.confidence"),
+        ("compare", ["--confidence", "1e-300"], "1e-300 is less than or equal to the minimum of 0.5",
+         "claims.confidence"),  # an inverted interval, [+inf, -inf], and a [FAILS] from it
         ("compare", ["--min-seeds", "1"], "1 is less than the minimum of 2", "claims.min_seeds"),
         ("compare", ["--min-seeds", "0"], "0 is less than the minimum of 2", "claims.min_seeds"),
         ("compare", ["--retrieval-tolerance", "-5"], "-5.0 is less than or equal to the minimum of 0",
@@ -504,6 +567,8 @@ def test_an_empty_modality_list_is_named_as_such(tmp_path, capsys):
     path = write_set(tmp_path / "pair.npz")
     assert cli(capsys, "evaluate", path, "--modalities", ",", "--quiet") == (
         2, "", "modgap evaluate: --modalities ',' names no modality (a,b: comma-separated)\n")  # fmt: skip
+    assert cli(capsys, "evaluate", path, "--modalities", "image,image", "--quiet") == (
+        2, "", "modgap evaluate: --modalities 'image,image' names image twice\n")  # fmt: skip
 
 
 def test_a_single_class_is_named_as_the_cause_of_skipped_group_metrics(tmp_path, capsys):
@@ -515,6 +580,22 @@ def test_a_single_class_is_named_as_the_cause_of_skipped_group_metrics(tmp_path,
         "- note: clustering skipped: the labelled test items hold one class, so there is nothing to tell apart",
         "- note: kNN skipped: the labelled test items hold one class, so there is nothing to tell apart",
     ]
+
+
+def test_too_few_points_for_the_clusters_are_named_as_points(tmp_path, capsys):
+    path = write_set(tmp_path / "two.npz", n=2)
+    code, out, _ = cli(capsys, "evaluate", path, "--quiet")
+    assert code == 0 and "- note: clustering skipped: 4 labelled points (items x modalities) cannot fill 2 clusters " \
+        "of 5 points each" in out.splitlines()  # fmt: skip
+
+
+def test_a_group_metric_no_run_could_compute_leaves_no_warning(tmp_path, capsys):
+    baseline, candidate = per_seed_folders(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # was "Mean of empty slice" from the baseline's mean
+        code, out, _ = cli(capsys, "compare", "--baseline", baseline, "--method", candidate, "--kmeans-k", "1000",
+                           "--quiet")  # fmt: skip
+    assert code == 0 and "2a. ΔV-Measure n/a (baseline nan)" in out
 
 
 def test_imported_dumps_keep_the_files_item_ids(tmp_path):

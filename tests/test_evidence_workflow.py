@@ -217,6 +217,20 @@ def test_a_dumps_study_of_other_items_gives_no_verdict(repo, tmp_path, damage, s
 
 
 @pytest.mark.slow
+def test_a_dumps_study_with_one_file_copied_to_another_seed_gives_no_verdict(repo, tmp_path):
+    write_dumps(tmp_path / "my_dumps")
+    folder = tmp_path / "my_dumps" / "candidate"
+    (folder / "seed2.npz").write_bytes((folder / "seed0.npz").read_bytes())
+    result = snakemake(repo, tmp_path, dumps_config(repo), TARGET, check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert (
+        "error: results/embeddings/my_models/candidate/seed2.npz holds the same embeddings as "
+        "results/embeddings/my_models/candidate/seed0.npz: each seed must be a run of its own"
+    ) in result.stderr
+    assert not (tmp_path / TARGET).exists()
+
+
+@pytest.mark.slow
 def test_a_refused_import_leaves_no_verdict_then_or_later(repo, tmp_path):
     """The verdict of before goes when a dump is refused, and later runs import the file again rather than keep
     the metrics made from its earlier content (imported dumps are targets of `all`, and the metrics' params

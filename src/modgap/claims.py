@@ -251,7 +251,9 @@ def compare(
             samples = {c: pair(_column_values(a, c)[kept], _column_values(b, c)[kept]) for c in group}
             margin = {"within": claims["retrieval_tolerance"], "gain": margins.get(next(iter(group))),
                       "reduction": margins["gap"]}[claim.kind]  # fmt: skip
-            baseline_mean = float(np.nanmean(_column_values(b, next(iter(group))))) if len(b) else float("nan")
+            measured = _column_values(b, next(iter(group)))
+            measured = measured[np.isfinite(measured)]  # a metric a run could not compute is NaN (its notes say why)
+            baseline_mean = float(measured.mean()) if len(measured) else float("nan")
             part = Part(claim, group, [s for s, k in zip(seeds, kept) if k], samples, margin, baseline_mean)
             if claim.kind == "gain" and 100.0 - baseline_mean < headroom[next(iter(group))]:
                 part.room = False
@@ -401,7 +403,12 @@ def check_claims(
     pairs = [("verdict", method, claims["baseline"]) for method in claims["methods"]]
     pairs += [("temperature controls", c["method"], c["baseline"]) for c in claims.get("controls", [])]
     compared = runs[runs["method"].isin({name for _, *names in pairs for name in names})]
-    problem = runs_problem(compared, ["gap", *retrieval_columns(runs)], list(GROUP_COLUMNS))
+    r1 = retrieval_columns(runs)
+    problem = (
+        runs_problem(compared, ["gap", *r1], list(GROUP_COLUMNS))
+        if r1
+        else "no R@1 column with a value (tv_r1, ta_r1 or pair_r1_<anchor>_<other>): claim 1 has nothing to compare"
+    )
     if problem:
         raise UnusableRunsError(problem)
     families: dict[str, list[Comparison]] = {name: [] for name, _, _ in pairs}

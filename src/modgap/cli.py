@@ -41,6 +41,8 @@ def _load(configfiles: list[Path]) -> dict:
 
 
 def claims_command(arguments: argparse.Namespace) -> int:
+    if arguments.runs.is_dir():
+        raise ExplainedError(f"{arguments.runs}: a folder, not a runs table (results/tables/runs.csv)")
     if not arguments.runs.is_file():
         print(f"{arguments.runs}: not found; run the study first (snakemake --cores all)", file=sys.stderr)
         return 2
@@ -119,6 +121,9 @@ def _modalities(arguments: argparse.Namespace) -> list[str] | None:
     names = [m for m in arguments.modalities.split(",") if m]
     if not names:
         raise ExplainedError(f"--modalities {arguments.modalities!r} names no modality (a,b: comma-separated)")
+    twice = sorted({m for m in names if names.count(m) > 1})
+    if twice:
+        raise ExplainedError(f"--modalities {arguments.modalities!r} names {', '.join(twice)} twice")
     return names
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from modgap.claims import check_claims, format_report
 from modgap.evaluate import is_collapsed, measure
-from modgap.evidence import one_test_set
+from modgap.evidence import distinct_runs, embeddings_digest, one_test_set
 from modgap.external import FORMATS, MAX_ARRAY_BYTES, EmbeddingFileError, Embeddings, load, refuse
 from modgap.tables import runs_frame
 
@@ -194,8 +194,10 @@ def compare(
     """The claims check of one method's per-seed embeddings against a baseline's: (verdicts report, runs
     table). ``claims``: the check's options (modgap.claims), whose ``baseline`` and ``methods`` name the
     two folders; ``paper_reference``: the paper's data set whose effects set the margins (modgap.paper). Every
-    file must hold the first one's modalities and test set (modgap.evidence.one_test_set)."""
+    file must hold the first one's modalities and test set (modgap.evidence.one_test_set), and no two files of
+    one folder the same embeddings (modgap.evidence.distinct_runs)."""
     records, first = [], None
+    fingerprints: dict[str, list[tuple[str, str]]] = {claims["baseline"]: [], claims["methods"][0]: []}
     for run, *files in paired_files(baseline, method):
         for name, path in zip((claims["baseline"], claims["methods"][0]), files):
             progress(str(path))
@@ -207,6 +209,8 @@ def compare(
                 raise refuse(path, f"holds {', '.join(found)}, {first[0]} {', '.join(first[1])}: paired runs "
                                    "must measure the same modalities")  # fmt: skip
             one_test_set([(str(first[0]), first[2]), (str(path), embeddings.item_set)])
+            fingerprints[name].append((str(path), embeddings_digest(embeddings.modalities)))
+            distinct_runs(fingerprints[name])
             record = evaluate(embeddings, options, level=level, anchor=anchor)
             records.append({"experiment": experiment, "method": name, "seed": run, **record})
     frame = runs_frame(records).drop(columns=["options", "modalities"])

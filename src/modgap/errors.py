@@ -38,5 +38,5 @@ def rebuild_command(path: str | Path) -> str:
 
 def corrupt(path: str | Path, what: str, error: BaseException | str) -> CorruptIntermediateError:
     """The error for a damaged (unreadable or incomplete) intermediate ``path`` (a ``what``), with the command that rebuilds it."""
-    detail = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    detail = error if isinstance(error, str) else f"{type(error).__name__}: {' '.join(str(error).split())}"  # one line
     return CorruptIntermediateError(f"{path}: damaged {what} ({detail}); rebuild it with `{rebuild_command(path)}`")

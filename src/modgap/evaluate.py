@@ -25,7 +25,7 @@ from modgap.dumps import (
     modality_embeddings,
     shift_dump,
 )
-from modgap.evidence import ItemSet
+from modgap.evidence import ItemSet, distinct_runs, embeddings_digest
 from modgap.io import write_json
 from modgap.metrics import KnnProtocol
 
@@ -120,7 +120,8 @@ def labelled_metrics(
     names = ("v_measure", "homogeneity", "completeness", "nmi", "ari")
     if present < 2 or len(points) < MIN_ITEMS_PER_CLUSTER * k:
         cause = ONE_CLASS if present < 2 else (
-            f"{int((labels >= 0).sum())} labelled test items in {present} classes cannot fill {k} clusters")  # fmt: skip
+            f"{len(points)} labelled points (items x modalities) cannot fill {k} clusters of "
+            f"{MIN_ITEMS_PER_CLUSTER} points each")  # fmt: skip
         notes.append(f"clustering skipped: {cause}")
         results.update({name: float("nan") for name in names})
     else:
@@ -252,11 +253,14 @@ def evaluate_method(
     ``runs``: (seed, embedding dump) per seed. With ``shift`` the dumps are first moved by the post-hoc shift
     of that strength (the training-free 'posthoc' row). With ``budget`` the runs are evaluated as they stood
     at that budget of their ladder: the dumps' arrays of that budget. ``epochs``: the training budget the
-    records name (None for embeddings made elsewhere).
+    records name (None for embeddings made elsewhere). Two seeds with the same embeddings are refused
+    (modgap.evidence.distinct_runs).
     """
-    records = []
+    records, fingerprints = [], []
     for seed, dump_path in runs:
         dump = load_method_dump(dump_path, shift, budget)
+        fingerprints.append((str(dump_path), embeddings_digest(modality_embeddings(dump))))
+        distinct_runs(fingerprints)
         record = {"experiment": experiment, "method": method, "seed": int(seed)}
         record.update(evaluate_run(dump, retrieval=retrieval, options=options, epochs=epochs))
         records.append(record)

@@ -32,6 +32,10 @@ class OtherItemsError(ExplainedError, ValueError):
     """Runs compared with each other were measured on different items; names two of them."""
 
 
+class SameRunError(ExplainedError, ValueError):
+    """Two seeds of one model hold the same embeddings: one run counted twice; names both."""
+
+
 class UnusableRunsError(ExplainedError, ValueError):
     """A runs table holds a value no check may read, or runs of one experiment on different test sets."""
 
@@ -93,6 +97,28 @@ def one_test_set(runs: Iterable[tuple[str, ItemSet]]) -> None:
             raise OtherItemsError(f"{difference}: paired runs must share one test set")
 
 
+def embeddings_digest(modalities: Mapping[str, np.ndarray]) -> str:
+    """A fingerprint of a run's embeddings: every modality's name, type, shape and bytes."""
+    fingerprint = hashlib.sha256()
+    for name, values in modalities.items():
+        values = np.ascontiguousarray(values)
+        fingerprint.update(f"{name} {values.dtype.str} {values.shape}".encode())
+        fingerprint.update(values.data)
+    return fingerprint.hexdigest()
+
+
+def distinct_runs(runs: Iterable[tuple[str, str]]) -> None:
+    """Refuse (SameRunError) when two of the named runs of one model have the same ``embeddings_digest``: the
+    check pairs seeds as independent runs, and a copy counted as another seed narrows every interval without
+    any evidence (a file copied to every seed's name gives zero spread)."""
+    seen: dict[str, str] = {}
+    for name, fingerprint in runs:
+        if fingerprint in seen:
+            raise SameRunError(f"{name} holds the same embeddings as {seen[fingerprint]}: each seed must be a "
+                               "run of its own")  # fmt: skip
+        seen[fingerprint] = name
+
+
 def value_problem(key: str, value, noted: bool = False) -> str | None:
     """Why a value a table or a check reads is unusable (None: it is usable): not a number, infinite, or NaN
     where ``noted`` is False (a run's notes say why a metric it could not compute is NaN)."""
@@ -117,7 +143,11 @@ def runs_problem(runs: pd.DataFrame, finite: Sequence[str], finite_unless_noted:
     """Why a runs table (one row per run) cannot enter a check: a value of ``finite`` or
     ``finite_unless_noted`` columns that ``value_problem`` refuses, a collapse flag that is not one, or runs
     of one experiment on different test sets. The problem names the run and the column. A column no run of an
-    experiment has a value in was not measured there (the R@1 of a modality the experiment lacks)."""
+    experiment has a value in was not measured there (the R@1 of a modality the experiment lacks); a column
+    the table lacks is named as such."""
+    absent = [key for key in (*finite, *finite_unless_noted, "collapsed") if key not in runs]
+    if absent:
+        return f"no column {', '.join(absent)}"
     for experiment, block in runs.groupby("experiment", sort=False):
         measured = [key for key in (*finite, *finite_unless_noted) if key in block and block[key].notna().any()]
         rows = block.to_dict("records")
@@ -129,7 +159,7 @@ def runs_problem(runs: pd.DataFrame, finite: Sequence[str], finite_unless_noted:
                 if problem:
                     return f"{name}: {problem}; a check reads finite values only"
             collapsed = {"True": True, "False": False}.get(row.get("collapsed"), row.get("collapsed"))  # as read
-            if "collapsed" in row and not isinstance(collapsed, (bool, np.bool_)):  # keeps a pair out of claim 3
+            if not isinstance(collapsed, (bool, np.bool_)):  # keeps a pair out of claim 3
                 return f"{name}: collapsed is {collapsed!r}, not True or False"
         try:
             one_test_set((f"run {experiment}/{row['method']}/seed{row['seed']}", ItemSet.recorded(row)) for row in rows)
@@ -151,7 +181,7 @@ def read_runs(runs_csv) -> pd.DataFrame:
     seeds = pd.to_numeric(runs["seed"], errors="coerce")
     whole = seeds.notna() & (seeds == seeds.round())
     if not whole.all():
-        raise corrupt(runs_csv, "runs table", f"seed {runs['seed'][~whole].iloc[0]!r} is not a whole number")
+        raise corrupt(runs_csv, "runs table", f"seed {runs['seed'][~whole].tolist()[0]!r} is not a whole number")
     runs["seed"] = seeds.astype(int)
     twice = runs[runs.duplicated(["experiment", "method", "seed"])]
     if len(twice):
