@@ -1,10 +1,17 @@
-"""GPU assignment of local jobs: one device per job, schedulers' assignments respected."""
+"""Process settings of a job: GPU assignment (one device per job, schedulers' assignments respected) and
+the CPU kernels' instruction-set level."""
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+import subprocess
+import sys
+
 import pytest
 
-from modgap.runtime import claim_gpu, local_gpu_count
+from modgap.runtime import PORTABLE_CPU_KERNELS, claim_gpu, local_gpu_count, pin_cpu_kernels
 
 
 def test_each_job_gets_its_own_gpu(tmp_path):
@@ -51,3 +58,53 @@ def test_a_failed_job_names_its_log_on_the_terminal(tmp_path, capsys):
         raise ValueError("an unexplained failure")
     assert f"its log, with the traceback: {log}" in capsys.readouterr().err
     assert "Traceback" in log.read_text() and "an unexplained failure" in log.read_text()
+
+
+TRAIN_AND_DIGEST = """
+import hashlib, json, sys
+from modgap.runtime import pin_cpu_kernels
+run, data, folder, pinned = json.loads(sys.argv[1])
+pin_cpu_kernels(pinned)
+import torch
+from modgap.train import train_run
+torch.set_num_threads(1)
+train_run(run, data, f"{folder}/model.pt", f"{folder}/log.csv", seed=0)
+state = torch.load(f"{folder}/model.pt", weights_only=True)["model"]
+print(hashlib.sha256(b"".join(state[k].numpy().tobytes() for k in sorted(state))).hexdigest())
+"""
+AVX2_ONLY = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the AVX2 level is an x86-64 one")
+def test_portable_kernels_train_the_same_bits_where_a_cpu_lacks_avx512(tmp_path, tiny_data, tiny_run):
+    """A machine with AVX2 alone, emulated by capping each kernel library's dispatch at AVX2: with
+    train.portable_cpu_kernels it trains the bits this machine does; without, where this CPU has AVX-512,
+    it does not (so the setting is what makes them agree)."""
+    import torch
+
+    run = tiny_run("ours", epochs=2, model={"width": 64, "depth": 2, "embed_dim": 64})
+
+    def digest(name, pinned, environment):
+        folder = tmp_path / name
+        folder.mkdir()
+        env = {k: v for k, v in os.environ.items() if k not in (*AVX2_ONLY, *PORTABLE_CPU_KERNELS)}
+        arguments = json.dumps([run, str(tiny_data), str(folder), pinned])
+        done = subprocess.run([sys.executable, "-c", TRAIN_AND_DIGEST, arguments], env={**env, **environment},
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        return done.stdout.split()[-1]
+
+    assert digest("pinned", True, {}) == digest("pinned_avx2_only", True, AVX2_ONLY)
+    if torch.backends.cpu.get_cpu_capability() == "AVX2":
+        pytest.skip("this CPU has no AVX-512: it cannot show the difference unpinned")
+    assert digest("native", False, {}) != digest("native_avx2_only", False, AVX2_ONLY)
+
+
+def test_kernels_cannot_be_pinned_after_torch_loads():
+    import torch  # noqa: F401 (loaded, as in this test process)
+
+    environ = {}
+    if platform.machine() == "x86_64":
+        with pytest.raises(RuntimeError, match="before torch is imported"):
+            pin_cpu_kernels(True, environ)
+    pin_cpu_kernels(False, environ)
+    assert environ == {}

@@ -9,8 +9,10 @@ import fcntl
 import importlib.util
 import logging
 import os
+import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import MutableMapping
@@ -24,6 +26,23 @@ GPU_LOCK_DIR = Path(tempfile.gettempdir()) / "modgap-gpu-locks"
 
 
 _THREAD_LIMITS = []  # threadpoolctl limiters, kept alive for the life of the process
+
+# The instruction-set level of every CPU kernel library torch trains with: its own vectorised kernels (whose
+# reductions sum in an order set by the vector width), MKL's BLAS (conditional numerical reproducibility,
+# strict) and oneDNN. Each library otherwise picks the widest level the CPU has, and the rounding that
+# follows differs between machines and compounds over training like a new seed draw.
+PORTABLE_CPU_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def pin_cpu_kernels(enabled: bool, environ: MutableMapping[str, str] = os.environ) -> None:
+    """Run the CPU kernels at the AVX2 level on x86-64 (``train.portable_cpu_kernels``), so two x86-64
+    machines with AVX2 train the same bits; no effect elsewhere (ARM CPUs, GPU kernels). The libraries read
+    these settings once, when torch loads: call before the first ``import torch``."""
+    if not enabled or platform.machine().lower() not in ("x86_64", "amd64"):
+        return
+    if "torch" in sys.modules:
+        raise RuntimeError("pin_cpu_kernels must run before torch is imported: the kernels are chosen at import")
+    environ.update(PORTABLE_CPU_KERNELS)
 
 
 def configure_threads(threads: int) -> None:

@@ -554,8 +554,8 @@ def train_run(
     """
     trainer = Trainer(run, data_dir, Path(model_path).parent, seed)
     log.info(
-        "training %s / %s, seed %d on %s: %d parameters, %d steps per epoch",
-        run["experiment"], run["method_name"], seed, trainer.device,
+        "training %s / %s, seed %d on %s (CPU kernels: %s): %d parameters, %d steps per epoch",
+        run["experiment"], run["method_name"], seed, trainer.device, torch.backends.cpu.get_cpu_capability(),
         sum(p.numel() for p in trainer.model.parameters()), trainer.steps_per_epoch,
     )  # fmt: skip
     trainer.fit(progress=show_progress(run["train"]["progress"]))

@@ -2,9 +2,13 @@
 
 import _checkout  # noqa: F401 (first: this checkout's modgap)
 
-from modgap.logs import log_to_file
-from modgap.runtime import claim_gpu, configure_threads
-from modgap.train import match_temperature, train_run
+from modgap.runtime import pin_cpu_kernels
+
+pin_cpu_kernels(snakemake.params.run["train"]["portable_cpu_kernels"])  # before torch loads, below
+
+from modgap.logs import log_to_file  # noqa: E402
+from modgap.runtime import claim_gpu, configure_threads  # noqa: E402
+from modgap.train import match_temperature, train_run  # noqa: E402
 
 with log_to_file(snakemake.log[0]):
     configure_threads(snakemake.threads)
