@@ -292,6 +292,15 @@ def test_noisy_effects_are_inconclusive_and_say_how_many_seeds_would_decide():
     assert "too few seeds" not in format_report(check_claims(paired_runs(CLEAR), CLAIMS, None, CIFAR), CLAIMS)
 
 
+def test_an_estimate_on_its_threshold_is_not_blamed_on_too_few_seeds():
+    """ΔR@1 a hair above the 5-point tolerance: no number of seeds decides it at this spread."""
+    on_the_edge = paired_runs({**CLEAR, "tv_r1": 5.000001}, spread=10.0)
+    text = format_report(check_claims(on_the_edge, CLAIMS, None, CIFAR), CLAIMS)
+    retrieval = text.split("1. R@1 within")[1].split("2. group-wise")[0]
+    assert "the estimate lies on its threshold: even 1000 paired seeds would not decide it" in retrieval
+    assert "too few seeds" not in retrieval
+
+
 def test_a_part_without_headroom_says_no_room_and_the_other_part_decides():
     """kNN at 98.5 leaves less headroom than the paper's median kNN gain (2.2): no room, never "too few seeds";
     the claim is the V-Measure part's, a large certain gain."""

@@ -43,6 +43,7 @@ HOLDS, HOLDS_BELOW_MARGIN, FAILS, INCONCLUSIVE, NO_ROOM = (
 STATES = (HOLDS, HOLDS_BELOW_MARGIN, FAILS, INCONCLUSIVE, NO_ROOM)
 RETRIEVAL_COLUMNS = dict(PAPER_PAIRS.values())  # the paper's paired R@1 columns
 GROUP_COLUMNS = {"v_measure": "V-Measure", "knn_acc": "kNN"}
+PRACTICAL_SEEDS = 1000  # beyond this, a seeds note would only say the estimate sits on its threshold
 
 
 @dataclass(frozen=True)
@@ -308,9 +309,11 @@ def seeds_note(part: Part, alpha: float) -> str:
     if part.per_claim_state != INCONCLUSIVE:
         return "decided at the nominal level alone, not after Holm's adjustment over the family"
     sample, distance = part.distance_to_decide()
-    needed = sample.seeds_needed(distance, alpha)
+    needed = sample.seeds_needed(distance, alpha, most=PRACTICAL_SEEDS)
     if needed is None or needed <= sample.n:
         return ""
+    if needed >= PRACTICAL_SEEDS:  # the estimate sits on its threshold: seeds are not what is missing
+        return f"the estimate lies on its threshold: even {PRACTICAL_SEEDS} paired seeds would not decide it"
     spread = f"SD {sample.sd:.2g}" + (" on the log scale" if part.claim.kind == "reduction" else "")
     return f"too few seeds: about {needed} paired seeds would decide it at the nominal level (observed {spread})"
 
