@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pytest
 
+from conftest import REPO
 from modgap.config import ConfigError, format_key, load_config
 from modgap.plan import deep_merge, dose_response_methods, largest_batch, resolve_run, runs
 
@@ -268,6 +269,20 @@ def test_largest_batch_names_its_key(config_dict):
 
 
 NAMED_METHODS = {"clip_lt", "clip_ft", "ours", "ours_schedule", "sharedclip", "alignclip", "alignclip_label"}
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (REPO / "presets").glob("*.yaml")))
+def test_every_preset_is_a_valid_configuration_over_the_default(repo, preset):
+    """Each preset, merged over config.yaml as --configfile merges it, passes the schema and every named check
+    but the presence of the data a user brings (AV-MNIST's extracted files, a folder of dumps)."""
+    import yaml
+
+    try:
+        load_config(deep_merge(yaml.safe_load((repo / "config.yaml").read_text()),
+                               yaml.safe_load((repo / "presets" / f"{preset}.yaml").read_text())))  # fmt: skip
+    except ConfigError as error:
+        problems = str(error).splitlines()[1:]
+        assert problems and all("does not exist" in line or ": no file " in line for line in problems), error
 
 
 @pytest.mark.parametrize("preset", ["avmnist", "cifar10", "mscoco", "paper"])

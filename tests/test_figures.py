@@ -93,3 +93,19 @@ def test_a_method_keeps_its_colour_in_every_figure_of_a_study():
     assert method_colors(["ours"], names)["ours"] == method_colors(["clip_lt", "ours"], names)["ours"]
     assert method_colors(["other", "clip_lt"], names)["clip_lt"] == method_colors(["clip_lt"], names)["clip_lt"]
     assert len(set(method_colors(list(names), names).values())) == 3
+
+
+def test_the_budget_figure_of_a_baseline_only_study_says_there_is_no_comparison(tmp_path):
+    """A calibration-like study (claims.methods never trained): no regime rows, a figure that says so."""
+    from modgap.figures import budget
+
+    runs = pd.DataFrame([{"experiment": "e@10", "method": "clip_lt", "seed": s, "gap": 0.5, "tv_r1": 60.0,
+                          "v_measure": 50.0, "knn_acc": 70.0, "collapsed": False} for s in range(3)])  # fmt: skip
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    claims = {"baseline": "clip_lt", "methods": ["ours"], "controls": [], "confidence": 0.95, "min_seeds": 3,
+              "retrieval_tolerance": 5.0, "margin_fraction": 0.5}  # fmt: skip
+    budget.make(tmp_path / "runs.csv", {"e": [(10, "e@10")]}, {}, claims, tmp_path / "b.pdf", tmp_path / "b.png")
+    assert (tmp_path / "b.png").stat().st_size > 0
+    figure = budget.plot(pd.DataFrame(), claims)
+    assert "no comparison" in " ".join(t.get_text() for t in figure.axes[0].texts)
+    plt.close(figure)

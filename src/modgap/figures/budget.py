@@ -20,6 +20,12 @@ DELTAS = (("v_measure", "ΔV-Measure (points)"), ("knn_acc", "ΔkNN (points)"))
 def plot(frame: pd.DataFrame, claims: Mapping, labels: Mapping[str, str] | None = None):
     """``frame``: the regime table's rows (modgap.regime.regime_table), one per experiment, method, budget."""
     apply_style()
+    if frame.empty:  # a study of the baseline alone (a calibration): nothing to compare
+        figure, axis = plt.subplots(figsize=(PAGE_WIDTH, 1.0))
+        axis.axis("off")
+        axis.text(0.5, 0.5, f"No run of claims.methods beside {claims['baseline']} in this study: no comparison.",
+                  ha="center", va="center")  # fmt: skip
+        return figure
     experiments = list(dict.fromkeys(frame["experiment"]))
     figure, axes = plt.subplots(len(experiments), 3, figsize=(PAGE_WIDTH, 1.9 * len(experiments) + 0.4), squeeze=False)
     colors = method_colors([claims["baseline"], *dict.fromkeys(frame["method"])], labels)
@@ -83,4 +89,5 @@ def make(
     labels: Mapping[str, str] | None = None,
 ) -> None:
     table = regime_table(pd.read_csv(runs_csv), claims, ladders, references, {}, {})
-    save(plot(table[table["family"] == "verdict"], claims, labels), pdf_path, png_path)
+    verdict = table[table["family"] == "verdict"] if "family" in table else table
+    save(plot(verdict, claims, labels), pdf_path, png_path)
