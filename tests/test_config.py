@@ -6,8 +6,8 @@ import copy
 
 import numpy as np
 import pytest
-
 from conftest import REPO
+
 from modgap.config import ConfigError, format_key, load_config
 from modgap.plan import deep_merge, dose_response_methods, largest_batch, resolve_run, runs
 
