@@ -33,6 +33,7 @@ from modgap.tables import (
     paper_comparison,
     paper_layout_latex,
     paper_layout_markdown,
+    read_metrics,
     write_tables,
 )
 
@@ -134,6 +135,17 @@ def test_group_metrics_may_be_nan_where_the_notes_say_why(metric_files):
     metric_files[1].write_text(json.dumps(records))
     with pytest.raises(CorruptIntermediateError, match="v_measure is nan"):
         load_runs(metric_files, seeds=[0, 1])
+
+
+def test_a_metrics_file_of_seeds_past_nine_is_read_whatever_their_order(tmp_path):
+    """Seeds 2 and 10 (10 sorts before 2 as text): the file holds the study's seeds; a seed "2" written as
+    text is not seed 2."""
+    path = tmp_path / "clip_lt.json"
+    path.write_text(json.dumps([run("clip_lt", 10, 0.6, 80.0, 50.0, 80.0), run("clip_lt", 2, 0.7, 81.0, 51.0, 81.0)]))
+    assert [r["seed"] for r in read_metrics(path, [2, 10])] == [10, 2]
+    path.write_text(json.dumps([run("clip_lt", 10, 0.6, 80.0, 50.0, 80.0), run("clip_lt", "2", 0.7, 81.0, 51.0, 81.0)]))
+    with pytest.raises(CorruptIntermediateError, match=r"seeds \[10, '2'\], the study has \[2, 10\]"):
+        read_metrics(path, [2, 10])
 
 
 def test_a_runs_table_missing_a_seed_gives_no_verdict(tmp_path, metric_files):

@@ -85,7 +85,8 @@ def read_metrics(path: str | Path, seeds: Iterable[int] | None = None) -> list[d
     if len({(r.get("experiment"), r.get("method")) for r in records}) > 1:
         raise corrupt(path, "metrics file", "records of more than one experiment or method")
     found = [r.get("seed") for r in records]
-    if seeds is not None and sorted(found, key=str) != sorted(seeds):
+    # compared as the same text on both sides: seed 10 sorts before 2 there, and "1" is not 1
+    if seeds is not None and sorted(found, key=repr) != sorted(seeds, key=repr):
         raise corrupt(path, "metrics file", f"seeds {found}, the study has {sorted(seeds)}")
     for index, record in enumerate(records):
         problem = _record_problem(record, index)
