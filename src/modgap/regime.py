@@ -43,7 +43,8 @@ def regime_table(
                                 f"{key}_margin": part.margin}  # fmt: skip
                 row |= {f"claim{check.claim.number}": check.per_claim_state for check in compared.checks}
                 rows.append(row)
-    return pd.DataFrame(rows)
+    # without a comparison (a study of the baseline alone) the table still names what its rows would hold
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["experiment", "family", "method", "budget"])
 
 
 def regime_markdown(table: pd.DataFrame, knob: str, baseline: str, labels: Mapping[str, str] | None = None) -> str:

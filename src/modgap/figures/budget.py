@@ -89,5 +89,4 @@ def make(
     labels: Mapping[str, str] | None = None,
 ) -> None:
     table = regime_table(pd.read_csv(runs_csv), claims, ladders, references, {}, {})
-    verdict = table[table["family"] == "verdict"] if "family" in table else table
-    save(plot(verdict, claims, labels), pdf_path, png_path)
+    save(plot(table[table["family"] == "verdict"], claims, labels), pdf_path, png_path)

@@ -73,7 +73,7 @@ def make(
     """Write the map's table (CSV, Markdown) and figure; ``labels``: the configuration's display names."""
     table = regime_table(pd.read_csv(runs_csv), claims, ladders, references, knobs, modality_counts)
     write_text(csv_path, table.to_csv(index=False))
-    verdict = table[table["family"] == "verdict"] if not table.empty else table  # the controls: in the CSV
+    verdict = table[table["family"] == "verdict"]  # the controls: in the CSV
     write_text(md_path, regime_markdown(verdict, knob, claims["baseline"], labels))
     if not verdict.empty:
         save(plot(verdict, knob, claims["baseline"], labels), pdf_path, png_path)
