@@ -37,13 +37,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from modgap.batched import SeedsTrainer
 from modgap.batches import stack_batches
-from modgap.config import load_config
-from modgap.plan import deep_merge, resolve_run
+from modgap.config import DEFAULT_CONFIG, load_config_files
+from modgap.plan import resolve_run
 from modgap.train import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,14 +165,6 @@ def fit_fixed_and_per_sample(batch_sizes: list[int], seconds: list[float]) -> tu
     return float(fixed), float(per_sample)
 
 
-def load_study(configfiles: list[Path]) -> dict:
-    """config.yaml merged with each ``--configfile`` over it, as Snakemake merges them."""
-    merged: dict = {}
-    for path in [REPO / "config.yaml", *configfiles]:
-        merged = deep_merge(merged, yaml.safe_load(path.read_text()) or {})
-    return load_config(merged)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO / "results" / "data" / "embedded")
@@ -210,7 +201,7 @@ def main() -> None:
         f"{peak:.0f} GFLOP/s, torch bf16 {bf16:.0f} GFLOP/s, numpy fp32 {numpy_peak:.0f} GFLOP/s"
     )
 
-    study = load_study(arguments.configfile)
+    study = load_config_files([DEFAULT_CONFIG, *arguments.configfile])
     overrides = {"device": arguments.device, "amp": arguments.amp, "progress": "never"}
     if arguments.batch_size:
         overrides["batch_size"] = arguments.batch_size

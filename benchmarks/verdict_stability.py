@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from modgap.config import load_config
+from modgap.config import DEFAULT_CONFIG, load_config_files
 from modgap.io import write_text
-from modgap.plan import deep_merge, ladders, paper_references
+from modgap.plan import ladders, paper_references
 from modgap.stability import holm_states, side_by_side
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,11 +50,7 @@ def main() -> int:
     parser.add_argument("--offset", type=int, default=100, help="the second seed set: the first shifted by this")
     parser.add_argument("--cores", default="all")
     arguments = parser.parse_args()
-    merged: dict = {}
-    for path in [REPO / "config.yaml", *arguments.configfile]:
-        with open(path) as handle:
-            merged = deep_merge(merged, yaml.safe_load(handle) or {})
-    config = load_config(merged)
+    config = load_config_files([DEFAULT_CONFIG, *arguments.configfile])
     first = list(config["seeds"])
     second = [seed + arguments.offset for seed in first]
     if set(first) & set(second):

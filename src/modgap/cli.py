@@ -12,32 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from modgap import compare, external
 from modgap.claims import claims_report, definition_mismatch, mismatch
-from modgap.config import DEFAULT_CONFIG, ConfigError, bound_problems, load_config, section_defaults
+from modgap.config import DEFAULT_CONFIG, ConfigError, bound_problems, load_config_files, section_defaults
 from modgap.errors import ExplainedError
 from modgap.evidence import read_runs
 from modgap.io import OutputFolderError, check_output_folder, write_json, write_text
-from modgap.plan import deep_merge, definition_digests, evaluated_runs, ladders, method_labels, paper_references
-
-
-def _load(configfiles: list[Path]) -> dict:
-    """Like Snakemake: config.yaml of the repository first, then each --configfile merged over it."""
-    merged: dict = {}
-    for path in configfiles:
-        try:
-            with open(path) as handle:
-                loaded = yaml.safe_load(handle) or {}
-        except OSError as error:
-            raise ExplainedError(f"{path}: cannot be read ({error.strerror})") from None
-        except yaml.YAMLError as error:
-            raise ExplainedError(f"{path}: not YAML ({' '.join(str(error).split())})") from None
-        if not isinstance(loaded, dict):
-            raise ExplainedError(f"{path}: not a mapping of config keys")
-        merged = deep_merge(merged, loaded)
-    return load_config(merged)
+from modgap.plan import definition_digests, evaluated_runs, ladders, method_labels, paper_references
 
 
 def claims_command(arguments: argparse.Namespace) -> int:
@@ -46,7 +27,7 @@ def claims_command(arguments: argparse.Namespace) -> int:
     if not arguments.runs.is_file():
         print(f"{arguments.runs}: not found; run the study first (snakemake --cores all)", file=sys.stderr)
         return 2
-    config = _load([arguments.default_config, *arguments.configfile])
+    config = load_config_files([arguments.default_config, *arguments.configfile])
     runs = read_runs(arguments.runs)
     problems = mismatch(runs, evaluated_runs(config)) + definition_mismatch(runs, definition_digests(config))
     if problems:

@@ -580,6 +580,24 @@ def bound_problems(definition: str, values: Mapping[str, Any], schema_path: str 
     return found
 
 
+def load_config_files(paths: list[str | Path]) -> dict:
+    """Like Snakemake: each file's mapping merged over the ones before (``DEFAULT_CONFIG`` first, then every
+    --configfile), then loaded; a file that cannot be read, is not YAML or is not a mapping is named."""
+    merged: dict = {}
+    for path in paths:
+        try:
+            with open(path) as handle:
+                loaded = yaml.safe_load(handle) or {}
+        except OSError as error:
+            raise ExplainedError(f"{path}: cannot be read ({error.strerror})") from None
+        except yaml.YAMLError as error:
+            raise ExplainedError(f"{path}: not YAML ({' '.join(str(error).split())})") from None
+        if not isinstance(loaded, dict):
+            raise ExplainedError(f"{path}: not a mapping of config keys")
+        merged = deep_merge(merged, loaded)
+    return load_config(merged)
+
+
 def section_defaults(name: str, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """A top-level section of the configuration (``evaluate``, ``claims``) with every default filled in."""
     return _defaults(load_schema(schema_path), name)

@@ -268,7 +268,6 @@ class Trainer(BudgetLadder):
         self.run = run
         self.seed = int(seed)
         self.options = run["train"]
-        self.data_dir = Path(data_dir)
         self.output_dir = Path(output_dir)
         self.checkpoint_path = checkpoint_path(self.output_dir)
         self.device = select_device(self.options["device"]) if inputs is None else inputs.device
@@ -397,7 +396,8 @@ class Trainer(BudgetLadder):
         for step in range(self.steps_per_epoch):
             lr = self.set_learning_rate(self.optimizer, epoch, step, branch, horizon)
             total, terms = self.train_step(draws.batch(self.train_data, step, batch_size), epoch, step, horizon)
-            add_step_losses(sums, float(total), {name: float(value) for name, value in terms.items()})
+            total_value, *values = torch.stack([total, *terms.values()]).tolist()  # one read from the device
+            add_step_losses(sums, total_value, dict(zip(terms, values)))
         return self.epoch_row(epoch, branch, horizon, sums, lr, time.perf_counter() - started)
 
     def train_step(self, batch: Batch, epoch: int, step: int, horizon: int) -> tuple[Tensor, dict[str, Tensor]]:
