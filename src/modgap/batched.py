@@ -179,10 +179,12 @@ class SeedsTrainer(BudgetLadder):
             self.trunk, self.start_epoch = self.members[0].trunk, self.members[0].start_epoch
             self.stack()
             return
-        if any(resumed):
-            log.warning("the seeds' checkpoints stand at different points of the plan: training every seed anew")
         for member in self.members:
             remove_resume_state(member.output_dir)
+        if not any(resumed):
+            return  # every member stands at its start, as built and stacked
+        log.warning("the seeds' checkpoints stand at different points of the plan: training every seed anew")
+        for member in self.members:
             member.log_rows, member.finished, member.temperatures = [], [], {}
             member.trunk, member.start_epoch = 0, 0
         self.trunk, self.start_epoch = 0, 0
