@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO
 
 from modgap.config import ConfigError, format_key, load_config
-from modgap.plan import deep_merge, dose_response_methods, largest_batch, resolve_run, runs
+from modgap.plan import batch_size_key, deep_merge, dose_response_methods, resolve_run, runs
 
 
 def problems_of(config: dict) -> list[str]:
@@ -263,9 +263,14 @@ def test_deep_merge_and_format_key():
     assert format_key(["experiments", 0, "train", "epochs"]) == "experiments[0].train.epochs"
 
 
-def test_largest_batch_names_its_key(config_dict):
-    config_dict["experiments"][1]["train"] = {"batch_size": 256}
-    assert largest_batch(load_config(config_dict), "embedded") == (256, "experiments[1].train.batch_size")
+def test_batch_size_key_names_the_key_that_sets_it(config_dict):
+    first, second = config_dict["experiments"]
+    first["train"] = {key: value for key, value in first["train"].items() if key != "batch_size"}
+    second["train"] = {**second["train"], "batch_size": 256}
+    config = load_config(config_dict)
+    first, second = (e["name"] for e in config["experiments"])
+    assert batch_size_key(config, first) == "train.batch_size"
+    assert batch_size_key(config, second) == "experiments[1].train.batch_size"
 
 
 NAMED_METHODS = {"clip_lt", "clip_ft", "ours", "ours_schedule", "sharedclip", "alignclip", "alignclip_label"}

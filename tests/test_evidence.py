@@ -167,6 +167,26 @@ def test_the_tables_refuse_runs_of_other_items_naming_both_files(tmp_path, damag
     assert str(error.value) == expected
 
 
+# A damaged file no rerun of the study in the working folder makes (modgap.errors.corrupt) gets no rebuild command.
+OUTSIDE_THE_STUDY = (
+    "it is not an intermediate of a study in this folder (results/), so fix it or make it again where it was made"
+)
+
+
+def test_a_damaged_runs_table_of_the_study_in_this_folder_says_how_to_rebuild_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MODGAP_RERUN", raising=False)
+    monkeypatch.chdir(tmp_path)
+    runs = Path("results/tables/runs.csv")
+    runs.parent.mkdir(parents=True)
+    runs.write_text("experiment,method\ne,ours\n")
+    expected = f"{runs}: damaged runs table (no column seed); rebuild it with `snakemake --cores all --forcerun {runs}`"
+    assert cli(capsys, "claims", "--runs", runs) == (2, "", f"modgap claims: {expected}\n")
+    outside = tmp_path.parent / "elsewhere.csv"
+    outside.write_text("experiment,method\ne,ours\n")
+    expected = f"{outside}: damaged runs table (no column seed); {OUTSIDE_THE_STUDY}"
+    assert cli(capsys, "claims", "--runs", outside) == (2, "", f"modgap claims: {expected}\n")
+
+
 def runs_table(tmp_path, damaged: dict | None = None, column_values: dict | None = None) -> Path:
     """runs.csv of metrics_files, with ``column_values`` (column -> value) set in ours' seed-0 row."""
     outputs = {key: tmp_path / f"{key}.out" for key in ("main_csv", "main_md", "main_tex", "comparison_csv",
@@ -198,7 +218,7 @@ def runs_table(tmp_path, damaged: dict | None = None, column_values: dict | None
 def test_a_runs_table_a_check_cannot_read_gives_no_verdict(tmp_path, monkeypatch, capsys, repo, values, problem):
     monkeypatch.delenv("MODGAP_RERUN", raising=False)
     runs = runs_table(tmp_path, column_values=values)
-    expected = f"{runs}: damaged runs table ({problem}); rebuild it with `snakemake --cores all --forcerun {runs}`"
+    expected = f"{runs}: damaged runs table ({problem}); {OUTSIDE_THE_STUDY}"
     with pytest.raises(CorruptIntermediateError) as error:
         claims_report(runs, CLAIMS)
     assert str(error.value) == expected
@@ -264,7 +284,7 @@ def test_modgap_claims_on_a_broken_runs_table_says_why_in_one_line(tmp_path, cap
     runs = tmp_path / "runs.csv"
     runs.write_text(content)
     code, out, err = cli(capsys, "claims", "--runs", runs)
-    expected = f"{runs}: damaged runs table ({problem}); rebuild it with `snakemake --cores all --forcerun {runs}`"
+    expected = f"{runs}: damaged runs table ({problem}); {OUTSIDE_THE_STUDY}"
     assert (code, out, err) == (2, "", f"modgap claims: {expected}\n")
 
 
@@ -291,7 +311,7 @@ def test_modgap_claims_names_a_column_its_check_reads_that_the_table_lacks(
     code, out, err = cli(
         capsys, "claims", "--runs", runs, "--default-config", repo / "config.yaml", "--configfile", study
     )
-    expected = f"{runs}: damaged runs table ({problem}); rebuild it with `snakemake --cores all --forcerun {runs}`"
+    expected = f"{runs}: damaged runs table ({problem}); {OUTSIDE_THE_STUDY}"
     assert (code, out, err) == (2, "", f"modgap claims: {expected}\n")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -48,14 +49,17 @@ def run(method, seed, gap, r1, v, knn, experiment="e", collapsed=False):
 
 
 @pytest.fixture()
-def metric_files(tmp_path):
+def metric_files(tmp_path, monkeypatch):
+    """Metrics files of a study in the working folder (tmp_path), where a damaged one is rebuilt by a rerun."""
+    monkeypatch.chdir(tmp_path)
     by_method = {
         "clip_lt": [run("clip_lt", 0, 0.6, 80.0, 50.0, 80.0), run("clip_lt", 1, 0.8, 82.0, 54.0, 82.0)],
         "ours": [run("ours", 0, 0.1, 81.0, 60.0, 85.0), run("ours", 1, 0.2, 83.0, 62.0, 86.0, collapsed=True)],
     }
     paths = []
     for method, records in by_method.items():
-        path = tmp_path / f"{method}.json"
+        path = Path("results/metrics/e") / f"{method}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(records))
         paths.append(path)
     return paths
@@ -90,8 +94,10 @@ def test_collapsed_runs_are_marked(tmp_path):
     assert "| alignclip‡ | 1 |" in paper_layout_markdown(table)
 
 
-def test_corrupt_metrics_file_names_itself(tmp_path):
-    path = tmp_path / "ours.json"
+def test_corrupt_metrics_file_names_itself(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = Path("results/metrics/e/ours.json")
+    path.parent.mkdir(parents=True)
     path.write_text('[{"experiment": "e", "method"')
     with pytest.raises(
         CorruptIntermediateError, match=f"{path}: damaged metrics file .*snakemake --cores all --forcerun {path}"

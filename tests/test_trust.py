@@ -41,14 +41,16 @@ class Payload:
 # -- files never run code ------------------------------------------------------------------------
 
 
-def test_a_planted_model_file_never_runs_its_code(tmp_path):
+def test_a_planted_model_file_never_runs_its_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the study's folder: its results/ are rebuilt by a rerun
     marker = tmp_path / "pwned"
-    torch.save({"format": 3, "run": Payload(marker)}, tmp_path / "model.pt")
+    (tmp_path / "results").mkdir()
+    torch.save({"format": 3, "run": Payload(marker)}, tmp_path / "results/model.pt")
     with pytest.raises(
         CorruptIntermediateError,
         match=r"model.pt: damaged model file \(UnpicklingError: holds posix.system, not only .*--forcerun",
     ):
-        load_trained(tmp_path / "model.pt")
+        load_trained(tmp_path / "results/model.pt")
     assert not marker.exists()
 
 

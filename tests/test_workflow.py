@@ -185,6 +185,46 @@ def test_a_display_name_reruns_only_tables_figures_and_claims(checkout, study):
     assert planned and all(rule.startswith("figure_") for rule in planned), planned  # the figures name methods too
 
 
+# Every class of result-defining key, edited on the finished tiny study: the runs it defines retrain in the first
+# call, and the verdict is rebuilt (a Snakemake DAG skips a job's own rerun checks while a job it depends on must
+# run, so an `ancient` input whose producer re-runs once hid a changed batch size until a second call).
+RESULT_DEFINING_EDITS = {
+    "train.batch_size": ({"train": {**TINY["train"], "batch_size": 16}}, 10),
+    "train.lr": ({"train": {**TINY["train"], "lr": 0.01}}, 10),
+    "train.epochs": ({"train": {**TINY["train"], "epochs": 3}}, 10),
+    "model.width": ({"model": {**TINY["model"], "width": 24}}, 10),
+    "methods.ours.temperature.init": ({"methods": {"ours": {"temperature": {"init": 0.05}}}}, 4),
+    "experiments[1].train.batch_size": (
+        {"experiments": [TINY["experiments"][0], {**TINY["experiments"][1], "train": {"batch_size": 16}}]}, 4
+    ),
+    "datasets.embedded.n_samples": ({"datasets": {"embedded": {"source": "embedded", "n_samples": 140}}}, 10),
+    "evaluate.kmeans_n_init": ({"evaluate": {**TINY["evaluate"], "kmeans_n_init": 3}}, 0),
+    "claims.confidence": ({"claims": {"confidence": 0.9}}, 0),
+}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", sorted(RESULT_DEFINING_EDITS))
+def test_a_result_defining_edit_is_acted_on_in_the_first_call(checkout, study, key):
+    edit, trained = RESULT_DEFINING_EDITS[key]
+    planned = planned_jobs(snakemake(checkout / "Snakefile", study, {**TINY, **edit}, "-n"))
+    assert planned.get("train", 0) == trained, planned
+    assert planned.get("prepare_dataset", 0) == (key.startswith("datasets.")), planned
+    assert planned["claims"] == 1 and planned["tables"] == 1, planned  # no older verdict stays
+    if key != "claims.confidence":
+        assert planned["metrics"] > 0, planned
+
+
+@pytest.mark.slow
+def test_a_missing_model_and_a_new_batch_size_retrain_in_one_call(checkout, study, tmp_path):
+    workdir = tmp_path / "study"
+    shutil.copytree(study, workdir, symlinks=True)
+    (workdir / "results/models/pair/ours/seed0/model.pt").unlink()
+    smaller = {**TINY, "train": {**TINY["train"], "batch_size": 16}}
+    result = snakemake(checkout / "Snakefile", workdir, smaller, "results/models/pair/ours/seed0/model.pt")
+    assert ran(result, "train") and (workdir / "results/models/pair/ours/seed0/model.pt").is_file()
+
+
 @pytest.mark.slow
 def test_a_changed_loss_weight_retrains_only_that_method(checkout, study):
     weighted = {**TINY, "methods": {"ours": {"loss": {"atp": {"weight": 2.0}}}}}
@@ -637,7 +677,7 @@ def test_a_data_set_added_as_docs_data_md_says_runs_through_the_study(repo, chec
     )
     larger = {**config, "train": {**config["train"], "batch_size": 64}}
     planned = planned_jobs(snakemake(toy / "Snakefile", workdir, larger, "-n", "results/claims.txt"))
-    assert "prepare_dataset" not in planned and planned["check_batch_size"] == 1  # the data stays prepared
+    assert "prepare_dataset" not in planned and planned["train"] == 2  # the data stays prepared
     too_large = {**config, "train": {**config["train"], "batch_size": 500}}
     result = snakemake(toy / "Snakefile", workdir, too_large, "results/claims.txt", check=False)
     assert "config key 'train.batch_size': 500 exceeds the 96 training items data set 'toys' prepared" in result.stderr

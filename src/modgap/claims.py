@@ -243,6 +243,11 @@ def compare(
     checks = []
     for claim in CLAIMS:
         columns = claim.columns(a)
+        if not columns:  # the table as a whole has R@1 values, this experiment's runs none
+            raise UnusableRunsError(
+                f"experiment {experiment}: no R@1 column with a value (tv_r1, ta_r1 or pair_r1_<anchor>_<other>): "
+                "claim 1 has nothing to compare"
+            )
         groups = [columns] if claim.together else [{c: label} for c, label in columns.items()]
         parts = []
         for group in groups:

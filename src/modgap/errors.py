@@ -37,6 +37,13 @@ def rebuild_command(path: str | Path) -> str:
 
 
 def corrupt(path: str | Path, what: str, error: BaseException | str) -> CorruptIntermediateError:
-    """The error for a damaged (unreadable or incomplete) intermediate ``path`` (a ``what``), with the command that rebuilds it."""
+    """The error for a damaged (unreadable or incomplete) ``path`` (a ``what``): for an intermediate of the
+    study in this folder (under results/), with the command that rebuilds it; for a file from elsewhere, which
+    no rerun of this study remakes, with no command."""
     detail = error if isinstance(error, str) else f"{type(error).__name__}: {' '.join(str(error).split())}"  # one line
+    if not Path(path).resolve().is_relative_to(Path.cwd().resolve() / "results"):
+        return CorruptIntermediateError(
+            f"{path}: damaged {what} ({detail}); it is not an intermediate of a study in this folder (results/), "
+            "so fix it or make it again where it was made"
+        )
     return CorruptIntermediateError(f"{path}: damaged {what} ({detail}); rebuild it with `{rebuild_command(path)}`")

@@ -168,11 +168,16 @@ def runs_problem(runs: pd.DataFrame, finite: Sequence[str], finite_unless_noted:
     return None
 
 
+# Columns read as text: a digest or a name made of digits only is still the string it was written as (a
+# number would lose its leading zeros and compare unequal to the string it should match).
+TEXT_COLUMNS = ("experiment", "method", "definition", "retrieval", LABELS_DIGEST, IDS_DIGEST, "notes")
+
+
 def read_runs(runs_csv) -> pd.DataFrame:
     """A runs table as the claims check reads it; an unreadable one, or one without the columns that name its
     runs, is refused as a damaged intermediate."""
     try:
-        runs = pd.read_csv(runs_csv)
+        runs = pd.read_csv(runs_csv, dtype={column: str for column in TEXT_COLUMNS})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise corrupt(runs_csv, "runs table", error) from None
     missing = [c for c in ("experiment", "method", "seed") if c not in runs]

@@ -14,11 +14,6 @@ def prepared(dataset: str) -> str:
     return f"{RESULTS}/data/{dataset}"
 
 
-def batch_size_checked(dataset: str) -> str:
-    """The mark that the study's training batches fit the data set's prepared training split."""
-    return f"{RESULTS}/checks/batch_size/{dataset}"
-
-
 def embeddings_path(experiment: str, method: str, seed: int | str) -> str:
     """One run's test-split embedding dump."""
     return f"{RESULTS}/embeddings/{experiment}/{method}/seed{seed}.npz"

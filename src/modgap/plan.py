@@ -61,17 +61,10 @@ def imported_methods(config: Mapping) -> set[str]:
     return {m for e in config["experiments"] if imported(config, e["name"]) for m in e.get("methods", ())}
 
 
-def largest_batch(config: dict, dataset: str) -> tuple[int, str] | None:
-    """(largest training batch of the experiments on a data set, the config key that sets it); None if unused."""
-    sizes = [
-        (
-            deep_merge(config["train"], experiment.get("train", {}))["batch_size"],
-            experiment_key(index, experiment, "train", "batch_size"),
-        )
-        for index, experiment in enumerate(config["experiments"])
-        if experiment["dataset"] == dataset
-    ]
-    return max(sizes) if sizes else None
+def batch_size_key(config: dict, experiment_name: str) -> str:
+    """The config key that sets an experiment's training batch size (for messages)."""
+    index, experiment = next((i, e) for i, e in enumerate(config["experiments"]) if e["name"] == experiment_name)
+    return experiment_key(index, experiment, "train", "batch_size")
 
 
 def experiment_by_name(config: dict, name: str) -> dict:

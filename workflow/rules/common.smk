@@ -28,9 +28,10 @@ from modgap.errors import RERUN_VARIABLE, study_command
 from modgap.evidence import withdraw_verdict
 from modgap.io import file_digest, remove_stale_temporaries_under
 from modgap.logs import print_at_exit, report_killed_jobs
-from modgap.paths import batch_size_checked, embeddings_path, metrics_path, model_path, prepared, train_log_path
+from modgap.paths import embeddings_path, metrics_path, model_path, prepared, train_log_path
 from modgap.plan import (
     POSTHOC_METHOD,
+    batch_size_key,
     canonical,
     deep_merge,
     definition_digests,
@@ -44,7 +45,6 @@ from modgap.plan import (
     imported_dump,
     imported_methods,
     ladders,
-    largest_batch,
     latent_methods,
     method_labels,
     modality_counts,

@@ -43,23 +43,3 @@ rule prepare_dataset:
         TRAIN_ENV
     script:
         "../scripts/prepare_dataset.py"
-
-
-# The largest training batch on a data set against its prepared training split, before any training job: a
-# job of its own, so that a new batch size re-runs this check and not the preparation (which would retrain
-# every run on the data set). Training waits for it but does not re-run when it does (ancient).
-rule check_batch_size:
-    input:
-        data=prepared("{dataset}"),
-        code=code("check_batch_size.py"),
-    output:
-        touch(batch_size_checked("{dataset}")),
-    params:
-        batch_size=lambda wildcards: largest_batch(study, wildcards.dataset),
-    log:
-        "results/logs/check_batch_size/{dataset}.log",
-    localrule: True
-    conda:
-        ANALYSIS_ENV
-    script:
-        "../scripts/check_batch_size.py"
