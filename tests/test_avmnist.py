@@ -12,6 +12,7 @@ import pytest
 import soundfile
 from conftest import SHARED
 
+from modgap.claims import claims_report
 from modgap.data.avmnist import (
     AvMnistFormatError,
     add_background,
@@ -22,6 +23,8 @@ from modgap.data.avmnist import (
     scale_to_snr,
     unimodal_probe_accuracy,
 )
+from modgap.data.format import FORMAT_VERSION, data_notes
+from modgap.io import write_json
 
 MNIST = SHARED / "data" / "mnist" / "raw"
 FSDD = SHARED / "data" / "fsdd"
@@ -51,7 +54,7 @@ def test_fsdd_recordings_load_with_digits_and_speakers():
     assert len(fsdd["names"]) == 3000 and fsdd["waves"].shape == (3000, 8000)
     assert sorted(set(fsdd["speakers"])) == ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
     assert np.bincount(fsdd["digits"]).tolist() == [300] * 10
-    assert fsdd["counts"] == {"resampled": 0, "skipped_empty": 0, "checksum_unknown": 0}
+    assert fsdd["counts"] == {"resampled": 0, "skipped_empty": 0, "extra": 0} and fsdd["extra"] == []
 
 
 def few_recordings(folder, names=("3_theo_1.wav", "7_yweweler_2.wav", "0_george_3.wav")):
@@ -67,8 +70,9 @@ def test_wrong_rate_is_resampled_and_empty_files_are_skipped(tmp_path):
     upsampled = np.interp(np.arange(0, len(wave), 0.5), np.arange(len(wave)), wave).astype(np.float32)
     soundfile.write(folder / "5_lucas_99.wav", upsampled, 16000)
     soundfile.write(folder / "6_lucas_98.wav", np.zeros(0, dtype=np.float32), 8000)
-    fsdd = load_fsdd(tmp_path, FEATURES)
-    assert fsdd["counts"] == {"resampled": 1, "skipped_empty": 1, "checksum_unknown": 2}
+    fsdd = load_fsdd(tmp_path, FEATURES, accept_extra=True)  # recordings of one's own, accepted on purpose
+    assert fsdd["counts"] == {"resampled": 1, "skipped_empty": 1, "extra": 2}
+    assert fsdd["extra"] == ["5_lucas_99.wav", "6_lucas_98.wav"]
     assert "6_lucas_98.wav" not in fsdd["names"].tolist()
     resampled = fsdd["waves"][fsdd["names"].tolist().index("5_lucas_99.wav")]
     direct = load_fsdd(few_recordings(tmp_path / "direct" / "recordings", ("5_lucas_4.wav",)), FEATURES)["waves"][0]
@@ -80,8 +84,36 @@ def test_modified_recording_fails_its_checksum(tmp_path):
     data = bytearray((folder / "3_theo_1.wav").read_bytes())
     data[-1] ^= 0xFF
     (folder / "3_theo_1.wav").write_bytes(bytes(data))
-    with pytest.raises(AvMnistFormatError, match="3_theo_1.wav: MD5 does not match"):
+    with pytest.raises(AvMnistFormatError) as error:
         load_fsdd(tmp_path, FEATURES)
+    assert str(error.value).startswith(f"{folder}/3_theo_1.wav: MD5 does not match the FSDD release (")
+
+
+@pytest.mark.parametrize("name", ["3_bob_0.wav", "5_alice_0.wav"])
+def test_a_recording_the_release_does_not_have_is_refused_unless_accepted(tmp_path, name):
+    """Renaming a damaged file, or adding noise under a speaker's name, must not pass the checksum check."""
+    folder = few_recordings(tmp_path / "recordings")
+    noise = np.random.default_rng(0).standard_normal((44100, 2)).astype(np.float32) * 0.1
+    soundfile.write(folder / name, noise, 44100)  # 44.1 kHz stereo noise
+    with pytest.raises(AvMnistFormatError) as error:
+        load_fsdd(tmp_path, FEATURES, config_key="datasets.av.fsdd")
+    assert str(error.value) == (
+        f"{folder}/{name}: not a recording of the FSDD release this project pins (no file of that name); "
+        "remove it, or set datasets.av.fsdd.extra_recordings: true to train on recordings of your own"
+    )
+    accepted = load_fsdd(tmp_path, FEATURES, accept_extra=True)
+    assert accepted["extra"] == [name] and accepted["counts"]["resampled"] == 1
+
+
+def test_an_unreadable_recording_names_its_file_not_a_buffer(tmp_path):
+    folder = few_recordings(tmp_path / "recordings")
+    (folder / "4_bob_0.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    with pytest.raises(AvMnistFormatError) as error:
+        load_fsdd(tmp_path, FEATURES, accept_extra=True)
+    assert (
+        str(error.value)
+        == f"{folder}/4_bob_0.wav: not a readable WAV file (Error in WAV file. No 'data' chunk marker.)"
+    )
 
 
 def test_fsdd_archive_as_published(tmp_path):
@@ -153,3 +185,21 @@ def test_unimodal_probes_see_degraded_images_as_harder():
     degraded = unimodal_probe_accuracy({s: {**v, "image": degraded_images[s]} for s, v in splits.items()}, seed=0)
     assert clean["image"] > 80 and degraded["image"] < clean["image"] - 20
     assert clean["audio"] < 20  # chance is 10 %
+
+
+def test_accepted_extra_recordings_are_named_in_the_verdict(tmp_path, monkeypatch):
+    extra = [f"{d}_bob_{i}.wav" for d in range(3) for i in range(3)]
+    write_json(
+        tmp_path / "av" / "manifest.json",
+        {"format_version": FORMAT_VERSION, "name": "av", "source": {"fsdd_extra": extra}},
+    )
+    notes = data_notes(tmp_path / "av")
+    assert notes == [
+        "data set av: 9 FSDD recordings that are not the pinned release's, accepted with fsdd.extra_recordings: "
+        "0_bob_0.wav, 0_bob_1.wav, 0_bob_2.wav, 1_bob_0.wav, 1_bob_1.wav and 4 more"
+    ]
+    runs = tmp_path / "runs.csv"
+    runs.write_text("experiment,method,seed\n")
+    monkeypatch.setattr("modgap.claims.check_claims", lambda *args: [])  # the header alone
+    report = claims_report(runs, {"baseline": "clip_lt", "methods": ["ours"], "confidence": 0.95}, data_notes=notes)
+    assert report.startswith(f"Data: {notes[0]}\n\nNo experiment has runs")

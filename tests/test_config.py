@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import pytest
 from conftest import REPO
 
-from modgap.config import ConfigError, format_key, load_config
+from modgap.config import ConfigError, format_key, load_config, load_config_files
+from modgap.errors import ExplainedError
 from modgap.plan import batch_size_key, deep_merge, dose_response_methods, resolve_run, runs
+from modgap.yaml_files import read_yaml
 
 
 def problems_of(config: dict) -> list[str]:
@@ -557,3 +560,29 @@ def test_an_experiments_temperature_sets_every_learnable_one_and_leaves_fixed_on
     evaluation = f"{name}@{config['experiments'][0]['train']['budgets'][-1]}"
     assert definition_digest(config, evaluation, "clip_lt") != definition_digest(before, evaluation, "clip_lt")
     assert definition_digest(config, evaluation, "clip_ft") == definition_digest(before, evaluation, "clip_ft")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("seeds: [0, 1]\ntrain: {epochs: 2}\nseeds: [5, 6, 7]\n", "line 3: key 'seeds' is given twice in one mapping (first on line 1)"),
+        ("train:\n  lr: 0.1\n  epochs: 2\n  lr: 0.2\n", "line 4: key 'lr' is given twice in one mapping (first on line 2)"),
+        ("methods:\n  ours: {label: a, label: b}\n", "line 2: key 'label' is given twice in one mapping (first on line 2)"),
+    ],
+    ids=["top-level", "nested", "flow-mapping"],
+)  # fmt: skip
+def test_a_key_given_twice_in_a_config_file_is_refused_with_its_lines(tmp_path, text, message):
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(ExplainedError, match=re.escape(f"{path}, {message}")):
+        load_config_files([REPO / "config.yaml", path])
+
+
+def test_anchors_aliases_and_merge_keys_are_no_duplicates(tmp_path):
+    path = tmp_path / "merged.yaml"
+    path.write_text("base: &base {lr: 0.1, epochs: 2}\ntrain:\n  <<: *base\n  epochs: 3\nother: *base\n")
+    assert read_yaml(path) == {
+        "base": {"lr": 0.1, "epochs": 2},
+        "train": {"lr": 0.1, "epochs": 3},
+        "other": {"lr": 0.1, "epochs": 2},
+    }

@@ -315,6 +315,29 @@ def test_modgap_claims_names_a_column_its_check_reads_that_the_table_lacks(
     assert (code, out, err) == (2, "", f"modgap claims: {expected}\n")
 
 
+def test_an_experiment_whose_runs_have_no_r1_value_is_named(tmp_path):
+    runs = runs_table(tmp_path)
+    table = pd.read_csv(runs)
+    other = table.assign(experiment="f", tv_r1=np.nan)  # the table has R@1 values, experiment f none
+    pd.concat([table, other]).to_csv(runs, index=False)
+    with pytest.raises(CorruptIntermediateError, match="experiment f: no R@1 column with a value"):
+        claims_report(runs, CLAIMS)  # was a StopIteration
+
+
+def test_a_definition_of_digits_only_is_compared_as_the_text_it_is(tmp_path, capsys, repo):
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump(STUDY))
+    runs = runs_table(tmp_path)
+    table = pd.read_csv(runs)
+    table.insert(3, "definition", "0123456789")  # pandas alone reads it as the number 123456789
+    table.to_csv(runs, index=False)
+    code, out, err = cli(
+        capsys, "claims", "--runs", runs, "--default-config", repo / "config.yaml", "--configfile", study
+    )
+    assert (code, out) == (1, "")
+    assert "  - e/ours: its runs were made by definition 0123456789, this configuration defines" in err
+
+
 def test_modgap_claims_names_a_folder_given_as_its_runs_table(tmp_path, capsys):
     assert cli(capsys, "claims", "--runs", tmp_path) == (
         2, "", f"modgap claims: {tmp_path}: a folder, not a runs table (results/tables/runs.csv)\n")  # fmt: skip

@@ -385,6 +385,15 @@ def test_broken_config_fails_before_any_job(repo, tmp_path, broken, message):
 
 
 @pytest.mark.slow
+def test_a_key_given_twice_in_a_config_file_fails_before_any_job(repo, tmp_path):
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("seeds: [0, 1]\nseeds: [5, 6, 7]\n")
+    result = snakemake(repo / "Snakefile", tmp_path, TINY, "--configfile", str(twice), "-n", check=False)
+    assert result.returncode != 0 and not (tmp_path / "results").exists()
+    assert f"{twice}, line 2: key 'seeds' is given twice in one mapping (first on line 1)" in result.stderr
+
+
+@pytest.mark.slow
 def test_jobs_run_the_code_of_their_own_checkout(checkout, study, tmp_path):
     """A second checkout beside the installed package: its jobs import its own modgap (claims.py edited here)."""
     for folder in (checkout, study):

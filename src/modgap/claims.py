@@ -615,10 +615,12 @@ def claims_report(
     references: Mapping[str, str | None] | None = None,
     provenance: str | None = None,
     labels: Mapping[str, str] | None = None,
+    data_notes: Sequence[str] = (),
 ) -> str:
     """The claims check of ``runs_csv``; with ``expected`` runs, a table that lacks any (or holds
     others) is refused as a damaged intermediate instead of giving a verdict. ``provenance``: a first line
-    naming the configuration; ``labels``: the configuration's display names of its methods."""
+    naming the configuration; ``labels``: the configuration's display names of its methods; ``data_notes``:
+    lines on the data the runs were trained on (modgap.data.format.data_notes), shown after it."""
     runs = read_runs(runs_csv)
     if expected is not None:
         problems = mismatch(runs, expected)
@@ -628,4 +630,5 @@ def claims_report(
         families = check_claims(runs, claims, ladders, references)
     except UnusableRunsError as error:
         raise corrupt(runs_csv, "runs table", str(error)) from None
-    return (f"{provenance}\n\n" if provenance else "") + format_report(families, claims, labels)
+    header = "".join(f"{line}\n\n" for line in [provenance] if line) + "".join(f"Data: {n}\n\n" for n in data_notes)
+    return header + format_report(families, claims, labels)

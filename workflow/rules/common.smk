@@ -55,6 +55,7 @@ from modgap.plan import (
     runs,
 )
 from modgap.runtime import local_gpu_count
+from modgap.yaml_files import DuplicateKeyError, read_yaml
 
 # A job's advice to rebuild a damaged file repeats the user's own command line (config files, targets);
 # jobs on a cluster inherit the submitting run's.
@@ -65,8 +66,10 @@ os.environ.setdefault(RERUN_VARIABLE, study_command(sys.argv))
 config.update(deep_merge(config, typed_overrides(workflow.config_settings.config)))
 notes = []
 try:
+    for path in dict.fromkeys(map(str, [*workflow.configfiles, *workflow.config_settings.configfiles])):
+        read_yaml(path)  # Snakemake's reading keeps the last of a key given twice; refuse it instead
     study = load_config(config, workflow.source_path("../schemas/config.schema.yaml"), notes)
-except ConfigError as error:
+except (ConfigError, DuplicateKeyError) as error:
     raise WorkflowError(str(error)) from None
 for note in notes:
     print(f"note: {note}", file=sys.stderr)
@@ -104,6 +107,11 @@ wildcard_constraints:
 # Experiments that train, and those that read embeddings made elsewhere (a dumps data set).
 TRAINED = [e["name"] for e in study["experiments"] if not imported(study, e["name"])]
 IMPORTED = [e["name"] for e in study["experiments"] if imported(study, e["name"])]
+
+
+def trained_datasets():
+    """The prepared data sets the study trains on."""
+    return [prepared(d) for d in dict.fromkeys(experiment_dataset(e) for e in TRAINED)]
 
 
 def dataset_source(dataset):

@@ -103,6 +103,7 @@ rule tables:
 rule claims:
     input:
         runs=rules.tables.output.runs_csv,
+        data=trained_datasets(),  # what the verdict must say about them (modgap.data.format.data_notes)
         code=code("claims.py", data=("reference/paper_table.csv",)),
     output:
         report("results/claims.txt", caption="../report/claims.rst", category="Claims"),

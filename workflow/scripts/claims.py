@@ -3,6 +3,7 @@
 import _checkout  # noqa: F401 (first: this checkout's modgap)
 
 from modgap.claims import claims_report
+from modgap.data.format import data_notes
 from modgap.io import write_text
 from modgap.logs import log_to_file
 
@@ -16,5 +17,6 @@ with log_to_file(snakemake.log[0]):
         params.references,
         params.provenance,
         params.labels,
+        [note for data in snakemake.input.data for note in data_notes(data)],
     )
     write_text(snakemake.output[0], report)

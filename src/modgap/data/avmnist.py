@@ -100,18 +100,18 @@ def fsdd_checksums() -> dict[str, str]:
     return {Path(name).name: digest for digest, name in (line.split() for line in text.splitlines() if line.strip())}
 
 
-def _recordings(location: Path) -> Iterator[tuple[str, bytes]]:
-    """(file name, WAV bytes) of every recording in an FSDD archive or directory."""
+def _recordings(location: Path) -> Iterator[tuple[str, str, bytes]]:
+    """(file name, where it lies, WAV bytes) of every recording in an FSDD archive or directory."""
     if location.is_dir():
         folder = location / "recordings" if (location / "recordings").is_dir() else location
         for path in sorted(folder.glob("*.wav")):
-            yield path.name, path.read_bytes()
+            yield path.name, str(path), path.read_bytes()
         return
     try:
         with tarfile.open(location, "r:*") as archive:
             for member in sorted(archive.getmembers(), key=lambda m: m.name):
                 if member.isfile() and member.name.endswith(".wav") and "/recordings/" in member.name:
-                    yield Path(member.name).name, archive.extractfile(member).read()
+                    yield Path(member.name).name, f"{location}:{member.name}", archive.extractfile(member).read()
     except (tarfile.TarError, EOFError, OSError) as error:
         raise AvMnistFormatError(f"{location}: truncated or corrupt archive ({error})") from error
 
@@ -119,32 +119,45 @@ def _recordings(location: Path) -> Iterator[tuple[str, bytes]]:
 def read_wav(data: bytes, origin: str) -> tuple[np.ndarray, int]:
     try:
         wave, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except (RuntimeError, soundfile.LibsndfileError) as error:
+    except soundfile.LibsndfileError as error:  # its str() names the in-memory buffer, not the file
+        raise AvMnistFormatError(f"{origin}: not a readable WAV file ({error.error_string})") from error
+    except RuntimeError as error:
         raise AvMnistFormatError(f"{origin}: not a readable WAV file ({error})") from error
     return wave.mean(axis=1), int(rate)
 
 
-def load_fsdd(location: str | Path, features: Mapping, verify: bool = True) -> dict:
+def load_fsdd(
+    location: str | Path, features: Mapping, verify: bool = True, accept_extra: bool = False, config_key: str = "fsdd"
+) -> dict:
     """Every usable recording as a feature-rate waveform in the feature window, with digit and speaker.
 
-    Recordings at another sample rate are resampled; empty ones are skipped and counted.
+    Recordings at another sample rate are resampled; empty ones are skipped and counted. With ``verify``,
+    every recording must be one of the pinned release, byte for byte: a name the release does not have is
+    refused (the message names ``<config_key>.extra_recordings``) unless ``accept_extra`` (then they are
+    counted and listed as ``extra``).
     """
     location = Path(location)
     checksums = fsdd_checksums() if verify else {}
     window = audio_lib.window_samples(features)
-    waves, digits, speakers, names = [], [], [], []
-    counts = {"resampled": 0, "skipped_empty": 0, "checksum_unknown": 0}
-    for name, data in _recordings(location):
+    waves, digits, speakers, names, extra = [], [], [], [], []
+    counts = {"resampled": 0, "skipped_empty": 0, "extra": 0}
+    for name, origin, data in _recordings(location):
         match = _RECORDING.match(name)
         if not match:
             continue
         if verify:
             expected = checksums.get(name)
+            if expected is None and not accept_extra:
+                raise AvMnistFormatError(
+                    f"{origin}: not a recording of the FSDD release this project pins (no file of that name); "
+                    f"remove it, or set {config_key}.extra_recordings: true to train on recordings of your own"
+                )
             if expected is None:
-                counts["checksum_unknown"] += 1
+                counts["extra"] += 1
+                extra.append(name)
             elif hashlib.md5(data).hexdigest() != expected:
-                raise AvMnistFormatError(f"{location}/{name}: MD5 does not match the FSDD release ({expected})")
-        wave, rate = read_wav(data, f"{location}/{name}")
+                raise AvMnistFormatError(f"{origin}: MD5 does not match the FSDD release ({expected})")
+        wave, rate = read_wav(data, origin)
         if wave.size == 0:
             counts["skipped_empty"] += 1
             continue
@@ -164,6 +177,7 @@ def load_fsdd(location: str | Path, features: Mapping, verify: bool = True) -> d
         "speakers": np.array(speakers),
         "names": np.array(names),
         "counts": counts,
+        "extra": extra,
     }
 
 
@@ -341,7 +355,10 @@ def prepare_avmnist(
         parts = stratified_split(labels, config["val_fraction"], config["test_fraction"], rng)
         pools = {s: (images, labels, parts[s], "mnist-test") for s in ("train", "val", "test")}
 
-    fsdd = load_fsdd(config["fsdd"]["extracted"] or downloaded[FSDD_ARCHIVE.name], features, config["fsdd"]["verify"])
+    fsdd_location = config["fsdd"]["extracted"] or downloaded[FSDD_ARCHIVE.name]
+    fsdd = load_fsdd(
+        fsdd_location, features, config["fsdd"]["verify"], config["fsdd"]["extra_recordings"], f"datasets.{name}.fsdd"
+    )
     is_test_speaker = np.isin(fsdd["speakers"], config["test_speakers"])
     if not is_test_speaker.any():
         raise AvMnistFormatError(f"datasets.{name}.test_speakers: none of {config['test_speakers']} found in FSDD")
@@ -397,6 +414,7 @@ def prepare_avmnist(
             "fsdd": str(config["fsdd"]["extracted"] or downloaded[FSDD_ARCHIVE.name]),
             "fsdd_recordings": int(len(fsdd["names"])),
             "fsdd_counts": fsdd["counts"],
+            "fsdd_extra": fsdd["extra"],
             "image_degradation": degradation,
             "noise": dict(noise, substitute=noise["source"] in ("white", "pink", "babble")),
             "unimodal_probe_accuracy": unimodal_probe_accuracy(splits, config["seed"]),

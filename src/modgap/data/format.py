@@ -199,3 +199,17 @@ def verify_checksums(data_dir: str | Path) -> list[str]:
             if not path.is_file() or file_digest(path) != meta["sha256"]:
                 bad.append(str(path))
     return bad
+
+
+def data_notes(data_dir: str | Path) -> list[str]:
+    """What a reader of the verdict must know about a prepared data set beyond its configuration: recordings
+    that are not the release's, accepted on purpose (AV-MNIST's ``fsdd.extra_recordings``)."""
+    manifest = read_manifest(data_dir)
+    extra = manifest.get("source", {}).get("fsdd_extra") or []
+    if not extra:
+        return []
+    listed = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+    return [
+        f"data set {manifest['name']}: {len(extra)} FSDD recordings that are not the pinned release's, accepted "
+        f"with fsdd.extra_recordings: {listed}"
+    ]
