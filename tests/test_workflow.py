@@ -390,7 +390,7 @@ def test_a_key_given_twice_in_a_config_file_fails_before_any_job(repo, tmp_path)
     twice.write_text("seeds: [0, 1]\nseeds: [5, 6, 7]\n")
     result = snakemake(repo / "Snakefile", tmp_path, TINY, "--configfile", str(twice), "-n", check=False)
     assert result.returncode != 0 and not (tmp_path / "results").exists()
-    assert f"{twice}, line 2: key 'seeds' is given twice in one mapping (first on line 1)" in result.stderr
+    assert f"{twice}, line 2: key 'seeds' is given twice in one mapping (first on line 1)" in result.stdout + result.stderr
 
 
 @pytest.mark.slow
