@@ -16,6 +16,7 @@ fetches it. Nothing here imports torch: the workflow plans with these checks.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,29 +96,35 @@ def _fetch_advice(spec: ModelSpec, repo: str | None) -> str:
 def unreachable(spec: ModelSpec, repo: str | None, error: Exception) -> ModelError:
     from huggingface_hub.constants import HF_HUB_CACHE
 
-    reason = f"{type(error).__name__}: {' '.join(str(error).split())[:160]}"
+    first_sentence = " ".join(str(error).split()).split(". ")[0][:120]
+    reason = f"{type(error).__name__}: {first_sentence}"
     return ModelError(
         f"model {spec}: not in the Hugging Face cache ({HF_HUB_CACHE}) and the hub cannot be reached ({reason}); "
-        f"{_fetch_advice(spec, repo)}"
+        f"{_fetch_advice(spec, repo)} (HF_HUB_OFFLINE=1 skips the hub's retries)"
     )
 
 
 def _hub_file(spec: ModelSpec, repo: str, filename: str) -> str:
     """A file of a hub repository: from the cache, else downloaded into it; refused in one line when neither."""
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError, RepositoryNotFoundError
 
     cached = try_to_load_from_cache(repo, filename)
     if isinstance(cached, str):
         return cached
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)  # its retry warnings would bury the one line below
     try:
         return hf_hub_download(repo, filename)
     except RepositoryNotFoundError:
         raise ModelError(f"model {spec}: no repository '{repo}' on the Hugging Face hub") from None
-    except EntryNotFoundError:
+    except RemoteEntryNotFoundError:
         raise ModelError(f"model {spec}: the hub repository '{repo}' holds no {filename}") from None
-    except Exception as error:  # offline mode, DNS, timeouts, proxies: each library raises its own type
+    except (LocalEntryNotFoundError, Exception) as error:  # offline, DNS, timeouts, proxies: many types
         raise unreachable(spec, repo, error) from None
+    finally:
+        hub_log.setLevel(level)
 
 
 def open_clip_weights(spec: ModelSpec) -> str:
