@@ -166,3 +166,67 @@ def test_embed_then_evaluate_from_the_command_line(models, tiny_data, tmp_path, 
     assert main(["evaluate", *map(str, files), "--level", "class", "--quiet"]) == 0
     report = capsys.readouterr().out
     assert "20 items x 16-d, modalities image, text" in report and "V-Measure" in report
+
+
+# Fine-tuning: pretrained towers in the training configuration.
+
+
+def _towers(models, library):
+    folder = models[library].partition(":")[2]
+    kind = "open_clip" if library == "open_clip" else "hf_clip"
+    return {"towers": {"image": {"kind": kind, "model": folder}, "text": {"kind": kind, "model": folder}}}
+
+
+SEPARATION = {"label": "separation term", "encoder": "separate", "temperature": {"init": 0.07, "learnable": True},
+              "loss": {"infonce": {"weight": 1.0}, "imsep": {"weight": 0.5, "similarity": "sentence"}}}  # fmt: skip
+
+
+@pytest.mark.parametrize("library", ["open_clip", "hf_clip"])
+@pytest.mark.parametrize("method", ["clip_lt", "ours", "separation"])
+def test_one_fine_tuning_step_of_a_pretrained_model_per_method(library, method, models, tiny_data, tmp_path,
+                                                               default_config_dict, monkeypatch):  # fmt: skip
+    from modgap.config import load_config
+    from modgap.plan import resolve_run
+    from modgap.train import Trainer
+
+    config = {**default_config_dict, "methods": {**default_config_dict["methods"], "separation": SEPARATION}}
+    config["experiments"] = [{"name": "tuned", "dataset": "embedded", "modalities": ["image", "text"],
+                              "methods": [method], "model": _towers(models, library)}]  # fmt: skip
+    config["train"] = {"epochs": 1, "batch_size": 45, "progress": "never", "budgets": None}
+    config["claims"] = {"baseline": method, "methods": [method], "controls": []}
+    config["dose_response"] = {"experiment": None}
+    run = resolve_run(load_config(config), "tuned", method)
+    trainer = Trainer(run, tiny_data, tmp_path, seed=0)
+    reference = load_model(models[library])
+    images = torch.from_numpy(load_split(tiny_data, "test", ["image"])["image"][:4].copy())
+    with torch.no_grad():  # before any step the encoder is the published model: no head of ours on top
+        np.testing.assert_allclose(trainer.model.encode("image", images), reference.encode("image", images), atol=1e-5)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train_epoch(0, None, 1)
+    moved = [k for k, v in trainer.model.state_dict().items() if not torch.equal(v, before[k])]
+    assert any("image" in k for k in moved) and any("text" in k or "token" in k for k in moved)
+
+
+def test_alignclip_cannot_share_a_pretrained_tower_and_says_so_before_any_job(models, default_config_dict):
+    from modgap.config import ConfigError, load_config
+
+    config = {**default_config_dict, "model": _towers(models, "open_clip")}
+    config["experiments"] = [{"name": "tuned", "dataset": "embedded", "modalities": ["image", "text"],
+                              "methods": ["alignclip"]}]  # fmt: skip
+    config["claims"] = {"baseline": "alignclip", "methods": ["alignclip"], "controls": []}
+    config["dose_response"] = {"experiment": None}
+    with pytest.raises(ConfigError, match=r"model.towers.image.kind': open_clip cannot share a trunk"):
+        load_config(config)
+
+
+def test_a_pretrained_tower_naming_an_unknown_model_is_a_config_error(default_config_dict):
+    from modgap.config import ConfigError, load_config
+
+    config = {**default_config_dict, "model": {"towers": {"image": {"kind": "open_clip", "model": "ViT-B-99",
+                                                                    "pretrained": "openai"}}}}  # fmt: skip
+    config["experiments"] = [{"name": "tuned", "dataset": "embedded", "modalities": ["image", "text"],
+                              "methods": ["clip_lt"]}]  # fmt: skip
+    config["claims"] = {"baseline": "clip_lt", "methods": ["clip_lt"], "controls": []}
+    config["dose_response"] = {"experiment": None}
+    with pytest.raises(ConfigError, match=r"'model.towers.image.model': model open_clip:ViT-B-99/openai: open_clip "):
+        load_config(config)

