@@ -32,6 +32,7 @@ from modgap.errors import ExplainedError
 from modgap.methods import BACKBONE_KINDS, PRETRAINED_TOWER_KINDS, loss_option_problems
 from modgap.plan import (
     POSTHOC_METHOD,
+    UNTRAINED_SOURCES,
     deep_merge,
     dose_response_plan,
     experiment_by_name,
@@ -179,7 +180,7 @@ def _source(config: Mapping, experiment: Mapping) -> str | None:
 
 def _trained(config: Mapping) -> Iterator[tuple[int, Mapping]]:
     """(index, experiment) of every experiment that trains (not one on embeddings made elsewhere)."""
-    return ((i, e) for i, e in enumerate(config["experiments"]) if _source(config, e) != "dumps")
+    return ((i, e) for i, e in enumerate(config["experiments"]) if _source(config, e) not in UNTRAINED_SOURCES)
 
 
 # Reference checks: every name a section uses is defined, and fits what it names.
@@ -276,6 +277,58 @@ def _dumps_problems(config: Mapping, schema: Mapping) -> list[str]:
                         f"config key 'datasets.{experiment['dataset']}.path': {found}{more} "
                         f"(method '{method}' of {key}, one file per seed)"
                     )
+    return problems
+
+
+def _models_source_problems(config: Mapping, schema: Mapping) -> list[str]:
+    """An experiment on a ``models`` data set lists its methods, each a plain name under the data set's models;
+    the data set it embeds is one of the configuration's, prepared (not itself untrained), with the experiment's
+    modalities; the study has one seed (pretrained embeddings do not change with it)."""
+    pattern = re.compile(_name_pattern(schema))
+    problems = []
+    for index, experiment in enumerate(config["experiments"]):
+        key, name = f"experiments[{index}]", experiment["dataset"]
+        if _source(config, experiment) != "models":
+            continue
+        dataset = config["datasets"][name]
+        if len(config["seeds"]) != 1:
+            problems.append(
+                f"config key 'seeds': experiment '{experiment['name']}' embeds data set '{name}' with pretrained "
+                f"models, whose embeddings are the same for every seed; give one seed (seeds: [0])"
+            )
+        if "{}" not in dataset["prompt"]:
+            problems.append(f"config key 'datasets.{name}.prompt': holds no '{{}}' where the class name goes")
+        data = dataset["data"]
+        if data not in config["datasets"] or config["datasets"][data]["source"] in UNTRAINED_SOURCES:
+            prepared = ", ".join(n for n, d in config["datasets"].items() if d["source"] not in UNTRAINED_SOURCES)
+            problems.append(
+                f"config key 'datasets.{name}.data': '{data}' is not a prepared data set of this configuration "
+                f"(defined: {prepared or 'none'})"
+            )
+        else:
+            source = config["datasets"][data]["source"]
+            problems += [
+                f"config key '{key}.modalities': data set '{data}' ({source}), which '{name}' embeds, has no "
+                f"modality '{modality}' (it has: {', '.join(SOURCES[source].modalities)})"
+                for modality in experiment["modalities"]
+                if modality not in SOURCES[source].modalities
+            ]
+        if "methods" not in experiment:
+            problems.append(
+                f"config key '{key}.methods': an experiment on a models data set lists its methods (names under "
+                f"datasets.{name}.models: {', '.join(dataset['models'])})"
+            )
+            continue
+        for method in experiment["methods"]:
+            if not pattern.fullmatch(method):
+                problems.append(f"config key '{key}.methods': {method!r} is not a plain name ({_NAME_RULE})")
+            elif method in config["methods"]:
+                problems.append(f"config key '{key}.methods': '{method}' is also a trained method; name it otherwise")
+            elif method not in dataset["models"]:
+                problems.append(
+                    f"config key '{key}.methods': '{method}' is no model of data set '{name}' (its models: "
+                    f"{', '.join(dataset['models'])})"
+                )
     return problems
 
 
@@ -462,6 +515,32 @@ def _pretrained_tower_problems(config: Mapping, schema: Mapping) -> list[str]:
     return problems
 
 
+def _embedding_model_problems(config: Mapping, schema: Mapping) -> list[str]:
+    """Each model of a ``models`` data set that an experiment uses exists, can be had, and embeds every modality
+    of the experiment."""
+    from modgap.model_specs import ModelError, model_modalities
+
+    problems = []
+    for experiment in config["experiments"]:
+        if _source(config, experiment) != "models":
+            continue
+        name = experiment["dataset"]
+        for method in experiment["methods"]:
+            spec = config["datasets"][name]["models"][method]
+            try:
+                modalities = model_modalities(spec)
+            except ModelError as error:
+                problems.append(f"config key 'datasets.{name}.models.{method}': {error}")
+                continue
+            missing = [m for m in experiment["modalities"] if m not in modalities]
+            if missing:
+                problems.append(
+                    f"config key 'datasets.{name}.models.{method}': {spec} embeds {' + '.join(modalities)}, not "
+                    f"{' + '.join(missing)}, which experiment '{experiment['name']}' needs"
+                )
+    return problems
+
+
 def _split_size_problems(config: Mapping, schema: Mapping) -> list[str]:
     """On the embedded data set, whose split sizes the configuration fixes: validation and test splits are not
     empty and a training batch fits the training split."""
@@ -518,6 +597,7 @@ REFERENCE_CHECKS: tuple[Check, ...] = (
     _experiment_name_problems,
     _dataset_problems,
     _dumps_problems,
+    _models_source_problems,
     _method_reference_problems,
     _override_problems,
     _method_name_problems,
@@ -528,6 +608,7 @@ PLAN_CHECKS: tuple[Check, ...] = (
     _ladder_problems,
     _shared_tower_problems,
     _pretrained_tower_problems,
+    _embedding_model_problems,
     _split_size_problems,
     _local_path_problems,
 )
