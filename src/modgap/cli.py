@@ -3,7 +3,7 @@
 ``modgap claims``: whether the paper's claims hold on a finished study.
 ``modgap evaluate FILE...``: the gap and group-wise metrics of your own embeddings.
 ``modgap compare --baseline DIR --method DIR``: the claims check between two models' per-seed embeddings.
-``modgap embed --model SPEC --data DIR --out DIR``: a prepared data set embedded by an open_clip or Hugging Face model.
+``modgap embed --model MODEL --data DIR --out DIR``: a prepared data set embedded by an open_clip or Hugging Face model.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def _metric_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
-EMBED_EXAMPLES = """models (SPEC):
+EMBED_EXAMPLES = """models (MODEL):
   open_clip:<architecture>/<pretrained tag>   e.g. open_clip:ViT-B-32/laion2b_s34b_b79k
   open_clip:<folder>                          a local folder with open_clip_config.json and weights
   hf:<hub id or folder>                       e.g. hf:openai/clip-vit-base-patch32 (image + text),
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog=EMBED_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    embed.add_argument("--model", action="append", required=True, metavar="SPEC", help="a model (repeatable)")
+    embed.add_argument("--model", action="append", required=True, metavar="MODEL", help="a model (repeatable)")
     embed.add_argument("--data", type=Path, required=True, help="a prepared data set folder")
     embed.add_argument("--out", type=Path, required=True, help="folder of the dumps")
     embed.add_argument("--split", default="test", choices=["train", "val", "test"], help="(default test)")

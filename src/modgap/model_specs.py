@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,7 @@ class ModelSpec:
     @property
     def slug(self) -> str:
         """A file name for the model's outputs."""
-        return "".join(c if c.isalnum() or c in "-." else "_" for c in str(self).replace(":", "_")).strip("._")
+        return re.sub(r"[^A-Za-z0-9-]+", "_", str(self)).strip("_")
 
 
 def _is_local(name: str) -> bool:
