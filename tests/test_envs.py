@@ -31,8 +31,10 @@ def normalise(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def project_pins(repo) -> dict[str, str]:
+    """The base dependencies' pins, with the models extra's (the training environment embeds with them too)."""
     with open(repo / "pyproject.toml", "rb") as handle:
-        dependencies = tomllib.load(handle)["project"]["dependencies"]
+        project = tomllib.load(handle)["project"]
+    dependencies = project["dependencies"] + project["optional-dependencies"]["models"]
     pins = {}
     for entry in dependencies:
         match = PIN.match(entry)

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from modgap.batches import Batch, stack_batches
+from modgap.methods import PRETRAINED_TOWER_KINDS
 from modgap.runtime import select_device
 from modgap.train import (
     Branch,
@@ -51,6 +52,9 @@ def batching_obstacles(run: Mapping) -> list[str]:
         obstacles.append("train.grad_clip (the gradient norm is per seed)")
     if run["train"]["compile"]:
         obstacles.append("train.compile (it compiles one seed's model)")
+    pretrained = [m for m, tower in run["model"]["towers"].items() if tower["kind"] in PRETRAINED_TOWER_KINDS]
+    if pretrained:
+        obstacles.append(f"a pretrained tower (model.towers.{pretrained[0]}: one published model, not one per seed)")
     return obstacles
 
 

@@ -3,6 +3,7 @@
 ``modgap claims``: whether the paper's claims hold on a finished study.
 ``modgap evaluate FILE...``: the gap and group-wise metrics of your own embeddings.
 ``modgap compare --baseline DIR --method DIR``: the claims check between two models' per-seed embeddings.
+``modgap embed --model MODEL --data DIR --out DIR``: a prepared data set embedded by an open_clip or Hugging Face model.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from modgap.config import DEFAULT_CONFIG, ConfigError, bound_problems, load_conf
 from modgap.errors import ExplainedError
 from modgap.evidence import read_runs
 from modgap.io import OutputFolderError, check_output_folder, write_json, write_text
+from modgap.model_specs import DEFAULT_PROMPT
 from modgap.plan import definition_digests, evaluated_runs, ladders, method_labels, paper_references
 
 
@@ -211,6 +213,49 @@ def _metric_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
+EMBED_EXAMPLES = """models (MODEL):
+  open_clip:<architecture>/<pretrained tag>   e.g. open_clip:ViT-B-32/laion2b_s34b_b79k
+  open_clip:<folder>                          a local folder with open_clip_config.json and weights
+  hf:<hub id or folder>                       e.g. hf:openai/clip-vit-base-patch32 (image + text),
+                                              hf:laion/clap-htsat-unfused (audio + text)
+
+examples:
+  modgap embed --model open_clip:ViT-B-32/laion2b_s34b_b79k --data results/data/cifar10 --out dumps/
+  modgap embed --model hf:openai/clip-vit-base-patch32 --data results/data/cifar10 --out dumps/
+  modgap evaluate dumps/*.npz --level class
+
+Weights come from the hubs into their caches (~/.cache/huggingface); offline, a model must be cached."""
+
+
+def embed_command(arguments: argparse.Namespace) -> int:
+    from modgap.model_specs import parse_model_spec
+
+    specs = [parse_model_spec(text) for text in arguments.model]  # every spec checked before any model loads
+    try:
+        check_output_folder(arguments.out, [f"{spec.slug}.npz" for spec in specs])
+    except OutputFolderError as error:
+        raise ExplainedError(str(error)) from None
+    from modgap.embed_models import write_model_dump  # torch: imported once the arguments hold
+
+    for spec in specs:
+        started = time.perf_counter()
+        output = arguments.out / f"{spec.slug}.npz"
+        if not arguments.quiet:
+            print(f"embedding {arguments.data} ({arguments.split}) with {spec}", file=sys.stderr, flush=True)
+        _, done = write_model_dump(
+            spec, arguments.data, output, arguments.device, split=arguments.split, text=arguments.text,
+            prompt=arguments.prompt, batch_size=arguments.batch_size, progress=not arguments.quiet,
+        )  # fmt: skip
+        text = {"captions": "first caption of each item", "prompts": f"class prompts {arguments.prompt!r}"}
+        what = f"; text: {text[done['text']]}" if "text" in done else ""
+        print(
+            f"wrote {output}: {done['items']} items x {done['embed_dim']}-d, {' + '.join(done['modalities'])}{what} "
+            f"({time.perf_counter() - started:.1f} s)"
+        )
+    print(f"measure them with: modgap evaluate {' '.join(str(arguments.out / f'{s.slug}.npz') for s in specs)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="modgap", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -253,6 +298,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     _metric_options(pair)
     pair.set_defaults(handler=compare_command)
+    embed = commands.add_parser(
+        "embed",
+        help="embed a prepared data set with an open_clip or Hugging Face model",
+        description="A prepared data set (results/data/<name>) embedded by pretrained models, one dump per model "
+        "(<out>/<model>.npz: every modality the model and the data set share, labels, ids, class names), for "
+        "modgap evaluate, modgap compare and the workflow (docs/your_embeddings.md).",
+        epilog=EMBED_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    embed.add_argument("--model", action="append", required=True, metavar="MODEL", help="a model (repeatable)")
+    embed.add_argument("--data", type=Path, required=True, help="a prepared data set folder")
+    embed.add_argument("--out", type=Path, required=True, help="folder of the dumps")
+    embed.add_argument("--split", default="test", choices=["train", "val", "test"], help="(default test)")
+    embed.add_argument(
+        "--text",
+        default="auto",
+        choices=["auto", "captions", "prompts"],
+        help="each item's first caption, or its class prompt (auto: prompts where captions are only class names)",
+    )
+    embed.add_argument("--prompt", default=DEFAULT_PROMPT, help=f"class prompt template (default {DEFAULT_PROMPT!r})")
+    embed.add_argument("--batch-size", type=int, default=256, help="items per forward pass (default 256)")
+    embed.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default: CUDA if present)")
+    embed.add_argument("--quiet", action="store_true", help="no progress bar")
+    embed.set_defaults(handler=embed_command)
     check = commands.add_parser("claims", help="check the paper's three claims on results/tables/runs.csv")
     check.add_argument("--runs", type=Path, default=Path("results/tables/runs.csv"), help="per-seed results")
     check.add_argument("--configfile", type=Path, action="append", default=[], help="as given to snakemake")

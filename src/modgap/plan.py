@@ -44,10 +44,36 @@ def experiment_key(index: int, experiment: Mapping, section: str, key: str) -> s
     return f"experiments[{index}].{section}.{key}" if key in experiment.get(section, {}) else f"{section}.{key}"
 
 
-def imported(config: Mapping, experiment_name: str) -> bool:
-    """Whether an experiment reads embeddings made elsewhere (a ``dumps`` data set) instead of training."""
+# Data-set sources whose experiments train nothing: files of embeddings made elsewhere, and pretrained models
+# that embed a prepared data set.
+UNTRAINED_SOURCES = ("dumps", "models")
+
+
+def _experiment_source(config: Mapping, experiment_name: str) -> str | None:
     experiment = next((e for e in config["experiments"] if e["name"] == experiment_name.partition("@")[0]), None)
-    return experiment is not None and config["datasets"].get(experiment["dataset"], {}).get("source") == "dumps"
+    return None if experiment is None else config["datasets"].get(experiment["dataset"], {}).get("source")
+
+
+def imported(config: Mapping, experiment_name: str) -> bool:
+    """Whether an experiment reads embeddings made elsewhere (a ``dumps`` or ``models`` data set) instead of
+    training."""
+    return _experiment_source(config, experiment_name) in UNTRAINED_SOURCES
+
+
+def model_embedded(config: Mapping, experiment_name: str) -> bool:
+    """Whether an experiment's methods are pretrained models embedding a prepared data set (``models``)."""
+    return _experiment_source(config, experiment_name) == "models"
+
+
+def embedding_model(config: Mapping, experiment_name: str, method: str) -> str:
+    """The model spec (modgap.model_specs) a ``models`` experiment's method names."""
+    return config["datasets"][experiment_by_name(config, experiment_name)["dataset"]]["models"][method]
+
+
+def embedding_options(config: Mapping, experiment_name: str) -> dict:
+    """How a ``models`` experiment embeds its prepared data set (modgap.embed_models.write_model_dump)."""
+    dataset = config["datasets"][experiment_by_name(config, experiment_name)["dataset"]]
+    return {key: dataset[key] for key in ("split", "text", "prompt", "batch_size", "device")}
 
 
 def imported_dump(config: Mapping, experiment_name: str, method: str, seed: int) -> Path:
@@ -268,8 +294,12 @@ def definition_digest(config: Mapping, evaluation: str, method: str) -> str:
     files lie; the evaluation (budget included) and its options. Runs with equal digests are the same runs."""
     experiment = experiment_by_name(config, evaluation)["name"]
     source = config["evaluate"]["posthoc_source"] if method == POSTHOC_METHOD else method
-    if imported(config, experiment):
-        made: dict = {"files": str(imported_dump(config, experiment, source, 0).parent)}
+    if model_embedded(config, experiment):
+        data = config["datasets"][experiment_by_name(config, experiment)["dataset"]]["data"]
+        made: dict = {"model": embedding_model(config, experiment, source), "dataset": config["datasets"][data],
+                      **embedding_options(config, experiment)}  # fmt: skip
+    elif imported(config, experiment):
+        made = {"files": str(imported_dump(config, experiment, source, 0).parent)}
     else:
         run = _result_neutral_left_out(resolve_run(config, experiment, source))
         made = {**run, "dataset": config["datasets"][run["dataset"]]}

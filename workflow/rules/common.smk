@@ -36,6 +36,8 @@ from modgap.plan import (
     deep_merge,
     definition_digests,
     display_names,
+    embedding_model,
+    embedding_options,
     dose_response_methods,
     evaluated_methods,
     evaluated_runs,
@@ -48,6 +50,7 @@ from modgap.plan import (
     latent_methods,
     method_labels,
     modality_counts,
+    model_embedded,
     paper_references,
     neutral_train_options,
     provenance_line,
@@ -107,6 +110,20 @@ wildcard_constraints:
 # Experiments that train, and those that read embeddings made elsewhere (a dumps data set).
 TRAINED = [e["name"] for e in study["experiments"] if not imported(study, e["name"])]
 IMPORTED = [e["name"] for e in study["experiments"] if imported(study, e["name"])]
+# Of those, the ones whose pretrained models embed a prepared data set (a models data set), and their files.
+EMBEDDED = [name for name in IMPORTED if model_embedded(study, name)]
+DUMPED = [name for name in IMPORTED if name not in EMBEDDED]
+
+
+def embedded_data(experiment):
+    """The prepared data set a models experiment embeds."""
+    return study["datasets"][experiment_dataset(experiment)]["data"]
+
+
+def embedding_gpu(experiment):
+    """GPUs an embedding job takes: 1 where it will run on CUDA, else 0 (as wants_gpu for training)."""
+    device = embedding_options(study, experiment)["device"]
+    return int(device == "cuda" or (device == "auto" and local_gpus() > 0))
 
 
 def trained_datasets():
@@ -198,7 +215,7 @@ def external_contents(evaluation, method):
     changes, whatever its modification time, and never stands in for a refused import of the new content
     (Snakemake leaves a missing import alone while the metrics made from it are up to date)."""
     experiment = trained_experiment(evaluation)
-    if experiment in TRAINED:
+    if experiment in TRAINED or experiment in EMBEDDED:  # embeddings made here: their params name what made them
         return []
     return [content_digest(imported_dump(study, experiment, trained_source(method), seed)) for seed in study["seeds"]]
 

@@ -54,7 +54,7 @@ rule import_dumps:
         ),
         max_array_gib=lambda wildcards: study["datasets"][experiment_dataset(wildcards.experiment)]["max_array_gib"],
     wildcard_constraints:
-        experiment=one_of(IMPORTED),
+        experiment=one_of(DUMPED),
         method=one_of(sorted(imported_methods(study))),
     log:
         "results/logs/import_dumps/{experiment}/{method}/seed{seed}.log",
@@ -65,3 +65,32 @@ rule import_dumps:
         TRAIN_ENV  # .pt and .safetensors files are read with torch
     script:
         "../scripts/import_dumps.py"
+
+
+# Pretrained models embedding a prepared data set (a models data set): each model's dump of the data set's split
+# takes the place of a training run.
+rule embed_with_model:
+    input:
+        data=lambda wildcards: prepared(embedded_data(wildcards.experiment)),
+        code=code("embed_with_model.py", "modgap.pretrained"),
+    output:
+        embeddings_path("{experiment}", "{method}", "{seed}"),
+    params:
+        model=lambda wildcards: embedding_model(study, wildcards.experiment, wildcards.method),
+        options=lambda wildcards: embedding_options(study, wildcards.experiment),
+    wildcard_constraints:
+        experiment=one_of(EMBEDDED),
+        method=one_of(sorted(imported_methods(study))),
+    log:
+        "results/logs/embed_with_model/{experiment}/{method}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/embed_with_model/{experiment}/{method}/seed{seed}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=lambda wildcards: embedding_gpu(wildcards.experiment),
+    conda:
+        TRAIN_ENV
+    script:
+        "../scripts/embed_with_model.py"
