@@ -22,8 +22,8 @@ sys.path.insert(0, str(REPOSITORY / "tests"))  # the tiny models the tests build
 import tiny_models  # noqa: E402
 
 from modgap.data.format import write_prepared  # noqa: E402
-from modgap.embed_models import embed_prepared  # noqa: E402
-from modgap.pretrained import load_model  # noqa: E402
+from modgap.embeddings.from_models import embed_prepared  # noqa: E402
+from modgap.embeddings.pretrained import load_model  # noqa: E402
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 

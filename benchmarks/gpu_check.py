@@ -44,8 +44,8 @@ KEYS = ("experiment", "method", "seed")
 
 
 def prepare(arguments: argparse.Namespace) -> None:
-    from modgap.config import load_config
     from modgap.data import prepare_dataset
+    from modgap.study.config import load_config
 
     dataset = load_config(Path(__file__).resolve().parents[1] / "config.yaml")["datasets"]["embedded"]
     prepare_dataset("embedded", {**dataset, "n_samples": arguments.samples}, arguments.directory)

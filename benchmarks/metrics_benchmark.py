@@ -6,7 +6,7 @@ Prints, for each part, its wall time (the best of --repeat runs: shared machines
 floating-point operations of its matrix products, their rate, and that rate as a fraction of the
 machine's fp32 matmul throughput, measured first on tiles of the shape the passes use (one BLAS thread
 per worker, as many workers as threads). Parts: gap; retrieval at both levels, both directions (one
-pass); kNN alone; retrieval and kNN sharing their products (what ``modgap.evaluate`` runs); KMeans
+pass); kNN alone; retrieval and kNN sharing their products (what ``modgap.metrics.per_run`` runs); KMeans
 with V-Measure. "whole set" is gap + shared retrieval and kNN + KMeans. Target: at most 5 s at 25,000
 pairs on two cores. Library imports happen before any timing.
 """
@@ -20,8 +20,9 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from modgap import metrics, similarity
-from modgap.kmeans import kmeans
+from modgap.metrics import measures as metrics
+from modgap.metrics import similarity
+from modgap.metrics.kmeans import kmeans
 
 
 def embeddings(pairs: int, dim: int, classes: int = 10, seed: int = 0):

@@ -7,9 +7,9 @@
 Needs a prepared data set (``snakemake --cores all results/data/embedded``). It prints, on the threads a
 training job gets:
 
-- the start cost of a job: a fresh interpreter importing ``modgap.train`` and building an optimiser (wall
+- the start cost of a job: a fresh interpreter importing ``modgap.training.trainer`` and building an optimiser (wall
   seconds, best of three, beside a bare interpreter's), and the import time ``python -X importtime`` puts on
-  torch, on torch._dynamo (which torch.optim imports on first use) and on modgap.train;
+  torch, on torch._dynamo (which torch.optim imports on first use) and on modgap.training.trainer;
 - the matmul peak: a 2048 x 2048 fp32 product in torch and in numpy, and in bf16 where the device has it;
 - per experiment and method (the experiments of config.yaml, or of ``--configfile`` merged over it): the time
   of a training step (forward, loss, backward, optimiser, on real batches), steps/s, samples/s, the step's
@@ -18,7 +18,7 @@ training job gets:
 - the step time fitted over ``--batch-sizes`` as a fixed cost per step plus a cost per sample, the share of
   the step the fixed cost takes at the run's batch size, and the speed-up that removing it entirely would
   bring (the bound on what fewer Python operations or batched seeds can give);
-- with ``--seeds S``: S seeds as one stacked model (modgap.batched) against S sequential steps.
+- with ``--seeds S``: S seeds as one stacked model (modgap.training.stacked_seeds) against S sequential steps.
 
 ``--json FILE`` also writes the step figures, one record per experiment and method (benchmarks/gpu_check.sh
 reads them).
@@ -39,11 +39,11 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from modgap.batched import SeedsTrainer
-from modgap.batches import stack_batches
-from modgap.config import DEFAULT_CONFIG, load_config_files
-from modgap.plan import resolve_run
-from modgap.train import Trainer
+from modgap.study.config import DEFAULT_CONFIG, load_config_files
+from modgap.study.plan import resolve_run
+from modgap.training.inputs import stack_batches
+from modgap.training.stacked_seeds import SeedsTrainer
+from modgap.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 MATMUL_SIZE = 2048
@@ -90,15 +90,15 @@ def numpy_matmul_peak(size: int = MATMUL_SIZE, repeats: int = 5) -> float:
     return 2 * size**3 * repeats / best_of(products, 3) / 1e9
 
 
-FIRST_OPTIMISER = "import modgap.train, torch; torch.optim.Adam([torch.zeros(1, requires_grad=True)])"
+FIRST_OPTIMISER = "import modgap.training.trainer, torch; torch.optim.Adam([torch.zeros(1, requires_grad=True)])"
 
 
 def start_cost() -> dict[str, float]:
-    """Seconds a training job spends before its first step: a bare interpreter, one importing modgap.train,
+    """Seconds a training job spends before its first step: a bare interpreter, one importing modgap.training.trainer,
     one also building an optimiser (best of three each: torch.optim imports torch._dynamo on first use),
-    and the import times ``-X importtime`` puts on torch, torch._dynamo and modgap.train with what it imports."""
+    and the import times ``-X importtime`` puts on torch, torch._dynamo and modgap.training.trainer with what it imports."""
     bare = min(_wall([sys.executable, "-c", "pass"]) for _ in range(3))
-    importing = min(_wall([sys.executable, "-c", "import modgap.train"]) for _ in range(3))
+    importing = min(_wall([sys.executable, "-c", "import modgap.training.trainer"]) for _ in range(3))
     optimiser = min(_wall([sys.executable, "-c", FIRST_OPTIMISER]) for _ in range(3))
     report = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", FIRST_OPTIMISER], capture_output=True, text=True, check=True
@@ -107,7 +107,7 @@ def start_cost() -> dict[str, float]:
     for total, module in re.findall(r"import time:\s+\d+ \|\s+(\d+) \|\s+(\S+)", report):
         cumulative.setdefault(module, int(total))
     return {"bare": bare, "import": importing, "optimiser": optimiser, "torch": cumulative["torch"] / 1e6,
-            "dynamo": cumulative["torch._dynamo"] / 1e6, "modgap": cumulative["modgap.train"] / 1e6}  # fmt: skip
+            "dynamo": cumulative["torch._dynamo"] / 1e6, "modgap": cumulative["modgap.training.trainer"] / 1e6}  # fmt: skip
 
 
 def _wall(command: list[str]) -> float:
@@ -189,9 +189,9 @@ def main() -> None:
     if not arguments.no_start_cost:
         cost = start_cost()
         print(
-            f"start of a job: bare interpreter {cost['bare']:.2f} s, importing modgap.train {cost['import']:.2f} s, "
+            f"start of a job: bare interpreter {cost['bare']:.2f} s, importing modgap.training.trainer {cost['import']:.2f} s, "
             f"and building the first optimiser {cost['optimiser']:.2f} s (-X importtime: torch {cost['torch']:.2f} s, "
-            f"modgap.train with all it imports {cost['modgap']:.2f} s, torch._dynamo {cost['dynamo']:.2f} s)"
+            f"modgap.training.trainer with all it imports {cost['modgap']:.2f} s, torch._dynamo {cost['dynamo']:.2f} s)"
         )
     peak = torch_matmul_peak(device, torch.float32)
     bf16 = torch_matmul_peak(device, torch.bfloat16)

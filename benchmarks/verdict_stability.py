@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from modgap.config import DEFAULT_CONFIG, load_config_files
 from modgap.io import write_text
-from modgap.plan import ladders, paper_references
-from modgap.stability import holm_states, side_by_side
+from modgap.study.config import DEFAULT_CONFIG, load_config_files
+from modgap.study.plan import ladders, paper_references
+from modgap.verdict.stability import holm_states, side_by_side
 
 REPO = Path(__file__).resolve().parents[1]
 

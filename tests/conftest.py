@@ -32,8 +32,8 @@ def config_dict(default_config_dict) -> dict:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """A 120-sample embedded data set (90 train / 10 val / 20 test), one caption per item."""
-    from modgap.config import load_config
     from modgap.data import prepare_dataset
+    from modgap.study.config import load_config
 
     config = load_config(REPO / "config.yaml")["datasets"]["embedded"]
     config["n_samples"] = 120
@@ -46,8 +46,8 @@ def tiny_data(tmp_path_factory) -> Path:
 @pytest.fixture()
 def tiny_run(default_config_dict):
     """A function giving the resolved run of a method on a small model, quick to train on tiny_data."""
-    from modgap.config import load_config
-    from modgap.plan import resolve_run
+    from modgap.study.config import load_config
+    from modgap.study.plan import resolve_run
 
     def make(method: str = "ours", experiment: str = "embedded_image_audio_text", model=None, **train) -> dict:
         config = copy.deepcopy(default_config_dict)

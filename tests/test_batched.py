@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from modgap.batched import SeedsTrainer, train_seeds
-from modgap.train import Trainer, match_temperature, train_run
+from modgap.training.stacked_seeds import SeedsTrainer, train_seeds
+from modgap.training.trainer import Trainer, match_temperature, train_run
 
 MLP_TOWERS = {"trunk": "mlp", "towers": {"image": {"kind": "patch", "patch_size": 14},
               "audio": {"kind": "frames", "frames_per_token": 24, "pool_frames": 4}, "text": {"kind": "tokens"}}}  # fmt: skip

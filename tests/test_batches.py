@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import torch
 
-from modgap.batches import Batch, SplitInputs, stack_batches, without_padding_columns
+from modgap.training.inputs import Batch, SplitInputs, stack_batches, without_padding_columns
 
 
 def test_batches_drop_the_columns_that_are_padding_in_every_caption():

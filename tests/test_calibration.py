@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from modgap.calibration import calibration_markdown, calibration_table, cell_convergence, choose
+from modgap.verdict.calibration import calibration_markdown, calibration_table, cell_convergence, choose
 
 RULE = {"min_gap": 0.5, "ceilings": {"2": {"v_measure": 85, "knn_acc": 90}, "3": {"v_measure": 85, "knn_acc": 92}},
         "r1_over_chance": 3.0, "gap_margin": 0.05}  # fmt: skip

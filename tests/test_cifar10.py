@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modgap.config import load_config
 from modgap.data import check_batch_size, cifar10, prepare_dataset
 from modgap.data.cifar10 import TEST_BATCH as TEST_BATCH_NAME
 from modgap.data.cifar10 import CifarFormatError, read_batches
 from modgap.data.format import PreparedDataError, load_split, read_manifest
+from modgap.study.config import load_config
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 PER_BATCH = 40

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from modgap.config import ConfigError, format_key, load_config, load_config_files
 from modgap.errors import ExplainedError
-from modgap.plan import batch_size_key, deep_merge, dose_response_methods, resolve_run, runs
-from modgap.yaml_files import read_yaml
+from modgap.study.config import ConfigError, format_key, load_config, load_config_files
+from modgap.study.plan import batch_size_key, deep_merge, dose_response_methods, resolve_run, runs
+from modgap.study.yaml_files import read_yaml
 
 
 def problems_of(config: dict) -> list[str]:
@@ -330,7 +330,7 @@ def ladder_config(config_dict, **train):
 
 
 def test_a_budget_ladder_gives_one_evaluation_per_budget(config_dict):
-    from modgap.plan import evaluations, experiment_by_name, ladders
+    from modgap.study.plan import evaluations, experiment_by_name, ladders
 
     config_dict["experiments"][1]["train"] = {"epochs": 20, "budgets": None}  # its own: a single budget
     config = load_config(ladder_config(config_dict, epochs=40, budgets=[10, 20, 40], lr_schedule="wsd"))
@@ -373,7 +373,7 @@ def test_a_broken_ladder_names_its_key(config_dict, train, expected):
 
 
 def test_command_line_overrides_are_typed_as_yaml_would():
-    from modgap.config import typed_overrides
+    from modgap.study.config import typed_overrides
 
     # as Snakemake's base loader hands them over: every scalar inside a list or mapping a string
     given = {"seeds": ["0", "1"], "train": {"epochs": "5", "lr": "0.001", "device": "cpu", "budgets": "null"}, "x": 2}
@@ -401,7 +401,7 @@ def test_an_optional_target_without_its_experiment_is_off_with_a_note(config_dic
 
 
 def test_latent_figures_show_the_claims_methods_unless_told(config_dict):
-    from modgap.plan import latent_methods
+    from modgap.study.plan import latent_methods
 
     assert latent_methods(load_config(config_dict)) == ["clip_lt", "ours"]
     chosen = copy.deepcopy(config_dict) | {"figures": {"latent_methods": ["ours", "alignclip"]}}
@@ -415,7 +415,7 @@ def test_the_default_configuration_has_no_notes(repo):
 
 
 def test_definition_digests_follow_what_runs_depend_on(config_dict):
-    from modgap.plan import definition_digest, study_digest
+    from modgap.study.plan import definition_digest, study_digest
 
     config = load_config(config_dict)
     key = ("embedded_image_text@40", "ours")
@@ -441,7 +441,7 @@ def test_definition_digests_follow_what_runs_depend_on(config_dict):
 def test_definition_mismatch_names_the_runs_of_another_definition():
     import pandas as pd
 
-    from modgap.claims import definition_mismatch
+    from modgap.verdict.claims import definition_mismatch
 
     runs = pd.DataFrame({"experiment": ["e", "e"], "method": ["a", "b"], "seed": [0, 0], "definition": ["x1", "y1"]})
     assert definition_mismatch(runs, {"e/a": "x1", "e/b": "y1"}) == []
@@ -461,7 +461,7 @@ def _example(repo, name, notes=None):
 def test_your_own_study_examples_change_what_they_say(repo):
     """docs/configuration.md's three copy-paste configs: what each changes, read from the definition digests
     (what decides whether a run is redone)."""
-    from modgap.plan import definition_digests, evaluated_runs, method_labels
+    from modgap.study.plan import definition_digests, evaluated_runs, method_labels
 
     default = definition_digests(load_config(repo / "config.yaml"))
     weighted = definition_digests(_example(repo, "loss_weight.yaml"))
@@ -484,7 +484,7 @@ def test_your_own_study_examples_change_what_they_say(repo):
 
 
 def test_result_paths_stay_under_results_and_keep_wildcards():
-    from modgap import paths
+    from modgap.study import paths
 
     assert paths.embeddings_path("e", "m", 3) == "results/embeddings/e/m/seed3.npz"
     assert paths.model_path("e", "m", "{seed}") == "results/models/e/m/seed{seed}/model.pt"
@@ -494,7 +494,7 @@ def test_result_paths_stay_under_results_and_keep_wildcards():
 
 
 def test_provenance_line_names_the_digest_and_the_files_in_merge_order(config_dict, tmp_path, monkeypatch):
-    from modgap.plan import provenance_line, study_digest
+    from modgap.study.plan import provenance_line, study_digest
 
     config = load_config(config_dict)
     repository, elsewhere = tmp_path / "repo", tmp_path / "mine"
@@ -507,7 +507,7 @@ def test_provenance_line_names_the_digest_and_the_files_in_merge_order(config_di
 
 def test_no_check_changes_the_configuration_it_checks(config_dict):
     """Validation reads; only load_config's own phases (defaults, _complete) fill a configuration in."""
-    from modgap.config import PLAN_CHECKS, REFERENCE_CHECKS, load_schema
+    from modgap.study.config import PLAN_CHECKS, REFERENCE_CHECKS, load_schema
 
     schema = load_schema()
     valid = load_config(config_dict)
@@ -537,7 +537,7 @@ def test_plan_checks_wait_for_the_references(config_dict):
 
 
 def test_display_names_follow_the_configuration(config_dict):
-    from modgap.plan import POSTHOC_METHOD, display_names, modality_counts
+    from modgap.study.plan import POSTHOC_METHOD, display_names, modality_counts
 
     config_dict["methods"]["mine"] = {"temperature": {"learnable": True, "init": 0.07}, "loss": {"infonce": {}}}
     config = load_config(config_dict)
@@ -550,7 +550,7 @@ def test_display_names_follow_the_configuration(config_dict):
 
 
 def test_an_experiments_temperature_sets_every_learnable_one_and_leaves_fixed_ones(config_dict):
-    from modgap.plan import definition_digest, resolve_run
+    from modgap.study.plan import definition_digest, resolve_run
 
     config_dict["experiments"][0]["methods"] = ["clip_lt", "ours", "clip_ft"]
     before = load_config(config_dict)

@@ -1,4 +1,4 @@
-"""Code dependencies: the package files a workflow script runs (modgap.deps), and the rules that use them."""
+"""Code dependencies: the package files a workflow script runs (modgap.study.code_deps), and the rules that use them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from modgap.deps import imported_modules, module_file, module_name, package_modules
+from modgap.study.code_deps import imported_modules, module_file, module_name, package_modules
 
 FAKE_PACKAGE = {
     "__init__.py": "",
@@ -64,8 +64,10 @@ def test_imports_resolve_to_the_packages_own_files_only(fake_package):
 
 def test_the_latent_figure_depends_on_the_gap_metric_it_prints(repo):
     modules = package_modules(repo / "workflow" / "scripts" / "figure_latent.py", root=repo / "src" / "modgap")
-    assert {"figures/latent.py", "figures/style.py", "dumps.py", "metrics.py", "similarity.py"} <= set(modules)
-    assert "train.py" not in modules and "tables.py" not in modules
+    assert {
+        "figures/latent.py", "figures/style.py", "embeddings/dumps.py", "metrics/measures.py", "metrics/similarity.py"
+    } <= set(modules)  # fmt: skip
+    assert "training/trainer.py" not in modules and "verdict/tables.py" not in modules
 
 
 def test_every_rule_derives_its_code_from_its_own_script(repo):
@@ -99,9 +101,8 @@ def test_every_source_of_the_schema_has_an_entry_and_a_preparation(repo):
 
 
 def test_the_package_imports_run_one_way(repo):
-    """No cycle among the package's parts (each top-level module, and the data and figures subpackages each
-    as one part): every import runs down, none back up (figures once imported the regime map, which
-    imported figures)."""
+    """No cycle among the package's parts (each stage subpackage as one part, and each top-level module):
+    every import runs down, none back up (figures once imported the regime map, which imported figures)."""
     root = repo / "src" / "modgap"
 
     def part(name: str) -> str:
@@ -114,7 +115,7 @@ def test_the_package_imports_run_one_way(repo):
             target = module_file(imported, root)
             if target is not None and part(module_name(target, root)) not in (part(own), "modgap"):
                 edges.setdefault(part(own), set()).add(part(module_name(target, root)))
-    assert {"figures", "regime", "claims", "config", "dumps"} <= set(edges)
+    assert {"figures", "verdict", "study", "embeddings", "training", "metrics", "cli"} <= set(edges)
 
     def cycle_from(start: str, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
         if start in path:

@@ -1,11 +1,11 @@
-"""The embedding-dump format (modgap.dumps): a ladder's budgets, the dump at one of them, the post-hoc shift."""
+"""The embedding-dump format (modgap.embeddings.dumps): a ladder's budgets, the dump at one of them, the post-hoc shift."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from modgap.dumps import at_budget, budgets, load_method_dump
+from modgap.embeddings.dumps import at_budget, budgets, load_method_dump
 from modgap.errors import CorruptIntermediateError
 
 

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from modgap.config import load_config
 from modgap.data import prepare_dataset
 from modgap.data.embedded import DIGIT_WORDS, caption_for
 from modgap.data.format import PreparedDataError, load_split, read_manifest, verify_checksums, write_prepared
 from modgap.data.split import stratified_split, stratified_subset
+from modgap.study.config import load_config
 
 N_SAMPLES = 200
 

@@ -21,16 +21,16 @@ from conftest import REPO
 from test_external import paired, unit
 from test_tables_claims import CLAIMS, run
 
-from modgap import external
-from modgap.claims import claims_report
 from modgap.cli import BOUNDED_OPTIONS, main
-from modgap.config import ConfigError, load_config, load_schema
+from modgap.embeddings import external_files as external
+from modgap.embeddings.external_files import EmbeddingFileError, import_dump
+from modgap.embeddings.fingerprints import ItemSet, OtherItemsError, SameRunError
 from modgap.errors import CorruptIntermediateError
-from modgap.evaluate import evaluate_method
-from modgap.evidence import ItemSet, OtherItemsError, SameRunError
-from modgap.external import EmbeddingFileError, import_dump
-from modgap.plan import definition_digests, neutral_train_options, resolve_run, result_defining_run
-from modgap.tables import load_runs, write_tables
+from modgap.metrics.per_run import evaluate_method
+from modgap.study.config import ConfigError, load_config, load_schema
+from modgap.study.plan import definition_digests, neutral_train_options, resolve_run, result_defining_run
+from modgap.verdict.claims import claims_report
+from modgap.verdict.tables import load_runs, write_tables
 
 N = 120
 
@@ -669,7 +669,7 @@ def test_a_training_runs_params_leave_out_what_changes_no_result_in_one_order(de
 
 def test_a_column_an_experiment_does_not_measure_is_no_missing_value():
     """The TA R@1 of an experiment without audio is empty in a study that has one with audio."""
-    from modgap.evidence import runs_problem
+    from modgap.verdict.evidence import runs_problem
 
     runs = pd.DataFrame([{"experiment": e, "method": m, "seed": s, "gap": 0.5, "tv_r1": 50.0, "collapsed": False,
                           "ta_r1": 40.0 if e == "triple" else np.nan}

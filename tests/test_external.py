@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from modgap import compare, external
+from modgap import your_embeddings as compare
 from modgap.cli import main
-from modgap.config import section_defaults
-from modgap.evaluate import compute_metrics
+from modgap.embeddings import external_files as external
+from modgap.metrics.per_run import compute_metrics
+from modgap.study.config import section_defaults
 
 OPTIONS = section_defaults("evaluate")
 
@@ -231,7 +232,7 @@ def test_degenerate_encoders_get_the_scores_they_deserve():
 
 
 def test_the_projects_own_dumps_with_their_budgets(tmp_path, tiny_data, tiny_run, capsys):
-    from modgap.train import train_run
+    from modgap.training.trainer import train_run
 
     ladder = {"epochs": 2, "budgets": [1, 2], "lr_schedule": "wsd"}
     dump = tmp_path / "seed0.npz"

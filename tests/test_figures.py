@@ -6,7 +6,7 @@ import pandas as pd
 
 from modgap.figures import cosine, curves, latent
 from modgap.figures.style import plt
-from modgap.regime import regime_markdown
+from modgap.verdict.regime import regime_markdown
 
 LABELS = {"clip_lt": "Baseline CLIP", "ours": "Ours, renamed"}  # display names, in display order
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from modgap import batches
-from modgap.batched import train_seeds
-from modgap.batches import SplitInputs
-from modgap.train import Trainer, train_run
+from modgap.training import inputs as batches
+from modgap.training.inputs import SplitInputs
+from modgap.training.stacked_seeds import train_seeds
+from modgap.training.trainer import Trainer, train_run
 
 pytestmark = [
     pytest.mark.gpu,

@@ -1,4 +1,4 @@
-"""KMeans (modgap.kmeans) against scikit-learn's."""
+"""KMeans (modgap.metrics.kmeans) against scikit-learn's."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from modgap.kmeans import kmeans
+from modgap.metrics.kmeans import kmeans
 
 
 def blobs(n=600, d=16, k=5, spread=1.0, seed=0):
@@ -66,7 +66,7 @@ def test_non_finite_points_are_refused():
 def test_lloyd_from_the_same_seeds_equals_scikit_learns(seed):
     """The stopping test, the final labels and the inertia are scikit-learn's: started from this module's
     k-means++ seeds, scikit-learn's KMeans ends in the same clustering after as many steps."""
-    from modgap.kmeans import kmeans_plus_plus
+    from modgap.metrics.kmeans import kmeans_plus_plus
 
     points, _ = blobs(n=500, d=6, k=4, spread=3.0, seed=seed)
     points = points.astype(np.float64)

@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modgap.losses import (
+from modgap.study.method_options import LOSS_TERM_OPTIONS, schedule_multiplier
+from modgap.training.losses import (
     LOSS_TERMS,
     LossInputs,
     MethodLoss,
@@ -21,7 +22,6 @@ from modgap.losses import (
     infonce,
     intra_modality_separation,
 )
-from modgap.methods import LOSS_TERM_OPTIONS, schedule_multiplier
 
 
 def unit(*rows) -> torch.Tensor:
@@ -212,7 +212,7 @@ def test_method_loss_is_the_weighted_sum_of_its_terms():
 
 
 def test_registry_and_config_options_agree():
-    """modgap.methods (read by the config check, without torch) describes modgap.losses exactly."""
+    """modgap.study.method_options (read by the config check, without torch) describes modgap.training.losses exactly."""
     assert set(LOSS_TERMS) == set(LOSS_TERM_OPTIONS)
     for name, function in LOSS_TERMS.items():
         keyword = {

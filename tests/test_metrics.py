@@ -10,10 +10,11 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import v_measure_score
 
-from modgap import metrics, similarity
-from modgap.dumps import shift_dump
-from modgap.evaluate import compute_metrics, is_collapsed
-from modgap.metrics import intra_modality_cosine
+from modgap.embeddings.dumps import posthoc_shift, shift_dump
+from modgap.metrics import measures as metrics
+from modgap.metrics import similarity
+from modgap.metrics.measures import intra_modality_cosine
+from modgap.metrics.per_run import compute_metrics, is_collapsed
 
 OPTIONS = {
     "recall_at": [1, 5, 10], "kmeans_k": None, "kmeans_random_state": 0, "kmeans_n_init": 10,
@@ -344,7 +345,7 @@ def test_knn_shared_with_retrieval_equals_knn_alone_and_scikit_learn(chunk_size)
 
 
 def test_passes_give_the_same_bytes_with_one_thread_or_two(monkeypatch):
-    from modgap import similarity
+    from modgap.metrics import similarity
 
     z, labels = clustered(n=400, d=16, classes=6, offset=0.2, seed=9)
     z = {m: x.astype(np.float32) for m, x in z.items()}
@@ -359,15 +360,15 @@ def test_passes_give_the_same_bytes_with_one_thread_or_two(monkeypatch):
 def test_posthoc_shift_removes_the_centroid_gap():
     z, _ = clustered(modalities=("image", "text"), offset=3.0)
     delta = z["image"].mean(0) - z["text"].mean(0)
-    shifted = metrics.posthoc_shift(z, 1.0)
+    shifted = posthoc_shift(z, 1.0)
     # before re-normalisation the centroids coincide: check the post-hoc shift's formula directly
     moved_a, moved_b = z["image"] - delta / 2, z["text"] + delta / 2
     np.testing.assert_allclose(moved_a.mean(0), moved_b.mean(0), atol=1e-12)
     np.testing.assert_allclose(shifted["image"], unit(moved_a), atol=1e-12)
     before, after = metrics.gap(z["image"], z["text"]), metrics.gap(shifted["image"], shifted["text"])
     assert after < 0.1 * before
-    assert metrics.gap(*metrics.posthoc_shift(z, 0.0).values()) == pytest.approx(before)
-    assert metrics.gap(*metrics.posthoc_shift(z, -1.0).values()) > before
+    assert metrics.gap(*posthoc_shift(z, 0.0).values()) == pytest.approx(before)
+    assert metrics.gap(*posthoc_shift(z, -1.0).values()) > before
 
 
 def test_shift_dump_moves_captions_with_the_text():
@@ -450,7 +451,7 @@ def test_knn_refuses_embeddings_that_are_not_unit_vectors():
 
 def test_knn_with_more_neighbours_than_the_priming_candidates(monkeypatch):
     """k larger than the columns that prime a block's threshold (PRIME): the lists stay the true top k."""
-    from modgap import similarity
+    from modgap.metrics import similarity
 
     monkeypatch.setattr(similarity, "PRIME", 4)
     z, labels = clustered(n=150, d=6, classes=3, modalities=("image", "text"), seed=12)
@@ -461,7 +462,7 @@ def test_knn_with_more_neighbours_than_the_priming_candidates(monkeypatch):
 
 
 def test_a_dump_with_non_finite_embeddings_names_itself(tmp_path):
-    from modgap.dumps import load_embeddings
+    from modgap.embeddings.dumps import load_embeddings
     from modgap.errors import CorruptIntermediateError
 
     z, labels = clustered(n=10, modalities=("image", "text"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modgap.models import TokenStem, build_encoder, pool_mean
+from modgap.training.models import TokenStem, build_encoder, pool_mean
 
 MODEL = {"embed_dim": 8, "width": 16, "depth": 1, "heads": 2, "mlp_ratio": 2.0, "dropout": 0.0}
 SHAPES = {"image": [1, 28, 28], "audio": [40, 101], "text": [16]}

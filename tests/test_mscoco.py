@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modgap.config import load_config
 from modgap.data import prepare_dataset
 from modgap.data.format import load_split, read_manifest
 from modgap.data.mscoco import CocoFormatError, load_image
+from modgap.study.config import load_config
 
 CATEGORIES = [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}, {"id": 18, "name": "dog"}]
 

@@ -15,9 +15,9 @@ import tiny_models  # noqa: E402
 
 from modgap.cli import main  # noqa: E402
 from modgap.data.format import load_split, read_manifest  # noqa: E402
-from modgap.embed_models import embed_prepared  # noqa: E402
-from modgap.model_specs import ModelError, ModelSpec, model_modalities, parse_model_spec  # noqa: E402
-from modgap.pretrained import load_model  # noqa: E402
+from modgap.embeddings.from_models import embed_prepared  # noqa: E402
+from modgap.embeddings.pretrained import load_model  # noqa: E402
+from modgap.study.model_specs import ModelError, ModelSpec, model_modalities, parse_model_spec  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,8 @@ def models(tmp_path_factory):
 @pytest.fixture(scope="module")
 def waveform_data(tmp_path_factory, repo):
     """A tiny embedded data set that keeps its int16 waveforms (CLAP embeds sound, not log-mel)."""
-    from modgap.config import load_config
     from modgap.data import prepare_dataset
+    from modgap.study.config import load_config
 
     config = load_config(repo / "config.yaml")["datasets"]["embedded"]
     config.update(n_samples=120, captions_per_item=1)
@@ -185,9 +185,9 @@ SEPARATION = {"label": "separation term", "encoder": "separate", "temperature": 
 @pytest.mark.parametrize("method", ["clip_lt", "ours", "separation"])
 def test_one_fine_tuning_step_of_a_pretrained_model_per_method(library, method, models, tiny_data, tmp_path,
                                                                default_config_dict, monkeypatch):  # fmt: skip
-    from modgap.config import load_config
-    from modgap.plan import resolve_run
-    from modgap.train import Trainer
+    from modgap.study.config import load_config
+    from modgap.study.plan import resolve_run
+    from modgap.training.trainer import Trainer
 
     config = {**default_config_dict, "methods": {**default_config_dict["methods"], "separation": SEPARATION}}
     config["experiments"] = [{"name": "tuned", "dataset": "embedded", "modalities": ["image", "text"],
@@ -208,7 +208,7 @@ def test_one_fine_tuning_step_of_a_pretrained_model_per_method(library, method, 
 
 
 def test_alignclip_cannot_share_a_pretrained_tower_and_says_so_before_any_job(models, default_config_dict):
-    from modgap.config import ConfigError, load_config
+    from modgap.study.config import ConfigError, load_config
 
     config = {**default_config_dict, "model": _towers(models, "open_clip")}
     config["experiments"] = [{"name": "tuned", "dataset": "embedded", "modalities": ["image", "text"],
@@ -220,7 +220,7 @@ def test_alignclip_cannot_share_a_pretrained_tower_and_says_so_before_any_job(mo
 
 
 def test_a_pretrained_tower_naming_an_unknown_model_is_a_config_error(default_config_dict):
-    from modgap.config import ConfigError, load_config
+    from modgap.study.config import ConfigError, load_config
 
     config = {**default_config_dict, "model": {"towers": {"image": {"kind": "open_clip", "model": "ViT-B-99",
                                                                     "pretrained": "openai"}}}}  # fmt: skip

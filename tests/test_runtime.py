@@ -66,7 +66,7 @@ from modgap.runtime import pin_cpu_kernels
 run, data, folder, pinned = json.loads(sys.argv[1])
 pin_cpu_kernels(pinned)
 import torch
-from modgap.train import train_run
+from modgap.training.trainer import train_run
 torch.set_num_threads(1)
 train_run(run, data, f"{folder}/model.pt", f"{folder}/log.csv", seed=0)
 state = torch.load(f"{folder}/model.pt", weights_only=True)["model"]

@@ -1,11 +1,11 @@
-"""The tiled passes behind retrieval and kNN (modgap.similarity): chunking, counting, neighbour lists."""
+"""The tiled passes behind retrieval and kNN (modgap.metrics.similarity): chunking, counting, neighbour lists."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from modgap import similarity
+from modgap.metrics import similarity
 
 
 @pytest.mark.parametrize("chunk_size", [1000, 50, 13])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modgap.config import load_config
 from modgap.data import audio
 from modgap.data.embedded import DIGIT_WORDS
 from modgap.data.speech import EspeakSynthesizer, SpeechSynthesisError
+from modgap.study.config import load_config
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from modgap.claims import (
+from modgap.cli import main as cli
+from modgap.errors import CorruptIntermediateError
+from modgap.verdict.claims import (
     FAILS,
     HOLDS,
     HOLDS_BELOW_MARGIN,
@@ -23,11 +25,9 @@ from modgap.claims import (
     format_report,
     retrieval_columns,
 )
-from modgap.cli import main as cli
-from modgap.errors import CorruptIntermediateError
-from modgap.evidence import UnusableRunsError
-from modgap.stats import PairedSample, holm_levels, mcnemar_exact
-from modgap.tables import (
+from modgap.verdict.evidence import UnusableRunsError
+from modgap.verdict.stats import PairedSample, holm_levels, mcnemar_exact
+from modgap.verdict.tables import (
     aggregate,
     dose_response,
     load_runs,
@@ -233,7 +233,7 @@ def test_exact_mcnemar_by_hand():
 
 
 def test_margins_are_half_the_papers_effect_in_the_mirrored_setting():
-    from modgap.paper import headroom, margins
+    from modgap.verdict.paper import headroom, margins
 
     cifar = margins("cifar10", 0.5)  # ours - CLIP (LT) on CIFAR-10: V-Measure +0.9, kNN +1.2, gap 0.86 -> 0.09
     assert cifar == pytest.approx({"v_measure": 0.45, "knn_acc": 0.6, "gap": 0.5 * (1 - 0.09 / 0.86)})
@@ -450,7 +450,7 @@ def test_claims_command_prints_the_verdicts_and_checks_the_configuration(tmp_pat
 
 
 def test_display_names_and_row_order_come_from_the_configuration_alone():
-    from modgap.tables import aggregate, paper_layout_markdown
+    from modgap.verdict.tables import aggregate, paper_layout_markdown
 
     rows = [{"experiment": "e", "method": m, "seed": s, "gap": 0.5, "collapsed": False}
             for m in ("mine", "clip_lt", "ours") for s in (0, 1)]  # fmt: skip
@@ -462,7 +462,7 @@ def test_display_names_and_row_order_come_from_the_configuration_alone():
 
 
 def test_paired_r1_columns_follow_one_naming_rule():
-    from modgap.tables import paired_r1_column, paired_r1_columns, runs_frame
+    from modgap.verdict.tables import paired_r1_column, paired_r1_columns, runs_frame
 
     assert paired_r1_column("text", "image") == paired_r1_column("image", "text") == "tv_r1"
     assert (
@@ -482,7 +482,7 @@ def test_paired_r1_columns_follow_one_naming_rule():
 
 
 def test_stability_lists_every_check_of_both_seed_sets_and_counts_the_differences():
-    from modgap.stability import holm_states, side_by_side
+    from modgap.verdict.stability import holm_states, side_by_side
 
     first = holm_states(paired_runs(CLEAR), CLAIMS, None, CIFAR)
     assert first["verdict: e, ours vs clip_lt, claim 2 (V-Measure)"] == HOLDS and len(first) == 5

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from modgap.data.format import load_split
-from modgap.embed import dump_embeddings
 from modgap.errors import CorruptIntermediateError
-from modgap.train import NonFiniteLossError, Trainer, train_run, warmup_cosine
+from modgap.training.encode import dump_embeddings
+from modgap.training.trainer import NonFiniteLossError, Trainer, train_run, warmup_cosine
 
 MLP_TOWERS = {"trunk": "mlp", "towers": {"image": {"kind": "patch", "patch_size": 28},
               "audio": {"kind": "frames", "frames_per_token": 24, "pool_frames": 4}, "text": {"kind": "tokens"}}}  # fmt: skip
@@ -56,7 +56,7 @@ def test_epoch_log_has_every_term_and_validation_metrics(tmp_path, tiny_data, ti
 
 _TRAIN_SCRIPT = """
 import json, sys
-from modgap.train import train_run
+from modgap.training.trainer import train_run
 from modgap.runtime import configure_threads
 configure_threads(1)
 run = json.load(open(sys.argv[1]))
@@ -214,7 +214,7 @@ def test_every_seed_is_written_and_a_finished_run_resumes_without_retraining(
     train_run(run, tiny_data, paths["models"][0], paths["logs"][0], 0, paths["dumps"][0], keep_checkpoint=True)
     for kind in paths:
         paths[kind][0].unlink()
-    with caplog.at_level("INFO", logger="modgap.train"):
+    with caplog.at_level("INFO", logger="modgap.training.trainer"):
         train_run(run, tiny_data, paths["models"][0], paths["logs"][0], 0, paths["dumps"][0])
     assert "at epoch 2" in caplog.text  # seed 0 resumed after its last epoch: nothing retrained
     assert paths["dumps"][0].read_bytes() == first
@@ -256,7 +256,7 @@ def test_torch_compile_gives_the_eager_losses(tmp_path, tiny_data, tiny_run):
 
 def test_the_weight_schedule_moves_every_step(tmp_path, tiny_data, tiny_run, monkeypatch):
     """The released code changes alpha and beta per step: the loss sees the step's fractional epoch."""
-    from modgap.losses import MethodLoss
+    from modgap.training.losses import MethodLoss
 
     seen = []
     forward = MethodLoss.forward
@@ -282,7 +282,7 @@ def test_every_budget_of_a_ladder_is_the_annealed_state_of_a_run_trained_to_it(t
     """A budget's state equals that of a run trained to that budget alone with the same warm-up, constant
     stage and cooldown: for a constant-weight method as a cooldown branch off the shared trunk, for the
     released alpha/beta schedule (which runs over each budget) as a trunk of its own."""
-    from modgap.dumps import load_method_dump
+    from modgap.embeddings.dumps import load_method_dump
 
     ladder = _train(
         tiny_data,
@@ -344,7 +344,7 @@ def test_a_ladder_killed_mid_cooldown_resumes_to_the_same_result(tmp_path, tiny_
 
 
 def test_warmup_stable_decay():
-    from modgap.train import warmup_stable_decay
+    from modgap.training.trainer import warmup_stable_decay
 
     assert [warmup_stable_decay(s, 4, None, 1) for s in (0, 3, 4, 1000)] == [0.25, 1.0, 1.0, 1.0]
     assert [warmup_stable_decay(s, 4, 10, 4) for s in (9, 10, 11, 13)] == [1.0, 1.0, 0.75, 0.25]
@@ -352,7 +352,7 @@ def test_warmup_stable_decay():
 
 
 def test_annealing_plan():
-    from modgap.train import Branch, annealing_plan
+    from modgap.training.trainer import Branch, annealing_plan
 
     wsd = {"epochs": 40, "budgets": [10, 20, 40], "lr_schedule": "wsd", "cooldown_fraction": 0.2}
     assert annealing_plan(wsd, schedule_horizon=False) == [[Branch(8, 10), Branch(16, 20), Branch(32, 40)]]
@@ -362,7 +362,7 @@ def test_annealing_plan():
 
 
 def test_a_temperature_control_trains_at_the_matched_runs_end_temperature(tmp_path, tiny_data, tiny_run):
-    from modgap.train import match_temperature
+    from modgap.training.trainer import match_temperature
 
     clip = _train(tiny_data, tmp_path / "clip", tiny_run("clip_lt", epochs=2, lr=0.05))
     ended = float(np.load(clip / "dump.npz")["temperature"])
@@ -383,6 +383,9 @@ def test_a_temperature_control_trains_at_the_matched_runs_end_temperature(tmp_pa
 
 def test_a_training_job_imports_no_analysis_library():
     """A job's start cost is its imports: training never needs pandas, scikit-learn, scipy or matplotlib."""
-    code = "import sys, modgap.train, modgap.batched; print(sorted(set(sys.modules) & {'pandas', 'sklearn', 'scipy', 'matplotlib'}))"
+    code = (
+        "import sys, modgap.training.trainer, modgap.training.stacked_seeds; "
+        "print(sorted(set(sys.modules) & {'pandas', 'sklearn', 'scipy', 'matplotlib'}))"
+    )
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert imported.strip() == "[]"

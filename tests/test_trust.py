@@ -24,8 +24,8 @@ from modgap.io import (
     save_torch,
     write_bytes,
 )
-from modgap.models import load_trained
-from modgap.train import Trainer, train_run
+from modgap.training.models import load_trained
+from modgap.training.trainer import Trainer, train_run
 
 
 class Payload:

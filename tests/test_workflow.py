@@ -290,7 +290,7 @@ def test_editing_the_tables_reruns_tables_and_claims_only(checkout, study):
 
 @pytest.mark.slow
 def test_editing_a_metric_redraws_the_latent_figures_that_print_it(checkout, study):
-    """The latent figures print each panel's gap (modgap.metrics.gap_metrics), so a changed metric redraws them.
+    """The latent figures print each panel's gap (modgap.metrics.measures.gap_metrics), so a changed metric redraws them.
     Only their own jobs are considered (--allowed-rules): the metrics module retrains too, which would redraw
     every figure whatever the figure's own code list."""
     module = checkout / "src" / "modgap" / "metrics.py"
@@ -390,7 +390,9 @@ def test_a_key_given_twice_in_a_config_file_fails_before_any_job(repo, tmp_path)
     twice.write_text("seeds: [0, 1]\nseeds: [5, 6, 7]\n")
     result = snakemake(repo / "Snakefile", tmp_path, TINY, "--configfile", str(twice), "-n", check=False)
     assert result.returncode != 0 and not (tmp_path / "results").exists()
-    assert f"{twice}, line 2: key 'seeds' is given twice in one mapping (first on line 1)" in result.stdout + result.stderr
+    assert (
+        f"{twice}, line 2: key 'seeds' is given twice in one mapping (first on line 1)" in result.stdout + result.stderr
+    )
 
 
 @pytest.mark.slow
@@ -460,7 +462,7 @@ def same_outputs(reference: Path, other: Path, model_bytes: bool = True) -> list
     dumps, metrics, tables, figures, claims) whose bytes differ from the reference study's (which may
     hold more, e.g. the dose-response of another test). Without ``model_bytes``, models are compared by
     their weights (a model file also records the run's configuration, checkpoint interval included)."""
-    from modgap.models import load_trained
+    from modgap.training.models import load_trained
 
     root = other / "results"
     names = [

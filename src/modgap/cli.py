@@ -13,14 +13,15 @@ import sys
 import time
 from pathlib import Path
 
-from modgap import compare, external
-from modgap.claims import claims_report, definition_mismatch, mismatch
-from modgap.config import DEFAULT_CONFIG, ConfigError, bound_problems, load_config_files, section_defaults
+from modgap import your_embeddings as compare
+from modgap.embeddings import external_files as external
 from modgap.errors import ExplainedError
-from modgap.evidence import read_runs
 from modgap.io import OutputFolderError, check_output_folder, write_json, write_text
-from modgap.model_specs import DEFAULT_PROMPT
-from modgap.plan import definition_digests, evaluated_runs, ladders, method_labels, paper_references
+from modgap.study.config import DEFAULT_CONFIG, ConfigError, bound_problems, load_config_files, section_defaults
+from modgap.study.model_specs import DEFAULT_PROMPT
+from modgap.study.plan import definition_digests, evaluated_runs, ladders, method_labels, paper_references
+from modgap.verdict.claims import claims_report, definition_mismatch, mismatch
+from modgap.verdict.evidence import read_runs
 
 
 def claims_command(arguments: argparse.Namespace) -> int:
@@ -228,14 +229,14 @@ Weights come from the hubs into their caches (~/.cache/huggingface); offline, a 
 
 
 def embed_command(arguments: argparse.Namespace) -> int:
-    from modgap.model_specs import parse_model_spec
+    from modgap.study.model_specs import parse_model_spec
 
     specs = [parse_model_spec(text) for text in arguments.model]  # every spec checked before any model loads
     try:
         check_output_folder(arguments.out, [f"{spec.slug}.npz" for spec in specs])
     except OutputFolderError as error:
         raise ExplainedError(str(error)) from None
-    from modgap.embed_models import write_model_dump  # torch: imported once the arguments hold
+    from modgap.embeddings.from_models import write_model_dump  # torch: imported once the arguments hold
 
     for spec in specs:
         started = time.perf_counter()

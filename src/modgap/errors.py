@@ -1,6 +1,6 @@
 """Errors that explain themselves: a job prints their one-line message, its log keeps the traceback.
 
-Kept free of heavy imports: the Snakefile reads the configuration (modgap.config) with it.
+Kept free of heavy imports: the Snakefile reads the configuration (modgap.study.config) with it.
 """
 
 from __future__ import annotations

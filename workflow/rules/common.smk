@@ -1,4 +1,4 @@
-# Configuration and the input functions shared by every stage (paths: modgap.paths).
+# Configuration and the input functions shared by every stage (paths: modgap.study.paths).
 
 import dataclasses
 import functools
@@ -19,17 +19,17 @@ SCRIPTS = Path(workflow.basedir, "workflow", "scripts")
 TRAIN_ENV = "../../envs/train.yaml"
 ANALYSIS_ENV = "../../envs/analysis.yaml"
 
-from modgap.calibration import cell_margins
-from modgap.config import ConfigError, load_config, typed_overrides
+from modgap.verdict.calibration import cell_margins
+from modgap.study.config import ConfigError, load_config, typed_overrides
 from modgap.data import preparation_module
 from modgap.data.sources import SOURCES, remote_files
-from modgap.deps import module_file, package_modules
+from modgap.study.code_deps import module_file, package_modules
 from modgap.errors import RERUN_VARIABLE, study_command
-from modgap.evidence import withdraw_verdict
+from modgap.verdict.evidence import withdraw_verdict
 from modgap.io import file_digest, remove_stale_temporaries_under
 from modgap.logs import print_at_exit, report_killed_jobs
-from modgap.paths import embeddings_path, metrics_path, model_path, prepared, train_log_path
-from modgap.plan import (
+from modgap.study.paths import embeddings_path, metrics_path, model_path, prepared, train_log_path
+from modgap.study.plan import (
     POSTHOC_METHOD,
     batch_size_key,
     canonical,
@@ -58,7 +58,7 @@ from modgap.plan import (
     runs,
 )
 from modgap.runtime import local_gpu_count
-from modgap.yaml_files import DuplicateKeyError, read_yaml
+from modgap.study.yaml_files import DuplicateKeyError, read_yaml
 
 # A job's advice to rebuild a damaged file repeats the user's own command line (config files, targets);
 # jobs on a cluster inherit the submitting run's.
@@ -92,7 +92,7 @@ def one_of(names):
 
 
 EVALUATIONS = {evaluation["name"]: evaluation for evaluation in evaluations(study)}
-# The paper's data set each evaluation mirrors: its margins (modgap.paper) and the paper-comparison table.
+# The paper's data set each evaluation mirrors: its margins (modgap.verdict.paper) and the paper-comparison table.
 REFERENCES = paper_references(study)
 
 
@@ -180,7 +180,7 @@ CALIBRATION_SETTINGS = list(dict.fromkeys(m for e in study["experiments"] if e["
 @functools.cache
 def code(script, *modules, data=()):
     """Package files a rule's output depends on, so editing one re-runs exactly the rules that use it: every
-    module its script (under workflow/scripts/) imports, transitively (modgap.deps), with those of
+    module its script (under workflow/scripts/) imports, transitively (modgap.study.code_deps), with those of
     ``modules`` (dotted names a script loads by name), and the package's ``data`` files it reads.
 
     Paths are relative to the working directory, so a project moved or copied elsewhere

@@ -72,7 +72,7 @@ rule import_dumps:
 rule embed_with_model:
     input:
         data=lambda wildcards: prepared(embedded_data(wildcards.experiment)),
-        code=code("embed_with_model.py", "modgap.pretrained"),
+        code=code("embed_with_model.py", "modgap.embeddings.pretrained"),
     output:
         embeddings_path("{experiment}", "{method}", "{seed}"),
     params:

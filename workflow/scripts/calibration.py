@@ -1,8 +1,8 @@
-"""The regime calibration's table and the rule's choice (modgap.calibration)."""
+"""The regime calibration's table and the rule's choice (modgap.verdict.calibration)."""
 
 import _checkout  # noqa: F401 (first: this checkout's modgap)
 
-from modgap.calibration import make
+from modgap.verdict.calibration import make
 from modgap.logs import log_to_file
 
 with log_to_file(snakemake.log[0]):

@@ -1,9 +1,9 @@
-"""The trained dose-response table (modgap.tables.write_dose_response)."""
+"""The trained dose-response table (modgap.verdict.tables.write_dose_response)."""
 
 import _checkout  # noqa: F401 (first: this checkout's modgap)
 
 from modgap.logs import log_to_file
-from modgap.tables import write_dose_response
+from modgap.verdict.tables import write_dose_response
 
 with log_to_file(snakemake.log[0]):
     write_dose_response(

@@ -1,10 +1,10 @@
-"""One pretrained model's embeddings of a prepared data set, as this project's dump (modgap.embed_models)."""
+"""One pretrained model's embeddings of a prepared data set, as this project's dump (modgap.embeddings.from_models)."""
 
 import _checkout  # noqa: F401 (first: this checkout's modgap)
 
 import logging
 
-from modgap.embed_models import write_model_dump
+from modgap.embeddings.from_models import write_model_dump
 from modgap.logs import log_to_file
 from modgap.runtime import claim_gpu, configure_threads
 
@@ -14,4 +14,4 @@ with log_to_file(snakemake.log[0]):
     _, done = write_model_dump(
         snakemake.params.model, snakemake.input.data, snakemake.output[0], **snakemake.params.options
     )
-    logging.getLogger("modgap.embed_models").info("%s: %s", snakemake.params.model, done)
+    logging.getLogger("modgap.embeddings.from_models").info("%s: %s", snakemake.params.model, done)

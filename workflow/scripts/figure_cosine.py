@@ -2,7 +2,7 @@
 
 import _checkout  # noqa: F401 (first: this checkout's modgap)
 
-from modgap.dumps import load_method_dump
+from modgap.embeddings.dumps import load_method_dump
 from modgap.figures import cosine
 from modgap.logs import log_to_file
 

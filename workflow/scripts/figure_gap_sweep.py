@@ -4,7 +4,7 @@ import _checkout  # noqa: F401 (first: this checkout's modgap)
 
 from modgap.figures import gap_sweep
 from modgap.logs import log_to_file
-from modgap.labels import method_label
+from modgap.study.display import method_label
 
 with log_to_file(snakemake.log[0]):
     gap_sweep.make(

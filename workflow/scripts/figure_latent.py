@@ -3,7 +3,7 @@
 import _checkout  # noqa: F401 (first: this checkout's modgap)
 
 from modgap.data.format import read_manifest
-from modgap.dumps import load_method_dump
+from modgap.embeddings.dumps import load_method_dump
 from modgap.figures import latent
 from modgap.logs import log_to_file
 

@@ -1,11 +1,11 @@
-"""Figure 1's data: post-hoc shift sweep over every seed (modgap.evaluate.gap_sweep)."""
+"""Figure 1's data: post-hoc shift sweep over every seed (modgap.metrics.per_run.gap_sweep)."""
 
 import _checkout  # noqa: F401 (first: this checkout's modgap)
 
 import pandas as pd
 
-from modgap.dumps import load_embeddings
-from modgap.evaluate import gap_sweep
+from modgap.embeddings.dumps import load_embeddings
+from modgap.metrics.per_run import gap_sweep
 from modgap.io import write_text
 from modgap.logs import log_to_file
 from modgap.runtime import configure_threads

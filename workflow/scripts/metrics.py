@@ -1,8 +1,8 @@
-"""Metrics and collapse of every seed of one method (modgap.evaluate.evaluate_method)."""
+"""Metrics and collapse of every seed of one method (modgap.metrics.per_run.evaluate_method)."""
 
 import _checkout  # noqa: F401 (first: this checkout's modgap)
 
-from modgap.evaluate import evaluate_method
+from modgap.metrics.per_run import evaluate_method
 from modgap.logs import log_to_file
 from modgap.runtime import configure_threads
 

@@ -1,4 +1,4 @@
-"""Train one seed of one (experiment, method) and dump its test-split embeddings (modgap.train.train_run)."""
+"""Train one seed of one (experiment, method) and dump its test-split embeddings (modgap.training.trainer.train_run)."""
 
 import _checkout  # noqa: F401 (first: this checkout's modgap)
 
@@ -9,7 +9,7 @@ pin_cpu_kernels(snakemake.params.run["train"]["portable_cpu_kernels"])  # before
 from modgap.data import check_batch_size  # noqa: E402
 from modgap.logs import log_to_file  # noqa: E402
 from modgap.runtime import claim_gpu, configure_threads  # noqa: E402
-from modgap.train import match_temperature, train_run  # noqa: E402
+from modgap.training.trainer import match_temperature, train_run  # noqa: E402
 
 with log_to_file(snakemake.log[0]):
     configure_threads(snakemake.threads)

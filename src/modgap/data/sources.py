@@ -96,7 +96,9 @@ SOURCES = {
     "cifar10": DataSource(("image", "text"), _cifar10_downloads),
     "mscoco": DataSource(("image", "text"), _mscoco_downloads, mem_mb=32000, runtime=720),
     "avmnist": DataSource(("image", "audio", "text"), _avmnist_downloads),
-    "dumps": DataSource(("image", "audio", "text")),  # embeddings made elsewhere (modgap.external): never prepared
+    "dumps": DataSource(
+        ("image", "audio", "text")
+    ),  # embeddings made elsewhere (modgap.embeddings.external_files): never prepared
     "models": DataSource(("image", "audio", "text")),  # pretrained models embed another data set: never prepared
 }
 

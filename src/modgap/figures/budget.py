@@ -1,7 +1,7 @@
 """The budget figure: how each comparison moves along its budget ladder. One row per experiment; the
 gaps of the methods and the baseline, and the paired ΔV-Measure and ΔkNN (method - baseline, with
 their intervals and margins, dashed), against the training budget. The numbers are the claims check's ladders
-(through modgap.regime.regime_table), so figure and claims.txt cannot disagree."""
+(through modgap.verdict.regime.regime_table), so figure and claims.txt cannot disagree."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from pathlib import Path
 import pandas as pd
 
 from modgap.figures.style import PAGE_WIDTH, apply_style, method_colors, plt, save
-from modgap.labels import method_label
-from modgap.regime import regime_table
+from modgap.study.display import method_label
+from modgap.verdict.regime import regime_table
 
 DELTAS = (("v_measure", "ΔV-Measure (points)"), ("knn_acc", "ΔkNN (points)"))
 
 
 def plot(frame: pd.DataFrame, claims: Mapping, labels: Mapping[str, str] | None = None):
-    """``frame``: the regime table's rows (modgap.regime.regime_table), one per experiment, method, budget."""
+    """``frame``: the regime table's rows (modgap.verdict.regime.regime_table), one per experiment, method, budget."""
     apply_style()
     if frame.empty:  # a study of the baseline alone (a calibration): nothing to compare
         figure, axis = plt.subplots(figsize=(PAGE_WIDTH, 1.0))

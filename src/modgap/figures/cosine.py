@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from modgap.dumps import modality_embeddings
+from modgap.embeddings.dumps import modality_embeddings
 from modgap.figures.style import PAGE_WIDTH, apply_style, plt, save
-from modgap.labels import method_label
+from modgap.study.display import method_label
 
 
 def pair_cosines(embeddings: Mapping[str, np.ndarray], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -66,8 +66,8 @@ def make(
     seed: int,
     labels: Mapping[str, str] | None = None,
 ) -> None:
-    """``dumps``: method -> embedding dump (modgap.dumps.load_method_dump); ``labels``: the study's display
-    names (modgap.labels)."""
+    """``dumps``: method -> embedding dump (modgap.embeddings.dumps.load_method_dump); ``labels``: the study's display
+    names (modgap.study.display)."""
     save(
         plot(list(dumps.items()), title=f"{experiment}: true vs random pairs, test split, seed {seed}", labels=labels),
         pdf_path,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from modgap.figures.style import PAGE_WIDTH, apply_style, method_colors, plt, save
-from modgap.labels import display_order, method_label
+from modgap.study.display import display_order, method_label
 
 PANELS = (("loss", "training loss"), ("temperature", "temperature τ"), ("val_gap", "validation gap"),
           ("val_r1", "validation R@1 (%)"))  # fmt: skip

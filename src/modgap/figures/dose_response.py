@@ -16,7 +16,7 @@ PANELS = (("v_measure", "v_measure", "V-Measure (%)"), ("knn_acc", "knn_acc", "k
 
 
 def plot(trained: pd.DataFrame, sweep: pd.DataFrame, title: str):
-    """``trained``: the dose-response table (modgap.tables.dose_response); ``sweep``: the post-hoc sweep rows."""
+    """``trained``: the dose-response table (modgap.verdict.tables.dose_response); ``sweep``: the post-hoc sweep rows."""
     apply_style()
     figure, axes = plt.subplots(1, len(PANELS), figsize=(PAGE_WIDTH, 2.3))
     shifted = summarise(sweep)

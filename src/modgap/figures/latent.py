@@ -10,10 +10,10 @@ import numpy as np
 import seaborn as sns
 from sklearn.decomposition import PCA
 
-from modgap.dumps import LABELS, modality_embeddings
+from modgap.embeddings.dumps import LABELS, modality_embeddings
 from modgap.figures.style import MODALITY_MARKERS, PAGE_WIDTH, apply_style, plt, save
-from modgap.labels import method_label
-from modgap.metrics import gap_metrics
+from modgap.metrics.measures import gap_metrics
+from modgap.study.display import method_label
 
 
 def project(embeddings: Mapping[str, np.ndarray], dimensions: int) -> dict[str, np.ndarray]:
@@ -85,7 +85,7 @@ def make(
     seed: int,
     labels: Mapping[str, str] | None = None,
 ) -> None:
-    """``dumps``: method -> embedding dump (modgap.dumps.load_method_dump); ``labels``: the study's display
-    names (modgap.labels)."""
+    """``dumps``: method -> embedding dump (modgap.embeddings.dumps.load_method_dump); ``labels``: the study's display
+    names (modgap.study.display)."""
     title = f"{experiment}, seed {seed}: test embeddings, one PCA to {dimensions}-D per method over all modalities"
     save(plot(list(dumps.items()), class_names, dimensions, title, labels), pdf_path, png_path)

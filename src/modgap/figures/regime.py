@@ -1,5 +1,5 @@
 """The regime map's figure: each ladder's paired differences against the baseline's gap (the table:
-modgap.regime), and the workflow's regime-map outputs, table and figure."""
+modgap.verdict.regime), and the workflow's regime-map outputs, table and figure."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 
 from modgap.figures.style import PAGE_WIDTH, apply_style, method_colors, plt, save
 from modgap.io import write_text
-from modgap.labels import method_label
-from modgap.regime import DIFFERENCES, regime_markdown, regime_table
+from modgap.study.display import method_label
+from modgap.verdict.regime import DIFFERENCES, regime_markdown, regime_table
 
 
 def plot(table: pd.DataFrame, knob: str, baseline: str, labels: Mapping[str, str] | None = None):

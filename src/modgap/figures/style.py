@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from modgap.io import atomic_path  # noqa: E402
-from modgap.labels import display_order  # noqa: E402
+from modgap.study.display import display_order  # noqa: E402
 
 COLUMN_WIDTH = 3.4  # inches, one column of a two-column paper
 PAGE_WIDTH = 7.0
@@ -25,7 +25,7 @@ def apply_style() -> None:
 
 
 def method_colors(methods, labels=None) -> dict[str, tuple]:
-    """A colour per method, by its place in the study's display order (``labels``: modgap.labels), so a
+    """A colour per method, by its place in the study's display order (``labels``: modgap.study.display), so a
     method keeps its colour in every figure of a study."""
     tab20 = sns.color_palette("tab20", 20)
     palette = tab20[0::2] + tab20[1::2]  # the ten strong hues first, then their light partners

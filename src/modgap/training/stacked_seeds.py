@@ -3,7 +3,7 @@
 Every parameter, buffer and optimiser state of the seeds' encoders and objectives is stacked along a first
 axis of length S, and each step runs all seeds' models and losses at once under ``torch.func.vmap``: one
 batched matrix product where S sequential runs have S small ones, so the per-operation cost of a step is
-paid once for all seeds. Each seed keeps what makes it its run: its initial weights (modgap.models seeds
+paid once for all seeds. Each seed keeps what makes it its run: its initial weights (modgap.training.models seeds
 every component by name), its batch order, captions and partners (``Trainer.epoch_draws``), its
 temperature, its epoch log and its files. The seeds go through the run's annealing plan in lockstep
 (``BudgetLadder``) and each writes exactly the files its sequential run writes (model, epoch log,
@@ -26,10 +26,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from modgap.batches import Batch, stack_batches
-from modgap.methods import PRETRAINED_TOWER_KINDS
 from modgap.runtime import select_device
-from modgap.train import (
+from modgap.study.method_options import PRETRAINED_TOWER_KINDS
+from modgap.training.inputs import Batch, stack_batches
+from modgap.training.trainer import (
     Branch,
     BudgetLadder,
     RunInputs,
@@ -109,7 +109,7 @@ class SeedsTrainer(BudgetLadder):
     """The seeds of one run as one stacked model: ``members`` are the seeds' own ``Trainer``s (their data,
     weights between steps, logs and files), ``model``, ``loss`` and ``optimizer`` the stacked ones that
     train. ``runs``: the run of every seed, or one for all; they may differ in the temperature's starting
-    value alone, as a temperature control's do (modgap.train.match_temperature)."""
+    value alone, as a temperature control's do (modgap.training.trainer.match_temperature)."""
 
     def __init__(
         self,
@@ -275,7 +275,7 @@ def train_seeds(
     keep_checkpoint: bool = False,
 ) -> list[list[dict]]:
     """Train the ``seeds`` of one run as one stacked model and write each seed's files, ``paths``: one
-    (model, epoch log, embeddings or None) per seed, as ``modgap.train.train_run`` writes them; returns
+    (model, epoch log, embeddings or None) per seed, as ``modgap.training.trainer.train_run`` writes them; returns
     every seed's epoch log. ``runs``: one for all seeds, or one per seed (see ``SeedsTrainer``). Each seed's
     checkpoint lies beside its model, as its sequential run's."""
     trainer = SeedsTrainer(runs, data_dir, [Path(model).parent for model, _, _ in paths], seeds)

@@ -1,8 +1,8 @@
 """The claims check: do the paper's three claims hold on our runs?
 
 Each comparison pits a method against a baseline seed by seed on one experiment. Its checks, one per claim
-of ``CLAIMS``, test the seed-paired differences (modgap.stats) against margins taken from the paper's own
-table (modgap.paper):
+of ``CLAIMS``, test the seed-paired differences (modgap.verdict.stats) against margins taken from the paper's own
+table (modgap.verdict.paper):
 
 1. retrieval barely changes: every R@1 difference lies within +-``retrieval_tolerance`` (two one-sided tests);
 2. group-wise metrics rise, as parts: the V-Measure and the kNN difference each lie above 0; a part whose
@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from modgap import paper
 from modgap.errors import corrupt
-from modgap.evidence import UnusableRunsError, read_runs, runs_problem
-from modgap.stats import Interval, PairedSample, holm_levels, mcnemar_exact
-from modgap.tables import PAPER_PAIRS, paired_r1_columns
+from modgap.verdict import paper
+from modgap.verdict.evidence import UnusableRunsError, read_runs, runs_problem
+from modgap.verdict.stats import Interval, PairedSample, holm_levels, mcnemar_exact
+from modgap.verdict.tables import PAPER_PAIRS, paired_r1_columns
 
 HOLDS, HOLDS_BELOW_MARGIN, FAILS, INCONCLUSIVE, NO_ROOM = (
     "holds", "holds, below margin", "fails", "inconclusive", "no room")  # fmt: skip
@@ -61,7 +61,7 @@ class Claim:
 
 def retrieval_columns(runs: pd.DataFrame) -> dict[str, str]:
     """The R@1 columns of a runs table that claim 1 compares, with their labels: every paired R@1 column
-    (modgap.tables.paired_r1_column) that holds a value, the paper's TV and TA R@1 first. A column without
+    (modgap.verdict.tables.paired_r1_column) that holds a value, the paper's TV and TA R@1 first. A column without
     any value was not measured (the TA R@1 of an experiment without audio)."""
     return {c: label for c, label in paired_r1_columns(runs.columns).items() if runs[c].notna().any()}
 
@@ -403,7 +403,7 @@ def check_claims(
     ``claims.controls`` (each ``method`` against its ``baseline``). ``ladders``: experiment -> [(budget,
     evaluation)] for experiments evaluated along a budget ladder, whose comparisons are read at their last
     budget with the ladder's convergence; ``references``: evaluation -> the paper's data set it mirrors
-    (modgap.paper.margins)."""
+    (modgap.verdict.paper.margins)."""
     ladders, references = ladders or {}, references or {}
     rung_of = {
         evaluation: (experiment, budget) for experiment, rungs in ladders.items() for budget, evaluation in rungs
@@ -577,7 +577,7 @@ def format_report(families: Sequence[Family], claims: Mapping, labels: Mapping[s
 
 def definition_mismatch(runs: pd.DataFrame, expected: Mapping[str, str]) -> list[str]:
     """The (experiment, method) pairs of ``runs`` made by another definition than ``expected``
-    (``<evaluation>/<method>`` -> modgap.plan.definition_digest); tables without the column are not checked."""
+    (``<evaluation>/<method>`` -> modgap.study.plan.definition_digest); tables without the column are not checked."""
     if "definition" not in runs:
         return []
     keys, problems = runs["experiment"] + "/" + runs["method"], []

@@ -5,7 +5,7 @@ Randomness is derived from (seed, epoch) at every epoch start (batch order,
 caption choice, dropout), so a run resumed from an epoch-boundary checkpoint
 continues exactly as the uninterrupted run would have on the CPU. The batch
 order and caption choice depend on the seed only, and the encoder's components
-are seeded by name (modgap.models): methods trained with one seed see the same
+are seeded by name (modgap.training.models): methods trained with one seed see the same
 batches from the same initial weights, which the claims check pairs them by.
 """
 
@@ -30,16 +30,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from modgap import metrics
-from modgap.batches import Batch, SplitInputs
 from modgap.data.format import read_manifest
-from modgap.dumps import BUDGET_ARRAYS
-from modgap.embed import embed_split, embedding_dump
+from modgap.embeddings.dumps import BUDGET_ARRAYS
 from modgap.errors import ExplainedError
 from modgap.io import save_npz, save_torch, write_text
-from modgap.losses import MethodLoss
-from modgap.models import build_encoder, load_weights_only, save_trained
+from modgap.metrics import measures as metrics
 from modgap.runtime import select_device
+from modgap.training.encode import embed_split, embedding_dump
+from modgap.training.inputs import Batch, SplitInputs
+from modgap.training.losses import MethodLoss
+from modgap.training.models import build_encoder, load_weights_only, save_trained
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def make_optimizer(modules: Sequence[nn.Module], options: Mapping) -> torch.opti
 class BudgetLadder:
     """Training along a run's annealing plan: the order of trunk epochs, cooldown branches, budget snapshots
     and checkpoints (docs/workflow.md, "Training"), shared by one seed's ``Trainer`` and the stacked seeds of
-    ``modgap.batched``. A subclass holds ``model``, ``loss`` and ``optimizer``, trains and records an epoch
+    ``modgap.training.stacked_seeds``. A subclass holds ``model``, ``loss`` and ``optimizer``, trains and records an epoch
     (``record_epoch``), keeps a budget's annealed state (``keep_budget``), resumes (``resume``), builds fresh
     weights (``build``) and saves checkpoints, and sets ``run``, ``options``, ``trunks``, ``trunk``,
     ``start_epoch``, ``finished`` (the budgets kept so far) and ``epochs_done``."""
@@ -546,7 +546,7 @@ def train_run(
     keep_checkpoint: bool = False,
 ) -> list[dict]:
     """Train one run and write ``model_path``, ``log_path`` and (if given) the test-split
-    ``embeddings_path`` (modgap.embed.embedding_dump); returns the epoch log.
+    ``embeddings_path`` (modgap.training.encode.embedding_dump); returns the epoch log.
 
     A checkpoint beside ``model_path`` (every ``train.checkpoint_every`` epochs and after
     the last) lets a killed run resume; it is removed once the run has finished unless

@@ -1,4 +1,4 @@
-"""A prepared data set's split embedded by a pretrained model (modgap.pretrained), as this project's embedding
+"""A prepared data set's split embedded by a pretrained model (modgap.embeddings.pretrained), as this project's embedding
 dump: ``modgap embed`` and the workflow's ``models`` data sets (docs/your_embeddings.md).
 
 Every modality the model and the data set share is embedded, in batches read from memory-mapped arrays (the
@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from modgap.data.format import load_split, read_manifest
-from modgap.dumps import CAPTION_ITEM, CAPTIONS, CLASS_NAMES, IDS, LABELS, MODALITY_ORDER
+from modgap.embeddings.dumps import CAPTION_ITEM, CAPTIONS, CLASS_NAMES, IDS, LABELS, MODALITY_ORDER
+from modgap.embeddings.pretrained import PretrainedModel
 from modgap.errors import ExplainedError
 from modgap.io import save_npz
-from modgap.model_specs import DEFAULT_PROMPT, ModelError
-from modgap.pretrained import PretrainedModel
+from modgap.study.model_specs import DEFAULT_PROMPT, ModelError
 
 TEXT_MODES = ("auto", "captions", "prompts")
 
@@ -160,7 +160,7 @@ def write_model_dump(
 ) -> tuple[dict[str, np.ndarray], dict]:
     """Load the model ``spec`` names, embed the prepared split (``embed_prepared``'s options) and write the dump
     to ``output`` (.npz, atomically)."""
-    from modgap.pretrained import load_model
+    from modgap.embeddings.pretrained import load_model
     from modgap.runtime import select_device
 
     model = load_model(spec, select_device(device))

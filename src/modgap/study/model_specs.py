@@ -1,5 +1,5 @@
 """Model specs: which pretrained CLIP-style model of open_clip or Hugging Face transformers a command or a
-configuration names, and whether it can be had, checked without torch (modgap.pretrained loads it).
+configuration names, and whether it can be had, checked without torch (modgap.embeddings.pretrained loads it).
 
 A model spec names a library and a model:
 

@@ -2,7 +2,7 @@
 
 Embeddings are float arrays (N, d) per modality, row i of every modality being
 the same sample. Retrieval and kNN read their scores from tiled passes
-(``modgap.similarity``), so 25,000 x 25,000 similarity matrices never exist in
+(``modgap.metrics.similarity``), so 25,000 x 25,000 similarity matrices never exist in
 memory at once, and both retrieval levels and kNN share the products they need.
 """
 
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modgap import similarity
-from modgap.kmeans import kmeans
+from modgap.metrics import similarity
+from modgap.metrics.kmeans import kmeans
 
 
 def gap(z_a: np.ndarray, z_b: np.ndarray) -> float:
@@ -435,20 +435,3 @@ def retrieval_metrics(
         text_modality=text_modality,
     )
     return recalls[level]
-
-
-def posthoc_shift(embeddings: Mapping[str, np.ndarray], strength: float) -> dict[str, np.ndarray]:
-    """Liang et al.'s post-hoc shift: move every modality towards the common centroid, re-normalise.
-
-    Each modality moves by ``strength`` times its offset from the mean of the
-    modality centroids; for two modalities this is z^a - lambda/2 Delta and
-    z^b + lambda/2 Delta with Delta = mean(z^a) - mean(z^b) (docs/workflow.md, "Metrics"). With
-    strength 1 the centroids coincide before re-normalisation; negative values widen the gap.
-    """
-    centroids = {m: z.mean(axis=0) for m, z in embeddings.items()}
-    common = np.mean(list(centroids.values()), axis=0)
-    shifted = {}
-    for modality, z in embeddings.items():
-        moved = z - strength * (centroids[modality] - common)
-        shifted[modality] = (moved / np.linalg.norm(moved, axis=1, keepdims=True)).astype(z.dtype)
-    return shifted

@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from modgap.embeddings.fingerprints import ItemSet, one_test_set
 from modgap.errors import corrupt
-from modgap.evidence import ItemSet, one_test_set, value_problem
 from modgap.io import write_text
-from modgap.labels import method_label
+from modgap.study.display import method_label
+from modgap.verdict.evidence import value_problem
 
 # The paper's names of paired R@1 columns: modalities -> (column, label).
 PAPER_PAIRS = {frozenset(("text", "image")): ("tv_r1", "TV R@1"), frozenset(("text", "audio")): ("ta_r1", "TA R@1")}
@@ -68,7 +69,7 @@ def _record_problem(record: Mapping, index: int) -> str | None:
 
 
 def read_metrics(path: str | Path, seeds: Iterable[int] | None = None) -> list[dict]:
-    """The per-seed records of one metrics file (modgap.evaluate.evaluate_method), validated.
+    """The per-seed records of one metrics file (modgap.metrics.per_run.evaluate_method), validated.
 
     Every record names one experiment and method, holds every metric key, and has finite values
     (group-wise ones may be NaN where its notes explain why). With ``seeds``, the file holds exactly
@@ -98,7 +99,7 @@ def read_metrics(path: str | Path, seeds: Iterable[int] | None = None) -> list[d
 def load_runs(paths: Iterable[str | Path], seeds: Iterable[int] | None = None) -> pd.DataFrame:
     """One row per run of every metrics file (each validated, with ``seeds`` the study's seeds), with the
     derived paper columns tv_r1 and ta_r1. The runs of one experiment must share one test set (their records'
-    fingerprints, modgap.evidence): a run measured on other items is refused, never compared."""
+    fingerprints, modgap.verdict.evidence): a run measured on other items is refused, never compared."""
     seeds = None if seeds is None else list(seeds)
     read = [(path, record) for path in paths for record in read_metrics(path, seeds)]
     for experiment in dict.fromkeys(record["experiment"] for _, record in read):
@@ -150,7 +151,7 @@ def runs_frame(records: Iterable[Mapping]) -> pd.DataFrame:
 def aggregate(runs: pd.DataFrame, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Mean and sample standard deviation over seeds of every numeric metric, with the number of seeds, of
     collapsed runs, the runs' notes and each method's display ``label`` (``labels``: the study's display
-    names, modgap.labels). Rows in the order the runs come, which the workflow lists in the configuration's
+    names, modgap.study.display). Rows in the order the runs come, which the workflow lists in the configuration's
     order."""
     metrics = [c for c in runs.columns if c not in _IDENTITY and pd.api.types.is_numeric_dtype(runs[c])]
     grouped = runs.groupby(["experiment", "method"], sort=False)
@@ -363,7 +364,7 @@ def write_tables(
     """Write runs.csv, main.{csv,md,tex}, paper_comparison.{csv,md} and ablation.{csv,md}; returns the main table.
 
     ``seeds``: the study's seeds, which every metrics file must hold (see read_metrics). ``definitions``:
-    ``<evaluation>/<method>`` -> the digest of what its runs depend on (modgap.plan.definition_digest),
+    ``<evaluation>/<method>`` -> the digest of what its runs depend on (modgap.study.plan.definition_digest),
     kept in runs.csv's ``definition`` column. ``provenance``: a line naming the configuration, closing main.md.
     ``labels``: the configuration's display names of its methods."""
     runs = load_runs(metric_paths, seeds)

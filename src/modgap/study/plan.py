@@ -3,7 +3,7 @@
 Which runs are trained (``runs``), what is evaluated and at which budgets (``evaluations``, ``ladders``),
 what one training run needs (``resolve_run``), the dose-response's methods, and the fingerprints and
 names results carry: digests of what runs depend on, the provenance line, the methods' display names.
-Every function takes the configuration ``modgap.config.load_config`` returns (defaults filled in).
+Every function takes the configuration ``modgap.study.config.load_config`` returns (defaults filled in).
 """
 
 from __future__ import annotations
@@ -66,12 +66,12 @@ def model_embedded(config: Mapping, experiment_name: str) -> bool:
 
 
 def embedding_model(config: Mapping, experiment_name: str, method: str) -> str:
-    """The model spec (modgap.model_specs) a ``models`` experiment's method names."""
+    """The model spec (modgap.study.model_specs) a ``models`` experiment's method names."""
     return config["datasets"][experiment_by_name(config, experiment_name)["dataset"]]["models"][method]
 
 
 def embedding_options(config: Mapping, experiment_name: str) -> dict:
-    """How a ``models`` experiment embeds its prepared data set (modgap.embed_models.write_model_dump)."""
+    """How a ``models`` experiment embeds its prepared data set (modgap.embeddings.from_models.write_model_dump)."""
     dataset = config["datasets"][experiment_by_name(config, experiment_name)["dataset"]]
     return {key: dataset[key] for key in ("split", "text", "prompt", "batch_size", "device")}
 
@@ -269,7 +269,7 @@ def modality_counts(config: dict) -> dict[str, int]:
 
 
 def paper_references(config: dict) -> dict[str, str | None]:
-    """evaluation -> the paper's data set it mirrors (``paper_reference``): the claims' margins (modgap.paper)
+    """evaluation -> the paper's data set it mirrors (``paper_reference``): the claims' margins (modgap.verdict.paper)
     and the paper-comparison table."""
     return {e["name"]: experiment_by_name(config, e["name"])["paper_reference"] for e in evaluations(config)}
 

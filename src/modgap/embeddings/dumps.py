@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from modgap.errors import corrupt
-from modgap.metrics import posthoc_shift
 
 MODALITY_ORDER = ("image", "audio", "text")
 LABELS, IDS, CLASS_NAMES, CAPTIONS, CAPTION_ITEM = "labels", "ids", "class_names", "text_captions", "text_caption_item"
@@ -91,3 +90,20 @@ def load_method_dump(path: str | Path, shift: float | None = None, budget: int |
     except ValueError as error:
         raise corrupt(path, "embedding dump", str(error)) from None
     return dump if shift is None else shift_dump(dump, shift)
+
+
+def posthoc_shift(embeddings: Mapping[str, np.ndarray], strength: float) -> dict[str, np.ndarray]:
+    """Liang et al.'s post-hoc shift: move every modality towards the common centroid, re-normalise.
+
+    Each modality moves by ``strength`` times its offset from the mean of the
+    modality centroids; for two modalities this is z^a - lambda/2 Delta and
+    z^b + lambda/2 Delta with Delta = mean(z^a) - mean(z^b) (docs/workflow.md, "Metrics"). With
+    strength 1 the centroids coincide before re-normalisation; negative values widen the gap.
+    """
+    centroids = {m: z.mean(axis=0) for m, z in embeddings.items()}
+    common = np.mean(list(centroids.values()), axis=0)
+    shifted = {}
+    for modality, z in embeddings.items():
+        moved = z - strength * (centroids[modality] - common)
+        shifted[modality] = (moved / np.linalg.norm(moved, axis=1, keepdims=True)).astype(z.dtype)
+    return shifted

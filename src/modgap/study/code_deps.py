@@ -14,7 +14,7 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # modgap/, above this stage
 
 
 def imported_modules(path: str | Path, module: str) -> Iterator[str]:

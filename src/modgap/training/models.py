@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from modgap.methods import BACKBONE_KINDS, PRETRAINED_TOWER_KINDS, STEM_KINDS
+from modgap.study.method_options import BACKBONE_KINDS, PRETRAINED_TOWER_KINDS, STEM_KINDS
 
-# Version of the model files written by modgap.train (bumped when the architecture changes).
+# Version of the model files written by modgap.training.trainer (bumped when the architecture changes).
 MODEL_FORMAT = 3  # 3: plain tensors and containers only, loaded weights-only
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -138,7 +138,7 @@ class TokenStem(nn.Module):
 
     The stem keeps every column it is given, so that its shapes never depend on the data (which
     ``torch.func.vmap`` over seeds needs); batches arrive without their all-padding columns
-    (modgap.batches.without_padding_columns).
+    (modgap.training.inputs.without_padding_columns).
     """
 
     def __init__(self, vocabulary: Sequence[int], max_length: int, width: int):
@@ -291,7 +291,7 @@ class MiniLMTextTower(nn.Module):
 
 
 class PretrainedTower(nn.Module):
-    """One modality of a pretrained CLIP-style model (modgap.pretrained.PretrainedModel): uint8 images, or this
+    """One modality of a pretrained CLIP-style model (modgap.embeddings.pretrained.PretrainedModel): uint8 images, or this
     project's word-piece ids read back as text and tokenised the model's way, to the model's joint space.
 
     The image and text towers of one model hold the same model object: each runs its own half of it."""
@@ -315,8 +315,8 @@ class PretrainedTower(nn.Module):
 
 def _pretrained_tower(modality: str, tower: Mapping, loaded: dict) -> PretrainedTower:
     """The tower of a pretrained model, the model loaded once per encoder (``loaded``: spec -> model)."""
-    from modgap.model_specs import tower_spec
-    from modgap.pretrained import load_model
+    from modgap.embeddings.pretrained import load_model
+    from modgap.study.model_specs import tower_spec
 
     spec = tower_spec(tower)
     if str(spec) not in loaded:

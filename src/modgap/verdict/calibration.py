@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from modgap.claims import change_converged
 from modgap.io import write_text
-from modgap.paper import margins as paper_margins
-from modgap.stats import PairedSample
+from modgap.verdict.claims import change_converged
+from modgap.verdict.paper import margins as paper_margins
+from modgap.verdict.stats import PairedSample
 
 # Metrics a converged cell must hold still, with their labels.
 CONVERGENCE_METRICS = {"gap": "gap", "v_measure": "V-Measure", "knn_acc": "kNN", "r1_mean": "R@1"}
@@ -179,7 +179,7 @@ def calibration_markdown(table: pd.DataFrame, chosen: Mapping[int, pd.Series | N
 
 
 def cell_margins(reference: str | None, claims: Mapping, rule: Mapping) -> dict[str, float]:
-    """How far a converged cell's metrics may still move: the claims' margins for V-Measure and kNN (modgap.paper)
+    """How far a converged cell's metrics may still move: the claims' margins for V-Measure and kNN (modgap.verdict.paper)
     and R@1 (the retrieval tolerance), and ``calibration.gap_margin`` for the gap."""
     paper = paper_margins(reference, claims["margin_fraction"])
     return {"gap": rule["gap_margin"], "v_measure": paper["v_measure"], "knn_acc": paper["knn_acc"],

@@ -1,6 +1,6 @@
 """Embeddings made elsewhere, measured: one set with the study's whole metric set (``evaluate``, ``markdown``:
 ``modgap evaluate``), and one model's per-seed sets against a baseline's, paired by file name, through the
-claims check (``compare``: ``modgap compare``). Files are read and checked by modgap.external.
+claims check (``compare``: ``modgap compare``). Files are read and checked by modgap.embeddings.external_files.
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from modgap.claims import check_claims, format_report
-from modgap.evaluate import is_collapsed, measure
-from modgap.evidence import distinct_runs, embeddings_digest, one_test_set
-from modgap.external import FORMATS, MAX_ARRAY_BYTES, EmbeddingFileError, Embeddings, load, refuse
-from modgap.tables import runs_frame
+from modgap.embeddings.external_files import FORMATS, MAX_ARRAY_BYTES, EmbeddingFileError, Embeddings, load, refuse
+from modgap.embeddings.fingerprints import distinct_runs, embeddings_digest, one_test_set
+from modgap.metrics.per_run import is_collapsed, measure
+from modgap.verdict.claims import check_claims, format_report
+from modgap.verdict.tables import runs_frame
 
 # The metric options a result records beside its numbers.
 REPORTED_OPTIONS = ("recall_at", "kmeans_k", "kmeans_n_init", "kmeans_random_state", "knn_k", "knn_test_fraction",
@@ -23,7 +23,7 @@ REPORTED_OPTIONS = ("recall_at", "kmeans_k", "kmeans_n_init", "kmeans_random_sta
 def evaluate(
     embeddings: Embeddings, options, *, level: str = "instance", anchor: str | None = None, progress=lambda stage: None
 ) -> dict:
-    """The whole metric set of checked embeddings (modgap.evaluate.measure), with what was measured."""
+    """The whole metric set of checked embeddings (modgap.metrics.per_run.measure), with what was measured."""
     names = list(embeddings.modalities)
     anchor = anchor or ("text" if "text" in names else names[0])
     if anchor not in names:
@@ -192,10 +192,10 @@ def compare(
     progress=lambda stage: None,
 ):
     """The claims check of one method's per-seed embeddings against a baseline's: (verdicts report, runs
-    table). ``claims``: the check's options (modgap.claims), whose ``baseline`` and ``methods`` name the
-    two folders; ``paper_reference``: the paper's data set whose effects set the margins (modgap.paper). Every
-    file must hold the first one's modalities and test set (modgap.evidence.one_test_set), and no two files of
-    one folder the same embeddings (modgap.evidence.distinct_runs)."""
+    table). ``claims``: the check's options (modgap.verdict.claims), whose ``baseline`` and ``methods`` name the
+    two folders; ``paper_reference``: the paper's data set whose effects set the margins (modgap.verdict.paper). Every
+    file must hold the first one's modalities and test set (modgap.verdict.evidence.one_test_set), and no two files of
+    one folder the same embeddings (modgap.verdict.evidence.distinct_runs)."""
     records, first = [], None
     fingerprints: dict[str, list[tuple[str, str]]] = {claims["baseline"]: [], claims["methods"][0]: []}
     for run, *files in paired_files(baseline, method):

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from modgap.methods import schedule_multiplier
+from modgap.study.method_options import schedule_multiplier
 
 
 @dataclass
@@ -157,7 +157,7 @@ class MethodLoss(nn.Module):
         if temperature.get("match"):
             raise ValueError(
                 f"the temperature matches method '{temperature['match']}': read it from that run first "
-                "(modgap.train.match_temperature)"
+                "(modgap.training.trainer.match_temperature)"
             )
         self.temperature = Temperature(**{k: v for k, v in temperature.items() if k != "match"})
         self.schedule = schedule

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modgap import metrics
-from modgap.dumps import (
+from modgap.embeddings.dumps import (
     CAPTION_ITEM,
     CAPTIONS,
     CLASS_NAMES,
@@ -25,9 +24,10 @@ from modgap.dumps import (
     modality_embeddings,
     shift_dump,
 )
-from modgap.evidence import ItemSet, distinct_runs, embeddings_digest
+from modgap.embeddings.fingerprints import ItemSet, distinct_runs, embeddings_digest
 from modgap.io import write_json
-from modgap.metrics import KnnProtocol
+from modgap.metrics import measures as metrics
+from modgap.metrics.measures import KnnProtocol
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def measure(
 
 
 def compute_metrics(dump: Mapping[str, np.ndarray], retrieval: str, options: Mapping) -> dict:
-    """All metrics of one embedding dump (see modgap.metrics for their definitions)."""
+    """All metrics of one embedding dump (see modgap.metrics.measures for their definitions)."""
     labels = np.asarray(dump[LABELS])
     # the test set's fingerprint: the tables refuse to compare runs measured on different items
     results: dict = {**ItemSet.of(labels, dump.get(CLASS_NAMES), dump.get(IDS)).fields()}
@@ -254,7 +254,7 @@ def evaluate_method(
     of that strength (the training-free 'posthoc' row). With ``budget`` the runs are evaluated as they stood
     at that budget of their ladder: the dumps' arrays of that budget. ``epochs``: the training budget the
     records name (None for embeddings made elsewhere). Two seeds with the same embeddings are refused
-    (modgap.evidence.distinct_runs).
+    (modgap.verdict.evidence.distinct_runs).
     """
     records, fingerprints = [], []
     for seed, dump_path in runs:

@@ -1,6 +1,6 @@
 """How tables and figures name methods, and in which order they show them.
 
-The workflow hands every job that shows methods the study's display names (modgap.plan.display_names):
+The workflow hands every job that shows methods the study's display names (modgap.study.plan.display_names):
 every method of the configuration, in its order, with its label (``methods.<name>.label``). A method
 outside them, such as the folder of embeddings ``modgap compare`` reads, has no configuration to name it:
 it is shown by its key, after the configuration's methods.

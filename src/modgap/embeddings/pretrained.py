@@ -1,7 +1,7 @@
-"""Pretrained CLIP-style models of open_clip and Hugging Face transformers (named by modgap.model_specs):
+"""Pretrained CLIP-style models of open_clip and Hugging Face transformers (named by modgap.study.model_specs):
 loading, and encoding this project's prepared inputs (uint8 images, caption strings, float waveforms) into
-the model's joint space. Used by ``modgap embed`` (modgap.embed_models) and by the pretrained tower kinds
-of training (modgap.models).
+the model's joint space. Used by ``modgap embed`` (modgap.embeddings.from_models) and by the pretrained tower kinds
+of training (modgap.training.models).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modgap.model_specs import (
+from modgap.study.model_specs import (
     HF_MODEL_TYPES,
     OPEN_CLIP_MODALITIES,
     ModelSpec,
