@@ -43,9 +43,12 @@ def claims_command(arguments: argparse.Namespace) -> int:
         )
         return 1
     report = claims_report(
-        arguments.runs, config["claims"], ladders=ladders(config), references=paper_references(config),
+        arguments.runs,
+        config["claims"],
+        ladders=ladders(config),
+        references=paper_references(config),
         labels=method_labels(config),
-    )  # fmt: skip
+    )
     print(report, end="")
     return 0
 
@@ -62,8 +65,15 @@ def _progress(quiet: bool):
 
 
 # The metric and claims options by the schema key each sets (workflow/schemas/config.schema.yaml).
-METRIC_OPTIONS = {"k": "recall_at", "kmeans_k": "kmeans_k", "kmeans_starts": "kmeans_n_init", "knn_k": "knn_k",
-                  "knn_split": "knn_split", "knn_test_fraction": "knn_test_fraction", "split_seed": "knn_seed"}  # fmt: skip
+METRIC_OPTIONS = {
+    "k": "recall_at",
+    "kmeans_k": "kmeans_k",
+    "kmeans_starts": "kmeans_n_init",
+    "knn_k": "knn_k",
+    "knn_split": "knn_split",
+    "knn_test_fraction": "knn_test_fraction",
+    "split_seed": "knn_seed",
+}
 CLAIMS_OPTIONS = {name: name for name in ("confidence", "min_seeds", "retrieval_tolerance", "margin_fraction")}
 # Every option a schema bounds: (the schema's definition, its key, the config key as the workflow names it).
 BOUNDED_OPTIONS = {
@@ -121,8 +131,10 @@ def evaluate_command(arguments: argparse.Namespace) -> int:
         first: dict[str, list[Path]] = {}
         for name, files in named:
             if name in first:
-                raise OutputFolderError(f"{arguments.out}: {first[name][0]} and {files[0]} would both write {name}.json "
-                                        "there; evaluate them into two folders")  # fmt: skip
+                raise OutputFolderError(
+                    f"{arguments.out}: {first[name][0]} and {files[0]} would both write {name}.json "
+                    "there; evaluate them into two folders"
+                )
             first[name] = files
         check_output_folder(arguments.out, [f"{name}.{suffix}" for name, _ in named for suffix in ("json", "md")])
     options = _options(arguments)
@@ -130,9 +142,12 @@ def evaluate_command(arguments: argparse.Namespace) -> int:
         progress = _progress(arguments.quiet)
         progress(f"reading {' + '.join(map(str, files))}")
         embeddings = external.load(
-            files, modalities=_modalities(arguments), labels=arguments.labels, budget=arguments.budget,
+            files,
+            modalities=_modalities(arguments),
+            labels=arguments.labels,
+            budget=arguments.budget,
             max_array_bytes=external.array_limit(arguments.max_array_gib),
-        )  # fmt: skip
+        )
         results = compare.evaluate(
             embeddings, options, level=arguments.level, anchor=arguments.anchor, progress=progress
         )
@@ -244,9 +259,16 @@ def embed_command(arguments: argparse.Namespace) -> int:
         if not arguments.quiet:
             print(f"embedding {arguments.data} ({arguments.split}) with {spec}", file=sys.stderr, flush=True)
         _, done = write_model_dump(
-            spec, arguments.data, output, arguments.device, split=arguments.split, text=arguments.text,
-            prompt=arguments.prompt, batch_size=arguments.batch_size, progress=not arguments.quiet,
-        )  # fmt: skip
+            spec,
+            arguments.data,
+            output,
+            arguments.device,
+            split=arguments.split,
+            text=arguments.text,
+            prompt=arguments.prompt,
+            batch_size=arguments.batch_size,
+            progress=not arguments.quiet,
+        )
         text = {"captions": "first caption of each item", "prompts": f"class prompts {arguments.prompt!r}"}
         what = f"; text: {text[done['text']]}" if "text" in done else ""
         print(

@@ -196,8 +196,9 @@ def check_output_folder(folder: str | Path, names: list[str]) -> None:
     try:
         os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".modgap-probe."))  # can anything be made there?
     except OSError as error:
-        raise OutputFolderError(f"{folder}: cannot be {'written to' if existing == folder else 'created'} "
-                                f"({error.strerror or error})") from None  # fmt: skip
+        raise OutputFolderError(
+            f"{folder}: cannot be {'written to' if existing == folder else 'created'} ({error.strerror or error})"
+        ) from None
 
 
 def write_json(path: str | Path, data: Any) -> None:

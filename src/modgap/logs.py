@@ -88,6 +88,8 @@ def report_killed_jobs(root: str | Path, since: float) -> list[Path]:
     for path in sorted(Path(root).rglob("*.log")) if Path(root).is_dir() else []:
         if path.stat().st_mtime >= since and not path.read_text(errors="replace").rstrip().endswith(END_OF_LOG):
             killed.append(path)
-            print(f"error: a job was killed before its script ended (a signal, or out of memory?); its log: {path}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"error: a job was killed before its script ended (a signal, or out of memory?); its log: {path}",
+                file=sys.stderr,
+            )
     return killed

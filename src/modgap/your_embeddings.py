@@ -16,8 +16,16 @@ from modgap.verdict.claims import check_claims, format_report
 from modgap.verdict.tables import runs_frame
 
 # The metric options a result records beside its numbers.
-REPORTED_OPTIONS = ("recall_at", "kmeans_k", "kmeans_n_init", "kmeans_random_state", "knn_k", "knn_test_fraction",
-                    "knn_seed", "knn_split")  # fmt: skip
+REPORTED_OPTIONS = (
+    "recall_at",
+    "kmeans_k",
+    "kmeans_n_init",
+    "kmeans_random_state",
+    "knn_k",
+    "knn_test_fraction",
+    "knn_seed",
+    "knn_split",
+)
 
 
 def evaluate(
@@ -206,8 +214,11 @@ def compare(
             if first is None:
                 first = path, found, embeddings.item_set
             elif found != first[1]:
-                raise refuse(path, f"holds {', '.join(found)}, {first[0]} {', '.join(first[1])}: paired runs "
-                                   "must measure the same modalities")  # fmt: skip
+                raise refuse(
+                    path,
+                    f"holds {', '.join(found)}, {first[0]} {', '.join(first[1])}: paired runs "
+                    "must measure the same modalities",
+                )
             one_test_set([(str(first[0]), first[2]), (str(path), embeddings.item_set)])
             fingerprints[name].append((str(path), embeddings_digest(embeddings.modalities)))
             distinct_runs(fingerprints[name])

@@ -7,6 +7,17 @@ from modgap.logs import log_to_file
 
 with log_to_file(snakemake.log[0]):
     params = snakemake.params
-    make(snakemake.input.runs, params.ladders, params.settings, params.learnable, params.knobs,
-         params.modality_counts, params.margins, params.rule, params.alpha, params.labels, snakemake.output.csv,
-         snakemake.output.md)  # fmt: skip
+    make(
+        snakemake.input.runs,
+        params.ladders,
+        params.settings,
+        params.learnable,
+        params.knobs,
+        params.modality_counts,
+        params.margins,
+        params.rule,
+        params.alpha,
+        params.labels,
+        snakemake.output.csv,
+        snakemake.output.md,
+    )

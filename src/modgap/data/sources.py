@@ -31,15 +31,19 @@ MSCOCO_ARCHIVES = {
 
 _MNIST = "https://ossci-datasets.s3.amazonaws.com/mnist"  # torchvision's mirror of the original files
 MNIST_FILES = {
-    "train_images": RemoteFile("train-images-idx3-ubyte.gz", f"{_MNIST}/train-images-idx3-ubyte.gz",
-                               "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-    "train_labels": RemoteFile("train-labels-idx1-ubyte.gz", f"{_MNIST}/train-labels-idx1-ubyte.gz",
-                               "d53e105ee54ea40749a09fcbcd1e9432"),
-    "test_images": RemoteFile("t10k-images-idx3-ubyte.gz", f"{_MNIST}/t10k-images-idx3-ubyte.gz",
-                              "9fb629c4189551a2d022fa330f9573f3"),
-    "test_labels": RemoteFile("t10k-labels-idx1-ubyte.gz", f"{_MNIST}/t10k-labels-idx1-ubyte.gz",
-                              "ec29112dd5afa0611ce80d1b7f02629c"),
-}  # fmt: skip
+    "train_images": RemoteFile(
+        "train-images-idx3-ubyte.gz", f"{_MNIST}/train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"
+    ),
+    "train_labels": RemoteFile(
+        "train-labels-idx1-ubyte.gz", f"{_MNIST}/train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"
+    ),
+    "test_images": RemoteFile(
+        "t10k-images-idx3-ubyte.gz", f"{_MNIST}/t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"
+    ),
+    "test_labels": RemoteFile(
+        "t10k-labels-idx1-ubyte.gz", f"{_MNIST}/t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"
+    ),
+}
 FSDD_COMMIT = "26eb9aa"  # the commit after tag v1.0.10 whose recordings reference/fsdd_md5sums.txt lists
 FSDD_ARCHIVE = RemoteFile(
     f"free-spoken-digit-dataset-{FSDD_COMMIT}.tar.gz",

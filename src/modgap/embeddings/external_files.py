@@ -167,9 +167,14 @@ def _declared_sizes(path: Path, suffix: str) -> dict[str, tuple[int, str]]:
             if length > path.stat().st_size:
                 raise ValueError(f"a header of {length} bytes in a file of {path.stat().st_size}")
             header = json.loads(handle.read(length))
-        return {name: (int(entry["data_offsets"][1]) - int(entry["data_offsets"][0]),
-                       f"shape {tuple(entry['shape'])} {entry['dtype']}")
-                for name, entry in header.items() if name != "__metadata__"}  # fmt: skip
+        return {
+            name: (
+                int(entry["data_offsets"][1]) - int(entry["data_offsets"][0]),
+                f"shape {tuple(entry['shape'])} {entry['dtype']}",
+            )
+            for name, entry in header.items()
+            if name != "__metadata__"
+        }
     if kind != "zip":  # a .pt file of torch's legacy format: no larger than the file
         return {path.name: (path.stat().st_size, "the whole file")}
     sizes = {}

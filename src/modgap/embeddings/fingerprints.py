@@ -103,6 +103,7 @@ def distinct_runs(runs: Iterable[tuple[str, str]]) -> None:
     seen: dict[str, str] = {}
     for name, fingerprint in runs:
         if fingerprint in seen:
-            raise SameRunError(f"{name} holds the same embeddings as {seen[fingerprint]}: each seed must be a "
-                               "run of its own")  # fmt: skip
+            raise SameRunError(
+                f"{name} holds the same embeddings as {seen[fingerprint]}: each seed must be a run of its own"
+            )
         seen[fingerprint] = name

@@ -129,8 +129,10 @@ def embed_prepared(
             images = arrays["image"]
             dump["image"] = _embed_rows(
                 lambda rows: model.encode("image", torch.from_numpy(np.array(rows)).to(device)),
-                images, size, batches,
-            )  # fmt: skip
+                images,
+                size,
+                batches,
+            )
         elif modality == "audio":
             if "audio_waveform" not in arrays:
                 raise ExplainedError(
@@ -140,8 +142,10 @@ def embed_prepared(
             rate = _sample_rate(manifest, data_dir)
             dump["audio"] = _embed_rows(
                 lambda rows: model.encode("audio", torch.from_numpy(rows.astype(np.float32) / 32768.0), rate),
-                arrays["audio_waveform"], size, batches,
-            )  # fmt: skip
+                arrays["audio_waveform"],
+                size,
+                batches,
+            )
         else:
             embedded = _embed_rows(lambda rows: model.encode("text", rows), texts, len(texts), batches)
             dump["text"] = embedded[labels] if done["text"] == "prompts" else embedded

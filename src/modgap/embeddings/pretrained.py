@@ -122,8 +122,11 @@ class OpenClipModel(PretrainedModel):
         size = preprocess["size"]
         self.image_size = size if isinstance(size, int) else size[0]
         self.mean, self.std = tuple(preprocess["mean"]), tuple(preprocess["std"])
-        self.embed_dim = int(self.model.text_projection.shape[-1] if hasattr(self.model, "text_projection")
-                             else self.model.visual.output_dim)  # fmt: skip
+        self.embed_dim = int(
+            self.model.text_projection.shape[-1]
+            if hasattr(self.model, "text_projection")
+            else self.model.visual.output_dim
+        )
 
     def image_features(self, images):
         return self.model.encode_image(model_pixels(images.to(self.device), self.image_size, self.mean, self.std))

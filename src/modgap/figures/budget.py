@@ -23,8 +23,13 @@ def plot(frame: pd.DataFrame, claims: Mapping, labels: Mapping[str, str] | None 
     if frame.empty:  # a study of the baseline alone (a calibration): nothing to compare
         figure, axis = plt.subplots(figsize=(PAGE_WIDTH, 1.0))
         axis.axis("off")
-        axis.text(0.5, 0.5, f"No run of claims.methods beside {claims['baseline']} in this study: no comparison.",
-                  ha="center", va="center")  # fmt: skip
+        axis.text(
+            0.5,
+            0.5,
+            f"No run of claims.methods beside {claims['baseline']} in this study: no comparison.",
+            ha="center",
+            va="center",
+        )
         return figure
     experiments = list(dict.fromkeys(frame["experiment"]))
     figure, axes = plt.subplots(len(experiments), 3, figsize=(PAGE_WIDTH, 1.9 * len(experiments) + 0.4), squeeze=False)

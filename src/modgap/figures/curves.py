@@ -10,8 +10,12 @@ import pandas as pd
 from modgap.figures.style import PAGE_WIDTH, apply_style, method_colors, plt, save
 from modgap.study.display import display_order, method_label
 
-PANELS = (("loss", "training loss"), ("temperature", "temperature τ"), ("val_gap", "validation gap"),
-          ("val_r1", "validation R@1 (%)"))  # fmt: skip
+PANELS = (
+    ("loss", "training loss"),
+    ("temperature", "temperature τ"),
+    ("val_gap", "validation gap"),
+    ("val_r1", "validation R@1 (%)"),
+)
 
 
 def plot(logs: pd.DataFrame, title: str = "", labels: Mapping[str, str] | None = None):

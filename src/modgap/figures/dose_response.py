@@ -11,8 +11,11 @@ import pandas as pd
 from modgap.figures.gap_sweep import summarise
 from modgap.figures.style import PAGE_WIDTH, apply_style, plt, save
 
-PANELS = (("v_measure", "v_measure", "V-Measure (%)"), ("knn_acc", "knn_acc", "kNN accuracy (%)"),
-          ("r1", "r1_mean", "R@1 with text (%)"))  # fmt: skip
+PANELS = (
+    ("v_measure", "v_measure", "V-Measure (%)"),
+    ("knn_acc", "knn_acc", "kNN accuracy (%)"),
+    ("r1", "r1_mean", "R@1 with text (%)"),
+)
 
 
 def plot(trained: pd.DataFrame, sweep: pd.DataFrame, title: str):

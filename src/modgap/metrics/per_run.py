@@ -119,9 +119,14 @@ def labelled_metrics(
     notes = []
     names = ("v_measure", "homogeneity", "completeness", "nmi", "ari")
     if present < 2 or len(points) < MIN_ITEMS_PER_CLUSTER * k:
-        cause = ONE_CLASS if present < 2 else (
-            f"{len(points)} labelled points (items x modalities) cannot fill {k} clusters of "
-            f"{MIN_ITEMS_PER_CLUSTER} points each")  # fmt: skip
+        cause = (
+            ONE_CLASS
+            if present < 2
+            else (
+                f"{len(points)} labelled points (items x modalities) cannot fill {k} clusters of "
+                f"{MIN_ITEMS_PER_CLUSTER} points each"
+            )
+        )
         notes.append(f"clustering skipped: {cause}")
         results.update({name: float("nan") for name in names})
     else:

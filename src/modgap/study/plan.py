@@ -296,8 +296,11 @@ def definition_digest(config: Mapping, evaluation: str, method: str) -> str:
     source = config["evaluate"]["posthoc_source"] if method == POSTHOC_METHOD else method
     if model_embedded(config, experiment):
         data = config["datasets"][experiment_by_name(config, experiment)["dataset"]]["data"]
-        made: dict = {"model": embedding_model(config, experiment, source), "dataset": config["datasets"][data],
-                      **embedding_options(config, experiment)}  # fmt: skip
+        made: dict = {
+            "model": embedding_model(config, experiment, source),
+            "dataset": config["datasets"][data],
+            **embedding_options(config, experiment),
+        }
     elif imported(config, experiment):
         made = {"files": str(imported_dump(config, experiment, source, 0).parent)}
     else:

@@ -383,8 +383,10 @@ def _stem_or_backbone(modality: str, tower: Mapping, input_shape, width: int, sh
     expected = STEM_KINDS[modality]
     if kind in PRETRAINED_TOWER_KINDS:
         if modality not in PRETRAINED_TOWER_KINDS[kind] or shared:
-            raise ValueError(f"model.towers.{modality}.kind: {kind} takes {' or '.join(PRETRAINED_TOWER_KINDS[kind])} "
-                             "with separate encoders")  # fmt: skip
+            raise ValueError(
+                f"model.towers.{modality}.kind: {kind} takes {' or '.join(PRETRAINED_TOWER_KINDS[kind])} "
+                "with separate encoders"
+            )
         return True, _pretrained_tower(modality, tower, loaded)
     if kind in BACKBONE_KINDS:
         if BACKBONE_KINDS[kind] != modality:
@@ -430,12 +432,18 @@ def build_encoder(
     loaded: dict[str, nn.Module] = {}  # pretrained models, each loaded once for all its towers
     for modality in modalities:
         is_backbone, module = seeded(
-            seed, f"stem.{modality}",
+            seed,
+            f"stem.{modality}",
             lambda: _stem_or_backbone(
-                modality, model["towers"][modality], input_shapes[modality], model["width"], shared, text_vocabulary,
+                modality,
+                model["towers"][modality],
+                input_shapes[modality],
+                model["width"],
+                shared,
+                text_vocabulary,
                 loaded,
             ),
-        )  # fmt: skip
+        )
         (backbones if is_backbone else stems)[modality] = module
     width, embed_dim = model["width"], model["embed_dim"]
     if shared:
@@ -444,10 +452,11 @@ def build_encoder(
     else:
         trunks = {m: seeded(seed, f"trunk.{m}", lambda: make_trunk(model)) for m in stems}
         heads = {m: seeded(seed, f"head.{m}", lambda: _head(width, embed_dim)) for m in stems} | {
-            m: nn.Identity() if getattr(tower, "joint_space", False)
+            m: nn.Identity()
+            if getattr(tower, "joint_space", False)
             else seeded(seed, f"head.{m}", lambda: _head(tower.features, embed_dim))
             for m, tower in backbones.items()
-        }  # fmt: skip
+        }
     return MultimodalEncoder(stems, backbones, trunks, heads)
 
 
@@ -491,8 +500,11 @@ def load_trained(model_path, device: torch.device | str = "cpu") -> tuple[Multim
         raise ValueError(f"{model_path}: model format {payload.get('format')}, expected {MODEL_FORMAT}; train again")
     run = payload["run"]
     model = build_encoder(
-        run["modalities"], payload["input_shapes"], run["model"], run["method"]["encoder"] == "shared",
+        run["modalities"],
+        payload["input_shapes"],
+        run["model"],
+        run["method"]["encoder"] == "shared",
         payload["text_vocabulary"],
-    )  # fmt: skip
+    )
     model.load_state_dict(payload["model"])
     return model.to(device).eval(), payload

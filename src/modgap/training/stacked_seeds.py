@@ -282,9 +282,13 @@ def train_seeds(
     run = trainer.run
     log.info(
         "training %s / %s, seeds %s batched on %s: %d parameters per seed, %d steps per epoch",
-        run["experiment"], run["method_name"], list(seeds), trainer.members[0].device,
-        sum(p.numel() for p in trainer.members[0].model.parameters()), trainer.steps_per_epoch,
-    )  # fmt: skip
+        run["experiment"],
+        run["method_name"],
+        list(seeds),
+        trainer.members[0].device,
+        sum(p.numel() for p in trainer.members[0].model.parameters()),
+        trainer.steps_per_epoch,
+    )
     trainer.fit(progress=show_progress(run["train"]["progress"]))
     trainer.save(paths)
     if not keep_checkpoint:

@@ -236,8 +236,9 @@ class BudgetLadder:
         def advance(rows: list[dict]) -> None:
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{np.mean([r['loss'] for r in rows]):.3f}",
-                                gap=f"{np.mean([r['val_gap'] for r in rows]):.2f}")  # fmt: skip
+                bar.set_postfix(
+                    loss=f"{np.mean([r['loss'] for r in rows]):.3f}", gap=f"{np.mean([r['val_gap'] for r in rows]):.2f}"
+                )
 
         for index in range(self.trunk, len(self.trunks)):
             branches = self.trunks[index]
@@ -301,9 +302,13 @@ class Trainer(BudgetLadder):
         method = self.run["method"]
         self.loss = MethodLoss(method["loss"], method["temperature"], method["schedule"]).to(self.device)
         self.model = build_encoder(
-            self.run["modalities"], self.input_shapes, self.run["model"], method["encoder"] == "shared",
-            self.text_vocabulary, seed=self.seed,
-        ).to(self.device)  # fmt: skip
+            self.run["modalities"],
+            self.input_shapes,
+            self.run["model"],
+            method["encoder"] == "shared",
+            self.text_vocabulary,
+            seed=self.seed,
+        ).to(self.device)
         self.forward = torch.compile(self.model) if self.options["compile"] else self.model
         self.optimizer = make_optimizer([self.model, self.loss], self.options)
 
@@ -330,10 +335,18 @@ class Trainer(BudgetLadder):
     def save_checkpoint(self, trunk: int = 0, epoch: int = 0) -> None:
         """The trunk's state after ``epoch`` epochs, with every budget finished so far (their snapshots lie
         beside it)."""
-        save_torch(self.checkpoint_path, {
-            "fingerprint": self.fingerprint, **self._weights(), "trunk": trunk, "epoch": epoch,
-            "log_rows": self.log_rows, "finished": self.finished, "temperatures": self.temperatures,
-        })  # fmt: skip
+        save_torch(
+            self.checkpoint_path,
+            {
+                "fingerprint": self.fingerprint,
+                **self._weights(),
+                "trunk": trunk,
+                "epoch": epoch,
+                "log_rows": self.log_rows,
+                "finished": self.finished,
+                "temperatures": self.temperatures,
+            },
+        )
 
     def try_resume(self) -> bool:
         """Continue from this run's checkpoint, if one exists for the same configuration and data."""
@@ -420,8 +433,11 @@ class Trainer(BudgetLadder):
         """The epoch log's row for an epoch whose step losses summed to ``sums``: mean losses, weights, rate,
         temperature and the validation split's loss and metrics (the model as it stands)."""
         trunk_budget = horizon if len(self.trunks) > 1 else None  # a budget's own trunk leads to that budget alone
-        row = {"epoch": epoch + 1, "step": (epoch + 1) * self.steps_per_epoch,
-               "budget": branch.budget if branch is not None else trunk_budget}  # fmt: skip
+        row = {
+            "epoch": epoch + 1,
+            "step": (epoch + 1) * self.steps_per_epoch,
+            "budget": branch.budget if branch is not None else trunk_budget,
+        }
         row.update({k: v / self.steps_per_epoch for k, v in sums.items()})
         row.update({f"weight_{k}": w for k, w in self.loss.term_weights(epoch, horizon).items()})
         row["lr"] = lr
@@ -433,9 +449,18 @@ class Trainer(BudgetLadder):
         phase = f"cooldown to {branch.budget}" if branch is not None else "trunk"
         log.info(
             "seed %d epoch %d/%d (%s) loss %.4f val loss %.4f gap %.3f R@1 %.1f (%.2f s training, %.0f samples/s, %.2f s validation)",
-            self.seed, epoch + 1, horizon, phase, row["loss"], row["val_loss"], row["val_gap"], row["val_r1"], seconds,
-            self.steps_per_epoch * self.options["batch_size"] / seconds, time.perf_counter() - validation_started,
-        )  # fmt: skip
+            self.seed,
+            epoch + 1,
+            horizon,
+            phase,
+            row["loss"],
+            row["val_loss"],
+            row["val_gap"],
+            row["val_r1"],
+            seconds,
+            self.steps_per_epoch * self.options["batch_size"] / seconds,
+            time.perf_counter() - validation_started,
+        )
         return row
 
     def record_epoch(self, epoch: int, branch: Branch | None, horizon: int) -> list[dict]:
@@ -532,8 +557,14 @@ def match_temperature(run: Mapping, matched_dump: str | Path) -> dict:
             raise ExplainedError(f"{matched_dump}: no 'temperature' array to match; re-run its training")
         tau = float(dump["temperature"])
     temperature = {**run["method"]["temperature"], "learnable": False, "init": tau, "match": None}
-    return {**run, "method": {**run["method"], "temperature": temperature,
-                              "matched_temperature": {"method": run["method"]["temperature"]["match"], "tau": tau}}}  # fmt: skip
+    return {
+        **run,
+        "method": {
+            **run["method"],
+            "temperature": temperature,
+            "matched_temperature": {"method": run["method"]["temperature"]["match"], "tau": tau},
+        },
+    }
 
 
 def train_run(
@@ -555,9 +586,14 @@ def train_run(
     trainer = Trainer(run, data_dir, Path(model_path).parent, seed)
     log.info(
         "training %s / %s, seed %d on %s (CPU kernels: %s): %d parameters, %d steps per epoch",
-        run["experiment"], run["method_name"], seed, trainer.device, torch.backends.cpu.get_cpu_capability(),
-        sum(p.numel() for p in trainer.model.parameters()), trainer.steps_per_epoch,
-    )  # fmt: skip
+        run["experiment"],
+        run["method_name"],
+        seed,
+        trainer.device,
+        torch.backends.cpu.get_cpu_capability(),
+        sum(p.numel() for p in trainer.model.parameters()),
+        trainer.steps_per_epoch,
+    )
     trainer.fit(progress=show_progress(run["train"]["progress"]))
     trainer.save(model_path, log_path, embeddings_path)
     if not keep_checkpoint:

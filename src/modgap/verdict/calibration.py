@@ -68,8 +68,10 @@ def cell_convergence(
             for metric, label in CONVERGENCE_METRICS.items():
                 change = PairedSample.of(other.loc[seeds, metric].to_numpy() - runs.loc[seeds, metric].to_numpy())
                 if not change_converged(change, margins[metric], alpha):
-                    moved.append(f"{label} moved {change.mean:+.2f} from {budget} to {other_budget} epochs "
-                                 f"(margin ±{margins[metric]:g})")  # fmt: skip
+                    moved.append(
+                        f"{label} moved {change.mean:+.2f} from {budget} to {other_budget} epochs "
+                        f"(margin ±{margins[metric]:g})"
+                    )
         if not moved:
             return budget, f"converged from {budget} epochs"
         last = "; ".join(moved[:2])
@@ -130,14 +132,25 @@ def calibration_table(
                 problems.append("no budget half as long to hold the regime over a doubling")
             elif not problems and (earlier := regime_problems(half[-1][1], regime)):
                 problems.append(f"at {half[-1][0]} epochs: " + ", ".join(earlier))
-            row = {"experiment": experiment, "modalities": modality_counts[experiment], "patch": knobs[experiment],
-                   "setting": setting, "order": order, "seeds": len(last), "budget": budget,
-                   "converged_since": since, "convergence": convergence}  # fmt: skip
+            row = {
+                "experiment": experiment,
+                "modalities": modality_counts[experiment],
+                "patch": knobs[experiment],
+                "setting": setting,
+                "order": order,
+                "seeds": len(last),
+                "budget": budget,
+                "converged_since": since,
+                "convergence": convergence,
+            }
             for metric in ("gap", "v_measure", "knn_acc", "r1_mean", "temperature"):
                 values = last[metric].to_numpy(dtype=float) if metric in last else np.full(len(last), np.nan)
                 row |= {metric: float(np.mean(values)), f"{metric}_std": float(np.std(values, ddof=1))}
-            row |= {"collapsed": int(last["collapsed"].astype(bool).sum()), "in_regime": not problems,
-                    "why_not": "; ".join(problems)}  # fmt: skip
+            row |= {
+                "collapsed": int(last["collapsed"].astype(bool).sum()),
+                "in_regime": not problems,
+                "why_not": "; ".join(problems),
+            }
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -160,21 +173,34 @@ def calibration_markdown(table: pd.DataFrame, chosen: Mapping[int, pd.Series | N
     """The calibration table as Markdown, with the choice of each modality count marked."""
     if table.empty:
         return "No calibration cell has runs: nothing to choose from.\n"
-    lines = ["| modalities | image patch | temperature | converged since | gap | V-Measure | kNN | R@1 | τ at the end "
-             "| regime? |", "|---" * 10 + "|"]  # fmt: skip
+    lines = [
+        "| modalities | image patch | temperature | converged since | gap | V-Measure | kNN | R@1 | τ at the end "
+        "| regime? |",
+        "|---" * 10 + "|",
+    ]
     picked = {(row["experiment"], row["setting"]) for row in chosen.values() if row is not None}
     ordered = table.sort_values(["modalities", "patch", "order"], ascending=[True, False, True])
     for row in ordered.itertuples():
         since = "—" if pd.isna(row.converged_since) else f"{int(row.converged_since)} epochs"
-        verdict = "**yes: chosen**" if (row.experiment, row.setting) in picked else (
-            "yes" if row.in_regime else f"no ({row.why_not})")  # fmt: skip
+        verdict = (
+            "**yes: chosen**"
+            if (row.experiment, row.setting) in picked
+            else ("yes" if row.in_regime else f"no ({row.why_not})")
+        )
         lines.append(
             f"| {row.modalities} | {row.patch} | {labels.get(row.setting, row.setting)} | {since} | "
             f"{row.gap:.2f} ± {row.gap_std:.2f} | {row.v_measure:.1f} ± {row.v_measure_std:.1f} | "
             f"{row.knn_acc:.1f} ± {row.knn_acc_std:.1f} | {row.r1_mean:.1f} | {row.temperature:.3f} | {verdict} |"
         )
-    notes = [f"- {m} modalities: " + (f"patch {int(r['patch'])}, {labels.get(r['setting'], r['setting'])}"
-             if r is not None else "no cell qualifies") for m, r in sorted(chosen.items())]  # fmt: skip
+    notes = [
+        f"- {m} modalities: "
+        + (
+            f"patch {int(r['patch'])}, {labels.get(r['setting'], r['setting'])}"
+            if r is not None
+            else "no cell qualifies"
+        )
+        for m, r in sorted(chosen.items())
+    ]
     return "\n".join(lines) + "\n\nChosen by the rule (docs/verdict.md):\n" + "\n".join(notes) + "\n"
 
 
@@ -182,8 +208,12 @@ def cell_margins(reference: str | None, claims: Mapping, rule: Mapping) -> dict[
     """How far a converged cell's metrics may still move: the claims' margins for V-Measure and kNN (modgap.verdict.paper)
     and R@1 (the retrieval tolerance), and ``calibration.gap_margin`` for the gap."""
     paper = paper_margins(reference, claims["margin_fraction"])
-    return {"gap": rule["gap_margin"], "v_measure": paper["v_measure"], "knn_acc": paper["knn_acc"],
-            "r1_mean": claims["retrieval_tolerance"]}  # fmt: skip
+    return {
+        "gap": rule["gap_margin"],
+        "v_measure": paper["v_measure"],
+        "knn_acc": paper["knn_acc"],
+        "r1_mean": claims["retrieval_tolerance"],
+    }
 
 
 def make(

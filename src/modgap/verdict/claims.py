@@ -39,7 +39,12 @@ from modgap.verdict.stats import Interval, PairedSample, holm_levels, mcnemar_ex
 from modgap.verdict.tables import PAPER_PAIRS, paired_r1_columns
 
 HOLDS, HOLDS_BELOW_MARGIN, FAILS, INCONCLUSIVE, NO_ROOM = (
-    "holds", "holds, below margin", "fails", "inconclusive", "no room")  # fmt: skip
+    "holds",
+    "holds, below margin",
+    "fails",
+    "inconclusive",
+    "no room",
+)
 STATES = (HOLDS, HOLDS_BELOW_MARGIN, FAILS, INCONCLUSIVE, NO_ROOM)
 RETRIEVAL_COLUMNS = dict(PAPER_PAIRS.values())  # the paper's paired R@1 columns
 GROUP_COLUMNS = {"v_measure": "V-Measure", "knn_acc": "kNN"}
@@ -97,8 +102,10 @@ class Part:
     def intervals(self, confidence: float) -> dict[str, Interval]:
         """Each column's interval at the level whose bounds the one-sided tests read (ratios: exp'd)."""
         level = 2.0 * confidence - 1.0
-        return {c: s.interval(level).exp() if self.claim.kind == "reduction" else s.interval(level)
-                for c, s in self.samples.items()}  # fmt: skip
+        return {
+            c: s.interval(level).exp() if self.claim.kind == "reduction" else s.interval(level)
+            for c, s in self.samples.items()
+        }
 
     def test(self, min_seeds: int) -> None:
         """Fill in p_hold and p_fail (NaN: not testable, with a note why)."""
@@ -255,25 +262,34 @@ def compare(
             kept = ~gone if claim.kind == "reduction" else np.ones(len(seeds), bool)
             pair = PairedSample.log_ratio if claim.kind == "reduction" else PairedSample.difference
             samples = {c: pair(_column_values(a, c)[kept], _column_values(b, c)[kept]) for c in group}
-            margin = {"within": claims["retrieval_tolerance"], "gain": margins.get(next(iter(group))),
-                      "reduction": margins["gap"]}[claim.kind]  # fmt: skip
+            margin = {
+                "within": claims["retrieval_tolerance"],
+                "gain": margins.get(next(iter(group))),
+                "reduction": margins["gap"],
+            }[claim.kind]
             measured = _column_values(b, next(iter(group)))
             measured = measured[np.isfinite(measured)]  # a metric a run could not compute is NaN (its notes say why)
             baseline_mean = float(measured.mean()) if len(measured) else float("nan")
             part = Part(claim, group, [s for s, k in zip(seeds, kept) if k], samples, margin, baseline_mean)
             if claim.kind == "gain" and 100.0 - baseline_mean < headroom[next(iter(group))]:
                 part.room = False
-                part.note = (f"no room: the baseline's {baseline_mean:.1f} leaves less headroom below 100 than "
-                             f"the paper's median gain ({headroom[next(iter(group))]:g})")  # fmt: skip
+                part.note = (
+                    f"no room: the baseline's {baseline_mean:.1f} leaves less headroom below 100 than "
+                    f"the paper's median gain ({headroom[next(iter(group))]:g})"
+                )
             part.test(claims["min_seeds"])
             parts.append(part)
         checks.append(Check(claim, parts))
     comparison = Comparison(
-        experiment, method, baseline, checks, seeds,
+        experiment,
+        method,
+        baseline,
+        checks,
+        seeds,
         (float(np.mean(_column_values(a, "gap"))), float(np.mean(_column_values(b, "gap")))),
         (float(np.mean(_column_values(a, "temperature"))), float(np.mean(_column_values(b, "temperature")))),
         ([s for s, c in zip(seeds, _collapsed(a)) if c], [s for s, c in zip(seeds, _collapsed(b)) if c]),
-    )  # fmt: skip
+    )
     if gone.any():
         comparison.sensitivity = _without_collapsed(a[~gone], b[~gone], claims["confidence"])
     return comparison
@@ -283,8 +299,10 @@ def _without_collapsed(a: pd.DataFrame, b: pd.DataFrame, confidence: float) -> l
     """Claim 1 and 2 estimates over the pairs in which neither run collapsed (a reading, not a verdict)."""
     columns = {**retrieval_columns(a), **GROUP_COLUMNS}
     level = 2.0 * confidence - 1.0
-    shown = [f"Δ{label} {_interval(PairedSample.difference(_column_values(a, c), _column_values(b, c)).interval(level))}"
-             for c, label in columns.items()]  # fmt: skip
+    shown = [
+        f"Δ{label} {_interval(PairedSample.difference(_column_values(a, c), _column_values(b, c)).interval(level))}"
+        for c, label in columns.items()
+    ]
     return [f"without the collapsed pairs ({len(a)} left): " + "; ".join(shown)]
 
 
@@ -463,8 +481,11 @@ def _header(comparison: Comparison, labels: Mapping[str, str]) -> list[str]:
         status = f"converged: nothing moves by its margin from {converged.since} epochs on"
     else:
         status = f"NOT converged: {converged.status}"
-    lines = ["", f"{comparison.experiment}: {_named(comparison.method, labels)} vs "
-                 f"{_named(comparison.baseline, labels)}, {where}, {len(comparison.seeds)} paired seeds ({status})"]  # fmt: skip
+    lines = [
+        "",
+        f"{comparison.experiment}: {_named(comparison.method, labels)} vs "
+        f"{_named(comparison.baseline, labels)}, {where}, {len(comparison.seeds)} paired seeds ({status})",
+    ]
     tau_method, tau_base = comparison.temperatures
     if not (math.isnan(tau_method) or math.isnan(tau_base)):
         lines.append(
@@ -474,10 +495,12 @@ def _header(comparison: Comparison, labels: Mapping[str, str]) -> list[str]:
     if mine or theirs:
         only_mine = len(set(mine) - set(theirs))
         only_theirs = len(set(theirs) - set(mine))
-        lines.append(f"  ! collapsed runs: {comparison.method} {len(mine)} of {len(comparison.seeds)} (seeds "
-                     f"{', '.join(map(str, mine)) or 'none'}), {comparison.baseline} {len(theirs)} (seeds "
-                     f"{', '.join(map(str, theirs)) or 'none'}); exact McNemar p = {mcnemar_exact(only_mine, only_theirs):.2g}; "
-                     "their pairs stay out of the gap ratio")  # fmt: skip
+        lines.append(
+            f"  ! collapsed runs: {comparison.method} {len(mine)} of {len(comparison.seeds)} (seeds "
+            f"{', '.join(map(str, mine)) or 'none'}), {comparison.baseline} {len(theirs)} (seeds "
+            f"{', '.join(map(str, theirs)) or 'none'}); exact McNemar p = {mcnemar_exact(only_mine, only_theirs):.2g}; "
+            "their pairs stay out of the gap ratio"
+        )
         lines += [f"  ! {line}" for line in comparison.sensitivity]
     return lines
 
@@ -485,8 +508,10 @@ def _header(comparison: Comparison, labels: Mapping[str, str]) -> list[str]:
 def _check_lines(check: Check, comparison: Comparison, claims: Mapping, width: int) -> list[str]:
     confidence, alpha = claims["confidence"], 1.0 - claims["confidence"]
     title = check.claim.title.format(retrieval=f"{claims['retrieval_tolerance']:g}")
-    lines = [f"  {'[' + check.state.upper() + ']':<{width}} {'[' + check.per_claim_state + ']':<{width}} "
-             f"{check.claim.number}. {title}"]  # fmt: skip
+    lines = [
+        f"  {'[' + check.state.upper() + ']':<{width}} {'[' + check.per_claim_state + ']':<{width}} "
+        f"{check.claim.number}. {title}"
+    ]
     for part in check.parts:
         intervals = part.intervals(confidence)
         if check.claim.kind == "within":
@@ -496,8 +521,10 @@ def _check_lines(check: Check, comparison: Comparison, claims: Mapping, width: i
             shown = f"Δ{part.label} {_interval(next(iter(intervals.values())))} (baseline {part.baseline_mean:.1f})"
             rule = f"holds above 0, fails below +{part.margin:.2g}"
         else:
-            shown = (f"gap ratio {_interval(next(iter(intervals.values())), 2, signed=False)} (gap "
-                     f"{comparison.gaps[0]:.3f} vs {comparison.gaps[1]:.3f})")  # fmt: skip
+            shown = (
+                f"gap ratio {_interval(next(iter(intervals.values())), 2, signed=False)} (gap "
+                f"{comparison.gaps[0]:.3f} vs {comparison.gaps[1]:.3f})"
+            )
             rule = f"holds below 1, fails above {1.0 - part.margin:.2g}"
         text = f"{shown}  [{rule}]; p(holds) {_p_text(part.p_hold)}, p(fails) {_p_text(part.p_fail)}"
         notes = [n for n in (part.note, seeds_note(part, alpha)) if n]
@@ -544,8 +571,10 @@ def format_report(families: Sequence[Family], claims: Mapping, labels: Mapping[s
     """The verdicts as text; ``labels``: the configuration's display names, shown beside the methods' keys."""
     labels = labels or {}
     if not families:
-        return (f"No experiment has runs of '{claims['baseline']}' and of any of {', '.join(claims['methods'])}: "
-                "nothing to check.\n")  # fmt: skip
+        return (
+            f"No experiment has runs of '{claims['baseline']}' and of any of {', '.join(claims['methods'])}: "
+            "nothing to check.\n"
+        )
     alpha = 1.0 - claims["confidence"]
     level = f"{100 * (2 * claims['confidence'] - 1):g}%"
     lines = [
@@ -558,8 +587,11 @@ def format_report(families: Sequence[Family], claims: Mapping, labels: Mapping[s
     width = max(len(s) for s in STATES) + 2
     for family in families:
         count = sum(not math.isnan(p) for c in family.comparisons for part in c.parts() for p in part.hypotheses())
-        lines += ["", f"== {family.name.capitalize()}: Holm's adjustment over this family's {count} testable "
-                      f"hypotheses decides (first column); the second column is each at {100 * alpha:g}% alone =="]  # fmt: skip
+        lines += [
+            "",
+            f"== {family.name.capitalize()}: Holm's adjustment over this family's {count} testable "
+            f"hypotheses decides (first column); the second column is each at {100 * alpha:g}% alone ==",
+        ]
         for comparison in family.comparisons:
             lines += _header(comparison, labels)
             lines.append(f"  {'Holm (decides)':<{width}} {'per claim':<{width}}")
@@ -568,8 +600,11 @@ def format_report(families: Sequence[Family], claims: Mapping, labels: Mapping[s
         lines += ["", f"{family.name.capitalize()}, Holm: {_counts(family.comparisons, 'state')}."]
     laddered = [c for family in families for c in family.comparisons if c.ladder]
     if laddered:
-        lines += ["", "Budget ladders (estimates; per-claim states at the nominal level; the verdicts above are read "
-                      "at each ladder's last budget):"]  # fmt: skip
+        lines += [
+            "",
+            "Budget ladders (estimates; per-claim states at the nominal level; the verdicts above are read "
+            "at each ladder's last budget):",
+        ]
         for comparison in laddered:
             lines += format_ladder(comparison, labels)
     return "\n".join(lines) + "\n"
@@ -586,8 +621,10 @@ def definition_mismatch(runs: pd.DataFrame, expected: Mapping[str, str]) -> list
         other = made[made["definition"] != digest]
         if len(other):
             which = "" if len(other) == len(made) else f" of seeds {', '.join(map(str, other['seed']))}"
-            problems.append(f"{key}: its runs{which} were made by definition "
-                            f"{', '.join(dict.fromkeys(other['definition']))}, this configuration defines {digest}")  # fmt: skip
+            problems.append(
+                f"{key}: its runs{which} were made by definition "
+                f"{', '.join(dict.fromkeys(other['definition']))}, this configuration defines {digest}"
+            )
     return problems
 
 

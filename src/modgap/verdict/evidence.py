@@ -97,8 +97,11 @@ def read_runs(runs_csv) -> pd.DataFrame:
     twice = runs[runs.duplicated(["experiment", "method", "seed"])]
     if len(twice):
         first = twice.iloc[0]
-        raise corrupt(runs_csv, "runs table", f"run {first['experiment']}/{first['method']}/seed{first['seed']} is "
-                                              "listed more than once")  # fmt: skip
+        raise corrupt(
+            runs_csv,
+            "runs table",
+            f"run {first['experiment']}/{first['method']}/seed{first['seed']} is listed more than once",
+        )
     return runs
 
 
@@ -111,6 +114,8 @@ def withdraw_verdict(verdict: str | Path) -> bool:
     if not verdict.is_file():
         return False
     verdict.unlink()
-    print(f"removed {verdict}: a run that fails leaves no verdict (the next complete run writes it again)",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"removed {verdict}: a run that fails leaves no verdict (the next complete run writes it again)",
+        file=sys.stderr,
+    )
     return True

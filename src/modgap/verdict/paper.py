@@ -35,8 +35,10 @@ def paper_effects() -> pd.DataFrame:
     rows = {}
     for dataset in dict.fromkeys(paper_table()["dataset"]):
         ours, clip = table.loc[(dataset, "ours")], table.loc[(dataset, "clip_lt")]
-        rows[dataset] = {**{metric: ours[metric] - clip[metric] for metric in GAIN_METRICS},
-                         "gap_reduction": 1.0 - ours["gap"] / clip["gap"]}  # fmt: skip
+        rows[dataset] = {
+            **{metric: ours[metric] - clip[metric] for metric in GAIN_METRICS},
+            "gap_reduction": 1.0 - ours["gap"] / clip["gap"],
+        }
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -46,8 +48,10 @@ def margins(reference: str | None, fraction: float) -> dict[str, float]:
     the gap ratio's margin is 1 - margins['gap']."""
     effects = paper_effects()
     effect = effects.loc[reference] if reference is not None else effects.median()
-    return {**{RUNS_COLUMN[m]: fraction * float(effect[m]) for m in GAIN_METRICS},
-            "gap": fraction * float(effect["gap_reduction"])}  # fmt: skip
+    return {
+        **{RUNS_COLUMN[m]: fraction * float(effect[m]) for m in GAIN_METRICS},
+        "gap": fraction * float(effect["gap_reduction"]),
+    }
 
 
 def headroom() -> dict[str, float]:

@@ -31,16 +31,29 @@ def regime_table(
         for comparison in family.comparisons:
             for rung in comparison.ladder:
                 compared = rung.comparison
-                row = {"experiment": comparison.experiment, "knob": knobs.get(comparison.experiment),
-                       "modalities": modality_counts.get(rung.evaluation), "family": family.name,
-                       "method": comparison.method, "baseline": comparison.baseline, "budget": rung.budget,
-                       "converged_since": comparison.convergence.since, "convergence": comparison.convergence.status,
-                       "baseline_gap": compared.gaps[1], "method_gap": compared.gaps[0],
-                       "baseline_temperature": compared.temperatures[1], "method_temperature": compared.temperatures[0]}  # fmt: skip
+                row = {
+                    "experiment": comparison.experiment,
+                    "knob": knobs.get(comparison.experiment),
+                    "modalities": modality_counts.get(rung.evaluation),
+                    "family": family.name,
+                    "method": comparison.method,
+                    "baseline": comparison.baseline,
+                    "budget": rung.budget,
+                    "converged_since": comparison.convergence.since,
+                    "convergence": comparison.convergence.status,
+                    "baseline_gap": compared.gaps[1],
+                    "method_gap": compared.gaps[0],
+                    "baseline_temperature": compared.temperatures[1],
+                    "method_temperature": compared.temperatures[0],
+                }
                 for part in compared.parts():
                     for key, interval in part.intervals(claims["confidence"]).items():
-                        row |= {key: interval.estimate, f"{key}_low": interval.low, f"{key}_high": interval.high,
-                                f"{key}_margin": part.margin}  # fmt: skip
+                        row |= {
+                            key: interval.estimate,
+                            f"{key}_low": interval.low,
+                            f"{key}_high": interval.high,
+                            f"{key}_margin": part.margin,
+                        }
                 row |= {f"claim{check.claim.number}": check.per_claim_state for check in compared.checks}
                 rows.append(row)
     # without a comparison (a study of the baseline alone) the table still names what its rows would hold
@@ -50,14 +63,28 @@ def regime_table(
 def regime_markdown(table: pd.DataFrame, knob: str, baseline: str, labels: Mapping[str, str] | None = None) -> str:
     if table.empty:
         return "No experiment has a budget ladder with both the baseline and a compared method: no map.\n"
-    columns = ["modalities", "method", "epochs", f"{method_label(baseline, labels)} gap", "method gap", "ΔV-Measure",
-               "ΔkNN", "ΔTV R@1", "claims 1 / 2 / 3"]  # fmt: skip
+    columns = [
+        "modalities",
+        "method",
+        "epochs",
+        f"{method_label(baseline, labels)} gap",
+        "method gap",
+        "ΔV-Measure",
+        "ΔkNN",
+        "ΔTV R@1",
+        "claims 1 / 2 / 3",
+    ]
     lines = [f"| {knob} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for row in table.itertuples():
-        cells = [f"{getattr(row, k):+.1f} [{getattr(row, k + '_low'):+.1f}, {getattr(row, k + '_high'):+.1f}]"
-                 for k in ("v_measure", "knn_acc", "tv_r1")]  # fmt: skip
+        cells = [
+            f"{getattr(row, k):+.1f} [{getattr(row, k + '_low'):+.1f}, {getattr(row, k + '_high'):+.1f}]"
+            for k in ("v_measure", "knn_acc", "tv_r1")
+        ]
         converged = "" if pd.isna(row.converged_since) or row.budget < row.converged_since else " (converged)"
-        lines.append(f"| {row.knob} | {row.modalities} | {method_label(row.method, labels)} | {row.budget}{converged} | "
-                     f"{row.baseline_gap:.3f} | {row.method_gap:.3f} | " + " | ".join(cells)
-                     + f" | {row.claim1} / {row.claim2} / {row.claim3} |")  # fmt: skip
+        lines.append(
+            f"| {row.knob} | {row.modalities} | {method_label(row.method, labels)} | {row.budget}{converged} | "
+            f"{row.baseline_gap:.3f} | {row.method_gap:.3f} | "
+            + " | ".join(cells)
+            + f" | {row.claim1} / {row.claim2} / {row.claim3} |"
+        )
     return "\n".join(lines) + "\n"

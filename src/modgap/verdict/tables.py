@@ -281,8 +281,14 @@ def paper_comparison(table: pd.DataFrame, references: Mapping[str, str | None]) 
 def paper_comparison_markdown(comparison: pd.DataFrame) -> str:
     if comparison.empty:
         return "No experiment names a `paper_reference`, so there is nothing to compare.\n"
-    metrics = [("gap", "Gap"), ("tv_r1", "TV R@1"), ("ta_r1", "TA R@1"), ("v_measure", "V-Measure"),
-               ("knn_acc", "kNN"), ("cos_true_pairs", "CosTP")]  # fmt: skip
+    metrics = [
+        ("gap", "Gap"),
+        ("tv_r1", "TV R@1"),
+        ("ta_r1", "TA R@1"),
+        ("v_measure", "V-Measure"),
+        ("knn_acc", "kNN"),
+        ("cos_true_pairs", "CosTP"),
+    ]
     lines = [
         "Ours = this replication (mean ± std over seeds); paper = the paper's reported value.",
         "",
