@@ -10,8 +10,9 @@ import pytest
 from conftest import REPO
 
 from modgap.errors import ExplainedError
-from modgap.study.config import ConfigError, format_key, load_config, load_config_files
+from modgap.study.config import ConfigError, load_config, load_config_files
 from modgap.study.plan import batch_size_key, deep_merge, dose_response_methods, resolve_run, runs
+from modgap.study.schema import format_key
 from modgap.study.yaml_files import read_yaml
 
 
@@ -507,7 +508,9 @@ def test_provenance_line_names_the_digest_and_the_files_in_merge_order(config_di
 
 def test_no_check_changes_the_configuration_it_checks(config_dict):
     """Validation reads; only load_config's own phases (defaults, _complete) fill a configuration in."""
-    from modgap.study.config import PLAN_CHECKS, REFERENCE_CHECKS, load_schema
+    from modgap.study.plan_checks import PLAN_CHECKS
+    from modgap.study.reference_checks import REFERENCE_CHECKS
+    from modgap.study.schema import load_schema
 
     schema = load_schema()
     valid = load_config(config_dict)

@@ -27,8 +27,9 @@ from modgap.embeddings.external_files import EmbeddingFileError, import_dump
 from modgap.embeddings.fingerprints import ItemSet, OtherItemsError, SameRunError
 from modgap.errors import CorruptIntermediateError
 from modgap.metrics.per_run import evaluate_method
-from modgap.study.config import ConfigError, load_config, load_schema
+from modgap.study.config import ConfigError, load_config
 from modgap.study.plan import definition_digests, neutral_train_options, resolve_run, result_defining_run
+from modgap.study.schema import load_schema
 from modgap.verdict.claims import claims_report
 from modgap.verdict.tables import load_runs, write_tables
 

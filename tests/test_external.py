@@ -13,7 +13,7 @@ from modgap import your_embeddings as compare
 from modgap.cli import main
 from modgap.embeddings import external_files as external
 from modgap.metrics.per_run import compute_metrics
-from modgap.study.config import section_defaults
+from modgap.study.schema import section_defaults
 
 OPTIONS = section_defaults("evaluate")
 

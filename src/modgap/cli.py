@@ -17,9 +17,10 @@ from modgap import your_embeddings as compare
 from modgap.embeddings import external_files as external
 from modgap.errors import ExplainedError
 from modgap.io import OutputFolderError, check_output_folder, write_json, write_text
-from modgap.study.config import DEFAULT_CONFIG, ConfigError, bound_problems, load_config_files, section_defaults
+from modgap.study.config import DEFAULT_CONFIG, ConfigError, load_config_files
 from modgap.study.model_specs import DEFAULT_PROMPT
 from modgap.study.plan import definition_digests, evaluated_runs, ladders, method_labels, paper_references
+from modgap.study.schema import bound_problems, section_defaults
 from modgap.verdict.claims import claims_report, definition_mismatch, mismatch
 from modgap.verdict.evidence import read_runs
 
