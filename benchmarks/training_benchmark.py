@@ -40,8 +40,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from modgap.batched import SeedsTrainer
-from modgap.batches import stack_batches
 from modgap.config import DEFAULT_CONFIG, load_config_files
+from modgap.loop import BudgetLadder
 from modgap.plan import resolve_run
 from modgap.train import Trainer
 
@@ -116,26 +116,20 @@ def _wall(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def step_timer(trainer: Trainer | SeedsTrainer, steps: int, repeats: int) -> tuple[float, int]:
-    """Seconds per optimiser step of ``trainer`` on its first epoch's batches (best of ``repeats`` runs of
-    ``steps`` steps: the least disturbed by other work on the machine), and the FLOPs of one step
-    (FlopCounterMode: matrix products, forward and backward)."""
-    members = trainer.members if isinstance(trainer, SeedsTrainer) else [trainer]
-    draws = [member.epoch_draws(0) for member in members]
-    data, batch_size, per_epoch = members[0].train_data, trainer.options["batch_size"], trainer.steps_per_epoch
-    horizon = trainer.options["epochs"]
-
-    def batch(step: int):
-        batches = [d.batch(data, step % per_epoch, batch_size) for d in draws]
-        return stack_batches(batches) if isinstance(trainer, SeedsTrainer) else batches[0]
+def step_timer(trainer: BudgetLadder, steps: int, repeats: int) -> tuple[float, int]:
+    """Seconds per optimiser step of ``trainer`` (one seed or stacked seeds) on its first epoch's batches (best
+    of ``repeats`` runs of ``steps`` steps: the least disturbed by other work on the machine), and the FLOPs of
+    one step (FlopCounterMode: matrix products, forward and backward)."""
+    draws = [member.epoch_draws(0) for member in trainer.members]
+    per_epoch, horizon = trainer.steps_per_epoch, trainer.options["epochs"]
 
     def run_steps():
         for step in range(steps):
-            trainer.train_step(batch(step), 0, step % per_epoch, horizon)
-        synchronize(members[0].device)
+            trainer.train_step(trainer.step_batch(draws, step % per_epoch), 0, step % per_epoch, horizon)
+        synchronize(trainer.members[0].device)
 
     with FlopCounterMode(display=False) as counter:
-        trainer.train_step(batch(0), 0, 0, horizon)
+        trainer.train_step(trainer.step_batch(draws, 0), 0, 0, horizon)
     run_steps()  # warm-up
     return best_of(run_steps, repeats) / steps, counter.get_total_flops()
 
