@@ -18,7 +18,8 @@ training job gets:
 - the step time fitted over ``--batch-sizes`` as a fixed cost per step plus a cost per sample, the share of
   the step the fixed cost takes at the run's batch size, and the speed-up that removing it entirely would
   bring (the bound on what fewer Python operations or batched seeds can give);
-- with ``--seeds S``: S seeds as one stacked model (modgap.batched) against S sequential steps.
+- with ``--seeds S``: S seeds as one stacked model (stacked_seeds.py, beside this script) against S
+  sequential steps.
 
 ``--json FILE`` also writes the step figures, one record per experiment and method (benchmarks/gpu_check.sh
 reads them).
@@ -39,11 +40,12 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from modgap.batched import SeedsTrainer
 from modgap.config import DEFAULT_CONFIG, load_config_files
 from modgap.loop import BudgetLadder
 from modgap.plan import resolve_run
 from modgap.train import Trainer
+
+from stacked_seeds import SeedsTrainer
 
 REPO = Path(__file__).resolve().parents[1]
 MATMUL_SIZE = 2048

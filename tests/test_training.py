@@ -385,6 +385,6 @@ def test_a_temperature_control_trains_at_the_matched_runs_end_temperature(tmp_pa
 
 def test_a_training_job_imports_no_analysis_library():
     """A job's start cost is its imports: training never needs pandas, scikit-learn, scipy or matplotlib."""
-    code = "import sys, modgap.train, modgap.batched; print(sorted(set(sys.modules) & {'pandas', 'sklearn', 'scipy', 'matplotlib'}))"
+    code = "import sys, modgap.train; print(sorted(set(sys.modules) & {'pandas', 'sklearn', 'scipy', 'matplotlib'}))"
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert imported.strip() == "[]"

@@ -10,8 +10,11 @@ temperature, its epoch log and its files. The seeds go through the run's anneali
 embeddings, checkpoints in the same format), equal to them within float tolerance: a batched product adds
 in another order than a single one.
 
-It pays where a step's time is per-operation overhead rather than arithmetic, as on a GPU with the small
-towers of the embedded study (docs/scale.md has the measured ratios, on the CPU too).
+What ``training_benchmark.py --seeds S`` and the GPU check time against one seed's steps, outside the package:
+on the CPU it does not pay against the workflow's one job per seed (docs/workflow.md, "Where the time goes"),
+and no rule or command uses it. It may pay where a step's time is per-operation overhead rather than
+arithmetic, as on a GPU with the small towers of the embedded study (docs/scale.md, "Batched seeds"). Import it
+with ``benchmarks/`` on ``sys.path`` (the benchmarks run as scripts from there).
 """
 
 from __future__ import annotations
