@@ -18,7 +18,8 @@ training job gets:
 - the step time fitted over ``--batch-sizes`` as a fixed cost per step plus a cost per sample, the share of
   the step the fixed cost takes at the run's batch size, and the speed-up that removing it entirely would
   bring (the bound on what fewer Python operations or batched seeds can give);
-- with ``--seeds S``: S seeds as one stacked model (modgap.training.stacked_seeds) against S sequential steps.
+- with ``--seeds S``: S seeds as one stacked model (stacked_seeds.py, beside this script) against S
+  sequential steps.
 
 ``--json FILE`` also writes the step figures, one record per experiment and method (benchmarks/gpu_check.sh
 reads them).
@@ -41,9 +42,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from modgap.study.config import DEFAULT_CONFIG, load_config_files
 from modgap.study.plan import resolve_run
-from modgap.training.inputs import stack_batches
-from modgap.training.stacked_seeds import SeedsTrainer
+from modgap.training.loop import BudgetLadder
 from modgap.training.trainer import Trainer
+
+from stacked_seeds import SeedsTrainer
 
 REPO = Path(__file__).resolve().parents[1]
 MATMUL_SIZE = 2048
@@ -116,26 +118,20 @@ def _wall(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def step_timer(trainer: Trainer | SeedsTrainer, steps: int, repeats: int) -> tuple[float, int]:
-    """Seconds per optimiser step of ``trainer`` on its first epoch's batches (best of ``repeats`` runs of
-    ``steps`` steps: the least disturbed by other work on the machine), and the FLOPs of one step
-    (FlopCounterMode: matrix products, forward and backward)."""
-    members = trainer.members if isinstance(trainer, SeedsTrainer) else [trainer]
-    draws = [member.epoch_draws(0) for member in members]
-    data, batch_size, per_epoch = members[0].train_data, trainer.options["batch_size"], trainer.steps_per_epoch
-    horizon = trainer.options["epochs"]
-
-    def batch(step: int):
-        batches = [d.batch(data, step % per_epoch, batch_size) for d in draws]
-        return stack_batches(batches) if isinstance(trainer, SeedsTrainer) else batches[0]
+def step_timer(trainer: BudgetLadder, steps: int, repeats: int) -> tuple[float, int]:
+    """Seconds per optimiser step of ``trainer`` (one seed or stacked seeds) on its first epoch's batches (best
+    of ``repeats`` runs of ``steps`` steps: the least disturbed by other work on the machine), and the FLOPs of
+    one step (FlopCounterMode: matrix products, forward and backward)."""
+    draws = [member.epoch_draws(0) for member in trainer.members]
+    per_epoch, horizon = trainer.steps_per_epoch, trainer.options["epochs"]
 
     def run_steps():
         for step in range(steps):
-            trainer.train_step(batch(step), 0, step % per_epoch, horizon)
-        synchronize(members[0].device)
+            trainer.train_step(trainer.step_batch(draws, step % per_epoch), 0, step % per_epoch, horizon)
+        synchronize(trainer.members[0].device)
 
     with FlopCounterMode(display=False) as counter:
-        trainer.train_step(batch(0), 0, 0, horizon)
+        trainer.train_step(trainer.step_batch(draws, 0), 0, 0, horizon)
     run_steps()  # warm-up
     return best_of(run_steps, repeats) / steps, counter.get_total_flops()
 

@@ -17,7 +17,9 @@ import torch
 from modgap.data.format import load_split
 from modgap.errors import CorruptIntermediateError
 from modgap.training.encode import dump_embeddings
-from modgap.training.trainer import NonFiniteLossError, Trainer, train_run, warmup_cosine
+from modgap.training.loop import NonFiniteLossError
+from modgap.training.schedules import warmup_cosine
+from modgap.training.trainer import Trainer, train_run
 
 MLP_TOWERS = {"trunk": "mlp", "towers": {"image": {"kind": "patch", "patch_size": 28},
               "audio": {"kind": "frames", "frames_per_token": 24, "pool_frames": 4}, "text": {"kind": "tokens"}}}  # fmt: skip
@@ -344,7 +346,7 @@ def test_a_ladder_killed_mid_cooldown_resumes_to_the_same_result(tmp_path, tiny_
 
 
 def test_warmup_stable_decay():
-    from modgap.training.trainer import warmup_stable_decay
+    from modgap.training.schedules import warmup_stable_decay
 
     assert [warmup_stable_decay(s, 4, None, 1) for s in (0, 3, 4, 1000)] == [0.25, 1.0, 1.0, 1.0]
     assert [warmup_stable_decay(s, 4, 10, 4) for s in (9, 10, 11, 13)] == [1.0, 1.0, 0.75, 0.25]
@@ -352,7 +354,7 @@ def test_warmup_stable_decay():
 
 
 def test_annealing_plan():
-    from modgap.training.trainer import Branch, annealing_plan
+    from modgap.training.schedules import Branch, annealing_plan
 
     wsd = {"epochs": 40, "budgets": [10, 20, 40], "lr_schedule": "wsd", "cooldown_fraction": 0.2}
     assert annealing_plan(wsd, schedule_horizon=False) == [[Branch(8, 10), Branch(16, 20), Branch(32, 40)]]
@@ -383,9 +385,6 @@ def test_a_temperature_control_trains_at_the_matched_runs_end_temperature(tmp_pa
 
 def test_a_training_job_imports_no_analysis_library():
     """A job's start cost is its imports: training never needs pandas, scikit-learn, scipy or matplotlib."""
-    code = (
-        "import sys, modgap.training.trainer, modgap.training.stacked_seeds; "
-        "print(sorted(set(sys.modules) & {'pandas', 'sklearn', 'scipy', 'matplotlib'}))"
-    )
+    code = "import sys, modgap.training.trainer; print(sorted(set(sys.modules) & {'pandas', 'sklearn', 'scipy', 'matplotlib'}))"
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert imported.strip() == "[]"

@@ -1,5 +1,5 @@
 """Training of one (experiment, method, seed) run, with per-epoch logs, checkpoints, resume, and the
-test-split embedding dump.
+test-split embedding dump (the training loop itself: modgap.training.loop).
 
 Randomness is derived from (seed, epoch) at every epoch start (batch order,
 caption choice, dropout), so a run resumed from an epoch-boundary checkpoint
@@ -12,14 +12,12 @@ batches from the same initial weights, which the claims check pairs them by.
 from __future__ import annotations
 
 import contextlib
-import copy
 import csv
 import functools
 import hashlib
 import io
 import json
 import logging
-import math
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -38,8 +36,10 @@ from modgap.metrics import measures as metrics
 from modgap.runtime import select_device
 from modgap.training.encode import embed_split, embedding_dump
 from modgap.training.inputs import Batch, SplitInputs
+from modgap.training.loop import BudgetLadder
 from modgap.training.losses import MethodLoss
 from modgap.training.models import build_encoder, load_weights_only, save_trained
+from modgap.training.schedules import annealing_plan
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,6 @@ def remove_resume_state(run_dir: str | Path) -> None:
     checkpoint_path(run_dir).unlink(missing_ok=True)
     for snapshot in run_dir.glob("snapshot_e*.npz"):
         snapshot.unlink()
-
-
-class NonFiniteLossError(ExplainedError, FloatingPointError):
-    pass
 
 
 def input_shapes(manifest: Mapping, modalities) -> dict[str, list[int]]:
@@ -79,54 +75,6 @@ def run_fingerprint(run: Mapping, seed: int, manifest: Mapping) -> str:
     data = {s: {f: m["sha256"] for f, m in info["files"].items()} for s, info in manifest["splits"].items()}
     payload = json.dumps({"run": run, "seed": seed, "data": data}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def warmup_cosine(step: int, total: int, warmup: int) -> float:
-    """Learning-rate multiplier: linear warm-up over ``warmup`` steps, then cosine decay to 0."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def warmup_stable_decay(step: int, warmup: int, cooldown_start: int | None, cooldown_steps: int) -> float:
-    """Learning-rate multiplier of warmup-stable-decay (Hagele et al. 2024): linear warm-up over ``warmup``
-    steps, then 1 (the trunk), and from ``cooldown_start`` a linear decay towards 0 over ``cooldown_steps``
-    (a budget's cooldown branch; None: on the trunk)."""
-    multiplier = (step + 1) / warmup if step < warmup else 1.0
-    if cooldown_start is not None and step >= cooldown_start:
-        multiplier = min(multiplier, 1.0 - (step - cooldown_start) / cooldown_steps)
-    return multiplier
-
-
-@dataclass(frozen=True)
-class Branch:
-    """A budget's cooldown: from the trunk's state after ``start`` epochs, epochs ``start`` to ``budget`` - 1 at
-    a decaying rate give the state evaluated at ``budget`` (start == budget: no cooldown, as under cosine)."""
-
-    start: int
-    budget: int
-
-
-def cooldown_epochs(budget: int, fraction: float) -> int:
-    """Epochs of a budget's cooldown: its last ``fraction``, rounded, at least one."""
-    return max(1, round(fraction * budget))
-
-
-def annealing_plan(options: Mapping, schedule_horizon: bool) -> list[list[Branch]]:
-    """The trunks of a run and the branches each gives, in training order.
-
-    Under ``wsd`` one constant-rate trunk serves every budget of the ladder, each budget's state being a
-    cooldown branch off it, so the ladder costs the trunk plus the branches. A method whose loss weights
-    follow a schedule over the run (``schedule_horizon``: the released alpha/beta schedule) sees another
-    schedule at every budget: each budget then trains its own trunk from the start. Under ``cosine`` the
-    one budget is the run itself.
-    """
-    budgets = options["budgets"] or [options["epochs"]]
-    if options["lr_schedule"] == "cosine":
-        return [[Branch(options["epochs"], options["epochs"])]]
-    branches = [Branch(b - cooldown_epochs(b, options["cooldown_fraction"]), b) for b in budgets]
-    return [[branch] for branch in branches] if schedule_horizon else [branches]
 
 
 def validation_metrics(embeddings: Mapping[str, np.ndarray], labels: np.ndarray, level: str) -> dict[str, float]:
@@ -176,92 +124,9 @@ def make_optimizer(modules: Sequence[nn.Module], options: Mapping) -> torch.opti
     return optimizer(parameters, lr=options["lr"], weight_decay=options["weight_decay"], fused=True)
 
 
-class BudgetLadder:
-    """Training along a run's annealing plan: the order of trunk epochs, cooldown branches, budget snapshots
-    and checkpoints (docs/workflow.md, "Training"), shared by one seed's ``Trainer`` and the stacked seeds of
-    ``modgap.training.stacked_seeds``. A subclass holds ``model``, ``loss`` and ``optimizer``, trains and records an epoch
-    (``record_epoch``), keeps a budget's annealed state (``keep_budget``), resumes (``resume``), builds fresh
-    weights (``build``) and saves checkpoints, and sets ``run``, ``options``, ``trunks``, ``trunk``,
-    ``start_epoch``, ``finished`` (the budgets kept so far) and ``epochs_done``."""
-
-    run: Mapping
-    options: Mapping
-    trunks: list[list[Branch]]
-    trunk: int
-    start_epoch: int
-    finished: list[int]
-    epochs_done: int
-    model: nn.Module
-    loss: nn.Module
-    optimizer: torch.optim.Optimizer
-
-    @property
-    def final_budget(self) -> int:
-        return self.trunks[-1][-1].budget
-
-    def _weights(self) -> dict:
-        return {
-            "model": self.model.state_dict(),
-            "loss": self.loss.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-        }
-
-    def _load_weights(self, state: Mapping) -> None:
-        self.model.load_state_dict(state["model"])
-        self.loss.load_state_dict(state["loss"])
-        self.optimizer.load_state_dict(state["optimizer"])
-
-    def anneal(self, branch: Branch, horizon: int, advance) -> None:
-        """Train a budget's cooldown from the current trunk state and keep that budget's annealed state: the
-        run's final state for the last budget, else a snapshot of its test embeddings, after which the trunk
-        state is restored."""
-        trunk_state = None if branch.budget == self.final_budget else copy.deepcopy(self._weights())
-        for epoch in range(branch.start, branch.budget):
-            advance(self.record_epoch(epoch, branch, horizon))
-        self.keep_budget(branch.budget, snapshot=trunk_state is not None)
-        if trunk_state is not None:
-            self._load_weights(trunk_state)
-
-    def fit(self, progress: bool = False) -> None:
-        """Train every trunk and anneal every budget (docs/workflow.md, "Training"); resumes from a checkpoint
-        at a trunk's epoch boundary."""
-        self.resume()
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            total = sum(b.budget - b.start for t in self.trunks for b in t) + sum(t[-1].start for t in self.trunks)
-            bar = tqdm(total=total, initial=self.epochs_done, desc=self.run["method_name"], unit="epoch")
-
-        def advance(rows: list[dict]) -> None:
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{np.mean([r['loss'] for r in rows]):.3f}", gap=f"{np.mean([r['val_gap'] for r in rows]):.2f}"
-                )
-
-        for index in range(self.trunk, len(self.trunks)):
-            branches = self.trunks[index]
-            horizon = branches[-1].budget
-            if index > self.trunk:
-                self.build()
-                self.start_epoch = 0
-            for epoch in range(self.start_epoch, branches[-1].start + 1):
-                for branch in branches:  # the budgets whose cooldown starts from this state
-                    if branch.start == epoch and branch.budget not in self.finished:
-                        self.anneal(branch, horizon, advance)
-                        self.save_checkpoint(index, epoch)
-                if epoch == branches[-1].start:
-                    break
-                advance(self.record_epoch(epoch, None, horizon))
-                if (epoch + 1) % self.options["checkpoint_every"] == 0:
-                    self.save_checkpoint(index, epoch + 1)
-        if bar is not None:
-            bar.close()
-
-
 class Trainer(BudgetLadder):
-    """Everything one run holds: data, model, objective, optimiser, its annealing plan, and its files."""
+    """Everything one run holds: data, model, objective, optimiser, its annealing plan, and its files (the
+    training loop: ``modgap.training.loop.BudgetLadder``)."""
 
     def __init__(
         self, run: Mapping, data_dir: str | Path, output_dir: str | Path, seed: int, inputs: RunInputs | None = None
@@ -290,11 +155,20 @@ class Trainer(BudgetLadder):
         first = (self.options["budgets"] or [self.options["epochs"]])[0]
         warmup_epochs = first if self.options["lr_schedule"] == "wsd" else self.options["epochs"]
         self.warmup_steps = max(1, int(self.options["warmup_fraction"] * self.steps_per_epoch * warmup_epochs))
+        self.reset_progress()
+        self.build()
+
+    def reset_progress(self) -> None:
+        """At the start of the plan: no epoch logged, no budget kept."""
         self.log_rows: list[dict] = []
         self.finished: list[int] = []  # budgets whose annealed state is kept
         self.temperatures: dict[int, float] = {}  # budget -> temperature of its annealed state
         self.trunk, self.start_epoch = 0, 0
-        self.build()
+
+    @property
+    def members(self) -> list[Trainer]:
+        """The seeds this trainer trains: its own."""
+        return [self]
 
     def build(self) -> None:
         """A fresh model, objective and optimiser, as at the start of a trunk (seeded: every trunk of a run
@@ -311,19 +185,6 @@ class Trainer(BudgetLadder):
         ).to(self.device)
         self.forward = torch.compile(self.model) if self.options["compile"] else self.model
         self.optimizer = make_optimizer([self.model, self.loss], self.options)
-
-    def learning_rate(self, step: int, branch: Branch | None, horizon: int) -> float:
-        """The rate at a step of a trunk (``branch`` None) or of a budget's cooldown; ``horizon``: the epochs
-        of the trunk's longest budget (cosine decays over it)."""
-        lr = self.options["lr"]
-        if self.options["lr_schedule"] == "cosine":
-            return lr * warmup_cosine(step, self.steps_per_epoch * horizon, self.warmup_steps)
-        if branch is None:
-            return lr * warmup_stable_decay(step, self.warmup_steps, None, 1)
-        start = branch.start * self.steps_per_epoch
-        return lr * warmup_stable_decay(
-            step, self.warmup_steps, start, (branch.budget - branch.start) * self.steps_per_epoch
-        )
 
     def autocast(self):
         """bfloat16 autocast where ``train.amp`` asks for it (on the CPU too, for tests of the GPU path)."""
@@ -364,14 +225,6 @@ class Trainer(BudgetLadder):
         log.info("resumed from %s: trunk %d at epoch %d", self.checkpoint_path, self.trunk + 1, self.start_epoch)
         return True
 
-    def _likely_cause(self, epoch: int, step: int) -> str:
-        """Which config keys to look at for a non-finite loss: before the first update it cannot be the
-        learning rate, so the method's temperature and weights; later the run has diverged."""
-        method = f"methods.{self.run['method_name']}"
-        if epoch == 0 and step == 0:
-            return f"it is the first step, before any update: check {method}.temperature, {method}.loss weights and the inputs"
-        return f"the run diverged: lower train.lr or set train.grad_clip (or check {method}.temperature)"
-
     # -- training ------------------------------------------------------------------------------
     def epoch_draws(self, epoch: int) -> EpochDraws:
         """This seed's batch order, captions and partners of an epoch; also seeds torch's global generator
@@ -383,51 +236,17 @@ class Trainer(BudgetLadder):
         partners = self.train_data.partner_choice(generator) if self.options["resample_pairs"] else None
         return EpochDraws(order, captions, partners)
 
-    def set_learning_rate(self, optimizer: torch.optim.Optimizer, epoch: int, step: int, branch, horizon) -> float:
-        lr = self.learning_rate(epoch * self.steps_per_epoch + step, branch, horizon)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        return lr
+    def join_batches(self, batches: list[Batch]) -> Batch:
+        return batches[0]
 
-    def check_finite(self, total: Tensor, terms: Mapping[str, Tensor], epoch: int, step: int) -> None:
-        if not torch.isfinite(total):
-            values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
-            raise NonFiniteLossError(
-                f"seed {self.seed}: non-finite loss at epoch {epoch + 1}, step {step + 1} ({values}); "
-                f"{self._likely_cause(epoch, step)}"
-            )
-
-    def train_epoch(self, epoch: int, branch: Branch | None = None, horizon: int | None = None) -> dict[str, float]:
-        """One epoch of a trunk (``branch`` None) or of a budget's cooldown; ``horizon``: the epochs the loss
-        weights' schedule and a cosine rate run over (default: the run's)."""
-        horizon = horizon or self.options["epochs"]
-        draws = self.epoch_draws(epoch)
-        batch_size = self.options["batch_size"]
-        sums: dict[str, float] = {}
-        self.model.train()
-        started = time.perf_counter()
-        for step in range(self.steps_per_epoch):
-            lr = self.set_learning_rate(self.optimizer, epoch, step, branch, horizon)
-            total, terms = self.train_step(draws.batch(self.train_data, step, batch_size), epoch, step, horizon)
-            total_value, *values = torch.stack([total, *terms.values()]).tolist()  # one read from the device
-            add_step_losses(sums, total_value, dict(zip(terms, values)))
-        return self.epoch_row(epoch, branch, horizon, sums, lr, time.perf_counter() - started)
-
-    def train_step(self, batch: Batch, epoch: int, step: int, horizon: int) -> tuple[Tensor, dict[str, Tensor]]:
-        """One optimiser step on ``batch``, the ``step``-th of an epoch; returns the loss and its unweighted
-        terms (detached)."""
+    def step_losses(self, batch: Batch, position: float, horizon: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss on ``batch`` at the schedule's ``position`` (fractional epoch), and its unweighted terms."""
         with self.autocast():
             embeddings = self.forward(batch.inputs)
-        position = epoch + step / self.steps_per_epoch  # the schedule moves every step, as released
-        total, terms = self.loss(embeddings, position, horizon, batch.sentences, batch.labels)
-        self.check_finite(total, terms, epoch, step)
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if self.options["grad_clip"]:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.options["grad_clip"])
-        self.optimizer.step()
-        self.loss.temperature.clamp_()
-        return total.detach(), {name: value.detach() for name, value in terms.items()}
+        return self.loss(embeddings, position, horizon, batch.sentences, batch.labels)
+
+    def sync_members(self) -> None:
+        """Nothing to do: the trainer's model is its own."""
 
     def epoch_row(self, epoch: int, branch, horizon: int, sums: Mapping[str, float], lr: float, seconds: float) -> dict:
         """The epoch log's row for an epoch whose step losses summed to ``sums``: mean losses, weights, rate,
@@ -462,14 +281,6 @@ class Trainer(BudgetLadder):
             time.perf_counter() - validation_started,
         )
         return row
-
-    def record_epoch(self, epoch: int, branch: Branch | None, horizon: int) -> list[dict]:
-        self.log_rows.append(self.train_epoch(epoch, branch, horizon))
-        return self.log_rows[-1:]
-
-    @property
-    def epochs_done(self) -> int:
-        return len(self.log_rows)
 
     @torch.no_grad()
     def validation_loss(self, embeddings: Mapping[str, np.ndarray], epoch: int, horizon: int) -> float:
@@ -529,13 +340,6 @@ class Trainer(BudgetLadder):
         write_text(log_path, rows_to_csv(self.log_rows))
 
 
-def add_step_losses(sums: dict[str, float], total: float, terms: Mapping[str, float]) -> None:
-    """Add one step's total loss and unweighted terms to an epoch's running sums."""
-    sums["loss"] = sums.get("loss", 0.0) + total
-    for name, value in terms.items():
-        sums[f"loss_{name}"] = sums.get(f"loss_{name}", 0.0) + value
-
-
 def rows_to_csv(rows: list[dict]) -> str:
     columns = list(dict.fromkeys(k for row in rows for k in row))
     buffer = io.StringIO()
@@ -584,18 +388,31 @@ def train_run(
     ``keep_checkpoint``.
     """
     trainer = Trainer(run, data_dir, Path(model_path).parent, seed)
+    return fit_and_save(trainer, [(model_path, log_path, embeddings_path)], keep_checkpoint)[0]
+
+
+def fit_and_save(
+    trainer: BudgetLadder, paths: Sequence[tuple[str | Path, str | Path, str | Path | None]], keep_checkpoint: bool
+) -> list[list[dict]]:
+    """Train every seed of ``trainer`` to the end of its plan and write each seed's files, ``paths``: one
+    (model, epoch log, embeddings or None) per seed, as ``Trainer.save`` takes them; the resume state goes
+    unless ``keep_checkpoint``. Returns every seed's epoch log."""
+    run, lead, seeds = trainer.run, trainer.members[0], [member.seed for member in trainer.members]
     log.info(
-        "training %s / %s, seed %d on %s (CPU kernels: %s): %d parameters, %d steps per epoch",
+        "training %s / %s, %s on %s (CPU kernels: %s): %d parameters, %d steps per epoch",
         run["experiment"],
         run["method_name"],
-        seed,
-        trainer.device,
+        f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds} stacked",
+        lead.device,
         torch.backends.cpu.get_cpu_capability(),
-        sum(p.numel() for p in trainer.model.parameters()),
+        sum(p.numel() for p in lead.model.parameters()),
         trainer.steps_per_epoch,
     )
     trainer.fit(progress=show_progress(run["train"]["progress"]))
-    trainer.save(model_path, log_path, embeddings_path)
+    trainer.sync_members()
+    for member, (model_path, log_path, embeddings_path) in zip(trainer.members, paths):
+        member.save(model_path, log_path, embeddings_path)
     if not keep_checkpoint:
-        remove_resume_state(Path(model_path).parent)
-    return trainer.log_rows
+        for member in trainer.members:
+            remove_resume_state(member.output_dir)
+    return [member.log_rows for member in trainer.members]

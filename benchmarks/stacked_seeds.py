@@ -10,15 +10,17 @@ temperature, its epoch log and its files. The seeds go through the run's anneali
 embeddings, checkpoints in the same format), equal to them within float tolerance: a batched product adds
 in another order than a single one.
 
-It pays where a step's time is per-operation overhead rather than arithmetic, as on a GPU with the small
-towers of the embedded study (docs/scale.md has the measured ratios, on the CPU too).
+What ``training_benchmark.py --seeds S`` and the GPU check time against one seed's steps, outside the package:
+on the CPU it does not pay against the workflow's one job per seed (docs/workflow.md, "Where the time goes"),
+and no rule or command uses it. It may pay where a step's time is per-operation overhead rather than
+arithmetic, as on a GPU with the small towers of the embedded study (docs/scale.md, "Batched seeds"). Import it
+with ``benchmarks/`` on ``sys.path`` (the benchmarks run as scripts from there).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -27,18 +29,9 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from modgap.runtime import select_device
-from modgap.study.method_options import PRETRAINED_TOWER_KINDS
 from modgap.training.inputs import Batch, stack_batches
-from modgap.training.trainer import (
-    Branch,
-    BudgetLadder,
-    RunInputs,
-    Trainer,
-    add_step_losses,
-    make_optimizer,
-    remove_resume_state,
-    show_progress,
-)
+from modgap.training.loop import BudgetLadder
+from modgap.training.trainer import RunInputs, Trainer, fit_and_save, make_optimizer, remove_resume_state
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +45,6 @@ def batching_obstacles(run: Mapping) -> list[str]:
         obstacles.append("train.grad_clip (the gradient norm is per seed)")
     if run["train"]["compile"]:
         obstacles.append("train.compile (it compiles one seed's model)")
-    pretrained = [m for m, tower in run["model"]["towers"].items() if tower["kind"] in PRETRAINED_TOWER_KINDS]
-    if pretrained:
-        obstacles.append(f"a pretrained tower (model.towers.{pretrained[0]}: one published model, not one per seed)")
     return obstacles
 
 
@@ -138,17 +128,13 @@ class SeedsTrainer(BudgetLadder):
                 f"{run['method_name']}: seeds cannot be batched with {tracking[0]} layers (running statistics)"
             )
         lead = self.members[0]
-        self.trunks, self.steps_per_epoch = lead.trunks, lead.steps_per_epoch
+        self.trunks, self.steps_per_epoch, self.warmup_steps = lead.trunks, lead.steps_per_epoch, lead.warmup_steps
         self.trunk, self.start_epoch = 0, 0
         self.stack()
 
     @property
     def finished(self) -> list[int]:
         return self.members[0].finished
-
-    @property
-    def epochs_done(self) -> int:
-        return self.members[0].epochs_done
 
     # -- the stacked model and the members ------------------------------------------------------
     def stack(self) -> None:
@@ -158,8 +144,14 @@ class SeedsTrainer(BudgetLadder):
         self.loss = stack_modules([member.loss for member in self.members])
         self.optimizer = make_optimizer([self.model, self.loss], self.options)
         self.optimizer.load_state_dict(stack_optimizer_states([m.optimizer.state_dict() for m in self.members]))
+        # the stacked weights as vmap takes them (updated in place from here on), and every seed's losses
+        self.states = tuple({**dict(m.named_parameters()), **dict(m.named_buffers())} for m in (self.model, self.loss))
+        self.seeds_losses = {
+            sentences: vmap(self.one_seed_losses, in_dims=(0, 0, 0, 0 if sentences else None, 0, None, None))
+            for sentences in (False, True)
+        }
 
-    def unstack(self, optimizer: bool = False) -> None:
+    def sync_members(self, optimizer: bool = False) -> None:
         """Copy every seed's slice of the stacked weights (and of the optimiser state) into its member."""
         model, loss = self.model.state_dict(), self.loss.state_dict()
         state = self.optimizer.state_dict() if optimizer else None
@@ -189,82 +181,35 @@ class SeedsTrainer(BudgetLadder):
             return  # every member stands at its start, as built and stacked
         log.warning("the seeds' checkpoints stand at different points of the plan: training every seed anew")
         for member in self.members:
-            member.log_rows, member.finished, member.temperatures = [], [], {}
-            member.trunk, member.start_epoch = 0, 0
+            member.reset_progress()
         self.trunk, self.start_epoch = 0, 0
         self.build()
 
     def save_checkpoint(self, trunk: int = 0, epoch: int = 0) -> None:
         """Every seed's own checkpoint, as its sequential run writes it."""
-        self.unstack(optimizer=True)
+        self.sync_members(optimizer=True)
         for member in self.members:
             member.save_checkpoint(trunk, epoch)
 
     def keep_budget(self, budget: int, snapshot: bool) -> None:
-        self.unstack()
+        self.sync_members()
         for member in self.members:
             member.keep_budget(budget, snapshot)
 
     # -- training -----------------------------------------------------------------------------
+    def join_batches(self, batches: list[Batch]) -> Batch:
+        return stack_batches(batches)
+
+    def one_seed_losses(self, model_state, loss_state, inputs, sentences, labels, position: float, horizon: int):
+        """One seed's loss and terms, from its slice of the stacked weights (``vmap`` maps it over the seeds)."""
+        with self.members[0].autocast():
+            embeddings = functional_call(self.model, model_state, (inputs,))
+        return functional_call(self.loss, loss_state, (embeddings, position, horizon, sentences, labels))
+
     def step_losses(self, batch: Batch, position: float, horizon: int) -> tuple[Tensor, dict[str, Tensor]]:
         """Every seed's total loss (S,) and unweighted terms (S,) on its own batch of the stacked ``batch``."""
-        autocast = self.members[0].autocast
-
-        def one_seed(model_state, loss_state, inputs, sentences, labels):
-            with autocast():
-                embeddings = functional_call(self.model, model_state, (inputs,))
-            return functional_call(self.loss, loss_state, (embeddings, position, horizon, sentences, labels))
-
-        model_state = {**dict(self.model.named_parameters()), **dict(self.model.named_buffers())}
-        loss_state = {**dict(self.loss.named_parameters()), **dict(self.loss.named_buffers())}
-        in_dims = (0, 0, 0, None if batch.sentences is None else 0, 0)
-        return vmap(one_seed, in_dims=in_dims)(model_state, loss_state, batch.inputs, batch.sentences, batch.labels)
-
-    def train_step(self, batch: Batch, epoch: int, step: int, horizon: int) -> tuple[Tensor, dict[str, Tensor]]:
-        """One optimiser step of every seed on its slice of the stacked ``batch``; returns the seeds' losses
-        and unweighted terms, each (S,) (detached)."""
-        position = epoch + step / self.steps_per_epoch  # the schedule moves every step, as released
-        totals, terms = self.step_losses(batch, position, horizon)
-        if not bool(torch.isfinite(totals).all()):
-            for index, member in enumerate(self.members):  # the first seed whose loss is not finite
-                member.check_finite(totals[index], {k: v[index] for k, v in terms.items()}, epoch, step)
-        self.optimizer.zero_grad(set_to_none=True)
-        totals.sum().backward()  # each seed's loss depends on its own slice only: the sum's gradient is theirs
-        self.optimizer.step()
-        self.loss.temperature.clamp_()
-        return totals.detach(), {name: value.detach() for name, value in terms.items()}
-
-    def train_epoch(self, epoch: int, branch: Branch | None = None, horizon: int | None = None) -> list[dict]:
-        """One epoch of every seed (see ``Trainer.train_epoch``); returns the seeds' epoch-log rows."""
-        horizon = horizon or self.options["epochs"]
-        lead, batch_size = self.members[0], self.options["batch_size"]
-        draws = [member.epoch_draws(epoch) for member in self.members]
-        sums: list[dict[str, float]] = [{} for _ in self.members]
-        self.model.train()
-        started = time.perf_counter()
-        for step in range(self.steps_per_epoch):
-            lr = lead.set_learning_rate(self.optimizer, epoch, step, branch, horizon)
-            batch = stack_batches([d.batch(lead.train_data, step, batch_size) for d in draws])
-            totals, terms = self.train_step(batch, epoch, step, horizon)
-            values, term_values = totals.tolist(), {name: value.tolist() for name, value in terms.items()}
-            for index, seed_sums in enumerate(sums):
-                add_step_losses(seed_sums, values[index], {name: v[index] for name, v in term_values.items()})
-        seconds = time.perf_counter() - started
-        self.unstack()
-        return [member.epoch_row(epoch, branch, horizon, s, lr, seconds) for member, s in zip(self.members, sums)]
-
-    def record_epoch(self, epoch: int, branch: Branch | None, horizon: int) -> list[dict]:
-        rows = self.train_epoch(epoch, branch, horizon)
-        for member, row in zip(self.members, rows):
-            member.log_rows.append(row)
-        return rows
-
-    def save(self, paths: Sequence[tuple[str | Path, str | Path, str | Path | None]]) -> None:
-        """Write every seed's model, epoch log and (if given) test embeddings: ``paths``, one
-        (model, log, embeddings) per seed, as ``Trainer.save`` takes them."""
-        self.unstack()
-        for member, (model_path, log_path, embeddings_path) in zip(self.members, paths):
-            member.save(model_path, log_path, embeddings_path)
+        seeds_losses = self.seeds_losses[batch.sentences is not None]
+        return seeds_losses(*self.states, batch.inputs, batch.sentences, batch.labels, position, horizon)
 
 
 def train_seeds(
@@ -279,19 +224,4 @@ def train_seeds(
     every seed's epoch log. ``runs``: one for all seeds, or one per seed (see ``SeedsTrainer``). Each seed's
     checkpoint lies beside its model, as its sequential run's."""
     trainer = SeedsTrainer(runs, data_dir, [Path(model).parent for model, _, _ in paths], seeds)
-    run = trainer.run
-    log.info(
-        "training %s / %s, seeds %s batched on %s: %d parameters per seed, %d steps per epoch",
-        run["experiment"],
-        run["method_name"],
-        list(seeds),
-        trainer.members[0].device,
-        sum(p.numel() for p in trainer.members[0].model.parameters()),
-        trainer.steps_per_epoch,
-    )
-    trainer.fit(progress=show_progress(run["train"]["progress"]))
-    trainer.save(paths)
-    if not keep_checkpoint:
-        for member in trainer.members:
-            remove_resume_state(member.output_dir)
-    return [member.log_rows for member in trainer.members]
+    return fit_and_save(trainer, paths, keep_checkpoint)

@@ -1,15 +1,19 @@
-"""Batched seeds: one process training several seeds as one stacked model equals the seeds' sequential runs."""
+"""Stacked seeds (benchmarks/stacked_seeds.py): several seeds trained as one stacked model equal their sequential runs."""
 
 from __future__ import annotations
 
 import csv
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from modgap.training.stacked_seeds import SeedsTrainer, train_seeds
 from modgap.training.trainer import Trainer, match_temperature, train_run
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # stacked seeds live with their benchmark
+from stacked_seeds import SeedsTrainer, train_seeds  # noqa: E402
 
 MLP_TOWERS = {"trunk": "mlp", "towers": {"image": {"kind": "patch", "patch_size": 14},
               "audio": {"kind": "frames", "frames_per_token": 24, "pool_frames": 4}, "text": {"kind": "tokens"}}}  # fmt: skip
