@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import shutil
 import tarfile
 
@@ -203,3 +204,19 @@ def test_accepted_extra_recordings_are_named_in_the_verdict(tmp_path, monkeypatc
     monkeypatch.setattr("modgap.verdict.claims.check_claims", lambda *args: [])  # the header alone
     report = claims_report(runs, {"baseline": "clip_lt", "methods": ["ours"], "confidence": 0.95}, data_notes=notes)
     assert report.startswith(f"Data: {notes[0]}\n\nNo experiment has runs")
+
+
+def test_a_folder_named_like_a_recording_is_named_in_one_line(tmp_path):
+    folder = few_recordings(tmp_path / "recordings")
+    (folder / "1_bob_3.wav").mkdir()
+    with pytest.raises(
+        AvMnistFormatError, match=re.escape(f"{folder}/1_bob_3.wav: cannot be read as a recording (Is a directory)")
+    ):
+        load_fsdd(tmp_path, FEATURES, accept_extra=True)
+
+
+def test_a_recording_of_nan_samples_is_refused_not_silence(tmp_path):
+    folder = few_recordings(tmp_path / "recordings")
+    soundfile.write(folder / "2_bob_0.wav", np.full(800, np.nan, dtype=np.float32), 8000, subtype="FLOAT")
+    with pytest.raises(AvMnistFormatError, match=re.escape(f"{folder}/2_bob_0.wav: holds NaN or infinite samples")):
+        load_fsdd(tmp_path, FEATURES, accept_extra=True)

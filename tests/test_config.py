@@ -592,3 +592,40 @@ def test_anchors_aliases_and_merge_keys_are_no_duplicates(tmp_path):
         "train": {"lr": 0.1, "epochs": 3},
         "other": {"lr": 0.1, "epochs": 2},
     }
+
+
+@pytest.mark.parametrize("content", [bytes(range(128, 256)), b"\xff\xfe\x00bad"], ids=["binary", "utf16-bom"])
+def test_a_config_file_that_is_not_text_is_named_in_one_line(tmp_path, content):
+    path = tmp_path / "junk.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ExplainedError, match=re.escape(f"{path}: not YAML (not UTF-8 text: byte 0 cannot be read)")):
+        load_config_files([REPO / "config.yaml", path])
+
+
+def test_local_copies_and_their_digests():
+    from modgap.data.sources import local_copies
+    from modgap.io import tree_digest
+
+    config = {
+        "source": "avmnist",
+        "mnist": {"extracted": "/m"},
+        "fsdd": {"extracted": None},
+        "esc50": {"extracted": "/e"},
+    }
+    assert local_copies(config) == {"mnist.extracted": "/m", "esc50.extracted": "/e"}
+    assert tree_digest("/nonexistent/folder") == "missing"
+
+
+def test_a_local_copy_gets_another_digest_when_a_file_is_added_or_changed(tmp_path):
+    from modgap.io import tree_digest
+
+    (tmp_path / "recordings").mkdir()
+    (tmp_path / "recordings" / "0_a_0.wav").write_bytes(b"one")
+    (tmp_path / ".git").mkdir()
+    first = tree_digest(tmp_path)
+    (tmp_path / ".git" / "index").write_bytes(b"hidden: not read")
+    assert tree_digest(tmp_path) == first
+    (tmp_path / "recordings" / "1_a_0.wav").write_bytes(b"two")
+    second = tree_digest(tmp_path)
+    (tmp_path / "recordings" / "1_a_0.wav").write_bytes(b"owt")
+    assert len({first, second, tree_digest(tmp_path)}) == 3

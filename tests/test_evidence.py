@@ -680,3 +680,50 @@ def test_a_column_an_experiment_does_not_measure_is_no_missing_value():
     assert runs_problem(runs, ["gap", "tv_r1", "ta_r1"]) == (
         "run triple/a/seed1: ta_r1 is nan; a check reads finite values only"
     )
+
+
+def test_an_empty_definition_cell_is_named_not_a_traceback(tmp_path, capsys, repo):
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump(STUDY))
+    runs = runs_table(tmp_path)
+    table = pd.read_csv(runs)
+    table.insert(3, "definition", "")
+    table.to_csv(runs, index=False)
+    code, out, err = cli(
+        capsys, "claims", "--runs", runs, "--default-config", repo / "config.yaml", "--configfile", study
+    )
+    assert (code, out) == (1, "") and "  - e/ours: its runs were made by definition (none), this configuration" in err
+
+
+def test_a_metric_missing_from_every_run_of_an_experiment_gives_no_verdict(tmp_path):
+    runs = runs_table(tmp_path)
+    pd.read_csv(runs).assign(gap=np.nan).to_csv(runs, index=False)  # only an R@1 column may be unmeasured
+    with pytest.raises(
+        CorruptIntermediateError, match="run e/clip_lt/seed0: gap is nan; a check reads finite values only"
+    ):
+        claims_report(runs, CLAIMS)
+
+
+def test_modgap_claims_advises_a_rebuild_only_for_the_study_table_and_with_its_config(
+    tmp_path, monkeypatch, capsys, repo
+):
+    monkeypatch.delenv("MODGAP_RERUN", raising=False)
+    monkeypatch.chdir(tmp_path)
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump(STUDY))
+    tables = Path("results/tables")
+    tables.mkdir(parents=True)
+    for name in ("runs.csv", "other.csv"):
+        (tables / name).write_text("experiment,method\ne,ours\n")
+    arguments = ["--default-config", repo / "config.yaml", "--configfile", study]
+    code, _, err = cli(capsys, "claims", "--runs", tables / "runs.csv", *arguments)
+    rebuild = f"snakemake --cores all --configfile {study} --forcerun results/tables/runs.csv"
+    assert (code, err) == (
+        2,
+        f"modgap claims: results/tables/runs.csv: damaged runs table (no column seed); rebuild it with `{rebuild}`\n",
+    )
+    code, _, err = cli(capsys, "claims", "--runs", tables / "other.csv", *arguments)
+    assert (code, err) == (
+        2,
+        f"modgap claims: results/tables/other.csv: damaged runs table (no column seed); {OUTSIDE_THE_STUDY}\n",
+    )

@@ -9,16 +9,19 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 import time
 from pathlib import Path
 
 from modgap import your_embeddings as compare
 from modgap.embeddings import external_files as external
-from modgap.errors import ExplainedError
+from modgap.errors import RERUN_VARIABLE, CorruptIntermediateError, ExplainedError, corrupt
 from modgap.io import OutputFolderError, check_output_folder, write_json, write_text
 from modgap.study.config import DEFAULT_CONFIG, ConfigError, load_config_files
 from modgap.study.model_specs import DEFAULT_PROMPT
+from modgap.study.paths import RUNS_TABLE
 from modgap.study.plan import definition_digests, evaluated_runs, ladders, method_labels, paper_references
 from modgap.study.schema import bound_problems, section_defaults
 from modgap.verdict.claims import claims_report, definition_mismatch, mismatch
@@ -32,7 +35,26 @@ def claims_command(arguments: argparse.Namespace) -> int:
         print(f"{arguments.runs}: not found; run the study first (snakemake --cores all)", file=sys.stderr)
         return 2
     config = load_config_files([arguments.default_config, *arguments.configfile])
+    # advice to rebuild a damaged table names the study's own command, and only for the study's own table
+    given = [part for path in arguments.configfile for part in ("--configfile", str(path))]
+    os.environ.setdefault(RERUN_VARIABLE, shlex.join(["snakemake", "--cores", "all", *given]))
+    own_table = arguments.runs.resolve() == (Path.cwd() / RUNS_TABLE).resolve()
+    try:
+        return _claims(arguments, config)
+    except CorruptIntermediateError as error:
+        if own_table:
+            raise
+        raise corrupt(error.path, error.what, error.detail, rebuildable=False) from None
+
+
+def _claims(arguments: argparse.Namespace, config: dict) -> int:
     runs = read_runs(arguments.runs)
+    if "definition" not in runs:
+        print(
+            f"note: {arguments.runs} has no definition column (written by an older modgap): which configuration "
+            "made its runs is not checked",
+            file=sys.stderr,
+        )
     problems = mismatch(runs, evaluated_runs(config)) + definition_mismatch(runs, definition_digests(config))
     if problems:
         given = " ".join(f"--configfile {p}" for p in arguments.configfile) or "config.yaml alone"

@@ -21,7 +21,12 @@ class ExplainedError(Exception):
 
 
 class CorruptIntermediateError(ExplainedError, RuntimeError):
-    """A file written by an earlier stage is unreadable or incomplete; the message names it and how to rebuild it."""
+    """A file written by an earlier stage is unreadable or incomplete; the message names it and how to rebuild it
+    (``path``, ``what`` and ``detail`` keep its parts, so a caller that knows better can reword the advice)."""
+
+    def __init__(self, message: str, path: str | Path, what: str, detail: str):
+        super().__init__(message)
+        self.path, self.what, self.detail = path, what, detail
 
 
 def study_command(argv: Sequence[str]) -> str:
@@ -36,14 +41,15 @@ def rebuild_command(path: str | Path) -> str:
     return f"{command} --forcerun {shlex.quote(str(path))}"
 
 
-def corrupt(path: str | Path, what: str, error: BaseException | str) -> CorruptIntermediateError:
+def corrupt(
+    path: str | Path, what: str, error: BaseException | str, rebuildable: bool = True
+) -> CorruptIntermediateError:
     """The error for a damaged (unreadable or incomplete) ``path`` (a ``what``): for an intermediate of the
-    study in this folder (under results/), with the command that rebuilds it; for a file from elsewhere, which
-    no rerun of this study remakes, with no command."""
+    study in this folder (under results/, and ``rebuildable``), with the command that rebuilds it; for a file
+    from elsewhere, which no rerun of this study remakes, with no command."""
     detail = error if isinstance(error, str) else f"{type(error).__name__}: {' '.join(str(error).split())}"  # one line
-    if not Path(path).resolve().is_relative_to(Path.cwd().resolve() / "results"):
-        return CorruptIntermediateError(
-            f"{path}: damaged {what} ({detail}); it is not an intermediate of a study in this folder (results/), "
-            "so fix it or make it again where it was made"
-        )
-    return CorruptIntermediateError(f"{path}: damaged {what} ({detail}); rebuild it with `{rebuild_command(path)}`")
+    if rebuildable and Path(path).resolve().is_relative_to(Path.cwd().resolve() / "results"):
+        advice = f"rebuild it with `{rebuild_command(path)}`"
+    else:
+        advice = "it is not an intermediate of a study in this folder (results/), so fix it or make it again where it was made"
+    return CorruptIntermediateError(f"{path}: damaged {what} ({detail}); {advice}", path, what, detail)

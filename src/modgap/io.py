@@ -237,6 +237,24 @@ def file_digest(path: str | Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def tree_digest(path: str | Path) -> str:
+    """The SHA-256 of a file, or of every file under a folder (names and contents, hidden entries left out),
+    so that a local copy that gains, loses or changes a file gets another digest whatever its modification
+    times; "missing" where nothing is there (the preparation names what it lacks)."""
+    root = Path(path)
+    if root.is_file():
+        return file_digest(root)
+    if not root.is_dir():
+        return "missing"
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+    listing = "\n".join(f"{p.relative_to(root).as_posix()} {file_digest(p)}" for p in files)
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
 def read_json(path: str | Path) -> Any:
     with open(path) as handle:
         return json.load(handle)

@@ -22,13 +22,13 @@ ANALYSIS_ENV = "../../envs/analysis.yaml"
 from modgap.verdict.calibration import cell_margins
 from modgap.study.config import ConfigError, load_config, typed_overrides
 from modgap.data import preparation_module
-from modgap.data.sources import SOURCES, remote_files
+from modgap.data.sources import SOURCES, local_copies, remote_files
 from modgap.study.code_deps import module_file, package_modules
 from modgap.errors import RERUN_VARIABLE, study_command
 from modgap.verdict.evidence import withdraw_verdict
-from modgap.io import file_digest, remove_stale_temporaries_under
+from modgap.io import file_digest, remove_stale_temporaries_under, tree_digest
 from modgap.logs import print_at_exit, report_killed_jobs
-from modgap.study.paths import embeddings_path, metrics_path, model_path, prepared, train_log_path
+from modgap.study.paths import RUNS_TABLE, embeddings_path, metrics_path, model_path, prepared, train_log_path
 from modgap.study.plan import (
     POSTHOC_METHOD,
     batch_size_key,
@@ -124,6 +124,12 @@ def embedding_gpu(experiment):
     """GPUs an embedding job takes: 1 where it will run on CUDA, else 0 (as wants_gpu for training)."""
     device = embedding_options(study, experiment)["device"]
     return int(device == "cuda" or (device == "auto" and local_gpus() > 0))
+
+
+@functools.cache
+def local_copy_digests(dataset):
+    """config key -> digest of each local copy a data set is prepared from (modgap.io.tree_digest)."""
+    return {key: tree_digest(path) for key, path in local_copies(study["datasets"][dataset]).items()}
 
 
 def trained_datasets():

@@ -31,6 +31,8 @@ rule prepare_dataset:
         directory(prepared("{dataset}")),
     params:
         dataset=lambda wildcards: canonical(study["datasets"][wildcards.dataset]),
+        # what a local copy holds: a recording added to or damaged in an `extracted` folder re-prepares
+        local_copies=lambda wildcards: local_copy_digests(wildcards.dataset),
     log:
         "results/logs/prepare/{dataset}.log",
     benchmark:

@@ -63,7 +63,7 @@ rule tables:
         metrics=metrics_files(),
         code=code("tables.py", data=("reference/paper_table.csv",)),
     output:
-        runs_csv="results/tables/runs.csv",
+        runs_csv=RUNS_TABLE,
         main_csv=report(
             "results/tables/main.csv",
             caption="../report/main_table.rst",

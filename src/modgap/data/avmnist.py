@@ -105,7 +105,11 @@ def _recordings(location: Path) -> Iterator[tuple[str, str, bytes]]:
     if location.is_dir():
         folder = location / "recordings" if (location / "recordings").is_dir() else location
         for path in sorted(folder.glob("*.wav")):
-            yield path.name, str(path), path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except OSError as error:  # a folder, a dangling link, no permission
+                raise AvMnistFormatError(f"{path}: cannot be read as a recording ({error.strerror})") from None
+            yield path.name, str(path), data
         return
     try:
         with tarfile.open(location, "r:*") as archive:
@@ -158,6 +162,8 @@ def load_fsdd(
             elif hashlib.md5(data).hexdigest() != expected:
                 raise AvMnistFormatError(f"{origin}: MD5 does not match the FSDD release ({expected})")
         wave, rate = read_wav(data, origin)
+        if not np.isfinite(wave).all():
+            raise AvMnistFormatError(f"{origin}: holds NaN or infinite samples, which no recording can")
         if wave.size == 0:
             counts["skipped_empty"] += 1
             continue

@@ -110,3 +110,15 @@ SOURCES = {
 def remote_files(config: Mapping) -> list[tuple[RemoteFile, str | None]]:
     """(file, mirror) pairs a data set needs downloaded; an ``extracted`` copy needs none."""
     return SOURCES[config["source"]].downloads(config)
+
+
+def local_copies(config: Mapping, prefix: str = "") -> dict[str, str]:
+    """config key -> folder of every local copy a data set reads instead of a download (its ``extracted``
+    keys that are set, in any section)."""
+    found = {}
+    for key, value in config.items():
+        if key == "extracted" and value:
+            found[f"{prefix}{key}"] = str(value)
+        elif isinstance(value, Mapping):
+            found.update(local_copies(value, f"{prefix}{key}."))
+    return found

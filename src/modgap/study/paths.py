@@ -9,6 +9,9 @@ from __future__ import annotations
 RESULTS = "results"
 
 
+RUNS_TABLE = f"{RESULTS}/tables/runs.csv"  # one row per run: what the tables, figures and verdict read
+
+
 def prepared(dataset: str) -> str:
     """The prepared data set (a folder in the common format)."""
     return f"{RESULTS}/data/{dataset}"

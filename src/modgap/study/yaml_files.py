@@ -42,7 +42,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def read_yaml(path: str | Path) -> Any:
-    """The YAML document of ``path``, a key given twice in one mapping refused (DuplicateKeyError). OSError
-    and yaml.YAMLError pass through for the caller to name."""
-    with open(path) as handle:
-        return yaml.load(handle, Loader=_UniqueKeyLoader)  # noqa: S506 (a subclass of the safe loader)
+    """The YAML document of ``path``, a key given twice in one mapping refused (DuplicateKeyError), a file
+    that is not UTF-8 text too (ExplainedError). OSError and yaml.YAMLError pass through for the caller to
+    name."""
+    with open(path, encoding="utf-8") as handle:
+        try:
+            return yaml.load(handle, Loader=_UniqueKeyLoader)  # noqa: S506 (a subclass of the safe loader)
+        except UnicodeDecodeError as error:
+            raise ExplainedError(f"{path}: not YAML (not UTF-8 text: byte {error.start} cannot be read)") from None

@@ -483,7 +483,7 @@ def load_weights_only(path, what: str, device: torch.device | str = "cpu", advic
             detail = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         if advice is None:
             raise corrupt(path, what, detail) from None
-        raise CorruptIntermediateError(f"{path}: damaged {what} ({detail}); {advice}") from None
+        raise CorruptIntermediateError(f"{path}: damaged {what} ({detail}); {advice}", path, what, detail) from None
 
 
 def save_trained(path, payload: Mapping) -> None:

@@ -431,7 +431,7 @@ def check_claims(
     compared = runs[runs["method"].isin({name for _, *names in pairs for name in names})]
     r1 = retrieval_columns(runs)
     problem = (
-        runs_problem(compared, ["gap", *r1], list(GROUP_COLUMNS))
+        runs_problem(compared, ["gap"], list(GROUP_COLUMNS), optional=list(r1))
         if r1
         else "no R@1 column with a value (tv_r1, ta_r1 or pair_r1_<anchor>_<other>): claim 1 has nothing to compare"
     )
@@ -618,7 +618,7 @@ def definition_mismatch(runs: pd.DataFrame, expected: Mapping[str, str]) -> list
     keys, problems = runs["experiment"] + "/" + runs["method"], []
     for key, digest in expected.items():  # every row: one seed's run made otherwise is not this study's either
         made = runs[keys == key]
-        other = made[made["definition"] != digest]
+        other = made[made["definition"] != digest].fillna({"definition": "(none)"})
         if len(other):
             which = "" if len(other) == len(made) else f" of seeds {', '.join(map(str, other['seed']))}"
             problems.append(

@@ -45,17 +45,19 @@ def _read_number(value):
     return value
 
 
-def runs_problem(runs: pd.DataFrame, finite: Sequence[str], finite_unless_noted: Sequence[str] = ()) -> str | None:
+def runs_problem(
+    runs: pd.DataFrame, finite: Sequence[str], finite_unless_noted: Sequence[str] = (), optional: Sequence[str] = ()
+) -> str | None:
     """Why a runs table (one row per run) cannot enter a check: a value of ``finite`` or
     ``finite_unless_noted`` columns that ``value_problem`` refuses, a collapse flag that is not one, or runs
-    of one experiment on different test sets. The problem names the run and the column. A column no run of an
-    experiment has a value in was not measured there (the R@1 of a modality the experiment lacks); a column
-    the table lacks is named as such."""
-    absent = [key for key in (*finite, *finite_unless_noted, "collapsed") if key not in runs]
+    of one experiment on different test sets. The problem names the run and the column. An ``optional`` column
+    that no run of an experiment has a value in was not measured there (the R@1 of a modality the experiment
+    lacks); every other column is read in every run; a column the table lacks is named as such."""
+    absent = [key for key in (*finite, *finite_unless_noted, *optional, "collapsed") if key not in runs]
     if absent:
         return f"no column {', '.join(absent)}"
     for experiment, block in runs.groupby("experiment", sort=False):
-        measured = [key for key in (*finite, *finite_unless_noted) if key in block and block[key].notna().any()]
+        measured = [*finite, *finite_unless_noted, *(key for key in optional if block[key].notna().any())]
         rows = block.to_dict("records")
         for row in rows:
             noted = isinstance(row.get("notes"), str) and bool(row["notes"])
