@@ -25,7 +25,7 @@ from modgap.data.avmnist import (
 )
 from modgap.data.format import FORMAT_VERSION, data_notes
 from modgap.io import write_json
-from modgap.verdict.claims import claims_report
+from modgap.verdict.report import claims_report
 
 MNIST = SHARED / "data" / "mnist" / "raw"
 FSDD = SHARED / "data" / "fsdd"
@@ -201,7 +201,7 @@ def test_accepted_extra_recordings_are_named_in_the_verdict(tmp_path, monkeypatc
     ]
     runs = tmp_path / "runs.csv"
     runs.write_text("experiment,method,seed\n")
-    monkeypatch.setattr("modgap.verdict.claims.check_claims", lambda *args: [])  # the header alone
+    monkeypatch.setattr("modgap.verdict.report.check_claims", lambda *args: [])  # the header alone
     report = claims_report(runs, {"baseline": "clip_lt", "methods": ["ours"], "confidence": 0.95}, data_notes=notes)
     assert report.startswith(f"Data: {notes[0]}\n\nNo experiment has runs")
 

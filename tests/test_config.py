@@ -442,7 +442,7 @@ def test_definition_digests_follow_what_runs_depend_on(config_dict):
 def test_definition_mismatch_names_the_runs_of_another_definition():
     import pandas as pd
 
-    from modgap.verdict.claims import definition_mismatch
+    from modgap.verdict.evidence import definition_mismatch
 
     runs = pd.DataFrame({"experiment": ["e", "e"], "method": ["a", "b"], "seed": [0, 0], "definition": ["x1", "y1"]})
     assert definition_mismatch(runs, {"e/a": "x1", "e/b": "y1"}) == []

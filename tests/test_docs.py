@@ -9,7 +9,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")  # [text](target)
-# Repository paths quoted in prose, e.g. `presets/regime_map.yaml` or `src/modgap/verdict/claims.py`.
+# Repository paths quoted in prose, e.g. `presets/regime_map.yaml` or `src/modgap/verdict/decision.py`.
 QUOTED_PATH = re.compile(r"`((?:presets|docs|workflow|src|benchmarks|profiles|envs|tests)/[\w./-]*\w)`")
 
 

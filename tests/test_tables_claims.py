@@ -14,18 +14,17 @@ from scipy import stats as scipy_stats
 
 from modgap.cli import main as cli
 from modgap.errors import CorruptIntermediateError
-from modgap.verdict.claims import (
+from modgap.verdict.decision import (
     FAILS,
     HOLDS,
     HOLDS_BELOW_MARGIN,
     INCONCLUSIVE,
     NO_ROOM,
     check_claims,
-    claims_report,
-    format_report,
     retrieval_columns,
 )
 from modgap.verdict.evidence import UnusableRunsError
+from modgap.verdict.report import claims_report, format_report
 from modgap.verdict.stats import PairedSample, holm_levels, mcnemar_exact
 from modgap.verdict.tables import (
     aggregate,

@@ -24,8 +24,8 @@ from modgap.study.model_specs import DEFAULT_PROMPT
 from modgap.study.paths import RUNS_TABLE
 from modgap.study.plan import definition_digests, evaluated_runs, ladders, method_labels, paper_references
 from modgap.study.schema import bound_problems, section_defaults
-from modgap.verdict.claims import claims_report, definition_mismatch, mismatch
-from modgap.verdict.evidence import read_runs
+from modgap.verdict.evidence import definition_mismatch, mismatch, read_runs
+from modgap.verdict.report import claims_report
 
 
 def claims_command(arguments: argparse.Namespace) -> int:
@@ -49,12 +49,6 @@ def claims_command(arguments: argparse.Namespace) -> int:
 
 def _claims(arguments: argparse.Namespace, config: dict) -> int:
     runs = read_runs(arguments.runs)
-    if "definition" not in runs:
-        print(
-            f"note: {arguments.runs} has no definition column (written by an older modgap): which configuration "
-            "made its runs is not checked",
-            file=sys.stderr,
-        )
     problems = mismatch(runs, evaluated_runs(config)) + definition_mismatch(runs, definition_digests(config))
     if problems:
         given = " ".join(f"--configfile {p}" for p in arguments.configfile) or "config.yaml alone"
@@ -73,6 +67,12 @@ def _claims(arguments: argparse.Namespace, config: dict) -> int:
         labels=method_labels(config),
     )
     print(report, end="")
+    if "definition" not in runs:
+        print(
+            f"note: {arguments.runs} has no definition column (written by an older modgap): which configuration "
+            "made its runs was not checked",
+            file=sys.stderr,
+        )
     return 0
 
 

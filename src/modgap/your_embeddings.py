@@ -12,7 +12,8 @@ from pathlib import Path
 from modgap.embeddings.external_files import FORMATS, MAX_ARRAY_BYTES, EmbeddingFileError, Embeddings, load, refuse
 from modgap.embeddings.fingerprints import distinct_runs, embeddings_digest, one_test_set
 from modgap.metrics.per_run import is_collapsed, measure
-from modgap.verdict.claims import check_claims, format_report
+from modgap.verdict.decision import check_claims
+from modgap.verdict.report import format_report
 from modgap.verdict.tables import runs_frame
 
 # The metric options a result records beside its numbers.
@@ -200,7 +201,7 @@ def compare(
     progress=lambda stage: None,
 ):
     """The claims check of one method's per-seed embeddings against a baseline's: (verdicts report, runs
-    table). ``claims``: the check's options (modgap.verdict.claims), whose ``baseline`` and ``methods`` name the
+    table). ``claims``: the check's options (modgap.verdict.decision), whose ``baseline`` and ``methods`` name the
     two folders; ``paper_reference``: the paper's data set whose effects set the margins (modgap.verdict.paper). Every
     file must hold the first one's modalities and test set (modgap.verdict.evidence.one_test_set), and no two files of
     one folder the same embeddings (modgap.verdict.evidence.distinct_runs)."""

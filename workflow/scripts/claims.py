@@ -1,8 +1,8 @@
-"""Check the paper's claims on the per-seed runs and show the verdicts (modgap.verdict.claims)."""
+"""Check the paper's claims on the per-seed runs and show the verdicts (modgap.verdict.report)."""
 
 import _checkout  # noqa: F401 (first: this checkout's modgap)
 
-from modgap.verdict.claims import claims_report
+from modgap.verdict.report import claims_report
 from modgap.data.format import data_notes
 from modgap.io import write_text
 from modgap.logs import log_to_file

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from modgap.io import write_text
-from modgap.verdict.claims import change_converged
+from modgap.verdict.decision import change_converged
 from modgap.verdict.paper import margins as paper_margins
 from modgap.verdict.stats import PairedSample
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +121,37 @@ def withdraw_verdict(verdict: str | Path) -> bool:
         file=sys.stderr,
     )
     return True
+
+
+def definition_mismatch(runs: pd.DataFrame, expected: Mapping[str, str]) -> list[str]:
+    """The (experiment, method) pairs of ``runs`` made by another definition than ``expected``
+    (``<evaluation>/<method>`` -> modgap.study.plan.definition_digest); tables without the column are not checked."""
+    if "definition" not in runs:
+        return []
+    keys, problems = runs["experiment"] + "/" + runs["method"], []
+    for key, digest in expected.items():  # every row: one seed's run made otherwise is not this study's either
+        made = runs[keys == key]
+        other = made[made["definition"] != digest].fillna({"definition": "(none)"})
+        if len(other):
+            which = "" if len(other) == len(made) else f" of seeds {', '.join(map(str, other['seed']))}"
+            problems.append(
+                f"{key}: its runs{which} were made by definition "
+                f"{', '.join(dict.fromkeys(other['definition']))}, this configuration defines {digest}"
+            )
+    return problems
+
+
+def mismatch(runs: pd.DataFrame, expected: Iterable[tuple[str, str, int]]) -> list[str]:
+    """How the (experiment, method, seed) runs of ``runs`` differ from ``expected`` (empty when they match)."""
+    expected = {(e, m, int(s)) for e, m, s in expected}
+    found = set(zip(runs["experiment"], runs["method"], runs["seed"].astype(int))) if len(runs) else set()
+    problems = []
+    for label, runs_ in (
+        ("missing from the results", expected - found),
+        ("not in the configuration", found - expected),
+    ):
+        if runs_:
+            listed = ", ".join(f"{e}/{m}/seed{s}" for e, m, s in sorted(runs_)[:5])
+            more = f" and {len(runs_) - 5} more" if len(runs_) > 5 else ""
+            problems.append(f"{len(runs_)} runs {label}: {listed}{more}")
+    return problems

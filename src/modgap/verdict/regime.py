@@ -1,7 +1,7 @@
 """The regime map: every comparison of a study's budget ladders placed against how far apart the
 baseline keeps the modalities. One row per (experiment, method, budget): the knob's setting, CLIP's and
 the method's gaps and temperatures, the paired differences with their intervals and margins, the per-claim
-states, and where the ladder converged (modgap.verdict.claims.convergence). Its figure and the files of the workflow's
+states, and where the ladder converged (modgap.verdict.decision.convergence). Its figure and the files of the workflow's
 regime map: modgap.figures.regime."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from modgap.study.display import method_label
-from modgap.verdict.claims import RETRIEVAL_COLUMNS, check_claims
+from modgap.verdict.decision import RETRIEVAL_COLUMNS, check_claims
 
 DIFFERENCES = {"v_measure": "ΔV-Measure", "knn_acc": "ΔkNN", **{k: f"Δ{v}" for k, v in RETRIEVAL_COLUMNS.items()}}
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from modgap.verdict.claims import check_claims
+from modgap.verdict.decision import check_claims
 
 
 def holm_states(runs: pd.DataFrame, claims: Mapping, ladders: Mapping, references: Mapping) -> dict[str, str]:

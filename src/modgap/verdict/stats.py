@@ -35,6 +35,15 @@ class Interval:
     def half_width(self) -> float:
         return (self.high - self.low) / 2.0
 
+    def shown(self, digits: int = 1, signed: bool = True) -> str:
+        """As the claims check prints it: the estimate and its bounds, or that it is one seed's value."""
+        sign = "+" if signed else ""
+        if math.isnan(self.estimate):
+            return "n/a"
+        if self.is_point:
+            return f"{self.estimate:{sign}.{digits}f} (point value, one seed)"
+        return f"{self.estimate:{sign}.{digits}f} [{self.low:{sign}.{digits}f}, {self.high:{sign}.{digits}f}]"
+
     def exp(self) -> Interval:
         """The interval of exp(x), for quantities tested on the log scale (ratios)."""
         return Interval(_exp(self.estimate), _exp(self.low), _exp(self.high), self.n)
