@@ -1,0 +1,1 @@
+"""Figures of the study (docs/workflow.md), one module per figure so each can be rebuilt alone."""

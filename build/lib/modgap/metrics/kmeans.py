@@ -1,0 +1,146 @@
+"""KMeans: Lloyd's algorithm from greedy k-means++ seeds, best of ``n_init`` runs, as scikit-learn runs it.
+
+Same seeding rule, tolerance and stopping test as scikit-learn's ``KMeans``. The ``n_init`` runs go side
+by side: each seeding or Lloyd step of every run is one wide product with the data, which reads the
+data once instead of once per run; once few points change cluster, a step moves only those between
+the per-cluster sums instead of summing every cluster again. (Bounds that skip distance computations, Elkan's or Hamerly's,
+prune little on embeddings: in hundreds of dimensions a point's distances to all centres are close.)
+
+The random draws differ from scikit-learn's, so clusterings can differ where KMeans has several local
+optima; an empty cluster keeps its previous centre (scikit-learn moves it to a far point).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Clustering:
+    labels: np.ndarray
+    inertia: float
+    iterations: int
+    flop: float  # floating-point operations of the distance products of all runs (for benchmarks)
+
+
+def _squared_distances(points: np.ndarray, point_norms: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """(n_points, n_centres) squared Euclidean distances, clipped at 0 against rounding."""
+    distances = points @ centres.T
+    distances *= -2.0
+    distances += point_norms[:, None]
+    distances += np.einsum("ij,ij->i", centres, centres)[None, :]
+    return np.maximum(distances, 0.0, out=distances)
+
+
+def local_trials(k: int) -> int:
+    """Candidates drawn per k-means++ step: scikit-learn's 2 + log(k)."""
+    return 2 + int(np.log(k))
+
+
+def kmeans_plus_plus(
+    points: np.ndarray, point_norms: np.ndarray, k: int, n_init: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Greedy k-means++ seeds for ``n_init`` runs at once: (n_init, k, d).
+
+    Each step draws 2 + log(k) candidates per run with probability proportional to the squared distance to
+    the nearest seed so far and keeps the one that lowers the run's total the most (scikit-learn's rule).
+    """
+    n = len(points)
+    trials = local_trials(k)
+    seeds = np.empty((n_init, k), dtype=np.int64)
+    seeds[:, 0] = rng.integers(n, size=n_init)
+    closest = _squared_distances(points, point_norms, points[seeds[:, 0]])  # (n, n_init): to the nearest seed
+    runs = np.arange(n_init)
+    for step in range(1, k):
+        cumulative = np.cumsum(closest, axis=0, dtype=np.float64)
+        draws = rng.random((n_init, trials)) * cumulative[-1][:, None]
+        candidates = np.stack([np.searchsorted(cumulative[:, run], draws[run]) for run in runs]).clip(max=n - 1)
+        distances = _squared_distances(points, point_norms, points[candidates.ravel()]).reshape(n, n_init, trials)
+        lowered = np.minimum(distances, closest[:, :, None], out=distances)
+        best = np.argmin(lowered.sum(axis=0), axis=1)
+        seeds[:, step] = candidates[runs, best]
+        closest = lowered[:, runs, best]
+    return points[seeds]
+
+
+def kmeans(
+    points: np.ndarray, k: int, *, n_init: int = 10, random_state: int = 0, max_iter: int = 300, tol: float = 1e-4
+) -> Clustering:
+    """The lowest-inertia clustering of ``n_init`` Lloyd runs from k-means++ seeds.
+
+    A run stops when no label changes, or when its centres move by at most ``tol`` times the data's mean
+    per-feature variance in total squared distance (its labels are then those of the final centres), or
+    after ``max_iter`` steps: scikit-learn's tests.
+    """
+    points = np.ascontiguousarray(points)
+    if not np.isfinite(points).all():
+        raise ValueError("KMeans: the points contain NaN or infinite values")
+    if not 1 <= k <= len(points):
+        raise ValueError(f"KMeans needs 1 <= k <= {len(points)} points, got k={k}")
+    n, d = points.shape
+    rng = np.random.default_rng(random_state)
+    point_norms = np.einsum("ij,ij->i", points, points)
+    # the mean per-feature variance: mean squared norm minus the squared norm of the mean, over d
+    spread = point_norms.mean(dtype=np.float64) - np.sum(points.mean(axis=0, dtype=np.float64) ** 2)
+    tolerance = tol * float(spread) / d
+    centres = kmeans_plus_plus(points, point_norms, k, n_init, rng)  # (n_init, k, d)
+    flop = 2.0 * n * d * n_init * (1 + (k - 1) * local_trials(k) + k)  # seeding, and the final labels below
+    labels = np.full((n_init, n), -1, dtype=np.int64)
+    sums, counts = np.zeros((n_init, k, d)), np.zeros((n_init, k))
+    active = np.ones(n_init, dtype=bool)
+    iterations = np.zeros(n_init, dtype=np.int64)
+    for _ in range(max_iter):
+        runs = np.flatnonzero(active)
+        # every active run's nearest centres in one product: the highest x.c - |c|^2 / 2
+        scores = points @ centres[runs].reshape(-1, d).T
+        flop += 2.0 * n * d * len(runs) * k
+        scores -= 0.5 * np.einsum("rkd,rkd->rk", centres[runs], centres[runs]).reshape(1, -1)
+        assigned = scores.reshape(n, len(runs), k).argmax(axis=2).T  # (runs, n)
+        _update_sums(sums, counts, points, runs, labels[runs], assigned, k)
+        unchanged = (assigned == labels[runs]).all(axis=1)
+        labels[runs] = assigned
+        iterations[runs] += 1
+        present = counts[runs, :, None] > 0
+        updated = np.where(present, sums[runs] / np.maximum(counts[runs, :, None], 1), centres[runs])
+        shift = np.sum((updated - centres[runs]) ** 2, axis=(1, 2))
+        centres[runs] = updated
+        active[runs[unchanged | (shift <= tolerance)]] = False
+        if not active.any():
+            break
+    # labels of the final centres (scikit-learn's last E-step), and every run's inertia
+    distances = _squared_distances(points, point_norms, centres.reshape(-1, d)).reshape(n, n_init, k)
+    labels = distances.argmin(axis=2).T
+    inertia = np.take_along_axis(distances, labels.T[:, :, None], axis=2)[:, :, 0].sum(axis=0, dtype=np.float64)
+    best = int(np.argmin(inertia))
+    return Clustering(labels[best], float(inertia[best]), int(iterations[best]), flop)
+
+
+def _update_sums(
+    sums: np.ndarray,
+    counts: np.ndarray,
+    points: np.ndarray,
+    runs: np.ndarray,
+    previous: np.ndarray,
+    assigned: np.ndarray,
+    k: int,
+) -> None:
+    """Bring the runs' per-cluster sums and counts up to date with their new labels, in place.
+
+    Both are products with one-hot matrices, one row per (run, cluster): of all points while most of
+    them move (the first step), later of the moved points only, +1 for the new cluster, -1 for the old."""
+    run_of, point_of = np.nonzero(assigned != previous)
+    if len(point_of) > len(points):
+        one_hot = np.zeros((len(runs) * k, len(points)), dtype=points.dtype)
+        one_hot[(assigned + k * np.arange(len(runs))[:, None]).ravel(), np.tile(np.arange(len(points)), len(runs))] = 1
+        sums[runs] = (one_hot @ points).reshape(len(runs), k, -1)
+        counts[runs] = one_hot.sum(axis=1).reshape(len(runs), k)
+        return
+    moves = np.zeros((len(runs) * k, len(point_of)), dtype=points.dtype)
+    column = np.arange(len(point_of))
+    moves[run_of * k + assigned[run_of, point_of], column] = 1
+    was = previous[run_of, point_of]
+    moves[(run_of * k + was)[was >= 0], column[was >= 0]] = -1
+    sums[runs] += (moves @ points[point_of]).reshape(len(runs), k, -1)
+    counts[runs] += moves.sum(axis=1).reshape(len(runs), k)

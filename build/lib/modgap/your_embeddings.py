@@ -1,0 +1,230 @@
+"""Embeddings made elsewhere, measured: one set with the study's whole metric set (``evaluate``, ``markdown``:
+``modgap evaluate``), and one model's per-seed sets against a baseline's, paired by file name, through the
+claims check (``compare``: ``modgap compare``). Files are read and checked by modgap.embeddings.external_files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from modgap.embeddings.external_files import FORMATS, MAX_ARRAY_BYTES, EmbeddingFileError, Embeddings, load, refuse
+from modgap.embeddings.fingerprints import distinct_runs, embeddings_digest, one_test_set
+from modgap.metrics.per_run import is_collapsed, measure
+from modgap.verdict.decision import check_claims
+from modgap.verdict.report import format_report
+from modgap.verdict.tables import runs_frame
+
+# The metric options a result records beside its numbers.
+REPORTED_OPTIONS = (
+    "recall_at",
+    "kmeans_k",
+    "kmeans_n_init",
+    "kmeans_random_state",
+    "knn_k",
+    "knn_test_fraction",
+    "knn_seed",
+    "knn_split",
+)
+
+
+def evaluate(
+    embeddings: Embeddings, options, *, level: str = "instance", anchor: str | None = None, progress=lambda stage: None
+) -> dict:
+    """The whole metric set of checked embeddings (modgap.metrics.per_run.measure), with what was measured."""
+    names = list(embeddings.modalities)
+    anchor = anchor or ("text" if "text" in names else names[0])
+    if anchor not in names:
+        raise refuse(embeddings.source, f"no modality '{anchor}' to retrieve from (it has {', '.join(names)})")
+    if level == "class" and embeddings.labels is None:
+        raise refuse(embeddings.source, "class-level retrieval needs labels (an array 'labels', or --labels)")
+    results = {
+        "source": embeddings.source,
+        "n_items": embeddings.n_items,
+        "width": embeddings.width,
+        "modalities": names,
+        "anchor": anchor,
+        "retrieval": level,
+    }
+    if embeddings.labels is not None:
+        results["n_labelled"] = int((embeddings.labels >= 0).sum())
+    measured = measure(
+        embeddings.modalities,
+        embeddings.labels,
+        level,
+        options,
+        anchor=anchor,
+        progress=progress,
+        text_captions=embeddings.captions,
+        text_caption_item=embeddings.caption_item,
+    )
+    notes = embeddings.notes + measured.pop("notes")
+    results.update(measured)
+    results["collapsed"] = is_collapsed(results, options["collapse"])
+    results["notes"] = notes
+    results["options"] = {key: options[key] for key in REPORTED_OPTIONS}
+    return results
+
+
+def _number(value, digits: int = 2) -> str:
+    if value is None or isinstance(value, float) and math.isnan(value):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def markdown(results: dict) -> str:
+    """The results of ``evaluate`` as a Markdown report."""
+    names = results["modalities"]
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    lines = [
+        f"# Embeddings of {results['source']}",
+        "",
+        f"{results['n_items']} items x {results['width']}-d, modalities {', '.join(names)}; retrieval at the "
+        f"{results['retrieval']} level from '{results['anchor']}'.",
+    ]
+    if results["notes"]:
+        lines += ["", *[f"- note: {note}" for note in results["notes"]]]
+    if results["collapsed"]:
+        lines += [
+            "",
+            "- **collapsed**: the encoder cannot tell inputs apart (retrieval below twice chance, or one "
+            "modality's rows all one point)",
+        ]
+    lines += [
+        "",
+        "## Gap (per modality pair)",
+        "",
+        "| pair | centroid distance (L2M) | true-pair distance (L2I) | RMG | true-pair cosine |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for a, b in pairs:
+        lines.append(
+            f"| {a}-{b} | {_number(results[f'gap_{a}_{b}'], 3)} | {_number(results[f'true_pair_distance_{a}_{b}'], 3)} "
+            f"| {_number(results[f'rmg_{a}_{b}'], 3)} | {_number(results[f'cos_true_pairs_{a}_{b}'], 3)} |"
+        )
+    if len(pairs) > 1:
+        lines.append(
+            f"| mean | {_number(results['gap'], 3)} | {_number(results['true_pair_distance'], 3)} "
+            f"| {_number(results['rmg'], 3)} | {_number(results['cos_true_pairs'], 3)} |"
+        )
+    lines += [
+        "",
+        "## Spread (per modality)",
+        "",
+        "| modality | mean intra-modality cosine | uniformity (t = 2) |",
+        "|---|---:|---:|",
+    ]
+    lines += [
+        f"| {m} | {_number(results[f'intra_cos_{m}'], 3)} | {_number(results[f'uniformity_{m}'], 3)} |" for m in names
+    ]
+    ks = results["options"]["recall_at"]
+    lines += [
+        "",
+        f"## Retrieval ({results['retrieval']} level, percent; chance R@1 {_number(results['r1_chance'])})",
+        "",
+        "| query -> target | " + " | ".join(f"R@{k}" for k in ks) + " |",
+        "|---|" + "---:|" * len(ks),
+    ]
+    anchor = results["anchor"]
+    for other in (m for m in names if m != anchor):
+        for query, target in ((anchor, other), (other, anchor)):
+            lines.append(
+                f"| {query} -> {target} | "
+                + " | ".join(_number(results.get(f"r{k}_{query}_{target}"), 1) for k in ks)
+                + " |"
+            )
+    lines += ["", "## Group-wise (percent)", ""]
+    if "n_labelled" not in results or not results["n_labelled"]:
+        lines.append("Skipped: no labels.")
+    else:
+        k = int(results["kmeans_k"]) if not math.isnan(results.get("kmeans_k", math.nan)) else "-"
+        lines += [
+            f"KMeans k = {k} ({results['options']['kmeans_n_init']} starts) on all modalities' labelled rows; "
+            f"{results['options']['knn_k']}-NN on a {results['options']['knn_split']} split "
+            f"(seed {results['options']['knn_seed']}).",
+            "",
+            "| V-Measure | homogeneity | completeness | NMI | ARI | kNN |",
+            "|---:|---:|---:|---:|---:|---:|",
+            "| "
+            + " | ".join(
+                _number(results[key], 1)
+                for key in ("v_measure", "homogeneity", "completeness", "nmi", "ari", "knn_acc")
+            )
+            + " |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def paired_files(baseline: str | Path, method: str | Path) -> list[tuple[str, Path, Path]]:
+    """(run name, baseline file, method file) for every embedding file of two folders, paired by file name
+    (one file per seed); a file without its partner is refused."""
+    if Path(baseline).resolve() == Path(method).resolve():
+        raise EmbeddingFileError(f"{method}: the baseline's folder too; a model compared with itself has no verdict")
+    found = {}
+    for folder in (Path(baseline), Path(method)):
+        if not folder.is_dir():
+            raise EmbeddingFileError(f"{folder}: not a folder of embedding files")
+        found[folder] = {
+            p.name: p
+            for p in sorted(folder.iterdir())
+            if p.is_file() and p.suffix.lower() in FORMATS and p.suffix.lower() != ".npy"
+        }
+        if not found[folder]:
+            raise EmbeddingFileError(
+                f"{folder}: no embedding file ({', '.join(f for f in FORMATS if f != '.npy')}; one per seed)"
+            )
+    (first, a), (second, b) = found.items()
+    for folder, names, other in ((first, a, b), (second, b, a)):
+        lonely = sorted(set(names) - set(other))
+        if lonely:
+            partner = second if folder == first else first
+            raise EmbeddingFileError(
+                f"{folder / lonely[0]}: no file of the same name in {partner} (runs pair by file name)"
+            )
+    return [(Path(name).stem, a[name], b[name]) for name in a]
+
+
+def compare(
+    baseline: str | Path,
+    method: str | Path,
+    options,
+    claims,
+    *,
+    level: str = "instance",
+    anchor: str | None = None,
+    modalities: Sequence[str] | None = None,
+    budget: int | None = None,
+    experiment: str = "external",
+    paper_reference: str | None = None,
+    max_array_bytes: int = MAX_ARRAY_BYTES,
+    progress=lambda stage: None,
+):
+    """The claims check of one method's per-seed embeddings against a baseline's: (verdicts report, runs
+    table). ``claims``: the check's options (modgap.verdict.decision), whose ``baseline`` and ``methods`` name the
+    two folders; ``paper_reference``: the paper's data set whose effects set the margins (modgap.verdict.paper). Every
+    file must hold the first one's modalities and test set (modgap.verdict.evidence.one_test_set), and no two files of
+    one folder the same embeddings (modgap.verdict.evidence.distinct_runs)."""
+    records, first = [], None
+    fingerprints: dict[str, list[tuple[str, str]]] = {claims["baseline"]: [], claims["methods"][0]: []}
+    for run, *files in paired_files(baseline, method):
+        for name, path in zip((claims["baseline"], claims["methods"][0]), files):
+            progress(str(path))
+            embeddings = load([path], modalities=modalities, budget=budget, max_array_bytes=max_array_bytes)
+            found = list(embeddings.modalities)
+            if first is None:
+                first = path, found, embeddings.item_set
+            elif found != first[1]:
+                raise refuse(
+                    path,
+                    f"holds {', '.join(found)}, {first[0]} {', '.join(first[1])}: paired runs "
+                    "must measure the same modalities",
+                )
+            one_test_set([(str(first[0]), first[2]), (str(path), embeddings.item_set)])
+            fingerprints[name].append((str(path), embeddings_digest(embeddings.modalities)))
+            distinct_runs(fingerprints[name])
+            record = evaluate(embeddings, options, level=level, anchor=anchor)
+            records.append({"experiment": experiment, "method": name, "seed": run, **record})
+    frame = runs_frame(records).drop(columns=["options", "modalities"])
+    families = check_claims(frame, claims, references={experiment: paper_reference})
+    return format_report(families, claims), frame
