@@ -56,3 +56,19 @@ def test_readme_is_a_front_door():
     assert len(readme.splitlines()) <= 200
     assert "https://arxiv.org/abs/2601.18525" in readme and "https://github.com/ispamm/ModGap" in readme  # sources
     assert "snakemake --cores all" in readme and 'pip install -e ".[test]"' in readme  # install and run
+
+
+def test_layout_names_every_module_of_the_package(repo):
+    """docs/layout.md, "The package", names every module under its stage (a line at the margin that names a
+    folder opens a stage; names at the margin outside a stage are top-level modules)."""
+    section = (repo / "docs" / "layout.md").read_text().partition("## The package")[2].partition("\n## ")[0]
+    block = section.partition("```\n")[2].partition("```")[0]
+    named, stage = set(), "."
+    for line in block.splitlines():
+        if line[:1].strip():  # at the margin: a stage folder, or top-level modules
+            stage = line.split()[0].rstrip("/") if line.split()[0].endswith("/") else "."
+        names = re.findall(r"\b\w+\.py\b", line.split("  ")[0] if line[:1].strip() else line.strip().split("  ")[0])
+        named |= {str(Path(stage, name)) for name in names}
+    root = repo / "src" / "modgap"
+    modules = {str(p.relative_to(root)) for p in root.rglob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    assert sorted(modules - named) == [] and sorted(named - modules) == []
