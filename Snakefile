@@ -38,3 +38,4 @@ onsuccess:
 onerror:
     report_killed_jobs("results/logs", since=STARTED)
     withdraw_verdict("results/claims.txt")
+    withdraw_verdict(VERDICT_TABLE)

@@ -6,7 +6,9 @@ import pandas as pd
 
 from modgap.figures import cosine, curves, latent
 from modgap.figures.style import plt
+from modgap.verdict.decision import check_claims
 from modgap.verdict.regime import regime_markdown
+from modgap.verdict.verdict_table import verdict_table
 
 LABELS = {"clip_lt": "Baseline CLIP", "ours": "Ours, renamed"}  # display names, in display order
 
@@ -77,7 +79,7 @@ def test_budget_and_regime_figures_name_the_baseline_and_methods_by_their_labels
             row |= {key: 1.0, f"{key}_low": 0.5, f"{key}_high": 1.5, f"{key}_margin": 0.5}
         rows.append(row)
     frame = pd.DataFrame(rows)
-    figure = budget.plot(frame, {"baseline": "clip_lt"}, LABELS)
+    figure = budget.plot(frame, "clip_lt", LABELS)
     legend = [text.get_text() for text in figure.legends[0].get_texts()]
     plt.close(figure)
     assert legend == ["Baseline CLIP", "Ours, renamed"]
@@ -104,8 +106,10 @@ def test_the_budget_figure_of_a_baseline_only_study_says_there_is_no_comparison(
     runs.to_csv(tmp_path / "runs.csv", index=False)
     claims = {"baseline": "clip_lt", "methods": ["ours"], "controls": [], "confidence": 0.95, "min_seeds": 3,
               "retrieval_tolerance": 5.0, "margin_fraction": 0.5}  # fmt: skip
-    budget.make(tmp_path / "runs.csv", {"e": [(10, "e@10")]}, {}, claims, tmp_path / "b.pdf", tmp_path / "b.png")
+    families = check_claims(pd.read_csv(tmp_path / "runs.csv"), claims, {"e": [(10, "e@10")]}, {})
+    verdict_table(families, claims["confidence"]).to_csv(tmp_path / "verdict.csv", index=False)
+    budget.make(tmp_path / "verdict.csv", "clip_lt", tmp_path / "b.pdf", tmp_path / "b.png")
     assert (tmp_path / "b.png").stat().st_size > 0
-    figure = budget.plot(pd.DataFrame(), claims)
+    figure = budget.plot(pd.DataFrame(), "clip_lt")
     assert "no comparison" in " ".join(t.get_text() for t in figure.axes[0].texts)
     plt.close(figure)

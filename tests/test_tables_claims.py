@@ -36,6 +36,7 @@ from modgap.verdict.tables import (
     read_metrics,
     write_tables,
 )
+from modgap.verdict.verdict_table import read_verdict_table, verdict_table
 
 CLAIMS = {"baseline": "clip_lt", "methods": ["ours"], "controls": [], "confidence": 0.95,
           "retrieval_tolerance": 5.0, "margin_fraction": 0.5, "min_seeds": 3}  # fmt: skip
@@ -490,3 +491,27 @@ def test_stability_lists_every_check_of_both_seed_sets_and_counts_the_difference
     assert (
         differ >= 1 and "| verdict: e, ours vs clip_lt, claim 2 (V-Measure) | holds | inconclusive | **no** |" in table
     )
+
+
+def test_the_verdict_table_holds_what_the_report_says(tmp_path):
+    """The claims rule writes the check once, as text and as data; the data's deciding rows carry the report's
+    Holm states and estimates, every budget its per-claim states, and a float survives the file to the bit."""
+    runs = ladder_runs({10: CLEAR, 20: CLEAR, 40: CLEAR})
+    families = check_claims(runs, CLAIMS, LADDER, LADDER_REFERENCES)
+    table = verdict_table(families, CLAIMS["confidence"])
+    headline = families[0].comparisons[0]
+    assert table["budget"].tolist() == [10, 20, 40] and table["deciding"].tolist() == [False, False, True]
+    deciding = table[table["deciding"]].iloc[0]
+    assert [deciding[f"claim{c.claim.number}_holm"] for c in headline.checks] == [c.state for c in headline.checks]
+    v_measure = next(p for p in headline.parts() if "v_measure" in p.columns)
+    assert deciding["v_measure"] == v_measure.intervals(CLAIMS["confidence"])["v_measure"].estimate
+    assert deciding["p_hold_v_measure"] == v_measure.p_hold and deciding["state_v_measure"] == v_measure.state
+    for rung, (_, row) in zip(headline.ladder, table.iterrows()):
+        assert [row[f"claim{c.claim.number}"] for c in rung.comparison.checks] == [
+            c.per_claim_state for c in rung.comparison.checks
+        ]
+    table.to_csv(tmp_path / "verdict.csv", index=False)
+    again = read_verdict_table(tmp_path / "verdict.csv")
+    assert again["v_measure"].tolist() == table["v_measure"].tolist()  # bit for bit
+    single = verdict_table(check_claims(paired_runs(CLEAR), CLAIMS, None, CIFAR), CLAIMS["confidence"])
+    assert single["budget"].isna().all() and single["deciding"].tolist() == [True]

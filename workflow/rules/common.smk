@@ -28,7 +28,7 @@ from modgap.errors import RERUN_VARIABLE, study_command
 from modgap.verdict.evidence import withdraw_verdict
 from modgap.io import file_digest, remove_stale_temporaries_under, tree_digest
 from modgap.logs import print_at_exit, report_killed_jobs
-from modgap.study.paths import RUNS_TABLE, embeddings_path, metrics_path, model_path, prepared, train_log_path
+from modgap.study.paths import RUNS_TABLE, VERDICT_TABLE, embeddings_path, metrics_path, model_path, prepared, train_log_path
 from modgap.study.plan import (
     POSTHOC_METHOD,
     batch_size_key,

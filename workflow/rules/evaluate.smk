@@ -106,7 +106,8 @@ rule claims:
         data=trained_datasets(),  # what the verdict must say about them (modgap.data.format.data_notes)
         code=code("claims.py", data=("reference/paper_table.csv",)),
     output:
-        report("results/claims.txt", caption="../report/claims.rst", category="Claims"),
+        text=report("results/claims.txt", caption="../report/claims.rst", category="Claims"),
+        table=VERDICT_TABLE,
     params:
         claims=canonical(study["claims"]),
         expected=evaluated_runs(study),
@@ -153,17 +154,15 @@ rule dose_response:
 
 rule regime_map_outputs:
     input:
-        runs=rules.tables.output.runs_csv,
-        code=code("regime_map.py", data=("reference/paper_table.csv",)),
+        verdict=VERDICT_TABLE,
+        code=code("regime_map.py"),
     output:
         csv=report("results/tables/regime_map.csv", caption="../report/regime_map.rst", category="Regime map"),
         md="results/tables/regime_map.md",
         pdf="results/figures/regime_map.pdf",
         png=report("results/figures/regime_map.png", caption="../report/regime_map.rst", category="Regime map"),
     params:
-        claims=study["claims"],
-        ladders=ladders(study),
-        references=REFERENCES,
+        baseline=study["claims"]["baseline"],
         knobs={e["name"]: resolve_model(e["name"])["towers"]["image"].get("patch_size") for e in study["experiments"]},
         modality_counts=MODALITY_COUNTS,
         labels=DISPLAY_NAMES,

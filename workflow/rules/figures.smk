@@ -103,8 +103,8 @@ rule figure_dose_response:
 
 rule figure_budget:
     input:
-        runs=rules.tables.output.runs_csv,
-        code=code("figure_budget.py", data=("reference/paper_table.csv",)),
+        verdict=VERDICT_TABLE,
+        code=code("figure_budget.py"),
     output:
         pdf="results/figures/budget.pdf",
         png=report(
@@ -114,9 +114,7 @@ rule figure_budget:
             labels={"figure": "budget ladder"},
         ),
     params:
-        ladders=ladders(study),
-        references=REFERENCES,
-        claims=study["claims"],
+        baseline=study["claims"]["baseline"],
         labels=DISPLAY_NAMES,
     log:
         "results/logs/figures/budget.log",

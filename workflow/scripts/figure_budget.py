@@ -7,10 +7,8 @@ from modgap.logs import log_to_file
 
 with log_to_file(snakemake.log[0]):
     budget.make(
-        snakemake.input.runs,
-        snakemake.params.ladders,
-        snakemake.params.references,
-        snakemake.params.claims,
+        snakemake.input.verdict,
+        snakemake.params.baseline,
         snakemake.output.pdf,
         snakemake.output.png,
         snakemake.params.labels,

@@ -2,15 +2,13 @@
 
 import _checkout  # noqa: F401 (first: this checkout's modgap)
 
-from modgap.logs import log_to_file
 from modgap.figures.regime import make
+from modgap.logs import log_to_file
 
 with log_to_file(snakemake.log[0]):
     make(
-        snakemake.input.runs,
-        snakemake.params.claims,
-        snakemake.params.ladders,
-        snakemake.params.references,
+        snakemake.input.verdict,
+        snakemake.params.baseline,
         snakemake.params.knobs,
         snakemake.params.modality_counts,
         "image patch size",

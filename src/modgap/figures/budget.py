@@ -1,7 +1,8 @@
 """The budget figure: how each comparison moves along its budget ladder. One row per experiment; the
 gaps of the methods and the baseline, and the paired ΔV-Measure and ΔkNN (method - baseline, with
-their intervals and margins, dashed), against the training budget. The numbers are the claims check's ladders
-(through modgap.verdict.regime.regime_table), so figure and claims.txt cannot disagree."""
+their intervals and margins, dashed), against the training budget. The numbers are the claims check's ladders,
+read from the verdict table the claims rule writes (modgap.verdict.verdict_table), so figure and claims.txt
+cannot disagree."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ import pandas as pd
 
 from modgap.figures.style import PAGE_WIDTH, apply_style, method_colors, plt, save
 from modgap.study.display import method_label
-from modgap.verdict.regime import regime_table
+from modgap.verdict.verdict_table import laddered, read_verdict_table
 
 DELTAS = (("v_measure", "ΔV-Measure (points)"), ("knn_acc", "ΔkNN (points)"))
 
 
-def plot(frame: pd.DataFrame, claims: Mapping, labels: Mapping[str, str] | None = None):
-    """``frame``: the regime table's rows (modgap.verdict.regime.regime_table), one per experiment, method, budget."""
+def plot(frame: pd.DataFrame, baseline: str, labels: Mapping[str, str] | None = None):
+    """``frame``: the verdict table's laddered rows, one per experiment, method, budget; ``baseline``: the
+    claims' baseline."""
     apply_style()
     if frame.empty:  # a study of the baseline alone (a calibration): nothing to compare
         figure, axis = plt.subplots(figsize=(PAGE_WIDTH, 1.0))
@@ -26,14 +28,14 @@ def plot(frame: pd.DataFrame, claims: Mapping, labels: Mapping[str, str] | None 
         axis.text(
             0.5,
             0.5,
-            f"No run of claims.methods beside {claims['baseline']} in this study: no comparison.",
+            f"No run of claims.methods beside {baseline} in this study: no comparison.",
             ha="center",
             va="center",
         )
         return figure
     experiments = list(dict.fromkeys(frame["experiment"]))
     figure, axes = plt.subplots(len(experiments), 3, figsize=(PAGE_WIDTH, 1.9 * len(experiments) + 0.4), squeeze=False)
-    colors = method_colors([claims["baseline"], *dict.fromkeys(frame["method"])], labels)
+    colors = method_colors([baseline, *dict.fromkeys(frame["method"])], labels)
     for row, experiment in zip(axes, experiments):
         block = frame[frame["experiment"] == experiment]
         budgets = sorted(block["budget"].unique())
@@ -47,8 +49,8 @@ def plot(frame: pd.DataFrame, claims: Mapping, labels: Mapping[str, str] | None 
                     lines["baseline_gap"],
                     marker="o",
                     markersize=3,
-                    color=colors[claims["baseline"]],
-                    label=method_label(claims["baseline"], labels),
+                    color=colors[baseline],
+                    label=method_label(baseline, labels),
                 )
             row[0].plot(
                 x,
@@ -85,13 +87,10 @@ def plot(frame: pd.DataFrame, claims: Mapping, labels: Mapping[str, str] | None 
 
 
 def make(
-    runs_csv: str | Path,
-    ladders: Mapping[str, list],
-    references: Mapping[str, str | None],
-    claims: Mapping,
+    verdict_csv: str | Path,
+    baseline: str,
     pdf_path: str | Path,
     png_path: str | Path,
     labels: Mapping[str, str] | None = None,
 ) -> None:
-    table = regime_table(pd.read_csv(runs_csv), claims, ladders, references, {}, {})
-    save(plot(table[table["family"] == "verdict"], claims, labels), pdf_path, png_path)
+    save(plot(laddered(read_verdict_table(verdict_csv), "verdict"), baseline, labels), pdf_path, png_path)

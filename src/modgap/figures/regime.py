@@ -10,7 +10,8 @@ import pandas as pd
 from modgap.figures.style import PAGE_WIDTH, apply_style, method_colors, plt, save
 from modgap.io import write_text
 from modgap.study.display import method_label
-from modgap.verdict.regime import DIFFERENCES, regime_markdown, regime_table
+from modgap.verdict.regime import DIFFERENCES, regime_markdown
+from modgap.verdict.verdict_table import read_verdict_table, with_settings
 
 
 def plot(table: pd.DataFrame, knob: str, baseline: str, labels: Mapping[str, str] | None = None):
@@ -57,10 +58,8 @@ def plot(table: pd.DataFrame, knob: str, baseline: str, labels: Mapping[str, str
 
 
 def make(
-    runs_csv,
-    claims,
-    ladders,
-    references,
+    verdict_csv,
+    baseline: str,
     knobs,
     modality_counts,
     knob: str,
@@ -70,13 +69,14 @@ def make(
     png_path,
     labels=None,
 ) -> pd.DataFrame:
-    """Write the map's table (CSV, Markdown) and figure; ``labels``: the configuration's display names."""
-    table = regime_table(pd.read_csv(runs_csv), claims, ladders, references, knobs, modality_counts)
+    """Write the map's table (CSV, Markdown) and figure from the verdict table; ``labels``: the configuration's
+    display names."""
+    table = with_settings(read_verdict_table(verdict_csv), knobs, modality_counts)
     write_text(csv_path, table.to_csv(index=False))
     verdict = table[table["family"] == "verdict"]  # the controls: in the CSV
-    write_text(md_path, regime_markdown(verdict, knob, claims["baseline"], labels))
+    write_text(md_path, regime_markdown(verdict, knob, baseline, labels))
     if not verdict.empty:
-        save(plot(verdict, knob, claims["baseline"], labels), pdf_path, png_path)
+        save(plot(verdict, knob, baseline, labels), pdf_path, png_path)
     else:
         save(plt.figure(), pdf_path, png_path)
     return table

@@ -10,6 +10,7 @@ RESULTS = "results"
 
 
 RUNS_TABLE = f"{RESULTS}/tables/runs.csv"  # one row per run: what the tables, figures and verdict read
+VERDICT_TABLE = f"{RESULTS}/tables/verdict.csv"  # the claims check as data: what its figures read
 
 
 def prepared(dataset: str) -> str:

@@ -191,6 +191,40 @@ def format_report(families: Sequence[Family], claims: Mapping, labels: Mapping[s
     return "\n".join(lines) + "\n"
 
 
+def checked_runs(
+    runs_csv: str | Path,
+    claims: Mapping,
+    expected: Iterable[tuple[str, str, int]] | None = None,
+    ladders: Mapping[str, list[tuple[int, str]]] | None = None,
+    references: Mapping[str, str | None] | None = None,
+) -> list[Family]:
+    """The claims check of ``runs_csv``, decided; with ``expected`` runs, a table that lacks any (or holds
+    others) is refused as a damaged intermediate instead of giving a verdict."""
+    runs = read_runs(runs_csv)
+    if expected is not None:
+        problems = mismatch(runs, expected)
+        if problems:
+            raise corrupt(runs_csv, "runs table", "; ".join(problems))
+    try:
+        return check_claims(runs, claims, ladders, references)
+    except UnusableRunsError as error:
+        raise corrupt(runs_csv, "runs table", str(error)) from None
+
+
+def report_text(
+    families: Sequence[Family],
+    claims: Mapping,
+    provenance: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    data_notes: Sequence[str] = (),
+) -> str:
+    """claims.txt: ``provenance``, a first line naming the configuration; ``labels``: the configuration's display
+    names of its methods; ``data_notes``: lines on the data the runs were trained on
+    (modgap.data.format.data_notes), shown after it."""
+    header = "".join(f"{line}\n\n" for line in [provenance] if line) + "".join(f"Data: {n}\n\n" for n in data_notes)
+    return header + format_report(families, claims, labels)
+
+
 def claims_report(
     runs_csv: str | Path,
     claims: Mapping,
@@ -201,18 +235,6 @@ def claims_report(
     labels: Mapping[str, str] | None = None,
     data_notes: Sequence[str] = (),
 ) -> str:
-    """The claims check of ``runs_csv``; with ``expected`` runs, a table that lacks any (or holds
-    others) is refused as a damaged intermediate instead of giving a verdict. ``provenance``: a first line
-    naming the configuration; ``labels``: the configuration's display names of its methods; ``data_notes``:
-    lines on the data the runs were trained on (modgap.data.format.data_notes), shown after it."""
-    runs = read_runs(runs_csv)
-    if expected is not None:
-        problems = mismatch(runs, expected)
-        if problems:
-            raise corrupt(runs_csv, "runs table", "; ".join(problems))
-    try:
-        families = check_claims(runs, claims, ladders, references)
-    except UnusableRunsError as error:
-        raise corrupt(runs_csv, "runs table", str(error)) from None
-    header = "".join(f"{line}\n\n" for line in [provenance] if line) + "".join(f"Data: {n}\n\n" for n in data_notes)
-    return header + format_report(families, claims, labels)
+    """The claims check of ``runs_csv`` as text (checked_runs, then report_text)."""
+    families = checked_runs(runs_csv, claims, expected, ladders, references)
+    return report_text(families, claims, provenance, labels, data_notes)

@@ -1,0 +1,93 @@
+"""The verdict as data: every comparison of the claims check, at every budget of its ladder, one row each,
+with the paired estimates, their intervals and margins, each part's p-values, the per-claim states, the Holm
+states of the deciding budget and the ladder's convergence. The claims rule computes the check once and
+writes this table beside claims.txt; the budget figure and the regime map read it, so no figure re-runs
+the check and none can disagree with the text."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from modgap.errors import corrupt
+from modgap.verdict.decision import Comparison, Family, Part
+
+# The columns a table of no comparison still names (a study of the baseline alone).
+KEY_COLUMNS = ["experiment", "evaluation", "family", "method", "baseline", "budget", "deciding"]
+
+
+def part_key(part: Part) -> str:
+    """A part's name in the table's columns: its column, or ``claim1`` for claim 1's columns tested together."""
+    return f"claim{part.claim.number}" if part.claim.together and len(part.columns) > 1 else next(iter(part.columns))
+
+
+def _row(family: str, headline: Comparison, compared: Comparison, budget, evaluation: str, confidence: float) -> dict:
+    deciding = compared is headline
+    convergence = headline.convergence
+    row = {
+        "experiment": headline.experiment,
+        "evaluation": evaluation,
+        "family": family,
+        "method": headline.method,
+        "baseline": headline.baseline,
+        "budget": budget,
+        "deciding": deciding,
+        "n_seeds": len(compared.seeds),
+        "converged_since": convergence.since if convergence else None,
+        "convergence": convergence.status if convergence else None,
+        "baseline_gap": compared.gaps[1],
+        "method_gap": compared.gaps[0],
+        "baseline_temperature": compared.temperatures[1],
+        "method_temperature": compared.temperatures[0],
+    }
+    for part in compared.parts():
+        for key, interval in part.intervals(confidence).items():
+            row |= {key: interval.estimate, f"{key}_low": interval.low, f"{key}_high": interval.high}
+            row[f"{key}_margin"] = part.margin
+        name = part_key(part)
+        row |= {f"p_hold_{name}": part.p_hold, f"p_fail_{name}": part.p_fail}
+        row[f"state_{name}"] = part.state if deciding else None
+    for check in compared.checks:
+        row[f"claim{check.claim.number}"] = check.per_claim_state
+        row[f"claim{check.claim.number}_holm"] = check.state if deciding else None
+    return row
+
+
+def verdict_table(families: Sequence[Family], confidence: float) -> pd.DataFrame:
+    """One row per comparison and budget (``deciding``: the budget its Holm states are read at; a comparison
+    without a ladder has one row, its budget empty)."""
+    rows = []
+    for family in families:
+        for comparison in family.comparisons:
+            rungs = [(r.budget, r.evaluation, r.comparison) for r in comparison.ladder]
+            for budget, evaluation, compared in rungs or [(None, comparison.experiment, comparison)]:
+                rows.append(_row(family.name, comparison, compared, budget, evaluation, confidence))
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=KEY_COLUMNS)
+
+
+def read_verdict_table(path: str | Path) -> pd.DataFrame:
+    """The table as written, every float read back to the bit; an unreadable one is named."""
+    try:
+        table = pd.read_csv(path, float_precision="round_trip")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise corrupt(path, "verdict table", error) from None
+    missing = [c for c in KEY_COLUMNS if c not in table]
+    if missing:
+        raise corrupt(path, "verdict table", f"no column {', '.join(missing)}")
+    return table
+
+
+def laddered(table: pd.DataFrame, family: str | None = None) -> pd.DataFrame:
+    """The rows of comparisons along a budget ladder (of one ``family``)."""
+    rows = table[table["budget"].notna()] if "budget" in table else table
+    return rows if family is None else rows[rows["family"] == family]
+
+
+def with_settings(table: pd.DataFrame, knobs: Mapping[str, object], modality_counts: Mapping) -> pd.DataFrame:
+    """The laddered rows with each experiment's setting of the regime knob and its modality count."""
+    rows = laddered(table).copy()
+    rows.insert(1, "knob", rows["experiment"].map(lambda e: knobs.get(e)))
+    rows.insert(2, "modalities", rows["evaluation"].map(lambda e: modality_counts.get(e)))
+    return rows
