@@ -24,7 +24,7 @@ from modgap.io import (
     save_torch,
     write_bytes,
 )
-from modgap.training.models import load_trained
+from modgap.training.model_files import load_trained
 from modgap.training.trainer import Trainer, train_run
 
 

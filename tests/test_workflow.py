@@ -462,7 +462,7 @@ def same_outputs(reference: Path, other: Path, model_bytes: bool = True) -> list
     dumps, metrics, tables, figures, claims) whose bytes differ from the reference study's (which may
     hold more, e.g. the dose-response of another test). Without ``model_bytes``, models are compared by
     their weights (a model file also records the run's configuration, checkpoint interval included)."""
-    from modgap.training.models import load_trained
+    from modgap.training.model_files import load_trained
 
     root = other / "results"
     names = [

@@ -12,7 +12,8 @@ from modgap.embeddings.dumps import CAPTION_ITEM, CAPTIONS, IDS, LABELS
 from modgap.io import save_npz
 from modgap.runtime import select_device
 from modgap.training.inputs import SplitInputs
-from modgap.training.models import MultimodalEncoder, load_trained
+from modgap.training.model_files import load_trained
+from modgap.training.models import MultimodalEncoder
 
 
 @torch.no_grad()

@@ -38,7 +38,8 @@ from modgap.training.encode import embed_split, embedding_dump
 from modgap.training.inputs import Batch, SplitInputs
 from modgap.training.loop import BudgetLadder
 from modgap.training.losses import MethodLoss
-from modgap.training.models import build_encoder, load_weights_only, save_trained
+from modgap.training.model_files import load_weights_only, save_trained
+from modgap.training.models import build_encoder
 from modgap.training.schedules import annealing_plan
 
 log = logging.getLogger(__name__)
