@@ -17,7 +17,9 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/embeddings.smk"
+include: "workflow/rules/metrics.smk"
+include: "workflow/rules/verdict.smk"
 include: "workflow/rules/figures.smk"
 
 
