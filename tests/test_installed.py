@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -30,8 +31,16 @@ def installed(repo, tmp_path_factory) -> Path:
     """A fresh environment holding modgap's wheel alone; its dependencies are read from this one's
     site-packages, where no modgap is (the development install is a path that only a .pth file adds)."""
     root = tmp_path_factory.mktemp("installed")
+    source = root / "source"  # a copy, so the build leaves nothing in the checkout (setuptools builds in place)
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE", "config.yaml"):
+        shutil.copy(repo / name, source / name)
+    shutil.copytree(repo / "workflow" / "schemas", source / "workflow" / "schemas")
+    shutil.copytree(
+        repo / "src", source / "src", symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(root / "dist"), str(repo)], check=True
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(root / "dist"), str(source)], check=True
     )
     (wheel,) = (root / "dist").glob("modgap-*.whl")
     venv.create(root / "env", with_pip=True)

@@ -1,5 +1,0 @@
-import sys
-
-from modgap.cli import main
-
-sys.exit(main())

@@ -1,1 +1,0 @@
-"""Figures of the study (docs/workflow.md), one module per figure so each can be rebuilt alone."""
