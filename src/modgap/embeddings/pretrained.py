@@ -144,7 +144,19 @@ def _hf_load(spec: ModelSpec, load):
         raise unreachable(spec, None if spec.local else spec.name, error) from None
 
 
-class HFClipModel(PretrainedModel):
+class _HFTextModel(PretrainedModel):
+    """A Hugging Face model whose text tower takes the tokenizer's ids and mask (CLIP, CLAP)."""
+
+    def text_features(self, texts):
+        tokens = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(self.device)
+        return self.model.get_text_features(
+            input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+        ).pooler_output
+
+
+class HFClipModel(_HFTextModel):
     modalities = HF_MODEL_TYPES["clip"]
 
     def __init__(self, spec: ModelSpec):
@@ -164,16 +176,8 @@ class HFClipModel(PretrainedModel):
         pixels = model_pixels(images.to(self.device), self.image_size, self.mean, self.std)
         return self.model.get_image_features(pixel_values=pixels).pooler_output
 
-    def text_features(self, texts):
-        tokens = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        ).to(self.device)
-        return self.model.get_text_features(
-            input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
-        ).pooler_output
 
-
-class HFClapModel(PretrainedModel):
+class HFClapModel(_HFTextModel):
     modalities = HF_MODEL_TYPES["clap"]
 
     def __init__(self, spec: ModelSpec):
@@ -195,11 +199,3 @@ class HFClapModel(PretrainedModel):
             waves = torchaudio.functional.resample(waves, sample_rate, rate)
         inputs = self.features(list(waves.numpy()), sampling_rate=rate, return_tensors="pt").to(self.device)
         return self.model.get_audio_features(**inputs).pooler_output
-
-    def text_features(self, texts):
-        tokens = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        ).to(self.device)
-        return self.model.get_text_features(
-            input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
-        ).pooler_output
