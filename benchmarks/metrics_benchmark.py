@@ -20,8 +20,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from modgap.metrics import measures as metrics
-from modgap.metrics import similarity
+from modgap.metrics import measures, similarity
 from modgap.metrics.kmeans import kmeans
 
 
@@ -91,27 +90,27 @@ def main() -> None:
 def run(pairs: int, arguments, peak: float) -> None:
     z, labels = embeddings(pairs, arguments.dim)
     d, repeat = arguments.dim, arguments.repeat
-    protocol = metrics.KnnProtocol()
+    protocol = measures.KnnProtocol()
     n_test = int(np.ceil(protocol.test_fraction * 2 * pairs))
     per_modality_test = n_test / 2
     retrieval_flop = 2.0 * pairs * pairs * d
     same_modality_flop = 2 * 2.0 * per_modality_test * (pairs - per_modality_test) * d  # test x train, per modality
     knn_flop = 2.0 * n_test * (2 * pairs - n_test) * d
     print(f"{pairs} pairs x {d}-d (float32)")
-    gap_s, _ = best_time(repeat, metrics.gap_metrics, z)
+    gap_s, _ = best_time(repeat, measures.gap_metrics, z)
     report("gap + true-pair cosine", gap_s, 0, peak)
     levels = ("instance", "class")
-    seconds, (recalls, _) = best_time(repeat, metrics.retrieval_and_knn, z, labels, levels=levels)
+    seconds, (recalls, _) = best_time(repeat, measures.retrieval_and_knn, z, labels, levels=levels)
     report("R@1/5/10 instance + class, both ways (1 pass)", seconds, retrieval_flop, peak)
-    seconds, _ = best_time(repeat, metrics.retrieval_and_knn, z, labels, knn=protocol)
+    seconds, _ = best_time(repeat, measures.retrieval_and_knn, z, labels, knn=protocol)
     report("kNN alone (k=5)", seconds, knn_flop, peak)
-    shared_s, (_, knn) = best_time(repeat, metrics.retrieval_and_knn, z, labels, levels=levels, knn=protocol)
+    shared_s, (_, knn) = best_time(repeat, measures.retrieval_and_knn, z, labels, levels=levels, knn=protocol)
     report("retrieval + kNN sharing products", shared_s, retrieval_flop + same_modality_flop, peak)
-    points, stacked = metrics.stacked(z, labels)
+    points, stacked = measures.stacked(z, labels)
 
     def cluster():
         clustering = kmeans(points, 10, n_init=arguments.kmeans_n_init, random_state=0)
-        return clustering, metrics.partition_scores(stacked, clustering.labels)
+        return clustering, measures.partition_scores(stacked, clustering.labels)
 
     kmeans_s, (clustering, scores) = best_time(repeat, cluster)
     report(f"KMeans (n_init={arguments.kmeans_n_init}) + V-Measure", kmeans_s, clustering.flop, peak)

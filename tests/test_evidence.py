@@ -22,7 +22,7 @@ from test_external import paired, unit
 from test_tables_claims import CLAIMS, run
 
 from modgap.cli import BOUNDED_OPTIONS, main
-from modgap.embeddings import external_files as external
+from modgap.embeddings import external_files
 from modgap.embeddings.external_files import EmbeddingFileError, import_dump
 from modgap.embeddings.fingerprints import ItemSet, OtherItemsError, SameRunError
 from modgap.errors import CorruptIntermediateError
@@ -522,7 +522,7 @@ def test_rows_near_the_float32_limit_normalise_to_their_directions(tmp_path):
     image, text, labels = paired(n=N)
     np.savez(tmp_path / "unit.npz", image=image, text=text, labels=labels)
     np.savez(tmp_path / "huge.npz", image=(image * 1e20).astype(np.float32), text=text * 3e37, labels=labels)
-    unit_rows, huge = external.load([tmp_path / "unit.npz"]), external.load([tmp_path / "huge.npz"])
+    unit_rows, huge = external_files.load([tmp_path / "unit.npz"]), external_files.load([tmp_path / "huge.npz"])
     for name in ("image", "text"):
         np.testing.assert_allclose(huge.modalities[name], unit_rows.modalities[name], atol=1e-6)
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from modgap import your_embeddings as compare
+from modgap import your_embeddings
 from modgap.cli import main
-from modgap.embeddings import external_files as external
+from modgap.embeddings import external_files
 from modgap.metrics.per_run import compute_metrics
 from modgap.study.schema import section_defaults
 
@@ -69,10 +69,10 @@ def test_every_format_gives_the_same_results(dump, tmp_path):
     save_file({"image": image, "text": text, "labels": labels}, tmp_path / "model.safetensors")
     torch.save({"image": torch.from_numpy(image).to(torch.bfloat16).float(), "text": torch.from_numpy(text),
                 "labels": torch.from_numpy(labels)}, tmp_path / "model.pt")  # fmt: skip
-    reference = compare.evaluate(external.load([dump]), OPTIONS)
+    reference = your_embeddings.evaluate(external_files.load([dump]), OPTIONS)
     for files, labels_file in (([tmp_path / "image.npy", tmp_path / "text.npy"], tmp_path / "y.npy"),
                                ([tmp_path / "model.safetensors"], None), ([tmp_path / "model.pt"], None)):  # fmt: skip
-        found = compare.evaluate(external.load(files, labels=labels_file), OPTIONS)
+        found = your_embeddings.evaluate(external_files.load(files, labels=labels_file), OPTIONS)
         tolerance = 1e-2 if files[0].suffix == ".pt" else 1e-6  # bfloat16 rounding of the image rows
         for key in ("gap", "rmg", "r1_text_image", "knn_acc", "v_measure"):
             assert found[key] == pytest.approx(reference[key], rel=tolerance, abs=tolerance), (files, key)
@@ -192,8 +192,10 @@ def test_unknown_format_and_missing_file(tmp_path, capsys):
 def test_rows_not_unit_norm_are_normalised_with_a_note(tmp_path):
     image, text, labels = paired()
     path = broken(tmp_path, "raw", image=3.0 * image, text=text, labels=labels)
-    raw = compare.evaluate(external.load([path]), OPTIONS)
-    normed = compare.evaluate(external.load([broken(tmp_path, "unit", image=image, text=text, labels=labels)]), OPTIONS)
+    raw = your_embeddings.evaluate(external_files.load([path]), OPTIONS)
+    normed = your_embeddings.evaluate(
+        external_files.load([broken(tmp_path, "unit", image=image, text=text, labels=labels)]), OPTIONS
+    )
     assert raw["notes"] == ["rows of 'image' were not unit-norm (norms 3-3); normalised"]
     assert raw["gap"] == pytest.approx(normed["gap"], rel=1e-6) and raw["r1_text_image"] == normed["r1_text_image"]
 
@@ -211,10 +213,10 @@ def test_degenerate_encoders_get_the_scores_they_deserve():
     rng = np.random.default_rng(0)
     labels = np.arange(400) % 4
     point = unit(rng.normal(size=(1, 64)))
-    collapsed = external.Embeddings(
+    collapsed = external_files.Embeddings(
         "collapsed", {"image": np.repeat(point, 400, 0), "text": np.repeat(point, 400, 0)}, labels
     )
-    found = compare.evaluate(collapsed, OPTIONS)
+    found = your_embeddings.evaluate(collapsed, OPTIONS)
     assert (
         found["gap"] == pytest.approx(0, abs=1e-6)
         and found["rmg"] == 0.0
@@ -223,10 +225,12 @@ def test_degenerate_encoders_get_the_scores_they_deserve():
     # every item ties (up to the float rounding of tiled products): chance
     assert found["r1_text_image"] == pytest.approx(100 / 400, rel=1e-2) and found["collapsed"]
     z = unit(rng.normal(size=(400, 64)))
-    perfect = compare.evaluate(external.Embeddings("perfect", {"image": z, "text": z.copy()}, labels), OPTIONS)
+    perfect = your_embeddings.evaluate(
+        external_files.Embeddings("perfect", {"image": z, "text": z.copy()}, labels), OPTIONS
+    )
     assert perfect["rmg"] == 0.0 and perfect["true_pair_distance"] == 0.0 and perfect["r1_text_image"] == 100.0
-    random = compare.evaluate(
-        external.Embeddings("random", {"image": z, "text": unit(rng.normal(size=(400, 64)))}, labels), OPTIONS
+    random = your_embeddings.evaluate(
+        external_files.Embeddings("random", {"image": z, "text": unit(rng.normal(size=(400, 64)))}, labels), OPTIONS
     )
     assert random["rmg"] == pytest.approx(0.5, abs=0.02) and random["r1_text_image"] < 3.0
 
@@ -275,7 +279,7 @@ def test_a_real_pretrained_models_embeddings_two_caption_templates(tmp_path, cap
         100 * np.sum(shares * (scores.argmax(0) == np.arange(10)))
     )
     # instance level: the m_c items of a class tie, so a query's R@1 is at most 1/m_c, the mean at most 10 / N
-    instance = compare.evaluate(external.load([path]), OPTIONS)
+    instance = your_embeddings.evaluate(external_files.load([path]), OPTIONS)
     assert 0 < instance["r1_digit_word_handwritten"] <= 100 * 10 / len(labels) + 1e-9
     assert 0 < found["rmg"] < 1 and found["gap"] > 0
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from modgap.training import inputs as batches
+from modgap.training import inputs
 from modgap.training.inputs import SplitInputs
 from modgap.training.trainer import Trainer, train_run
 
@@ -70,7 +70,7 @@ def test_batched_seeds_on_cuda_equal_their_sequential_runs(tmp_path, tiny_data, 
 def test_a_split_gathered_per_batch_through_pinned_memory_equals_a_resident_one(tiny_data, monkeypatch):
     device = torch.device("cuda")
     resident = SplitInputs(tiny_data, "train", ["image", "audio", "text"], device)
-    monkeypatch.setattr(batches, "DEVICE_RESIDENT_LIMIT", 0)  # as for a split too large for the GPU
+    monkeypatch.setattr(inputs, "DEVICE_RESIDENT_LIMIT", 0)  # as for a split too large for the GPU
     gathered = SplitInputs(tiny_data, "train", ["image", "audio", "text"], device)
     assert resident.resident and not gathered.resident
     index = torch.randperm(resident.size, generator=torch.Generator().manual_seed(0))[:32]

@@ -11,8 +11,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import v_measure_score
 
 from modgap.embeddings.dumps import posthoc_shift, shift_dump
-from modgap.metrics import measures as metrics
-from modgap.metrics import similarity
+from modgap.metrics import measures, similarity
 from modgap.metrics.measures import intra_modality_cosine
 from modgap.metrics.per_run import compute_metrics, is_collapsed
 
@@ -65,17 +64,17 @@ def brute_force_recall(queries, gallery, correct, k):
 def test_gap_and_true_pair_cosine_hand_computed():
     a = np.array([[1.0, 0.0], [0.0, 1.0]])
     b = np.array([[0.0, 1.0], [0.0, 1.0]])
-    assert metrics.gap(a, b) == pytest.approx(np.linalg.norm([0.5, 0.5] - np.array([0.0, 1.0])))
-    assert metrics.cos_true_pairs(a, b) == pytest.approx(0.5)
+    assert measures.gap(a, b) == pytest.approx(np.linalg.norm([0.5, 0.5] - np.array([0.0, 1.0])))
+    assert measures.cos_true_pairs(a, b) == pytest.approx(0.5)
 
 
 def test_gap_metrics_for_three_modalities_are_pairwise_and_averaged():
     z, _ = clustered(offset=2.0)
-    result = metrics.gap_metrics(z)
+    result = measures.gap_metrics(z)
     pairs = list(itertools.combinations(z, 2))
     keys = ("gap", "true_pair_distance", "rmg", "cos_true_pairs")
     assert set(result) == {f"{key}_{a}_{b}" for key in keys for a, b in pairs} | set(keys)
-    for key, measure in metrics.PAIR_GAP_METRICS.items():
+    for key, measure in measures.PAIR_GAP_METRICS.items():
         assert result[key] == pytest.approx(np.mean([measure(z[a], z[b]) for a, b in pairs]))
 
 
@@ -86,22 +85,22 @@ B = np.array([[1.0, 0.0], [0.0, -1.0]])
 
 def test_centroid_distance_by_hand():
     # centroids (1/2, 1/2) and (1/2, -1/2): one apart
-    assert metrics.gap(A, B) == pytest.approx(1.0)
+    assert measures.gap(A, B) == pytest.approx(1.0)
 
 
 def test_true_pair_distance_by_hand():
     # pair 0 coincides, pair 1 is antipodal (distance 2): mean 1
-    assert metrics.true_pair_distance(A, B) == pytest.approx(1.0)
-    assert metrics.true_pair_distance(A, A) == 0.0
+    assert measures.true_pair_distance(A, B) == pytest.approx(1.0)
+    assert measures.true_pair_distance(A, A) == 0.0
 
 
 def test_relative_modality_gap_by_hand():
     # true-pair dissimilarities 1 - cos: 0 and 2, mean 1; within each modality the two rows are orthogonal,
     # dissimilarity 1; RMG = 1 / (1 + 1) = 1/2
-    assert metrics.relative_modality_gap(A, B) == pytest.approx(0.5)
-    assert metrics.relative_modality_gap(A, A) == 0.0  # pairs coincide
+    assert measures.relative_modality_gap(A, B) == pytest.approx(0.5)
+    assert measures.relative_modality_gap(A, A) == 0.0  # pairs coincide
     # every row of a one point, every row of b its antipode: pairs as far apart as can be, no spread within
-    assert metrics.relative_modality_gap(np.tile([[1.0, 0.0]], (3, 1)), np.tile([[-1.0, 0.0]], (3, 1))) == 1.0
+    assert measures.relative_modality_gap(np.tile([[1.0, 0.0]], (3, 1)), np.tile([[-1.0, 0.0]], (3, 1))) == 1.0
 
 
 def test_relative_modality_gap_matches_its_definition_by_brute_force():
@@ -111,25 +110,25 @@ def test_relative_modality_gap_matches_its_definition_by_brute_force():
     n = len(a)
     between = np.mean([d(a[i], b[i]) for i in range(n)])
     within = sum(d(x[i], x[j]) for x in (a, b) for i in range(n) for j in range(n) if i != j) / (2 * n * (n - 1))
-    assert metrics.relative_modality_gap(a, b) == pytest.approx(between / (within + between))
+    assert measures.relative_modality_gap(a, b) == pytest.approx(between / (within + between))
 
 
 def test_uniformity_by_hand():
     # rows e1 and e2: ||e1 - e2||^2 = 2, so log exp(-2 * 2) = -4
-    assert metrics.uniformity(A) == pytest.approx(-4.0)
+    assert measures.uniformity(A) == pytest.approx(-4.0)
     # antipodes: ||2 e1||^2 = 4, t = 1: -4
-    assert metrics.uniformity(np.array([[1.0, 0.0], [-1.0, 0.0]]), t=1.0) == pytest.approx(-4.0)
+    assert measures.uniformity(np.array([[1.0, 0.0], [-1.0, 0.0]]), t=1.0) == pytest.approx(-4.0)
     # one point repeated: every distance 0, uniformity 0 (the worst)
-    assert metrics.uniformity(np.tile([[0.6, 0.8]], (5, 1))) == pytest.approx(0.0)
+    assert measures.uniformity(np.tile([[0.6, 0.8]], (5, 1))) == pytest.approx(0.0)
 
 
 def test_uniformity_matches_brute_force_across_tiles_and_its_sample_is_seeded():
     rng = np.random.default_rng(4)
     z = unit(rng.normal(size=(50, 6)))
     pairs = [np.exp(-2.0 * np.sum((z[i] - z[j]) ** 2)) for i in range(50) for j in range(50) if i != j]
-    assert metrics.uniformity(z, chunk_size=7) == pytest.approx(np.log(np.mean(pairs)), rel=1e-5)
-    sampled = metrics.uniformity(z, max_rows=20, seed=1)
-    assert sampled == metrics.uniformity(z, max_rows=20, seed=1) != metrics.uniformity(z, max_rows=20, seed=2)
+    assert measures.uniformity(z, chunk_size=7) == pytest.approx(np.log(np.mean(pairs)), rel=1e-5)
+    sampled = measures.uniformity(z, max_rows=20, seed=1)
+    assert sampled == measures.uniformity(z, max_rows=20, seed=1) != measures.uniformity(z, max_rows=20, seed=2)
 
 
 @pytest.mark.parametrize("k", [1, 5, 10])
@@ -137,9 +136,13 @@ def test_instance_recall_matches_brute_force(k):
     rng = np.random.default_rng(1)
     q, g = unit(rng.normal(size=(40, 6))), unit(rng.normal(size=(40, 6)))
     g[:20] = unit(q[:20] + 0.3 * rng.normal(size=(20, 6)))
-    text_ranks, item_ranks = metrics.instance_ranks(q, g)
-    assert metrics.recall_at(text_ranks, [k])[k] == pytest.approx(brute_force_recall(q, g, [{i} for i in range(40)], k))
-    assert metrics.recall_at(item_ranks, [k])[k] == pytest.approx(brute_force_recall(g, q, [{i} for i in range(40)], k))
+    text_ranks, item_ranks = measures.instance_ranks(q, g)
+    assert measures.recall_at(text_ranks, [k])[k] == pytest.approx(
+        brute_force_recall(q, g, [{i} for i in range(40)], k)
+    )
+    assert measures.recall_at(item_ranks, [k])[k] == pytest.approx(
+        brute_force_recall(g, q, [{i} for i in range(40)], k)
+    )
 
 
 def test_instance_recall_with_several_captions_per_image():
@@ -147,12 +150,14 @@ def test_instance_recall_with_several_captions_per_image():
     images = unit(rng.normal(size=(10, 5)))
     owner = np.repeat(np.arange(10), 3)  # three captions per image
     captions = unit(images[owner] + 0.8 * rng.normal(size=(30, 5)))
-    caption_ranks, image_ranks = metrics.instance_ranks(captions, images, owner)
+    caption_ranks, image_ranks = measures.instance_ranks(captions, images, owner)
     for k in (1, 5):
         correct = [set(np.flatnonzero(owner == i)) for i in range(10)]
-        assert metrics.recall_at(image_ranks, [k])[k] == pytest.approx(brute_force_recall(images, captions, correct, k))
+        assert measures.recall_at(image_ranks, [k])[k] == pytest.approx(
+            brute_force_recall(images, captions, correct, k)
+        )
         correct = [{owner[c]} for c in range(30)]
-        assert metrics.recall_at(caption_ranks, [k])[k] == pytest.approx(
+        assert measures.recall_at(caption_ranks, [k])[k] == pytest.approx(
             brute_force_recall(captions, images, correct, k)
         )
 
@@ -160,12 +165,12 @@ def test_instance_recall_with_several_captions_per_image():
 def test_tied_answers_are_broken_at_random_hand_computed():
     captions = np.array([[1.0, 0.0], [0.0, 1.0]])
     items = np.array([[1.0, 0.0], [1.0, 0.0]])  # identical items: every caption ties its partner with the other
-    caption_ranks, item_ranks = metrics.instance_ranks(captions, items)
+    caption_ranks, item_ranks = measures.instance_ranks(captions, items)
     assert caption_ranks.above.tolist() == [0, 0] and caption_ranks.tied.tolist() == [1, 1]
-    assert metrics.recall_at(caption_ranks, [1, 2]) == {1: 50.0, 2: 100.0}  # a coin flip, then certain
+    assert measures.recall_at(caption_ranks, [1, 2]) == {1: 50.0, 2: 100.0}  # a coin flip, then certain
     # item 0: its caption scores 1, caption 1 scores 0; item 1: its caption (0) is beaten by caption 0 (1)
     assert item_ranks.above.tolist() == [0, 1] and item_ranks.tied.tolist() == [0, 0]
-    assert metrics.recall_at(item_ranks, [1, 2]) == {1: 50.0, 2: 100.0}
+    assert measures.recall_at(item_ranks, [1, 2]) == {1: 50.0, 2: 100.0}
 
 
 def test_tie_probabilities_hand_computed():
@@ -177,7 +182,7 @@ def test_tie_probabilities_hand_computed():
     np.testing.assert_allclose(ranks.hit_probability(1), [1 / 3, 1 / 2, 0, 0])
     np.testing.assert_allclose(ranks.hit_probability(2), [2 / 3, 5 / 6, 1 / 2, 0])
     np.testing.assert_allclose(ranks.hit_probability(3), [1, 1, 1, 1])
-    assert metrics.recall_at(ranks, [1])[1] == pytest.approx(100 * (1 / 3 + 1 / 2) / 4)
+    assert measures.recall_at(ranks, [1])[1] == pytest.approx(100 * (1 / 3 + 1 / 2) / 4)
 
 
 @pytest.mark.parametrize("level", ["instance", "class"])
@@ -186,13 +191,13 @@ def test_an_encoder_that_maps_everything_to_one_point_scores_chance(level):
     labels = np.arange(n) % classes
     same = np.tile(unit(np.ones((1, 8))), (n, 1))  # every embedding identical: every score ties
     z = {"image": same, "audio": same.copy(), "text": same.copy()}
-    recalls = metrics.retrieval_metrics(z, labels, level, ks=(1, 5))
+    recalls = measures.retrieval_metrics(z, labels, level, ks=(1, 5))
     correct = 1 if level == "instance" else n // classes
     for k in (1, 5):  # chance: k answers drawn at random hold a correct one
         chance = 100 * (1 - math.comb(n - correct, k) / math.comb(n, k))
         values = [v for key, v in recalls.items() if key.startswith(f"r{k}_")]
         assert len(values) == 4 and values == pytest.approx([chance] * 4)
-    assert metrics.retrieval_metrics(z, labels, level, ks=(1,))["r1_text_image"] == pytest.approx(
+    assert measures.retrieval_metrics(z, labels, level, ks=(1,))["r1_text_image"] == pytest.approx(
         100 / n if level == "instance" else 100 / classes
     )
 
@@ -200,13 +205,13 @@ def test_an_encoder_that_maps_everything_to_one_point_scores_chance(level):
 def test_class_recall_matches_brute_force_with_duplicate_texts():
     z, labels = clustered(n=40, modalities=("image", "text"), seed=3)
     z["text"] = unit(np.eye(8)[labels] + 0.0)  # class names as text: identical rows per class
-    text_ranks, image_ranks = metrics.class_ranks(z["text"], z["image"], labels)
+    text_ranks, image_ranks = measures.class_ranks(z["text"], z["image"], labels)
     correct = [set(np.flatnonzero(labels == labels[i])) for i in range(40)]
     for k in (1, 5):
-        assert metrics.recall_at(text_ranks, [k])[k] == pytest.approx(
+        assert measures.recall_at(text_ranks, [k])[k] == pytest.approx(
             brute_force_recall(z["text"], z["image"], correct, k)
         )
-        assert metrics.recall_at(image_ranks, [k])[k] == pytest.approx(
+        assert measures.recall_at(image_ranks, [k])[k] == pytest.approx(
             brute_force_recall(z["image"], z["text"], correct, k)
         )
 
@@ -232,7 +237,7 @@ def test_ranks_equal_brute_force_counts_on_data_full_of_ties(chunk_size):
     texts[::5] = texts[0]  # duplicate captions
     images, texts = (x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-9) for x in (images, texts))
     images, texts = images.astype(np.float32), texts.astype(np.float32)
-    ranks = metrics.retrieval_ranks(texts, images, labels, ("instance", "class"), chunk_size=chunk_size)
+    ranks = measures.retrieval_ranks(texts, images, labels, ("instance", "class"), chunk_size=chunk_size)
     scores = texts @ images.T  # one product: the same float32 values the ranks compare (the grid is exact)
     assert len(np.unique(scores)) < scores.size / 5  # plenty of exact ties
     for level, correct in (("instance", [{i} for i in range(n)]),
@@ -242,7 +247,9 @@ def test_ranks_equal_brute_force_counts_on_data_full_of_ties(chunk_size):
         assert_counts(text_ranks, scores, correct)
         assert_counts(image_ranks, scores.T, correct)
         for k in (1, 5):
-            assert metrics.recall_at(text_ranks, [k])[k] == pytest.approx(brute_force_recall(texts, images, correct, k))
+            assert measures.recall_at(text_ranks, [k])[k] == pytest.approx(
+                brute_force_recall(texts, images, correct, k)
+            )
 
 
 def test_item_ranks_on_continuous_data_across_chunk_remainders():
@@ -251,7 +258,7 @@ def test_item_ranks_on_continuous_data_across_chunk_remainders():
     items = unit(rng.normal(size=(300, 512))).astype(np.float32)
     owner = np.repeat(np.arange(300), 2)[:-1]  # 599 captions: the last item has one
     captions = unit(items[owner] + 0.9 * rng.normal(size=(len(owner), 512))).astype(np.float32)
-    _, item_ranks = metrics.retrieval_ranks(captions, items, np.full(300, -1), ("instance",), owner, chunk_size=64)[
+    _, item_ranks = measures.retrieval_ranks(captions, items, np.full(300, -1), ("instance",), owner, chunk_size=64)[
         "instance"
     ]
     scores = items.astype(np.float64) @ captions.astype(np.float64).T
@@ -267,7 +274,7 @@ def test_unlabelled_items_have_instance_ranks_but_no_class_ranks():
     labels = rng.integers(3, size=90)
     labels[::4] = -1
     texts, items = (unit(rng.normal(size=(90, 6))).astype(np.float32) for _ in range(2))
-    ranks = metrics.retrieval_ranks(texts, items, labels, ("instance", "class"), chunk_size=16)
+    ranks = measures.retrieval_ranks(texts, items, labels, ("instance", "class"), chunk_size=16)
     scores = texts @ items.T
     assert_counts(ranks["instance"][0], scores, [{i} for i in range(90)])
     keep = labels >= 0
@@ -281,17 +288,17 @@ def test_unlabelled_items_have_instance_ranks_but_no_class_ranks():
 
 def test_retrieval_metrics_keys_for_three_modalities():
     z, labels = clustered()
-    result = metrics.retrieval_metrics(z, labels, "class", ks=(1, 5))
+    result = measures.retrieval_metrics(z, labels, "class", ks=(1, 5))
     assert set(result) == {f"r{k}_{a}_{b}" for k in (1, 5) for a, b in
                            (("text", "image"), ("image", "text"), ("text", "audio"), ("audio", "text"))}  # fmt: skip
 
 
 def test_clustering_matches_scikit_learn():
     z, labels = clustered(offset=0.5)
-    points, stacked_labels = metrics.stacked(z, labels)
+    points, stacked_labels = measures.stacked(z, labels)
     assert points.shape == (180, 8) and stacked_labels.tolist() == labels.tolist() * 3
     clusters = KMeans(n_clusters=4, random_state=0, n_init=10).fit_predict(points)
-    scores = metrics.clustering_scores(points, stacked_labels, 4)
+    scores = measures.clustering_scores(points, stacked_labels, 4)
     assert scores["v_measure"] == pytest.approx(100 * v_measure_score(stacked_labels, clusters))
     assert 0 <= scores["ari"] <= 100 and scores["homogeneity"] <= 100
 
@@ -300,7 +307,7 @@ def test_unlabelled_items_are_left_out_of_clustering():
     z, labels = clustered(modalities=("image", "text"))
     labels = labels.copy()
     labels[:10] = -1
-    points, stacked_labels = metrics.stacked(z, labels)
+    points, stacked_labels = measures.stacked(z, labels)
     assert len(points) == 2 * 50 and (stacked_labels >= 0).all()
 
 
@@ -318,8 +325,8 @@ def brute_force_knn(points, labels, k=5, test_fraction=0.2, seed=0):
 
 def test_knn_accuracy_matches_brute_force():
     z, labels = clustered(offset=0.5)
-    points, stacked_labels = metrics.stacked(z, labels)
-    assert metrics.knn_accuracy(z, labels) == pytest.approx(brute_force_knn(points, stacked_labels))
+    points, stacked_labels = measures.stacked(z, labels)
+    assert measures.knn_accuracy(z, labels) == pytest.approx(brute_force_knn(points, stacked_labels))
 
 
 @pytest.mark.parametrize("chunk_size", [2048, 40, 7])
@@ -332,16 +339,16 @@ def test_knn_shared_with_retrieval_equals_knn_alone_and_scikit_learn(chunk_size)
     labels = labels.copy()
     labels[::9] = -1
     z = {m: x.astype(np.float32) for m, x in z.items()}
-    protocol = metrics.KnnProtocol(k=5, test_fraction=0.25, seed=3)
-    recalls, shared = metrics.retrieval_and_knn(z, labels, levels=("class",), knn=protocol, chunk_size=chunk_size)
-    _, alone = metrics.retrieval_and_knn(z, labels, knn=protocol, chunk_size=chunk_size)
-    points, stacked_labels = metrics.stacked(z, labels)
+    protocol = measures.KnnProtocol(k=5, test_fraction=0.25, seed=3)
+    recalls, shared = measures.retrieval_and_knn(z, labels, levels=("class",), knn=protocol, chunk_size=chunk_size)
+    _, alone = measures.retrieval_and_knn(z, labels, knn=protocol, chunk_size=chunk_size)
+    points, stacked_labels = measures.stacked(z, labels)
     from sklearn.model_selection import train_test_split
 
     train_x, test_x, train_y, test_y = train_test_split(points, stacked_labels, test_size=0.25, random_state=3)
     expected = 100 * np.mean(KNeighborsClassifier(5).fit(train_x, train_y).predict(test_x) == test_y)
     assert shared == alone == pytest.approx(expected)
-    assert recalls["class"] == metrics.retrieval_metrics(z, labels, "class")
+    assert recalls["class"] == measures.retrieval_metrics(z, labels, "class")
 
 
 def test_passes_give_the_same_bytes_with_one_thread_or_two(monkeypatch):
@@ -352,7 +359,7 @@ def test_passes_give_the_same_bytes_with_one_thread_or_two(monkeypatch):
     results = []
     for threads in (1, 2):
         monkeypatch.setattr(similarity, "default_threads", lambda threads=threads: threads)
-        results.append(metrics.retrieval_and_knn(z, labels, levels=("instance", "class"), knn=metrics.KnnProtocol(),
+        results.append(measures.retrieval_and_knn(z, labels, levels=("instance", "class"), knn=measures.KnnProtocol(),
                                                  chunk_size=50))  # fmt: skip
     assert results[0] == results[1]
 
@@ -365,10 +372,10 @@ def test_posthoc_shift_removes_the_centroid_gap():
     moved_a, moved_b = z["image"] - delta / 2, z["text"] + delta / 2
     np.testing.assert_allclose(moved_a.mean(0), moved_b.mean(0), atol=1e-12)
     np.testing.assert_allclose(shifted["image"], unit(moved_a), atol=1e-12)
-    before, after = metrics.gap(z["image"], z["text"]), metrics.gap(shifted["image"], shifted["text"])
+    before, after = measures.gap(z["image"], z["text"]), measures.gap(shifted["image"], shifted["text"])
     assert after < 0.1 * before
-    assert metrics.gap(*posthoc_shift(z, 0.0).values()) == pytest.approx(before)
-    assert metrics.gap(*posthoc_shift(z, -1.0).values()) > before
+    assert measures.gap(*posthoc_shift(z, 0.0).values()) == pytest.approx(before)
+    assert measures.gap(*posthoc_shift(z, -1.0).values()) > before
 
 
 def test_shift_dump_moves_captions_with_the_text():
@@ -425,7 +432,7 @@ def test_partition_scores_equal_scikit_learns(case):
                 "all singletons": np.arange(200), "one class": rng.integers(3, size=200)}[case]  # fmt: skip
     if case == "one class":
         labels = np.zeros(200, int)
-    scores = metrics.partition_scores(labels, clusters)
+    scores = measures.partition_scores(labels, clusters)
     homogeneity, completeness, v_measure = skm.homogeneity_completeness_v_measure(labels, clusters)
     expected = {"v_measure": v_measure, "homogeneity": homogeneity, "completeness": completeness,
                 "nmi": skm.normalized_mutual_info_score(labels, clusters), "ari": skm.adjusted_rand_score(labels, clusters)}  # fmt: skip
@@ -438,7 +445,7 @@ def test_split_indices_equal_train_test_split(n, fraction, seed):
     from sklearn.model_selection import train_test_split
 
     train, test = train_test_split(np.arange(n), test_size=fraction, random_state=seed)
-    ours_train, ours_test = metrics.split_indices(n, fraction, seed)
+    ours_train, ours_test = measures.split_indices(n, fraction, seed)
     np.testing.assert_array_equal(ours_train, train)
     np.testing.assert_array_equal(ours_test, test)
 
@@ -446,7 +453,7 @@ def test_split_indices_equal_train_test_split(n, fraction, seed):
 def test_knn_refuses_embeddings_that_are_not_unit_vectors():
     z, labels = clustered(n=40, modalities=("image", "text"))
     with pytest.raises(ValueError, match="text embeddings have norms 2.0000-2.0000"):
-        metrics.knn_accuracy({"image": z["image"], "text": 2 * z["text"]}, labels)
+        measures.knn_accuracy({"image": z["image"], "text": 2 * z["text"]}, labels)
 
 
 def test_knn_with_more_neighbours_than_the_priming_candidates(monkeypatch):
@@ -456,9 +463,9 @@ def test_knn_with_more_neighbours_than_the_priming_candidates(monkeypatch):
     monkeypatch.setattr(similarity, "PRIME", 4)
     z, labels = clustered(n=150, d=6, classes=3, modalities=("image", "text"), seed=12)
     z = {m: x.astype(np.float32) for m, x in z.items()}
-    points, stacked_labels = metrics.stacked(z, labels)
+    points, stacked_labels = measures.stacked(z, labels)
     for k in (3, 9, 40):
-        assert metrics.knn_accuracy(z, labels, k=k) == pytest.approx(brute_force_knn(points, stacked_labels, k=k))
+        assert measures.knn_accuracy(z, labels, k=k) == pytest.approx(brute_force_knn(points, stacked_labels, k=k))
 
 
 def test_a_dump_with_non_finite_embeddings_names_itself(tmp_path):
@@ -475,7 +482,7 @@ def test_a_dump_with_non_finite_embeddings_names_itself(tmp_path):
 
 
 def test_partition_scores_of_a_single_point():
-    assert metrics.partition_scores(np.array([3]), np.array([0])) == {
+    assert measures.partition_scores(np.array([3]), np.array([0])) == {
         "v_measure": 100.0, "homogeneity": 100.0, "completeness": 100.0, "nmi": 100.0, "ari": 100.0}  # fmt: skip
 
 
@@ -484,15 +491,15 @@ COLLAPSE = {"r1_over_chance": 2.0, "min_effective_rank": 1.0}
 
 def test_effective_rank_by_hand():
     same = np.tile(unit(np.ones((1, 8))), (5, 1))
-    assert metrics.effective_rank(same) == 0.0  # every row one point: nothing about the mean
-    assert metrics.effective_rank(np.vstack([same, -same])) == pytest.approx(1.0)  # two points: one direction
+    assert measures.effective_rank(same) == 0.0  # every row one point: nothing about the mean
+    assert measures.effective_rank(np.vstack([same, -same])) == pytest.approx(1.0)  # two points: one direction
     simplex = np.eye(6)  # six orthonormal rows: about their mean, five equal directions
-    assert metrics.effective_rank(simplex) == pytest.approx(5.0)
+    assert measures.effective_rank(simplex) == pytest.approx(5.0)
     # centred singular values 3 and 1 (rows +-(3, 0) and +-(0, 1)): shares 3/4 and 1/4
     two = np.array([[3.0, 0.0], [-3.0, 0.0], [0.0, 1.0], [0.0, -1.0]]) / math.sqrt(2)
-    assert metrics.effective_rank(two) == pytest.approx(np.exp(-(0.75 * np.log(0.75) + 0.25 * np.log(0.25))))
+    assert measures.effective_rank(two) == pytest.approx(np.exp(-(0.75 * np.log(0.75) + 0.25 * np.log(0.25))))
     cone = unit(np.hstack([np.ones((6, 1)) * 10, np.eye(6)]))  # a narrow cone: the axis centres away
-    assert metrics.effective_rank(cone) == pytest.approx(5.0)
+    assert measures.effective_rank(cone) == pytest.approx(5.0)
 
 
 def test_an_exactly_collapsed_encoder_is_flagged_collapsed():
@@ -542,8 +549,8 @@ def test_an_item_split_never_finds_the_querys_own_partner():
     labels = rng.integers(classes, size=n)
     items = unit(rng.normal(size=(n, 16)))
     z = {"image": items, "text": items.copy()}
-    point = metrics.retrieval_and_knn(z, labels, knn=metrics.KnnProtocol(1, 0.2, 0, "point"))[1]
-    item = metrics.retrieval_and_knn(z, labels, knn=metrics.KnnProtocol(1, 0.2, 0, "item"))[1]
+    point = measures.retrieval_and_knn(z, labels, knn=measures.KnnProtocol(1, 0.2, 0, "point"))[1]
+    item = measures.retrieval_and_knn(z, labels, knn=measures.KnnProtocol(1, 0.2, 0, "item"))[1]
     assert point > 70 and item < 40  # 1-NN: the partner (80 % of the time on the train side) vs chance 25 %
-    train, test = metrics.split_indices(n, 0.2, 0)
+    train, test = measures.split_indices(n, 0.2, 0)
     assert len(test) == 80  # the item split's test part: these 80 items, in both modalities

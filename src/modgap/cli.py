@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from modgap import your_embeddings as compare
-from modgap.embeddings import external_files as external
+from modgap import your_embeddings
+from modgap.embeddings import external_files
 from modgap.errors import RERUN_VARIABLE, CorruptIntermediateError, ExplainedError, corrupt
 from modgap.io import OutputFolderError, check_output_folder, write_json, write_text
 from modgap.study.config import DEFAULT_CONFIG, ConfigError, load_config_files
@@ -148,7 +148,7 @@ def evaluate_command(arguments: argparse.Namespace) -> int:
     paths = arguments.files
     sets = [paths] if all(p.suffix.lower() == ".npy" for p in paths) else [[p] for p in paths]
     for path in [*paths, *([arguments.labels] if arguments.labels else [])]:
-        external.check_file(path)
+        external_files.check_file(path)
     named = [("+".join(p.stem for p in files), files) for files in sets]
     if arguments.out is not None:
         first: dict[str, list[Path]] = {}
@@ -164,18 +164,18 @@ def evaluate_command(arguments: argparse.Namespace) -> int:
     for name, files in named:
         progress = _progress(arguments.quiet)
         progress(f"reading {' + '.join(map(str, files))}")
-        embeddings = external.load(
+        embeddings = external_files.load(
             files,
             modalities=_modalities(arguments),
             labels=arguments.labels,
             budget=arguments.budget,
-            max_array_bytes=external.array_limit(arguments.max_array_gib),
+            max_array_bytes=external_files.array_limit(arguments.max_array_gib),
         )
-        results = compare.evaluate(
+        results = your_embeddings.evaluate(
             embeddings, options, level=arguments.level, anchor=arguments.anchor, progress=progress
         )
         progress("done")
-        report = compare.markdown(results)
+        report = your_embeddings.markdown(results)
         print(report)
         if arguments.out is not None:
             write_json(arguments.out / f"{name}.json", results)
@@ -197,7 +197,7 @@ def compare_command(arguments: argparse.Namespace) -> int:
         check_output_folder(arguments.out, ["claims.txt", "runs.csv"])
     claims = {**section_defaults("claims"), "baseline": names[0], "methods": [names[1]]}
     claims |= _chosen(arguments, CLAIMS_OPTIONS)
-    report, runs = compare.compare(
+    report, runs = your_embeddings.compare(
         arguments.baseline,
         arguments.method,
         _options(arguments),
@@ -207,7 +207,7 @@ def compare_command(arguments: argparse.Namespace) -> int:
         modalities=_modalities(arguments),
         budget=arguments.budget,
         paper_reference=arguments.paper_reference,
-        max_array_bytes=external.array_limit(arguments.max_array_gib),
+        max_array_bytes=external_files.array_limit(arguments.max_array_gib),
         progress=_progress(arguments.quiet),
     )
     print(report, end="")

@@ -26,7 +26,7 @@ from modgap.embeddings.dumps import (
 )
 from modgap.embeddings.fingerprints import ItemSet, distinct_runs, embeddings_digest
 from modgap.io import write_json
-from modgap.metrics import measures as metrics
+from modgap.metrics import measures
 from modgap.metrics.measures import KnnProtocol
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def knn_protocol(labels: np.ndarray, n_modalities: int, options: Mapping) -> tup
     """The kNN protocol of ``options``, or None with the reason why the labelled test points cannot support
     it: a single class (nothing to tell apart), or too few points for its neighbours and a test part."""
     labelled = int((labels >= 0).sum()) * n_modalities
-    n_test = metrics.test_size(labelled, options["knn_test_fraction"])
+    n_test = measures.test_size(labelled, options["knn_test_fraction"])
     if len(np.unique(labels[labels >= 0])) < 2:
         return None, f"kNN skipped: {ONE_CLASS}"
     if n_test < 1 or labelled - n_test < options["knn_k"]:
@@ -102,7 +102,7 @@ def labelled_metrics(
     """
     knn, knn_skipped = knn_protocol(labels, len(embeddings), options)
     progress("retrieval" + (" and kNN (shared products)" if knn else ""))
-    recalls, knn_acc = metrics.retrieval_and_knn(
+    recalls, knn_acc = measures.retrieval_and_knn(
         embeddings,
         labels,
         levels=(retrieval,),
@@ -112,7 +112,7 @@ def labelled_metrics(
         text_caption_item=text_caption_item,
         text_modality=anchor,
     )
-    points, stacked_labels = metrics.stacked(embeddings, labels)
+    points, stacked_labels = measures.stacked(embeddings, labels)
     present = len(np.unique(stacked_labels))
     k = options["kmeans_k"] or present
     results: dict[str, float] = {"kmeans_k": float(k), "n_classes_present": float(present)}
@@ -132,7 +132,7 @@ def labelled_metrics(
     else:
         progress(f"KMeans (k={k}, {options['kmeans_n_init']} starts) on {len(points)} points")
         results.update(
-            metrics.clustering_scores(
+            measures.clustering_scores(
                 points, stacked_labels, k, options["kmeans_random_state"], options["kmeans_n_init"]
             )
         )
@@ -170,26 +170,26 @@ def measure(
     modality, and, where ``labels`` (-1: unlabelled) support them, the group-wise scores. Without labels
     the group-wise scores are NaN and a note says so."""
     progress("gap measures")
-    results: dict = dict(metrics.gap_metrics(embeddings))
+    results: dict = dict(measures.gap_metrics(embeddings))
     for modality, z in embeddings.items():
-        results[f"intra_cos_{modality}"] = metrics.intra_modality_cosine(z)
-        results[f"effective_rank_{modality}"] = metrics.effective_rank(z)
+        results[f"intra_cos_{modality}"] = measures.intra_modality_cosine(z)
+        results[f"effective_rank_{modality}"] = measures.effective_rank(z)
     progress(
         "uniformity"
         + (
-            f" (a seeded sample of {metrics.UNIFORMITY_ROWS} rows per modality)"
-            if len(next(iter(embeddings.values()))) > metrics.UNIFORMITY_ROWS
+            f" (a seeded sample of {measures.UNIFORMITY_ROWS} rows per modality)"
+            if len(next(iter(embeddings.values()))) > measures.UNIFORMITY_ROWS
             else ""
         )
     )
     for modality, z in embeddings.items():
-        results[f"uniformity_{modality}"] = metrics.uniformity(z)
+        results[f"uniformity_{modality}"] = measures.uniformity(z)
     n_items = len(next(iter(embeddings.values())))
     if labels is None or not (np.asarray(labels) >= 0).any():
         if retrieval != "instance":
             raise ValueError(f"{retrieval}-level retrieval needs labels, and these embeddings have none")
         progress("retrieval")
-        recalls = metrics.retrieval_metrics(
+        recalls = measures.retrieval_metrics(
             embeddings, np.full(n_items, -1), retrieval, options["recall_at"], text_captions, text_caption_item, anchor
         )
         group: dict = {name: float("nan") for name in GROUP_METRICS}
@@ -298,7 +298,7 @@ def gap_sweep(
                 {
                     "seed": seed,
                     "strength": float(strength),
-                    "gap": metrics.gap_metrics(embeddings)["gap"],
+                    "gap": measures.gap_metrics(embeddings)["gap"],
                     "r1": float(np.mean(list(recalls.values()))) if recalls else float("nan"),
                     "v_measure": group["v_measure"],
                     "knn_acc": group["knn_acc"],

@@ -32,7 +32,7 @@ from modgap.data.format import read_manifest
 from modgap.embeddings.dumps import BUDGET_ARRAYS
 from modgap.errors import ExplainedError
 from modgap.io import save_npz, save_torch, write_text
-from modgap.metrics import measures as metrics
+from modgap.metrics import measures
 from modgap.runtime import select_device
 from modgap.training.encode import embed_split, embedding_dump
 from modgap.training.inputs import Batch, SplitInputs
@@ -79,8 +79,8 @@ def run_fingerprint(run: Mapping, seed: int, manifest: Mapping) -> str:
 
 
 def validation_metrics(embeddings: Mapping[str, np.ndarray], labels: np.ndarray, level: str) -> dict[str, float]:
-    gaps = metrics.gap_metrics(embeddings)
-    recalls = metrics.retrieval_metrics(embeddings, labels, level, ks=(1,))
+    gaps = measures.gap_metrics(embeddings)
+    recalls = measures.retrieval_metrics(embeddings, labels, level, ks=(1,))
     return {
         "val_gap": gaps["gap"],
         "val_cos_true_pairs": gaps["cos_true_pairs"],
