@@ -230,3 +230,82 @@ def test_a_pretrained_tower_naming_an_unknown_model_is_a_config_error(default_co
     config["dose_response"] = {"experiment": None}
     with pytest.raises(ConfigError, match=r"'model.towers.image.model': model open_clip:ViT-B-99/openai: open_clip "):
         load_config(config)
+
+
+def _damaged_copy(source: str, tmp_path, damage) -> str:
+    """A copy of a tiny model's folder with ``damage(folder)`` applied; its spec."""
+    import shutil
+
+    library, _, folder = source.partition(":")
+    copy = tmp_path / "damaged"
+    shutil.copytree(folder, copy)
+    damage(copy)
+    return f"{library}:{copy}"
+
+
+@pytest.mark.parametrize(
+    "library, damage, message",
+    [
+        ("open_clip", lambda f: (f / "open_clip_model.safetensors").unlink(), "holds no weights (open_clip_model.safetensors or open_clip_pytorch_model.bin)"),
+        ("hf_clip", lambda f: (f / "tokenizer.json").unlink(), "holds no a tokenizer (tokenizer.json or vocab.json)"),
+        ("hf_clip", lambda f: (f / "config.json").write_text("{not json"), "config.json is not JSON ("),
+        ("open_clip", lambda f: (f / "open_clip_model.safetensors").write_bytes(b"\0" * 100), "cannot be loaded (SafetensorError"),
+        ("hf_clip", lambda f: (f / "model.safetensors").write_bytes(b"\0" * 100), "cannot be loaded ("),
+    ],
+    ids=["open-clip-no-weights", "hf-no-tokenizer", "hf-garbled-config", "open-clip-truncated", "hf-truncated"],
+)  # fmt: skip
+def test_a_damaged_model_folder_is_refused_in_one_line(library, damage, message, models, tiny_data, tmp_path, capsys):
+    """Never a random model, a two-token tokenizer or a traceback: the spec and what is wrong, in one line."""
+    spec = _damaged_copy(models[library], tmp_path, damage)
+    code = main(["embed", "--model", spec, "--data", str(tiny_data), "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert (
+        code == 2 and err.startswith(f"modgap embed: model {spec}: ") and message in err and len(err.splitlines()) == 1
+    )
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--text", "prompts", "--prompt", "a {} of a {}"], "prompt 'a {} of a {}': holds the fields {}, {}; write exactly one '{}'"),
+        (["--text", "prompts", "--prompt", "a {name} photo {}"], "holds the fields {name}, {}"),
+        (["--text", "prompts", "--prompt", "a {"], "is not a template (Single '{' encountered"),
+        (["--device", "cuda"] if not torch.cuda.is_available() else ["--text", "prompts", "--prompt", "x"], "--device is 'cuda' but no CUDA device" if not torch.cuda.is_available() else "holds no '{}'"),
+    ],
+    ids=["two-fields", "named-field", "unmatched-brace", "no-gpu"],
+)  # fmt: skip
+def test_embed_options_that_cannot_work_are_named_in_one_line(arguments, message, models, tiny_data, tmp_path, capsys):
+    code = main(
+        [
+            "embed",
+            "--model",
+            models["open_clip"],
+            "--data",
+            str(tiny_data),
+            "--out",
+            str(tmp_path),
+            "--quiet",
+            *arguments,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+
+
+def test_a_batch_size_below_one_and_one_model_named_twice_are_refused(models, tiny_data, tmp_path, capsys):
+    base = ["embed", "--data", str(tiny_data), "--out", str(tmp_path / "out"), "--quiet"]
+    with pytest.raises(SystemExit):
+        main([*base, "--model", models["open_clip"], "--batch-size", "0"])
+    assert "0 is not a positive whole number" in capsys.readouterr().err
+    code = main([*base, "--model", models["open_clip"], "--model", models["open_clip"] + "/"])
+    assert code == 2 and "would be written to one file" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_prompt_rule_is_the_config_check_too():
+    from modgap.study.model_specs import prompt_problem
+
+    assert prompt_problem("a photo of a {}.") is None and prompt_problem("{{literal}} {}") is None
+    assert prompt_problem("a photo") == "holds no '{}' where the class name goes"
+    assert prompt_problem("{0}") == "holds the fields {0}; write exactly one '{}' for the class name"

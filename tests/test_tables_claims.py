@@ -515,3 +515,22 @@ def test_the_verdict_table_holds_what_the_report_says(tmp_path):
     assert again["v_measure"].tolist() == table["v_measure"].tolist()  # bit for bit
     single = verdict_table(check_claims(paired_runs(CLEAR), CLAIMS, None, CIFAR), CLAIMS["confidence"])
     assert single["budget"].isna().all() and single["deciding"].tolist() == [True]
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda text: text[: len(text) // 2], "its last line is unfinished: cut short"),
+        (lambda text: text.replace("method_gap", "other", 1), "no column method_gap"),
+        (lambda text: text.replace("\ne,", "\n,", 1), "row 2 lacks its experiment or methods"),
+    ],
+    ids=["cut-short", "no-column", "unnamed-row"],
+)
+def test_a_damaged_verdict_table_is_refused_not_drawn(tmp_path, monkeypatch, damage, problem):
+    monkeypatch.chdir(tmp_path)
+    families = check_claims(ladder_runs({10: CLEAR, 20: CLEAR, 40: CLEAR}), CLAIMS, LADDER, LADDER_REFERENCES)
+    path = Path("results/tables/verdict.csv")
+    path.parent.mkdir(parents=True)
+    path.write_text(damage(verdict_table(families, CLAIMS["confidence"]).to_csv(index=False)))
+    with pytest.raises(CorruptIntermediateError, match=f"{path}: damaged verdict table \\({problem}\\); rebuild it"):
+        read_verdict_table(path)

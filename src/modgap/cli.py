@@ -270,6 +270,12 @@ def embed_command(arguments: argparse.Namespace) -> int:
     from modgap.study.model_specs import parse_model_spec
 
     specs = [parse_model_spec(text) for text in arguments.model]  # every spec checked before any model loads
+    slugs = [spec.slug for spec in specs]
+    twice = sorted({str(spec) for spec in specs if slugs.count(spec.slug) > 1})
+    if twice:
+        raise ExplainedError(
+            f"{' and '.join(twice)} would be written to one file ({specs[0].slug}...): name each model once"
+        )
     try:
         check_output_folder(arguments.out, [f"{spec.slug}.npz" for spec in specs])
     except OutputFolderError as error:
@@ -300,6 +306,14 @@ def embed_command(arguments: argparse.Namespace) -> int:
         )
     print(f"measure them with: modgap evaluate {' '.join(str(arguments.out / f'{s.slug}.npz') for s in specs)}")
     return 0
+
+
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive whole number")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -364,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         help="each item's first caption, or its class prompt (auto: prompts where captions are only class names)",
     )
     embed.add_argument("--prompt", default=DEFAULT_PROMPT, help=f"class prompt template (default {DEFAULT_PROMPT!r})")
-    embed.add_argument("--batch-size", type=int, default=256, help="items per forward pass (default 256)")
+    embed.add_argument("--batch-size", type=_positive, default=256, help="items per forward pass (default 256)")
     embed.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default: CUDA if present)")
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
     embed.set_defaults(handler=embed_command)
@@ -383,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ExplainedError) as error:
         print(f"modgap {arguments.command}: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outputs are atomic: nothing half-written is left
+        print(f"modgap {arguments.command}: interrupted; nothing half-written was left", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
+from modgap.errors import ExplainedError
+
 log = logging.getLogger(__name__)
 
 GPU_LOCK_DIR = Path(tempfile.gettempdir()) / "modgap-gpu-locks"
@@ -57,12 +59,17 @@ def configure_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def select_device(requested: str):
-    """The torch device for ``train.device`` (auto: CUDA where present, else the CPU)."""
+class NoGpuError(ExplainedError, RuntimeError):
+    """CUDA was asked for where none is; the message names the setting that asked."""
+
+
+def select_device(requested: str, key: str = "train.device"):
+    """The torch device for a ``requested`` setting (auto: CUDA where present, else the CPU); ``key``: the
+    config key or option that set it, for the message."""
     import torch  # this module serves the analysis environment too, which lacks torch
 
     if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
+        raise NoGpuError(f"{key} is 'cuda' but no CUDA device is available")
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)

@@ -341,6 +341,7 @@ def all_targets():
         *metrics_files(),
         "results/tables/main.csv",
         "results/claims.txt",
+        VERDICT_TABLE,  # a deleted one is written again (Snakemake leaves a missing intermediate alone otherwise)
         *[path for e in study["experiments"] for path in figures_of(e["name"])],
         *([f"results/figures/budget.{ext}" for ext in ("pdf", "png")] if ladders(study) else []),
     ]

@@ -42,6 +42,8 @@ rule embed_with_model:
     params:
         model=lambda wildcards: embedding_model(study, wildcards.experiment, wildcards.method),
         options=lambda wildcards: embedding_options(study, wildcards.experiment),
+        # for the message of a missing GPU (derived from the input: no rerun trigger)
+        device_key=lambda wildcards, input: f"datasets.{experiment_dataset(wildcards.experiment)}.device",
     wildcard_constraints:
         experiment=one_of(EMBEDDED),
         method=one_of(sorted(imported_methods(study))),

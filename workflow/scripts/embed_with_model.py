@@ -12,6 +12,10 @@ with log_to_file(snakemake.log[0]):
     configure_threads(snakemake.threads)
     gpu_lock = claim_gpu()  # held until the job ends
     _, done = write_model_dump(
-        snakemake.params.model, snakemake.input.data, snakemake.output[0], **snakemake.params.options
+        snakemake.params.model,
+        snakemake.input.data,
+        snakemake.output[0],
+        device_key=snakemake.params.device_key,
+        **snakemake.params.options,
     )
     logging.getLogger("modgap.embeddings.from_models").info("%s: %s", snakemake.params.model, done)

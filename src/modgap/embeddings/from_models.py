@@ -21,7 +21,7 @@ from modgap.embeddings.dumps import CAPTION_ITEM, CAPTIONS, CLASS_NAMES, IDS, LA
 from modgap.embeddings.pretrained import PretrainedModel
 from modgap.errors import ExplainedError
 from modgap.io import save_npz
-from modgap.study.model_specs import DEFAULT_PROMPT, ModelError
+from modgap.study.model_specs import DEFAULT_PROMPT, ModelError, prompt_problem
 
 TEXT_MODES = ("auto", "captions", "prompts")
 
@@ -43,9 +43,10 @@ def chosen_text(mode: str, captions, labels: np.ndarray, class_names: Sequence[s
 
 
 def class_prompts(template: str, class_names: Sequence[str]) -> list[str]:
-    """The prompt of every class; a template without '{}' is refused (every class would read the same)."""
-    if "{}" not in template:
-        raise ExplainedError(f"prompt {template!r}: holds no '{{}}' where the class name goes")
+    """The prompt of every class; a template that is not one '{}' in text is refused (modgap.study.model_specs)."""
+    problem = prompt_problem(template)
+    if problem:
+        raise ExplainedError(f"prompt {template!r}: {problem}")
     return [template.format(name) for name in class_names]
 
 
@@ -160,14 +161,14 @@ def embed_prepared(
 
 
 def write_model_dump(
-    spec, data_dir: str | Path, output: str | Path, device: str = "auto", **options
+    spec, data_dir: str | Path, output: str | Path, device: str = "auto", device_key: str = "--device", **options
 ) -> tuple[dict[str, np.ndarray], dict]:
     """Load the model ``spec`` names, embed the prepared split (``embed_prepared``'s options) and write the dump
-    to ``output`` (.npz, atomically)."""
+    to ``output`` (.npz, atomically); ``device_key``: the option or config key that chose ``device``."""
     from modgap.embeddings.pretrained import load_model
     from modgap.runtime import select_device
 
-    model = load_model(spec, select_device(device))
+    model = load_model(spec, select_device(device, device_key))
     dump, done = embed_prepared(model, data_dir, **options)
     save_npz(output, **dump)
     return dump, {**done, "embed_dim": int(dump[done["modalities"][0]].shape[1])}

@@ -15,6 +15,7 @@ from torch import nn
 from modgap.study.model_specs import (
     HF_MODEL_TYPES,
     OPEN_CLIP_MODALITIES,
+    ModelError,
     ModelSpec,
     hf_config,
     model_modalities,
@@ -28,12 +29,18 @@ def load_model(spec: ModelSpec | str, device="cpu") -> "PretrainedModel":
     """The model a spec names, as a ``PretrainedModel`` on ``device`` in eval mode."""
     spec = parse_model_spec(spec) if isinstance(spec, str) else spec
     model_modalities(spec)  # one line for what cannot be loaded, before any weights are read
-    if spec.library == "open_clip":
-        model = OpenClipModel(spec)
-    elif hf_config(spec)["model_type"] == "clip":
-        model = HFClipModel(spec)
-    else:
-        model = HFClapModel(spec)
+    kind = (
+        OpenClipModel
+        if spec.library == "open_clip"
+        else {"clip": HFClipModel, "clap": HFClapModel}[hf_config(spec)["model_type"]]
+    )
+    try:
+        model = kind(spec)
+    except ModelError:
+        raise
+    except Exception as error:  # the libraries raise many types on truncated or damaged files
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise ModelError(f"model {spec}: cannot be loaded ({type(error).__name__}: {first})") from None
     return model.to(device).eval()
 
 

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,20 @@ HF_MODEL_TYPES = {"clip": ("image", "text"), "clap": ("audio", "text")}
 SPEC_FORMS = "open_clip:<architecture>/<pretrained tag>, open_clip:<local folder>, hf:<hub id or local folder>"
 # CLIP's own prompt style for data sets whose text is a class name (docs/your_embeddings.md).
 DEFAULT_PROMPT = "a photo of a {}."
+
+
+def prompt_problem(template: str) -> str | None:
+    """Why a class-prompt template cannot be filled with one class name: it must hold exactly one '{}' and no
+    other replacement field (None: it can)."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as error:  # an unmatched brace
+        return f"is not a template ({error}; write a literal brace as {{{{ or }}}})"
+    if fields == [""]:
+        return None
+    if not fields:
+        return "holds no '{}' where the class name goes"
+    return f"holds the fields {', '.join('{' + f + '}' for f in fields)}; write exactly one '{{}}' for the class name"
 
 
 class ModelError(ExplainedError, ValueError):
@@ -151,6 +166,27 @@ def open_clip_weights(spec: ModelSpec) -> str:
         raise unreachable(spec, None, error) from None
 
 
+# What a local model folder must hold besides its config: weights (one of), and for Hugging Face a tokenizer
+# (one of), without which transformers would fall back to a two-token vocabulary and embed every text alike.
+LOCAL_WEIGHTS = {
+    "open_clip": ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"),
+    "hf": ("model.safetensors", "pytorch_model.bin"),
+}
+LOCAL_TOKENIZER = ("tokenizer.json", "vocab.json")
+
+
+def _local_files_problem(spec: ModelSpec) -> None:
+    """Refuse a local folder without weights (a random model would be embedded) or, for Hugging Face, without
+    a tokenizer."""
+    folder = Path(spec.name)
+    needed = [("weights", LOCAL_WEIGHTS[spec.library])] + (
+        [("a tokenizer", LOCAL_TOKENIZER)] if spec.library == "hf" else []
+    )
+    for what, names in needed:
+        if not any((folder / name).is_file() for name in names):
+            raise ModelError(f"model {spec}: {folder} holds no {what} ({' or '.join(names)})")
+
+
 def hf_config(spec: ModelSpec) -> dict:
     if spec.local:
         path = Path(spec.name) / "config.json"
@@ -158,7 +194,13 @@ def hf_config(spec: ModelSpec) -> dict:
             raise ModelError(f"model {spec}: {path} not found (a local model folder holds save_pretrained's files)")
     else:
         path = Path(_hub_file(spec, spec.name, "config.json"))
-    return json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ModelError(f"model {spec}: {path} is not JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"model {spec}: {path} is not a model config (not a JSON object)")
+    return config
 
 
 def model_modalities(spec: ModelSpec | str) -> tuple[str, ...]:
@@ -171,10 +213,13 @@ def model_modalities(spec: ModelSpec | str) -> tuple[str, ...]:
             config = Path(spec.name) / "open_clip_config.json"
             if not config.is_file():
                 raise ModelError(f"model {spec}: {config} not found (a local open_clip folder holds its config)")
+            _local_files_problem(spec)
         else:
             open_clip_weights(spec)  # the architecture and tag exist, and the weights can be had
         return OPEN_CLIP_MODALITIES
     model_type = hf_config(spec).get("model_type")
+    if spec.local:
+        _local_files_problem(spec)
     if model_type not in HF_MODEL_TYPES:
         known = ", ".join(f"{t} ({' + '.join(m)})" for t, m in HF_MODEL_TYPES.items())
         raise ModelError(f"model {spec}: model type {model_type!r} is not one this project embeds (known: {known})")

@@ -71,7 +71,12 @@ def _pretrained_tower_problems(config: Mapping, schema: Mapping) -> list[str]:
                 problems.append(f"config key '{key}.kind': {tower['kind']} has no {modality} encoder")
                 continue
             if "model" not in tower:
-                problems.append(f"config key '{key}.model': a {tower['kind']} tower names its model")
+                problems.append(f"config key '{key}.model': an {tower['kind']} tower names its model")
+                continue
+            if tower["kind"] == "hf_clip" and "pretrained" in tower:  # its model names its weights
+                problems.append(
+                    f"config key '{key}.pretrained': an hf_clip tower's weights are its model's; leave it out"
+                )
                 continue
             if tower.get("freeze"):
                 problems.append(f"config key '{key}.freeze': a {tower['kind']} tower is fine-tuned whole")

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from modgap.data.sources import SOURCES
 from modgap.study.method_options import loss_option_problems
+from modgap.study.model_specs import prompt_problem
 from modgap.study.plan import (
     POSTHOC_METHOD,
     UNTRAINED_SOURCES,
@@ -142,8 +143,8 @@ def _models_source_problems(config: Mapping, schema: Mapping) -> list[str]:
                 f"config key 'seeds': experiment '{experiment['name']}' embeds data set '{name}' with pretrained "
                 f"models, whose embeddings are the same for every seed; give one seed (seeds: [0])"
             )
-        if "{}" not in dataset["prompt"]:
-            problems.append(f"config key 'datasets.{name}.prompt': holds no '{{}}' where the class name goes")
+        if prompt_problem(dataset["prompt"]):
+            problems.append(f"config key 'datasets.{name}.prompt': {prompt_problem(dataset['prompt'])}")
         data = dataset["data"]
         if data not in config["datasets"] or config["datasets"][data]["source"] in UNTRAINED_SOURCES:
             prepared = ", ".join(n for n, d in config["datasets"].items() if d["source"] not in UNTRAINED_SOURCES)

@@ -67,15 +67,32 @@ def verdict_table(families: Sequence[Family], confidence: float) -> pd.DataFrame
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=KEY_COLUMNS)
 
 
-def read_verdict_table(path: str | Path) -> pd.DataFrame:
-    """The table as written, every float read back to the bit; an unreadable one is named."""
+# What every laddered row holds, which the budget figure and the regime map draw.
+DRAWN_COLUMNS = [
+    "evaluation",
+    "baseline_gap",
+    "method_gap",
+    *(f"{k}{s}" for k in ("v_measure", "knn_acc") for s in ("", "_low", "_high", "_margin")),
+]
+
+
+def read_verdict_table(path: str | Path, needed: Sequence[str] = DRAWN_COLUMNS) -> pd.DataFrame:
+    """The table as written, every float read back to the bit. A table cut short (its last line unfinished),
+    without a column its reader ``needed`` or with a row that lacks one of its names is refused as damaged."""
     try:
+        with open(path, "rb") as handle:
+            text = handle.read()
         table = pd.read_csv(path, float_precision="round_trip")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise corrupt(path, "verdict table", error) from None
-    missing = [c for c in KEY_COLUMNS if c not in table]
+    if not text.endswith(b"\n"):
+        raise corrupt(path, "verdict table", "its last line is unfinished: cut short")
+    missing = [c for c in (*KEY_COLUMNS, *(needed if len(table) else ())) if c not in table]
     if missing:
         raise corrupt(path, "verdict table", f"no column {', '.join(missing)}")
+    unnamed = table[["experiment", "family", "method", "baseline", "deciding"]].isna().any(axis=1)
+    if unnamed.any():
+        raise corrupt(path, "verdict table", f"row {int(unnamed.idxmax()) + 2} lacks its experiment or methods")
     return table
 
 
