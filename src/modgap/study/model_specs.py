@@ -180,7 +180,7 @@ def _local_files_problem(spec: ModelSpec) -> None:
     a tokenizer."""
     folder = Path(spec.name)
     needed = [("weights", LOCAL_WEIGHTS[spec.library])] + (
-        [("a tokenizer", LOCAL_TOKENIZER)] if spec.library == "hf" else []
+        [("tokenizer", LOCAL_TOKENIZER)] if spec.library == "hf" else []
     )
     for what, names in needed:
         if not any((folder / name).is_file() for name in names):
