@@ -534,3 +534,10 @@ def test_a_damaged_verdict_table_is_refused_not_drawn(tmp_path, monkeypatch, dam
     path.write_text(damage(verdict_table(families, CLAIMS["confidence"]).to_csv(index=False)))
     with pytest.raises(CorruptIntermediateError, match=f"{path}: damaged verdict table \\({problem}\\); rebuild it"):
         read_verdict_table(path)
+
+
+def test_an_interval_of_no_pair_says_so_not_one_seed():
+    from modgap.verdict.stats import Interval
+
+    assert Interval(math.inf, math.inf, math.inf, 0).shown(2, signed=False) == "n/a (no pair left)"
+    assert Interval(0.5, 0.5, 0.5, 1).shown() == "+0.5 (point value, one seed)"

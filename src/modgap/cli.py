@@ -32,7 +32,9 @@ def claims_command(arguments: argparse.Namespace) -> int:
     if arguments.runs.is_dir():
         raise ExplainedError(f"{arguments.runs}: a folder, not a runs table (results/tables/runs.csv)")
     if not arguments.runs.is_file():
-        print(f"{arguments.runs}: not found; run the study first (snakemake --cores all)", file=sys.stderr)
+        print(
+            f"modgap claims: {arguments.runs}: not found; run the study first (snakemake --cores all)", file=sys.stderr
+        )
         return 2
     config = load_config_files([arguments.default_config, *arguments.configfile])
     # advice to rebuild a damaged table names the study's own command, and only for the study's own table

@@ -40,6 +40,8 @@ class Interval:
         sign = "+" if signed else ""
         if math.isnan(self.estimate):
             return "n/a"
+        if self.n == 0:  # every pair left out (a collapsed run in each)
+            return "n/a (no pair left)"
         if self.is_point:
             return f"{self.estimate:{sign}.{digits}f} (point value, one seed)"
         return f"{self.estimate:{sign}.{digits}f} [{self.low:{sign}.{digits}f}, {self.high:{sign}.{digits}f}]"
