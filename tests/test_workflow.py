@@ -275,7 +275,7 @@ def test_editing_a_figure_reruns_only_that_figure(checkout, study):
 
 @pytest.mark.slow
 def test_editing_the_tables_reruns_tables_and_claims_only(checkout, study):
-    module = checkout / "src" / "modgap" / "tables.py"
+    module = checkout / "src" / "modgap" / "verdict" / "tables.py"
     original = module.read_text()
     module.write_text(original + "\n# a change\n")
     try:
@@ -293,7 +293,7 @@ def test_editing_a_metric_redraws_the_latent_figures_that_print_it(checkout, stu
     """The latent figures print each panel's gap (modgap.metrics.measures.gap_metrics), so a changed metric redraws them.
     Only their own jobs are considered (--allowed-rules): the metrics module retrains too, which would redraw
     every figure whatever the figure's own code list."""
-    module = checkout / "src" / "modgap" / "metrics.py"
+    module = checkout / "src" / "modgap" / "metrics" / "measures.py"
     original = module.read_text()
     module.write_text(original + "\n# a change\n")
     targets = [f"results/figures/{name}.pdf" for name in ("pair/latent_2d", "triple/latent_2d", "triple/latent_3d")]
@@ -397,10 +397,10 @@ def test_a_key_given_twice_in_a_config_file_fails_before_any_job(repo, tmp_path)
 
 @pytest.mark.slow
 def test_jobs_run_the_code_of_their_own_checkout(checkout, study, tmp_path):
-    """A second checkout beside the installed package: its jobs import its own modgap (claims.py edited here)."""
+    """A second checkout beside the installed package: its jobs import its own modgap (its report.py edited)."""
     for folder in (checkout, study):
         subprocess.run(["cp", "-a", str(folder), str(tmp_path / folder.name)], check=True)
-    claims = tmp_path / checkout.name / "src" / "modgap" / "claims.py"
+    claims = tmp_path / checkout.name / "src" / "modgap" / "verdict" / "report.py"
     text = claims.read_text()
     assert 'f"Claims check: methods' in text  # the edit below must change the code
     claims.write_text(text.replace('f"Claims check: methods', 'f"Claims check (second checkout): methods'))
@@ -627,7 +627,10 @@ TOY_EDITS = {
         ),
     ],
     "workflow/schemas/config.schema.yaml": [
-        ("enum: [embedded, cifar10, mscoco, avmnist, dumps]", "enum: [embedded, cifar10, mscoco, avmnist, dumps, toy]"),
+        (
+            "enum: [embedded, cifar10, mscoco, avmnist, dumps, models]",
+            "enum: [embedded, cifar10, mscoco, avmnist, dumps, models, toy]",
+        ),
         (
             "  dumps_dataset:\n",
             "      - if: {properties: {source: {const: toy}}}\n"

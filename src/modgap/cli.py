@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from modgap import your_embeddings
 from modgap.embeddings import external_files
-from modgap.errors import RERUN_VARIABLE, CorruptIntermediateError, ExplainedError, corrupt
+from modgap.errors import CorruptIntermediateError, ExplainedError, corrupt
 from modgap.io import OutputFolderError, check_output_folder, write_json, write_text
 from modgap.study.config import DEFAULT_CONFIG, ConfigError, load_config_files
 from modgap.study.model_specs import DEFAULT_PROMPT
@@ -39,14 +38,12 @@ def claims_command(arguments: argparse.Namespace) -> int:
     config = load_config_files([arguments.default_config, *arguments.configfile])
     # advice to rebuild a damaged table names the study's own command, and only for the study's own table
     given = [part for path in arguments.configfile for part in ("--configfile", str(path))]
-    os.environ.setdefault(RERUN_VARIABLE, shlex.join(["snakemake", "--cores", "all", *given]))
     own_table = arguments.runs.resolve() == (Path.cwd() / RUNS_TABLE).resolve()
     try:
         return _claims(arguments, config)
     except CorruptIntermediateError as error:
-        if own_table:
-            raise
-        raise corrupt(error.path, error.what, error.detail, rebuildable=False) from None
+        command = shlex.join(["snakemake", "--cores", "all", *given])
+        raise corrupt(error.path, error.what, error.detail, rebuildable=own_table, command=command) from None
 
 
 def _claims(arguments: argparse.Namespace, config: dict) -> int:

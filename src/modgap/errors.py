@@ -35,21 +35,23 @@ def study_command(argv: Sequence[str]) -> str:
     return shlex.join(["snakemake", *(a for a in argv[1:] if a not in _DRY_RUN_FLAGS)])
 
 
-def rebuild_command(path: str | Path) -> str:
-    """The command that rebuilds ``path`` and everything made from it, then finishes the user's study."""
-    command = os.environ.get(RERUN_VARIABLE) or "snakemake --cores all"
+def rebuild_command(path: str | Path, command: str | None = None) -> str:
+    """The command that rebuilds ``path`` and everything made from it, then finishes the user's study: the
+    user's ``command`` (in a job, the one the workflow recorded), with ``--forcerun``."""
+    command = command or os.environ.get(RERUN_VARIABLE) or "snakemake --cores all"
     return f"{command} --forcerun {shlex.quote(str(path))}"
 
 
 def corrupt(
-    path: str | Path, what: str, error: BaseException | str, rebuildable: bool = True
+    path: str | Path, what: str, error: BaseException | str, rebuildable: bool = True, command: str | None = None
 ) -> CorruptIntermediateError:
     """The error for a damaged (unreadable or incomplete) ``path`` (a ``what``): for an intermediate of the
-    study in this folder (under results/, and ``rebuildable``), with the command that rebuilds it; for a file
-    from elsewhere, which no rerun of this study remakes, with no command."""
+    study in this folder (under results/, and ``rebuildable``), with the command that rebuilds it (``command``:
+    the study's own, rebuild_command); for a file from elsewhere, which no rerun of this study remakes, with no
+    command."""
     detail = error if isinstance(error, str) else f"{type(error).__name__}: {' '.join(str(error).split())}"  # one line
     if rebuildable and Path(path).resolve().is_relative_to(Path.cwd().resolve() / "results"):
-        advice = f"rebuild it with `{rebuild_command(path)}`"
+        advice = f"rebuild it with `{rebuild_command(path, command)}`"
     else:
         advice = "it is not an intermediate of a study in this folder (results/), so fix it or make it again where it was made"
     return CorruptIntermediateError(f"{path}: damaged {what} ({detail}); {advice}", path, what, detail)
