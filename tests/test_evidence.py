@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import warnings
 import zipfile
@@ -728,3 +729,4 @@ def test_modgap_claims_advises_a_rebuild_only_for_the_study_table_and_with_its_c
         2,
         f"modgap claims: results/tables/other.csv: damaged runs table (no column seed); {OUTSIDE_THE_STUDY}\n",
     )
+    assert "MODGAP_RERUN" not in os.environ  # the command line leaves no state behind for later runs
