@@ -238,20 +238,26 @@ def file_digest(path: str | Path) -> str:
 
 
 def tree_digest(path: str | Path) -> str:
-    """The SHA-256 of a file, or of every file under a folder (names and contents, hidden entries left out),
-    so that a local copy that gains, loses or changes a file gets another digest whatever its modification
-    times; "missing" where nothing is there (the preparation names what it lacks)."""
+    """A SHA-256 over what a file, or every file under a folder, is: relative name, size and modification
+    time (hidden entries left out). Every workflow call computes it, so it reads no content: a local copy of
+    MSCOCO holds tens of gigabytes. A copy that gains, loses, grows or rewrites a file gets another digest;
+    "missing" where nothing is there (the preparation names what it lacks)."""
     root = Path(path)
-    if root.is_file():
-        return file_digest(root)
-    if not root.is_dir():
+    if not root.exists():
         return "missing"
-    files = sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    files = (
+        [root]
+        if root.is_file()
+        else sorted(
+            p
+            for p in root.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        )
     )
-    listing = "\n".join(f"{p.relative_to(root).as_posix()} {file_digest(p)}" for p in files)
+    listing = "\n".join(
+        f"{p.relative_to(root).as_posix() if p != root else p.name} {p.stat().st_size} {p.stat().st_mtime_ns}"
+        for p in files
+    )
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
