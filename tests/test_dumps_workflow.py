@@ -26,7 +26,7 @@ def write_dumps(root, seeds=(0, 1, 2)):
 def test_a_folder_of_dumps_runs_end_to_end_without_training(repo, tmp_path):
     write_dumps(tmp_path / "my_dumps")
     config = yaml.safe_load((repo / "presets" / "your_dumps.yaml").read_text())
-    config["evaluate"] |= {"kmeans_n_init": 2, "sweep_strengths": [0.0, 1.0]}
+    config["evaluate"] |= {"kmeans_n_init": 2, "kmeans_states": 2, "sweep_strengths": [0.0, 1.0]}
     planned = planned_jobs(snakemake(repo / "Snakefile", tmp_path, config, "-n"))
     assert planned["import_dumps"] == 6 and "train" not in planned and "prepare_dataset" not in planned
     snakemake(repo / "Snakefile", tmp_path, config)

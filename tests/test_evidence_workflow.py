@@ -26,7 +26,7 @@ STUDY = {
         "train": {"epochs": 2, "batch_size": 32, "lr": 0.002, "progress": "never", "checkpoint_every": 2},
     }],
     "model": {"width": 16, "depth": 1, "heads": 2, "embed_dim": 8},
-    "evaluate": {"posthoc_source": None, "kmeans_n_init": 2},
+    "evaluate": {"posthoc_source": None, "kmeans_n_init": 2, "kmeans_states": 2},
     "dose_response": {"experiment": None},
 }  # fmt: skip
 TARGET = "results/claims.txt"  # the verdict and what it is made from; figures are not this issue's
@@ -172,7 +172,7 @@ def write_dumps(root, items=120):
 
 def dumps_config(repo) -> dict:
     config = yaml.safe_load((repo / "presets" / "your_dumps.yaml").read_text())
-    return {**config, "evaluate": {**config["evaluate"], "kmeans_n_init": 2}}
+    return {**config, "evaluate": {**config["evaluate"], "kmeans_n_init": 2, "kmeans_states": 2}}
 
 
 def cut(arrays, rows=100):

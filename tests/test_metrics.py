@@ -18,6 +18,7 @@ from modgap.metrics.per_run import compute_metrics, is_collapsed
 OPTIONS = {
     "recall_at": [1, 5, 10], "kmeans_k": None, "kmeans_random_state": 0, "kmeans_n_init": 10,
     "knn_k": 5, "knn_test_fraction": 0.2, "knn_seed": 0, "knn_split": "point", "linear_probe": True,
+    "kmeans_states": 3, "knn_loo_queries": 10000,
 }  # fmt: skip
 
 

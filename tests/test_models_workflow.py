@@ -24,7 +24,7 @@ def tiny_study(repo, tmp_path) -> dict:
             "openclip_b32": f"open_clip:{tiny_models.open_clip_folder(tmp_path / 'open_clip')}",
         }},
     }  # fmt: skip
-    config["evaluate"] = {**config["evaluate"], "kmeans_n_init": 2, "sweep_strengths": [0.0, 1.0]}
+    config["evaluate"] = {**config["evaluate"], "kmeans_n_init": 2, "kmeans_states": 2, "sweep_strengths": [0.0, 1.0]}
     return config
 
 

@@ -29,7 +29,7 @@ TINY = {
     ],
     "model": {"width": 16, "depth": 1, "heads": 2, "embed_dim": 8},
     "train": {"epochs": 2, "batch_size": 32, "progress": "never"},
-    "evaluate": {"sweep_strengths": [0.0, 1.0], "kmeans_n_init": 2},
+    "evaluate": {"sweep_strengths": [0.0, 1.0], "kmeans_n_init": 2, "kmeans_states": 2},
     "dose_response": {"experiment": "triple", "strengths": [0.0, 0.5, 1.0]},
 }  # fmt: skip
 VERDICT = re.compile(r"\[(HOLDS|HOLDS, BELOW MARGIN|FAILS|INCONCLUSIVE|NO ROOM)\]")  # the deciding (Holm) column

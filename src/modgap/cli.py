@@ -91,6 +91,8 @@ METRIC_OPTIONS = {
     "k": "recall_at",
     "kmeans_k": "kmeans_k",
     "kmeans_starts": "kmeans_n_init",
+    "kmeans_states": "kmeans_states",
+    "knn_loo_queries": "knn_loo_queries",
     "knn_k": "knn_k",
     "knn_split": "knn_split",
     "knn_test_fraction": "knn_test_fraction",
@@ -234,7 +236,15 @@ def _metric_options(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument("--kmeans-k", type=int, help="KMeans clusters (default: the number of classes)")
     command.add_argument("--kmeans-starts", type=int, help="KMeans starts, the best inertia kept (default 10)")
+    command.add_argument(
+        "--kmeans-states", type=int, help="KMeans random states the low-variance scores average (default 20)"
+    )
     command.add_argument("--knn-k", type=int, help="neighbours of the kNN vote (default 5)")
+    command.add_argument(
+        "--knn-loo-queries",
+        type=int,
+        help="leave-one-out kNN queries at most this many points, a seeded sample above (default 10000)",
+    )
     command.add_argument(
         "--knn-split",
         choices=("point", "item"),

@@ -43,6 +43,7 @@ from modgap.study.plan import (
     evaluated_runs,
     evaluations,
     experiment_by_name,
+    factorial_methods,
     imported,
     imported_dump,
     imported_methods,
@@ -345,6 +346,22 @@ def all_targets():
         *[path for e in study["experiments"] for path in figures_of(e["name"])],
         *([f"results/figures/budget.{ext}" for ext in ("pdf", "png")] if ladders(study) else []),
     ]
+
+
+FACTORIAL = study["factorial"]
+FACTORIAL_CELLS = factorial_methods(study)  # (arm, temperature) -> the method that trains that cell
+
+
+def factorial_files():
+    """Every factorial cell's metrics at its experiment's last budget, experiment by experiment, cells in
+    FACTORIAL_CELLS order."""
+    return [metrics_path(final_evaluation(e), m) for e in FACTORIAL["experiments"] for m in FACTORIAL_CELLS.values()]
+
+
+def factorial_targets():
+    if not FACTORIAL["experiments"]:
+        return []
+    return ["results/factorial.txt", "results/tables/factorial.csv", "results/figures/factorial.png"]
 
 
 def dose_response_targets():

@@ -122,3 +122,20 @@ rule figure_budget:
         ANALYSIS_ENV
     script:
         "../scripts/figure_budget.py"
+
+
+rule figure_factorial:
+    input:
+        table=rules.factorial_table.output.csv,
+        code=code("figure_factorial.py", data=("reference/paper_table.csv",)),
+    output:
+        pdf="results/figures/factorial.pdf",
+        png=report("results/figures/factorial.png", caption="../report/factorial.rst", category="Factorial"),
+    params:
+        labels=LABELS,
+    log:
+        "results/logs/figures/factorial.log",
+    conda:
+        ANALYSIS_ENV
+    script:
+        "../scripts/figure_factorial.py"

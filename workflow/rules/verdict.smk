@@ -96,6 +96,41 @@ rule dose_response:
         dose_response_targets(),
 
 
+rule factorial_table:
+    input:
+        metrics=factorial_files(),
+        code=code("factorial_table.py", data=("reference/paper_table.csv",)),
+    output:
+        csv=report(
+            "results/tables/factorial.csv",
+            caption="../report/factorial.rst",
+            category="Factorial",
+            labels={"table": "factorial cells"},
+        ),
+        readings="results/tables/factorial_readings.csv",
+        text=report("results/factorial.txt", caption="../report/factorial.rst", category="Factorial"),
+    params:
+        experiments=FACTORIAL["experiments"],
+        cells=[[arm, temperature] for arm, temperature in FACTORIAL_CELLS],
+        seeds=study["seeds"],
+        baseline=FACTORIAL["baseline"],
+        method=FACTORIAL["method"],
+        references={e: REFERENCES.get(final_evaluation(e)) for e in FACTORIAL["experiments"]},
+        claims={key: study["claims"][key] for key in ("confidence", "margin_fraction")},
+    log:
+        "results/logs/factorial_table.log",
+    conda:
+        ANALYSIS_ENV
+    script:
+        "../scripts/factorial_table.py"
+
+
+rule factorial:
+    """The factorial: its table, readings and figure (snakemake --cores all factorial)."""
+    input:
+        factorial_targets(),
+
+
 rule regime_map_outputs:
     input:
         verdict=VERDICT_TABLE,

@@ -22,6 +22,7 @@ from modgap.embeddings.dumps import (
     LABELS,
     load_method_dump,
     modality_embeddings,
+    posthoc_shift,
     shift_dump,
 )
 from modgap.embeddings.fingerprints import ItemSet, distinct_runs, embeddings_digest
@@ -92,10 +93,13 @@ def labelled_metrics(
     text_caption_item: np.ndarray | None = None,
     anchor: str = "text",
     progress: Callable[[str], None] = lambda stage: None,
+    gap_cost: bool = True,
 ) -> tuple[dict[str, float], dict[str, float], list[str]]:
     """Retrieval R@k (``ks``, default ``options['recall_at']``) between the ``anchor`` modality and every
     other, KMeans scores, kNN and the optional probe of one set of embeddings: (recalls, group-wise results,
-    notes on what the labels could not support). ``progress`` is told each stage as it starts.
+    notes on what the labels could not support). ``progress`` is told each stage as it starts. With
+    ``gap_cost``, the low-variance scores are measured again after centring every modality on the common
+    centroid (the post-hoc shift at strength 1), and what the gap costs is their difference.
 
     Retrieval and kNN share their similarity products. KMeans k is ``options['kmeans_k']`` or the number of
     classes present among the labelled test items.
@@ -128,17 +132,22 @@ def labelled_metrics(
             )
         )
         notes.append(f"clustering skipped: {cause}")
+    clusters = not notes
+    if not clusters:
         results.update({name: float("nan") for name in names})
-    else:
-        progress(f"KMeans (k={k}, {options['kmeans_n_init']} starts) on {len(points)} points")
-        results.update(
-            measures.clustering_scores(
-                points, stacked_labels, k, options["kmeans_random_state"], options["kmeans_n_init"]
-            )
-        )
+    results["knn_acc"] = float("nan") if knn_acc is None else knn_acc
     if knn is None:
         notes.append(knn_skipped)
-    results["knn_acc"] = float("nan") if knn_acc is None else knn_acc
+    results.update(low_variance_scores(embeddings, labels, options, k, clusters, knn is not None, progress))
+    if gap_cost:
+        centred = posthoc_shift(embeddings, 1.0)
+        progress("the same after centring every modality (the gap's cost)")
+        as_centred = low_variance_scores(centred, labels, options, k, clusters, knn is not None, progress, False)
+        results.update({f"centred_{name}": value for name, value in as_centred.items() if name in CENTRED_SCORES})
+        pairs = measures.gap_metrics(centred)
+        results.update({f"centred_{name}": pairs[name] for name in CENTRED_GAP})
+        for name, cost in GAP_COSTS.items():
+            results[cost] = results[f"centred_{name}"] - results[name]
     if options["linear_probe"]:
         if present < 2 or len(points) < 10 * present:
             notes.append("linear probe skipped: too few labelled points")
@@ -151,7 +160,68 @@ def labelled_metrics(
     return recalls[retrieval], results, notes
 
 
-GROUP_METRICS = ("v_measure", "homogeneity", "completeness", "nmi", "ari", "knn_acc")
+def low_variance_scores(
+    embeddings: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    options: Mapping,
+    k: int,
+    clusters: bool,
+    knn: bool,
+    progress: Callable[[str], None] = lambda stage: None,
+    released: bool = True,
+) -> dict[str, float]:
+    """The group-wise scores the claims read, each with the evaluation's own standard deviation: V-Measure,
+    NMI and ARI as means over ``options['kmeans_states']`` k-means random states, and leave-one-out kNN,
+    overall and per query modality (NaN where ``clusters`` or ``knn`` say the labels cannot support them).
+    With ``released``, also the released protocol's single clustering (the first random state's scores)."""
+    results: dict[str, float] = {}
+    if clusters:
+        points, stacked_labels = measures.stacked(embeddings, labels)
+        progress(
+            f"KMeans (k={k}) from {options['kmeans_states']} random states of {options['kmeans_n_init']} "
+            f"starts each on {len(points)} points"
+        )
+        first, spread = measures.clustering_over_states(
+            points,
+            stacked_labels,
+            k,
+            options["kmeans_random_state"],
+            options["kmeans_states"],
+            options["kmeans_n_init"],
+        )
+        results.update({**(first if released else {}), **spread})
+    else:
+        results.update({f"{score}_{kind}": float("nan") for score in measures.STATE_SCORES for kind in ("mean", "sd")})
+    if knn:
+        progress("leave-one-out kNN")
+        loo = measures.leave_one_out_knn(
+            embeddings, labels, options["knn_k"], options["knn_split"], options["knn_loo_queries"], options["knn_seed"]
+        )
+        results |= {"knn_acc_loo": loo.accuracy, "knn_acc_loo_sd": loo.sd}
+        results |= {f"knn_acc_loo_{modality}": value for modality, value in loo.by_modality.items()}
+    else:
+        results |= {"knn_acc_loo": float("nan"), "knn_acc_loo_sd": float("nan")}
+    return results
+
+
+# The low-variance scores also measured after centring, and the gap's cost: centred minus as is.
+CENTRED_SCORES = ("v_measure_mean", "nmi_mean", "ari_mean", "knn_acc_loo")
+GAP_COSTS = {"v_measure_mean": "gap_cost_v_measure", "knn_acc_loo": "gap_cost_knn"}
+# What is left of the gap after centring: the centroid distance (near 0 by construction) and the pairs' alignment.
+CENTRED_GAP = ("gap", "cos_true_pairs")
+GROUP_METRICS = (
+    "v_measure",
+    "homogeneity",
+    "completeness",
+    "nmi",
+    "ari",
+    "knn_acc",
+    *(f"{score}_{kind}" for score in measures.STATE_SCORES for kind in ("mean", "sd")),
+    "knn_acc_loo",
+    "knn_acc_loo_sd",
+    *(f"centred_{name}" for name in (*CENTRED_SCORES, *CENTRED_GAP)),
+    *GAP_COSTS.values(),
+)
 
 
 def measure(
@@ -279,7 +349,8 @@ def gap_sweep(
     retrieval: str,
     options: Mapping,
 ) -> list[dict]:
-    """Figure 1's data: gap, V-Measure, kNN and R@1 of each seed's embeddings under a range of shifts."""
+    """Figure 1's data: gap, V-Measure, kNN and R@1 of each seed's embeddings under a range of shifts (the
+    low-variance scores: V-Measure averaged over k-means random states, leave-one-out kNN)."""
     rows = []
     for seed, dump in dumps:
         for strength in strengths:
@@ -293,6 +364,7 @@ def gap_sweep(
                 ks=(1,),
                 text_captions=shifted.get(CAPTIONS),
                 text_caption_item=shifted.get(CAPTION_ITEM),
+                gap_cost=False,
             )
             rows.append(
                 {
@@ -300,8 +372,8 @@ def gap_sweep(
                     "strength": float(strength),
                     "gap": measures.gap_metrics(embeddings)["gap"],
                     "r1": float(np.mean(list(recalls.values()))) if recalls else float("nan"),
-                    "v_measure": group["v_measure"],
-                    "knn_acc": group["knn_acc"],
+                    "v_measure": group["v_measure_mean"],
+                    "knn_acc": group["knn_acc_loo"],
                 }
             )
     return rows

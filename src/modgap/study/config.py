@@ -29,6 +29,7 @@ from modgap.errors import ExplainedError
 from modgap.study.plan import (
     deep_merge,
     dose_response_plan,
+    factorial_plan,
     imported,
 )
 from modgap.study.plan_checks import PLAN_CHECKS
@@ -119,7 +120,7 @@ def load_config(
         problems = [problem for check in checks for problem in check(resolved, schema)]
         if problems:
             raise ConfigError(problems, source)
-    for name, definition in dose_response_plan(resolved).values():
+    for name, definition in [*dose_response_plan(resolved).values(), *factorial_plan(resolved).values()]:
         resolved["methods"].setdefault(name, definition)
     if notes is not None:
         notes += completed
@@ -144,6 +145,14 @@ def _complete(config: dict, schema: dict) -> list[str]:
             f"is not among the experiments ({', '.join(names)}); name one of them there to run it"
         )
         dose["experiment"] = None
+    factorial = config["factorial"]
+    absent = [name for name in factorial["experiments"] if name not in names]
+    if absent:
+        notes.append(
+            f"the factorial is off: its experiments {', '.join(absent)} (factorial.experiments) are not among the "
+            f"experiments ({', '.join(names)}); name some of them there to run it"
+        )
+        factorial["experiments"] = []
     if config["model"] == defaults(schema, "model"):  # the schema load_config validated against
         model, train = config["model"], config["train"]
         for experiment in config["experiments"]:

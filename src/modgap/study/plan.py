@@ -201,9 +201,48 @@ def dose_response_methods(config: dict, experiment_name: str | None = None) -> d
 
 
 def trained_methods(config: dict, experiment_name: str) -> list[str]:
-    """Methods an experiment may train: its own and, for the dose-response experiment, those of the sweep."""
+    """Methods an experiment may train: its own and, for the dose-response experiment, those of the sweep, and
+    for a factorial experiment, those of its cells."""
     own = experiment_by_name(config, experiment_name)["methods"]
-    return list(dict.fromkeys([*own, *dose_response_methods(config, experiment_name).values()]))
+    return list(
+        dict.fromkeys(
+            [
+                *own,
+                *dose_response_methods(config, experiment_name).values(),
+                *factorial_methods(config, experiment_name).values(),
+            ]
+        )
+    )
+
+
+def factorial_plan(config: dict) -> dict[tuple[str, float], tuple[str, dict]]:
+    """(arm, temperature) -> (method name, definition) of the factorial's cells (empty without one).
+
+    Each arm, the factorial's ``baseline`` (InfoNCE alone) and its ``method`` (with the gap terms), keeps its
+    loss and trains with the temperature fixed at every grid value from the first step; where a configured
+    method has that definition, its name (and runs) are used, otherwise ``<arm>_fixed<temperature>``."""
+    factorial = config["factorial"]
+    if not factorial["experiments"]:
+        return {}
+    plan = {}
+    for arm in (factorial["baseline"], factorial["method"]):
+        base = config["methods"][arm]
+        for temperature in factorial["temperatures"]:
+            fixed = copy.deepcopy(base)
+            fixed.pop("label", None)  # the fixed-temperature method is not the one the label names
+            fixed["temperature"] = {**base["temperature"], "learnable": False, "init": float(temperature), "match": None}
+            fixed["description"] = f"{arm}'s loss at the fixed temperature {temperature:g} (the factorial)"
+            existing = [name for name, method in config["methods"].items() if same_method(method, fixed)]
+            plan[(arm, float(temperature))] = (existing[0] if existing else f"{arm}_fixed{temperature:g}", fixed)
+    return plan
+
+
+def factorial_methods(config: dict, experiment_name: str | None = None) -> dict[tuple[str, float], str]:
+    """(arm, temperature) -> method of the factorial's cells (for ``experiment_name``: empty unless the
+    factorial runs on it)."""
+    if experiment_name is not None and experiment_name not in config["factorial"]["experiments"]:
+        return {}
+    return {cell: name for cell, (name, _) in factorial_plan(config).items()}
 
 
 def _canonical(method: Mapping) -> str:

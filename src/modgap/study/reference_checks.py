@@ -16,6 +16,8 @@ from modgap.study.plan import (
     deep_merge,
     dose_response_plan,
     experiment_by_name,
+    factorial_plan,
+    imported,
     imported_dump,
     imported_methods,
     same_method,
@@ -262,6 +264,39 @@ def _dose_response_problems(config: Mapping, schema: Mapping) -> list[str]:
     return problems
 
 
+def _factorial_problems(config: Mapping, schema: Mapping) -> list[str]:
+    """The factorial's arms are known methods, its grid lies inside their temperature clamp, and its cells'
+    names are free."""
+    factorial = config["factorial"]
+    if not factorial["experiments"]:
+        return []
+    problems = []
+    for key in ("baseline", "method"):
+        if factorial[key] not in config["methods"]:
+            problems.append(f"config key 'factorial.{key}': unknown method '{factorial[key]}'")
+    if problems:
+        return problems
+    for name in factorial["experiments"]:
+        if imported(config, name):
+            problems.append(f"config key 'factorial.experiments': experiment '{name}' trains nothing (its runs were made elsewhere)")
+    for key in ("baseline", "method"):
+        temperature = config["methods"][factorial[key]]["temperature"]
+        lowest = 1.0 / temperature["max_logit_scale"]
+        outside = [t for t in factorial["temperatures"] if not lowest <= t <= 1.0]
+        if outside:
+            problems.append(
+                f"config key 'factorial.temperatures': {', '.join(f'{t:g}' for t in outside)} lie outside "
+                f"[{lowest:g}, 1], the temperatures method '{factorial[key]}' can hold (1 / max_logit_scale to 1)"
+            )
+    for (arm, temperature), (name, definition) in factorial_plan(config).items():
+        if name in config["methods"] and not same_method(config["methods"][name], definition):
+            problems.append(
+                f"config key 'methods.{name}': the name of the factorial's cell ({arm} at {temperature:g}) is "
+                "taken by another definition; rename that method"
+            )
+    return problems
+
+
 def _temperature_match_problems(config: Mapping, schema: Mapping) -> list[str]:
     """A temperature control matches a method that sets its own temperature and that every experiment training
     the control also trains (its runs give the temperature, seed by seed)."""
@@ -301,5 +336,6 @@ REFERENCE_CHECKS: tuple[Check, ...] = (
     _override_problems,
     _method_name_problems,
     _dose_response_problems,
+    _factorial_problems,
     _temperature_match_problems,
 )

@@ -50,7 +50,7 @@ FLAG_NOTES = f"{COLLAPSED} some runs collapsed (the encoder cannot tell inputs a
 # Keys every per-seed metrics record holds; the first group is always finite, the second may be NaN
 # only where the record's notes say why (too few labels for clustering or kNN).
 ALWAYS_FINITE = ("gap", "cos_true_pairs", "r1_mean", "r1_chance", "epochs")
-FINITE_UNLESS_NOTED = ("v_measure", "knn_acc")
+FINITE_UNLESS_NOTED = ("v_measure", "knn_acc", "v_measure_mean", "knn_acc_loo")
 FLAGS = ("collapsed",)
 
 

@@ -1,0 +1,164 @@
+"""The low-variance evaluation (leave-one-out kNN, k-means over random states), the gap's cost and pair
+alignment, against brute force, scikit-learn and hand-built encoders."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, v_measure_score
+
+from modgap.metrics import measures
+from modgap.metrics.kmeans import kmeans
+from modgap.metrics.per_run import labelled_metrics
+from modgap.study.schema import section_defaults
+from modgap.verdict.factorial import readings
+
+OPTIONS = {**section_defaults("evaluate"), "kmeans_states": 4, "kmeans_n_init": 3}
+
+
+def unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def clustered(n=240, classes=6, noise=1.0, offset=0.0, dim=16, seed=0):
+    """Two modalities sharing class structure; the text modality moved by ``offset`` along one axis."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    centres = rng.normal(size=(classes, dim)) * 2
+    shift = np.zeros(dim)
+    shift[0] = offset
+    image = unit(centres[labels] + noise * rng.normal(size=(n, dim)))
+    text = unit(centres[labels] + noise * rng.normal(size=(n, dim)) + shift)
+    return {"image": image, "text": text}, labels
+
+
+def brute_force_loo(embeddings, labels, k, split):
+    """Every stacked point against every other by a plain sort: ties by point order, votes by smallest label."""
+    points = np.concatenate(list(embeddings.values())).astype(np.float64)
+    n_items = len(labels)
+    stacked = np.tile(labels, len(embeddings))
+    right = []
+    for i in range(len(points)):
+        scores = points @ points[i]
+        out = [i] if split == "point" else [i % n_items + m * n_items for m in range(len(embeddings))]
+        scores[out] = -np.inf
+        nearest = np.lexsort((np.arange(len(points)), -scores))[:k]
+        right.append(np.argmax(np.bincount(stacked[nearest], minlength=stacked.max() + 1)) == stacked[i])
+    return 100.0 * np.mean(right)
+
+
+@pytest.mark.parametrize("split", ["point", "item"])
+def test_leave_one_out_knn_matches_brute_force(split):
+    embeddings, labels = clustered(n=150, noise=1.5)
+    found = measures.leave_one_out_knn(embeddings, labels, k=5, split=split, chunk_size=64)
+    assert found.accuracy == pytest.approx(brute_force_loo(embeddings, labels, 5, split))
+    assert found.sd == 0.0 and found.n_queries == 300
+    # per modality: the mean of the two is the whole, each half the queries
+    assert np.mean(list(found.by_modality.values())) == pytest.approx(found.accuracy)
+
+
+def test_leave_one_out_knn_breaks_ties_by_point_order():
+    # duplicated points (a caption shared by many items) tie; the tie is broken the same way as brute force
+    embeddings, labels = clustered(n=90, noise=1.0)
+    embeddings["text"] = unit(np.repeat(embeddings["text"][:9], 10, axis=0))
+    labels = np.repeat(labels[:9], 10)
+    embeddings["image"] = embeddings["image"][: len(labels)]
+    found = measures.leave_one_out_knn(embeddings, labels, k=5)
+    assert found.accuracy == pytest.approx(brute_force_loo(embeddings, labels, 5, "point"))
+
+
+def test_leave_one_out_knn_degenerate_and_perfect_encoders():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 4, 200)
+    same = unit(np.ones((200, 8)))
+    identical = measures.leave_one_out_knn({"image": same, "text": same}, labels, k=5)
+    # every point's neighbours are the first points: nearly one vote for all, about one class's share
+    assert identical.accuracy == pytest.approx(brute_force_loo({"image": same, "text": same}, labels, 5, "point"))
+    assert identical.accuracy <= 100.0 * np.bincount(labels).max() / len(labels) + 2.0
+    perfect = unit(np.eye(8)[labels])
+    assert measures.leave_one_out_knn({"image": perfect, "text": perfect}, labels, k=5).accuracy == 100.0
+
+
+def test_leave_one_out_knn_samples_queries_and_reports_their_error():
+    embeddings, labels = clustered(n=200, noise=2.0)
+    full = measures.leave_one_out_knn(embeddings, labels, k=5)
+    sampled = measures.leave_one_out_knn(embeddings, labels, k=5, max_queries=100, seed=3)
+    assert sampled.n_queries == 100
+    p = sampled.accuracy / 100
+    assert sampled.sd == pytest.approx(100 * np.sqrt(p * (1 - p) / 100 * (400 - 100) / 399))
+    assert abs(sampled.accuracy - full.accuracy) < 4 * sampled.sd + 1e-9
+    with pytest.raises(ValueError, match="'point' or 'item'"):
+        measures.leave_one_out_knn(embeddings, labels, split="rows")
+
+
+def test_clustering_over_states_against_scikit_learn():
+    embeddings, labels = clustered(n=120, noise=2.0)
+    points, stacked = measures.stacked(embeddings, labels)
+    first, spread = measures.clustering_over_states(points, stacked, 6, first_state=7, n_states=3, n_init=2)
+    runs = [kmeans(points, 6, n_init=2, random_state=7 + i).labels for i in range(3)]
+    assert first["v_measure"] == pytest.approx(100 * v_measure_score(stacked, runs[0]))
+    for name, score in (("v_measure", v_measure_score), ("nmi", normalized_mutual_info_score), ("ari", adjusted_rand_score)):
+        values = [100 * score(stacked, run) for run in runs]
+        assert spread[f"{name}_mean"] == pytest.approx(np.mean(values))
+        assert spread[f"{name}_sd"] == pytest.approx(np.std(values, ddof=1))
+
+
+def test_an_offset_alone_costs_clustering_and_centring_recovers_it():
+    aligned, labels = clustered(n=300, noise=0.6, offset=0.0)
+    offset, _ = clustered(n=300, noise=0.6, offset=10.0)
+    _, as_aligned, _ = labelled_metrics(aligned, labels, "class", OPTIONS)
+    _, as_offset, _ = labelled_metrics(offset, labels, "class", OPTIONS)
+    # the offset splits every class by modality: clustering falls, and centring gives it back
+    assert as_offset["v_measure_mean"] < as_aligned["v_measure_mean"] - 10
+    assert as_offset["gap_cost_v_measure"] > 10
+    assert as_offset["centred_v_measure_mean"] == pytest.approx(as_aligned["v_measure_mean"], abs=5)
+    assert abs(as_aligned["gap_cost_v_measure"]) < 3
+    assert as_offset["centred_gap"] < measures.gap(offset["image"], offset["text"]) / 3
+    assert {"knn_acc_loo_image", "knn_acc_loo_text", "v_measure_sd", "knn_acc_loo_sd"} <= set(as_offset)
+
+
+def test_uniform_unaligned_modalities_are_not_read_as_aligned():
+    rng = np.random.default_rng(0)
+    a, b = unit(rng.normal(size=(4000, 32))), unit(rng.normal(size=(4000, 32)))
+    found = measures.gap_metrics({"image": a, "text": b})
+    assert found["gap"] < 0.05  # centroids both near the origin: no centroid gap
+    assert abs(found["pair_alignment"]) < 0.03 and abs(found["cos_true_pairs"]) < 0.03
+    assert found["true_pair_distance"] == pytest.approx(np.sqrt(2), abs=0.02)
+    assert measures.pair_alignment(a, a) == pytest.approx(1.0)
+    same = unit(np.ones((10, 4)))
+    assert np.isnan(measures.pair_alignment(same, same))  # every cross-modal pair coincides: nothing to tell
+
+
+def factorial_runs(effect, slope, seeds=range(6), temperatures=(0.01, 0.02, 0.04, 0.08)):
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in seeds:
+        seed_level = rng.normal()
+        for temperature in temperatures:
+            for arm, gain in (("clip_lt", 0.0), ("ours", effect)):
+                value = 50 + seed_level + slope * np.log2(temperature) + gain + 0.1 * rng.normal()
+                rows.append(
+                    {
+                        "arm": arm,
+                        "temperature": temperature,
+                        "seed": seed,
+                        "v_measure_mean": value,
+                        "knn_acc_loo": value,
+                        "gap_cost_v_measure": 2.0 + 0.1 * rng.normal(),
+                        "gap_cost_knn": 0.1 * rng.normal(),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_factorial_readings_recover_the_planted_effects():
+    margins = {"v_measure": 1.0, "knn_acc": 1.0}
+    found = readings(factorial_runs(effect=0.0, slope=3.0), "clip_lt", "ours", margins, 0.95)
+    gap_terms = found[found["reading"] == "gap terms"]
+    assert (gap_terms["holm"] == "equivalent").all()  # no effect at any temperature, shown as equivalence
+    slope = found[found["reading"].str.startswith("temperature")]
+    assert slope["estimate"].to_numpy() == pytest.approx(3.0, abs=0.1)
+    assert (slope["holm"] == "higher").all()
+    centring = found[found["reading"] == "centring"]
+    assert (centring[centring["score"] == "V-Measure"]["holm"] == "higher").all()
+    with_effect = readings(factorial_runs(effect=4.0, slope=0.0), "clip_lt", "ours", margins, 0.95)
+    assert (with_effect[with_effect["reading"] == "gap terms"]["holm"] == "higher").all()
