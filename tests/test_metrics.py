@@ -73,7 +73,7 @@ def test_gap_metrics_for_three_modalities_are_pairwise_and_averaged():
     z, _ = clustered(offset=2.0)
     result = measures.gap_metrics(z)
     pairs = list(itertools.combinations(z, 2))
-    keys = ("gap", "true_pair_distance", "rmg", "cos_true_pairs")
+    keys = ("gap", "true_pair_distance", "rmg", "cos_true_pairs", "pair_alignment")
     assert set(result) == {f"{key}_{a}_{b}" for key in keys for a, b in pairs} | set(keys)
     for key, measure in measures.PAIR_GAP_METRICS.items():
         assert result[key] == pytest.approx(np.mean([measure(z[a], z[b]) for a, b in pairs]))
@@ -299,7 +299,7 @@ def test_clustering_matches_scikit_learn():
     points, stacked_labels = measures.stacked(z, labels)
     assert points.shape == (180, 8) and stacked_labels.tolist() == labels.tolist() * 3
     clusters = KMeans(n_clusters=4, random_state=0, n_init=10).fit_predict(points)
-    scores = measures.clustering_scores(points, stacked_labels, 4)
+    scores, _ = measures.clustering_over_states(points, stacked_labels, 4, n_states=1)
     assert scores["v_measure"] == pytest.approx(100 * v_measure_score(stacked_labels, clusters))
     assert 0 <= scores["ari"] <= 100 and scores["homogeneity"] <= 100
 

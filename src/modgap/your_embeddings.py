@@ -153,28 +153,24 @@ def markdown(results: dict) -> str:
             "| score | as is (mean ± evaluation SD) | centred | gap's cost | released protocol |",
             "|---|---:|---:|---:|---:|",
         ]
-        for label, key, released in (
-            ("V-Measure", "v_measure", "v_measure"),
-            ("NMI", "nmi", "nmi"),
-            ("ARI", "ari", "ari"),
-        ):
-            cost = results[f"centred_{key}_mean"] - results[f"{key}_mean"]
+        for label, key in (("V-Measure", "v_measure"), ("NMI", "nmi"), ("ARI", "ari")):
+            cost = results[f"centred_{key}"] - results[key]
+            released = _number(results["v_measure_released"], 1) if key == "v_measure" else "-"
             lines.append(
-                f"| {label} | {_number(results[f'{key}_mean'], 1)} ± {_number(results[f'{key}_sd'], 1)} "
-                f"| {_number(results[f'centred_{key}_mean'], 1)} | {_number(cost, 1, signed=True)} "
-                f"| {_number(results[released], 1)} |"
+                f"| {label} | {_number(results[key], 1)} ± {_number(results[f'{key}_sd'], 1)} "
+                f"| {_number(results[f'centred_{key}'], 1)} | {_number(cost, 1, signed=True)} | {released} |"
             )
         lines.append(
-            f"| kNN | {_number(results['knn_acc_loo'], 1)} ± {_number(results['knn_acc_loo_sd'], 1)} "
-            f"| {_number(results['centred_knn_acc_loo'], 1)} | {_number(results['gap_cost_knn'], 1, signed=True)} "
-            f"| {_number(results['knn_acc'], 1)} |"
+            f"| kNN | {_number(results['knn_acc'], 1)} ± {_number(results['knn_acc_sd'], 1)} "
+            f"| {_number(results['centred_knn_acc'], 1)} | {_number(results['gap_cost_knn'], 1, signed=True)} "
+            f"| {_number(results['knn_acc_released'], 1)} |"
         )
-        per_modality = [m for m in names if f"knn_acc_loo_{m}" in results]
+        per_modality = [m for m in names if f"knn_acc_{m}" in results]
         if per_modality:
             lines += [
                 "",
                 "Leave-one-out kNN by the query's modality: "
-                + ", ".join(f"{m} {_number(results[f'knn_acc_loo_{m}'], 1)}" for m in per_modality)
+                + ", ".join(f"{m} {_number(results[f'knn_acc_{m}'], 1)}" for m in per_modality)
                 + ".",
             ]
     return "\n".join(lines) + "\n"

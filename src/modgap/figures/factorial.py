@@ -42,8 +42,8 @@ def plot(table: pd.DataFrame, labels: dict[str, str] | None = None):
             for (arm, cells), marker in zip(block.groupby("arm", sort=False), ARM_MARKERS):
                 for _, cell in cells.iterrows():
                     colour = colours[cell["temperature"]]
-                    trained = (cell[x_trained], cell["v_measure_mean"])
-                    centred = (cell[x_centred], cell["centred_v_measure_mean"])
+                    trained = (cell[x_trained], cell["v_measure"])
+                    centred = (cell[x_centred], cell["centred_v_measure"])
                     axis.annotate("", centred, trained, arrowprops={"arrowstyle": "->", "color": colour, "lw": 0.6})
                     axis.scatter(*trained, marker=marker, color=colour, s=18, zorder=3)
                     axis.scatter(*centred, marker=marker, facecolor="none", edgecolor=colour, s=18, zorder=3)

@@ -215,11 +215,6 @@ def partition_scores(labels: np.ndarray, clusters: np.ndarray) -> dict[str, floa
     return {name: 100.0 * value for name, value in scores.items()}
 
 
-def clustering_scores(points: np.ndarray, labels: np.ndarray, k: int, random_state: int = 0, n_init: int = 10) -> dict:
-    """KMeans on the points, scored against the labels: V-Measure, homogeneity, NMI, ARI (percent)."""
-    return partition_scores(labels, kmeans(points, k, n_init=n_init, random_state=random_state).labels)
-
-
 def test_size(n: int, test_fraction: float) -> int:
     """Points in the test part of a split of ``n``: ceil(test_fraction n), as scikit-learn counts."""
     return int(np.ceil(test_fraction * n))
@@ -533,16 +528,16 @@ def leave_one_out_knn(
 
 
 # The partition scores averaged over k-means random states.
-STATE_SCORES = ("v_measure", "nmi", "ari")
+STATE_SCORES = ("v_measure", "homogeneity", "completeness", "nmi", "ari")
 
 
 def clustering_over_states(
     points: np.ndarray, labels: np.ndarray, k: int, first_state: int = 0, n_states: int = 20, n_init: int = 10
 ) -> tuple[dict[str, float], dict[str, float]]:
     """KMeans from ``n_states`` random states (``first_state`` and the next ones), each the best of ``n_init``
-    starts: the first state's full partition scores (the released protocol's single clustering), and the
-    mean and standard deviation over the states of V-Measure, NMI and ARI (``<score>_mean``, ``<score>_sd``):
-    one clustering of a run moves its V-Measure by several points from one random state to the next."""
+    starts: the first state's partition scores (the released protocol's single clustering), and the mean
+    (``<score>``) and standard deviation (``<score>_sd``) over the states of every partition score: one
+    clustering of a run moves its V-Measure by several points from one random state to the next."""
     runs = [
         partition_scores(labels, kmeans(points, k, n_init=n_init, random_state=(first_state + i) % 2**32).labels)
         for i in range(n_states)
@@ -550,6 +545,6 @@ def clustering_over_states(
     spread = {}
     for score in STATE_SCORES:
         values = np.array([run[score] for run in runs])
-        spread[f"{score}_mean"] = float(values.mean())
+        spread[score] = float(values.mean())
         spread[f"{score}_sd"] = float(values.std(ddof=1)) if n_states > 1 else 0.0
     return runs[0], spread

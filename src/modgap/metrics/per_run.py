@@ -121,7 +121,6 @@ def labelled_metrics(
     k = options["kmeans_k"] or present
     results: dict[str, float] = {"kmeans_k": float(k), "n_classes_present": float(present)}
     notes = []
-    names = ("v_measure", "homogeneity", "completeness", "nmi", "ari")
     if present < 2 or len(points) < MIN_ITEMS_PER_CLUSTER * k:
         cause = (
             ONE_CLASS
@@ -133,9 +132,7 @@ def labelled_metrics(
         )
         notes.append(f"clustering skipped: {cause}")
     clusters = not notes
-    if not clusters:
-        results.update({name: float("nan") for name in names})
-    results["knn_acc"] = float("nan") if knn_acc is None else knn_acc
+    results["knn_acc_released"] = float("nan") if knn_acc is None else knn_acc
     if knn is None:
         notes.append(knn_skipped)
     results.update(low_variance_scores(embeddings, labels, options, k, clusters, knn is not None, progress))
@@ -143,7 +140,7 @@ def labelled_metrics(
         centred = posthoc_shift(embeddings, 1.0)
         progress("the same after centring every modality (the gap's cost)")
         as_centred = low_variance_scores(centred, labels, options, k, clusters, knn is not None, progress, False)
-        results.update({f"centred_{name}": value for name, value in as_centred.items() if name in CENTRED_SCORES})
+        results.update({f"centred_{name}": as_centred[name] for name in CENTRED_SCORES})
         pairs = measures.gap_metrics(centred)
         results.update({f"centred_{name}": pairs[name] for name in CENTRED_GAP})
         for name, cost in GAP_COSTS.items():
@@ -170,10 +167,12 @@ def low_variance_scores(
     progress: Callable[[str], None] = lambda stage: None,
     released: bool = True,
 ) -> dict[str, float]:
-    """The group-wise scores the claims read, each with the evaluation's own standard deviation: V-Measure,
-    NMI and ARI as means over ``options['kmeans_states']`` k-means random states, and leave-one-out kNN,
-    overall and per query modality (NaN where ``clusters`` or ``knn`` say the labels cannot support them).
-    With ``released``, also the released protocol's single clustering (the first random state's scores)."""
+    """The group-wise scores the claims read, each with the evaluation's own standard deviation
+    (``<score>_sd``): V-Measure, homogeneity, completeness, NMI and ARI as means over
+    ``options['kmeans_states']`` k-means random states, and leave-one-out kNN, overall and per query modality
+    (``knn_acc_<modality>``); NaN where ``clusters`` or ``knn`` say the labels cannot support them. With
+    ``released``, also the released protocol's single clustering's V-Measure (the first random state's:
+    ``v_measure_released``)."""
     results: dict[str, float] = {}
     if clusters:
         points, stacked_labels = measures.stacked(embeddings, labels)
@@ -189,36 +188,36 @@ def low_variance_scores(
             options["kmeans_states"],
             options["kmeans_n_init"],
         )
-        results.update({**(first if released else {}), **spread})
+        results.update(spread)
+        if released:
+            results["v_measure_released"] = first["v_measure"]
     else:
-        results.update({f"{score}_{kind}": float("nan") for score in measures.STATE_SCORES for kind in ("mean", "sd")})
+        results.update({f"{score}{kind}": float("nan") for score in measures.STATE_SCORES for kind in ("", "_sd")})
+        if released:
+            results["v_measure_released"] = float("nan")
     if knn:
         progress("leave-one-out kNN")
         loo = measures.leave_one_out_knn(
             embeddings, labels, options["knn_k"], options["knn_split"], options["knn_loo_queries"], options["knn_seed"]
         )
-        results |= {"knn_acc_loo": loo.accuracy, "knn_acc_loo_sd": loo.sd}
-        results |= {f"knn_acc_loo_{modality}": value for modality, value in loo.by_modality.items()}
+        results |= {"knn_acc": loo.accuracy, "knn_acc_sd": loo.sd}
+        results |= {f"knn_acc_{modality}": value for modality, value in loo.by_modality.items()}
     else:
-        results |= {"knn_acc_loo": float("nan"), "knn_acc_loo_sd": float("nan")}
+        results |= {"knn_acc": float("nan"), "knn_acc_sd": float("nan")}
     return results
 
 
 # The low-variance scores also measured after centring, and the gap's cost: centred minus as is.
-CENTRED_SCORES = ("v_measure_mean", "nmi_mean", "ari_mean", "knn_acc_loo")
-GAP_COSTS = {"v_measure_mean": "gap_cost_v_measure", "knn_acc_loo": "gap_cost_knn"}
+CENTRED_SCORES = ("v_measure", "nmi", "ari", "knn_acc")
+GAP_COSTS = {"v_measure": "gap_cost_v_measure", "knn_acc": "gap_cost_knn"}
 # What is left of the gap after centring: the centroid distance (near 0 by construction) and the pairs' alignment.
 CENTRED_GAP = ("gap", "cos_true_pairs")
 GROUP_METRICS = (
-    "v_measure",
-    "homogeneity",
-    "completeness",
-    "nmi",
-    "ari",
+    *(f"{score}{kind}" for score in measures.STATE_SCORES for kind in ("", "_sd")),
+    "v_measure_released",
     "knn_acc",
-    *(f"{score}_{kind}" for score in measures.STATE_SCORES for kind in ("mean", "sd")),
-    "knn_acc_loo",
-    "knn_acc_loo_sd",
+    "knn_acc_sd",
+    "knn_acc_released",
     *(f"centred_{name}" for name in (*CENTRED_SCORES, *CENTRED_GAP)),
     *GAP_COSTS.values(),
 )
@@ -372,8 +371,8 @@ def gap_sweep(
                     "strength": float(strength),
                     "gap": measures.gap_metrics(embeddings)["gap"],
                     "r1": float(np.mean(list(recalls.values()))) if recalls else float("nan"),
-                    "v_measure": group["v_measure_mean"],
-                    "knn_acc": group["knn_acc_loo"],
+                    "v_measure": group["v_measure"],
+                    "knn_acc": group["knn_acc"],
                 }
             )
     return rows
