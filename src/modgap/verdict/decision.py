@@ -371,12 +371,15 @@ def convergence(ladder: Sequence[Rung], confidence: float) -> Convergence:
                 if change_converged(change, margin, alpha):
                     continue
                 interval = change.interval(level)
-                shown = interval.low > 0 or interval.high < 0
-                where = f"Δ{part.label} from {rung.budget} to {other.budget} epochs"
                 text = f"Δ{part.label} moved {interval.shown(2)} from {rung.budget} to {other.budget} epochs (margin ±{margin:.2g})"
-                (moved if shown else noisy).append(text)
+                if interval.low > 0 or interval.high < 0:
+                    moved.append(text)
+                    continue
+                noisy.append(text)
+                # the equivalence test passes with no drift at all: two thresholds, each a margin from 0
                 needed = change.seeds_needed((margin, margin), alpha, most=PRACTICAL_SEEDS)
-                if not shown and needed is not None:
+                if needed is not None:
+                    where = f"Δ{part.label} from {rung.budget} to {other.budget} epochs"
                     needs.append((needed, f"{where}, SD {change.sd:.2g}, margin ±{margin:.2g}"))
         if not moved and not noisy:
             since = rung.budget

@@ -20,6 +20,7 @@ least one minus that sum: exact for one threshold, the usual conservative bound 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
@@ -177,7 +178,8 @@ def seeds_for_power(
 def stepdown_levels(p_values: Sequence[float], parts: Sequence[Hashable], alpha: float) -> list[float | None]:
     """Holm's step-down (Holm 1979) with Shaffer's logical constraint (Shaffer 1986): the level at which each
     hypothesis is rejected, or None where it is not. ``parts[i]`` names the part hypothesis i belongs to; the
-    hypotheses of one part are never true together (a claim cannot both hold and fail at its margin).
+    null hypotheses of one part are never true together (a true difference cannot lie both at or below 0 and
+    at or above a positive margin).
 
     Sorted by p-value, each hypothesis is tested at alpha / t, t being the number of parts that still hold a
     hypothesis not yet rejected: the most null hypotheses that can still be true. Testing stops at the first
@@ -185,9 +187,7 @@ def stepdown_levels(p_values: Sequence[float], parts: Sequence[Hashable], alpha:
     hypothesis its own part this is Holm's procedure; with pairs it rejects at least what Holm's does."""
     tested = [i for i, p in enumerate(p_values) if not math.isnan(p)]
     order = sorted(tested, key=lambda i: p_values[i])
-    open_hypotheses = {part: 0 for part in (parts[i] for i in tested)}
-    for index in tested:
-        open_hypotheses[parts[index]] += 1
+    open_hypotheses = Counter(parts[i] for i in tested)
     levels: list[float | None] = [None] * len(p_values)
     for index in order:
         level = alpha / sum(count > 0 for count in open_hypotheses.values())
