@@ -4,18 +4,21 @@ Each comparison pits a method against a baseline seed by seed on one experiment.
 of ``CLAIMS``, test the seed-paired differences (modgap.verdict.stats) against margins taken from the paper's own
 table (modgap.verdict.paper):
 
-1. retrieval barely changes: every R@1 difference lies within +-``retrieval_tolerance`` (two one-sided tests);
-2. group-wise metrics rise, as parts: the V-Measure and the kNN difference each lie above 0; a part whose
-   baseline leaves no headroom for a gain of the paper's size says "no room" and stays out;
+1. retrieval barely changes, a part per R@1 column: each R@1 difference lies within +-``retrieval_tolerance``
+   (two one-sided tests), and fails outside it;
+2. group-wise metrics rise, a part per metric: the V-Measure and the kNN difference each lie above 0; a part
+   whose baseline leaves no headroom for a gain of the paper's size says "no room" and stays out;
 3. the gap closes: the gap ratio lies below 1 (runs that collapsed stay out: a collapse closes a gap
    trivially).
 
 Every part tests two one-sided hypotheses, each with a p-value in closed form: that the claim holds (the
 difference lies above 0, the ratio below 1, R@1 within the tolerance) and that it fails at its margin (a
 gain, or a reduction of the gap, of the margin's size is ruled out; R@1 lies outside the tolerance). Both
-shown: "holds, below margin". Neither: inconclusive. Holm's step-down runs over every hypothesis of a
-family of comparisons, so the family-wise error rate stays at 1 - ``confidence``; the Holm column decides,
-and the per-claim column shows each at the nominal level alone.
+shown: "holds, below margin". Neither: inconclusive. A check is the conjunction of its parts. The two
+hypotheses of a part are never true together, so Holm's step-down with Shaffer's logical constraint
+(modgap.verdict.stats.stepdown_levels) runs over every hypothesis of a family of comparisons and keeps the
+family-wise error rate at 1 - ``confidence``; its column decides, and the per-claim column shows each at the
+nominal level alone.
 
 A comparison evaluated along a budget ladder is read at its last budget; the ladder says whether it has
 converged: from a budget N on, the per-seed change of every paired difference to each later budget (one at
@@ -33,7 +36,7 @@ import pandas as pd
 
 from modgap.verdict import paper
 from modgap.verdict.evidence import UnusableRunsError, runs_problem
-from modgap.verdict.stats import Interval, PairedSample, holm_levels
+from modgap.verdict.stats import POWER, Interval, PairedSample, stepdown_levels
 from modgap.verdict.tables import PAPER_PAIRS, paired_r1_columns
 
 HOLDS, HOLDS_BELOW_MARGIN, FAILS, INCONCLUSIVE, NO_ROOM = (
@@ -59,15 +62,14 @@ PRACTICAL_SEEDS = 1000  # beyond this, a seeds note would only say the estimate 
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim: how its parts are tested and read. ``kind``: ``within`` (every column's difference inside
-    +-margin), ``gain`` (each column's difference above 0; fails when a gain of the margin is ruled out) or
-    ``reduction`` (the ratio below 1; fails when a reduction by the margin is ruled out)."""
+    """One claim: a part per column it tests, and how they are read. ``kind``: ``within`` (the difference
+    inside +-margin; fails outside it), ``gain`` (the difference above 0; fails when a gain of the margin is
+    ruled out) or ``reduction`` (the ratio below 1; fails when a reduction by the margin is ruled out)."""
 
     number: int
     title: str
     kind: str
     columns: Callable[[pd.DataFrame], dict[str, str]]  # runs columns it tests -> their labels
-    together: bool  # one part over all columns (within), or a part per column
 
 
 def retrieval_columns(runs: pd.DataFrame) -> dict[str, str]:
@@ -78,20 +80,22 @@ def retrieval_columns(runs: pd.DataFrame) -> dict[str, str]:
 
 
 CLAIMS = (
-    Claim(1, "R@1 within ±{retrieval}", "within", retrieval_columns, together=True),
-    Claim(2, "group-wise metrics higher", "gain", lambda runs: dict(GROUP_COLUMNS), together=False),
-    Claim(3, "smaller gap", "reduction", lambda runs: {"gap": "gap ratio"}, together=True),
+    Claim(1, "R@1 within ±{retrieval}", "within", retrieval_columns),
+    Claim(2, "group-wise metrics higher", "gain", lambda runs: dict(GROUP_COLUMNS)),
+    Claim(3, "smaller gap", "reduction", lambda runs: {"gap": "gap ratio"}),
 )
 
 
 @dataclass
 class Part:
-    """One tested unit of a check: its samples (per column), margin, hypotheses and states."""
+    """One tested unit of a check, a column of the runs table: its paired sample, margin, hypotheses and
+    states."""
 
     claim: Claim
-    columns: dict[str, str]
-    seeds: list[int]  # the seeds of the samples, in their order
-    samples: dict[str, PairedSample]  # column -> per-seed differences (log ratios for a reduction)
+    column: str
+    label: str
+    seeds: list[int]  # the seeds of the sample, in its order
+    sample: PairedSample  # per-seed differences (log ratios for a reduction)
     margin: float  # the tolerance (within), the gain (gain) or the relative reduction (reduction)
     baseline_mean: float
     room: bool = True
@@ -101,41 +105,37 @@ class Part:
     state: str = INCONCLUSIVE
     per_claim_state: str = INCONCLUSIVE
 
-    @property
-    def label(self) -> str:
-        return ", ".join(self.columns.values())
-
-    def intervals(self, confidence: float) -> dict[str, Interval]:
-        """Each column's interval at the level whose bounds the one-sided tests read (ratios: exp'd)."""
-        level = 2.0 * confidence - 1.0
-        return {
-            c: s.interval(level).exp() if self.claim.kind == "reduction" else s.interval(level)
-            for c, s in self.samples.items()
-        }
+    def interval(self, confidence: float) -> Interval:
+        """The interval at the level whose bounds the one-sided tests read (ratios: exp'd)."""
+        interval = self.sample.interval(2.0 * confidence - 1.0)
+        return interval.exp() if self.claim.kind == "reduction" else interval
 
     def test(self, min_seeds: int) -> None:
         """Fill in p_hold and p_fail (NaN: not testable, with a note why)."""
-        fewest = min(s.n for s in self.samples.values())
-        if not all(s.finite for s in self.samples.values()):
+        sample, margin = self.sample, self.margin
+        if not sample.finite:
             self.note = "no finite values: not decided"
-        elif fewest < min_seeds:
-            self.note = f"{fewest} paired seeds, fewer than claims.min_seeds ({min_seeds}): not decided"
-        elif flat := [self.columns[c] for c, s in self.samples.items() if not s.testable]:
-            self.note = f"zero-width interval ({', '.join(flat)}: every seed gave the same difference): not decided"
+        elif sample.n < min_seeds:
+            self.note = f"{sample.n} paired seeds, fewer than claims.min_seeds ({min_seeds}): not decided"
+        elif not sample.testable:
+            self.note = f"zero-width interval ({self.label}: every seed gave the same difference): not decided"
         if self.note or not self.room:
             return
-        samples, margin = list(self.samples.values()), self.margin
         if self.claim.kind == "within":
-            self.p_hold = max(s.p_within(-margin, margin) for s in samples)  # every column inside
-            outside = min(min(s.p_above(margin), s.p_below(-margin)) for s in samples)
-            self.p_fail = min(1.0, 2 * len(samples) * outside)  # Bonferroni over the one-sided tests
+            self.p_hold = sample.p_within(-margin, margin)
+            # the two regions outside +-margin are disjoint: a mean in one cannot lie in the other
+            self.p_fail = min(sample.p_above(margin), sample.p_below(-margin))
         elif self.claim.kind == "gain":
-            self.p_hold, self.p_fail = samples[0].p_above(0.0), samples[0].p_below(margin)
+            self.p_hold, self.p_fail = sample.p_above(0.0), sample.p_below(margin)
         else:
-            self.p_hold, self.p_fail = samples[0].p_below(0.0), samples[0].p_above(math.log(1.0 - margin))
+            self.p_hold, self.p_fail = sample.p_below(0.0), sample.p_above(math.log(1.0 - margin))
 
     def hypotheses(self) -> list[float]:
         return [self.p_hold, self.p_fail]
+
+    @property
+    def testable(self) -> bool:
+        return not any(math.isnan(p) for p in self.hypotheses())
 
     def decide(self, hold: bool, fail: bool) -> str:
         if not self.room:
@@ -144,20 +144,17 @@ class Part:
             return HOLDS_BELOW_MARGIN
         return HOLDS if hold else FAILS if fail else INCONCLUSIVE
 
-    def distance_to_decide(self) -> tuple[PairedSample, float]:
-        """The sample that limits a decision and how far its one-sided bound may lie from its mean for the
-        part to be decided (the nearer of its two thresholds it can still reach)."""
+    def distances_to_decide(self) -> tuple[float, ...]:
+        """How far the sample's mean lies from each threshold its one-sided bounds must clear for the part to
+        be decided the way it is easier to reach (both tolerances for R@1 inside them)."""
+        mean = self.sample.mean
         if self.claim.kind == "within":
-            samples = list(self.samples.values())
-            inside = [(s, self.margin - abs(s.mean)) for s in samples]
-            if all(d > 0 for _, d in inside):
-                return min(inside, key=lambda pair: pair[1])  # every column must clear its bound
-            return max(((s, abs(s.mean) - self.margin) for s in samples), key=lambda pair: pair[1])
-        sample = next(iter(self.samples.values()))
-        mean = sample.mean
+            if abs(mean) < self.margin:
+                return (self.margin - mean, self.margin + mean)  # holds: both bounds inside
+            return (abs(mean) - self.margin,)
         if self.claim.kind == "gain":
-            return sample, max(mean, self.margin - mean)
-        return sample, max(-mean, mean - math.log(1.0 - self.margin))
+            return (max(mean, self.margin - mean),)
+        return (max(-mean, mean - math.log(1.0 - self.margin)),)
 
 
 @dataclass
@@ -224,7 +221,7 @@ class Comparison:
 
 @dataclass
 class Family:
-    """Comparisons whose hypotheses Holm's adjustment covers together."""
+    """Comparisons whose hypotheses one family-wise adjustment covers together."""
 
     name: str
     comparisons: list[Comparison]
@@ -261,27 +258,26 @@ def compare(
                 f"experiment {experiment}: no R@1 column with a value (tv_r1, ta_r1 or pair_r1_<anchor>_<other>): "
                 "claim 1 has nothing to compare"
             )
-        groups = [columns] if claim.together else [{c: label} for c, label in columns.items()]
         parts = []
-        for group in groups:
+        for column, label in columns.items():
             # a collapsed run closes its gap trivially: such pairs stay out of the gap ratio
             kept = ~gone if claim.kind == "reduction" else np.ones(len(seeds), bool)
             pair = PairedSample.log_ratio if claim.kind == "reduction" else PairedSample.difference
-            samples = {c: pair(_column_values(a, c)[kept], _column_values(b, c)[kept]) for c in group}
+            sample = pair(_column_values(a, column)[kept], _column_values(b, column)[kept])
             margin = {
                 "within": claims["retrieval_tolerance"],
-                "gain": margins.get(next(iter(group))),
+                "gain": margins.get(column),
                 "reduction": margins["gap"],
             }[claim.kind]
-            measured = _column_values(b, next(iter(group)))
+            measured = _column_values(b, column)
             measured = measured[np.isfinite(measured)]  # a metric a run could not compute is NaN (its notes say why)
             baseline_mean = float(measured.mean()) if len(measured) else float("nan")
-            part = Part(claim, group, [s for s, k in zip(seeds, kept) if k], samples, margin, baseline_mean)
-            if claim.kind == "gain" and 100.0 - baseline_mean < headroom[next(iter(group))]:
+            part = Part(claim, column, label, [s for s, k in zip(seeds, kept) if k], sample, margin, baseline_mean)
+            if claim.kind == "gain" and 100.0 - baseline_mean < headroom[column]:
                 part.room = False
                 part.note = (
                     f"no room: the baseline's {baseline_mean:.1f} leaves less headroom below 100 than "
-                    f"the paper's median gain ({headroom[next(iter(group))]:g})"
+                    f"the paper's median gain ({headroom[column]:g})"
                 )
             part.test(claims["min_seeds"])
             parts.append(part)
@@ -312,16 +308,23 @@ def _without_collapsed(a: pd.DataFrame, b: pd.DataFrame, confidence: float) -> l
     return [f"without the collapsed pairs ({len(a)} left): " + "; ".join(shown)]
 
 
+def tested_parts(comparisons: Sequence[Comparison]) -> list[Part]:
+    """The parts of a family whose hypotheses were tested; the first level of the family-wise step-down is
+    alpha over their number, the level a part is decided at when it is decided first."""
+    return [part for comparison in comparisons for part in comparison.parts() if part.testable]
+
+
 def decide(comparisons: Sequence[Comparison], confidence: float) -> None:
-    """Holm's adjustment over every testable hypothesis of the comparisons (one family), then each part's
-    and each check's state, adjusted and at the nominal level."""
+    """The family-wise step-down (Holm's, with Shaffer's constraint that a part's two hypotheses are never
+    both true) over every testable hypothesis of the comparisons (one family), then each part's and each
+    check's state, adjusted and at the nominal level."""
     alpha = 1.0 - confidence
     parts = [part for comparison in comparisons for part in comparison.parts()]
     p_values = [p for part in parts for p in part.hypotheses()]
-    tested = [i for i, p in enumerate(p_values) if not math.isnan(p)]
-    levels = dict(zip(tested, holm_levels([p_values[i] for i in tested], alpha)))
+    owners = [index for index, part in enumerate(parts) for _ in part.hypotheses()]
+    levels = stepdown_levels(p_values, owners, alpha)
     for index, part in enumerate(parts):
-        hold, fail = levels.get(2 * index), levels.get(2 * index + 1)
+        hold, fail = levels[2 * index], levels[2 * index + 1]
         part.state = part.decide(hold is not None, fail is not None)
         part.per_claim_state = part.decide(part.p_hold <= alpha, part.p_fail <= alpha)
     for comparison in comparisons:
@@ -338,17 +341,18 @@ def change_converged(change: PairedSample, margin: float, alpha: float) -> bool:
     return change.p_within(-margin, margin) <= alpha
 
 
-def _change(earlier: Part, later: Part, column: str) -> PairedSample:
+def _change(earlier: Part, later: Part) -> PairedSample:
     """Per-seed change of a paired quantity between two budgets, over the seeds both hold."""
-    first = dict(zip(earlier.seeds, earlier.samples[column].values))
-    second = dict(zip(later.seeds, later.samples[column].values))
+    first = dict(zip(earlier.seeds, earlier.sample.values))
+    second = dict(zip(later.seeds, later.sample.values))
     return PairedSample.of([second[s] - first[s] for s in earlier.seeds if s in second])
 
 
 def convergence(ladder: Sequence[Rung], confidence: float) -> Convergence:
     """The first budget N from which every paired difference's per-seed change to every later budget (one at
     least 2N) lies within its margin; otherwise whether the ladder's last doubling is still moving (a change
-    is shown) or too noisy (no change is shown, none is ruled out)."""
+    is shown) or too noisy (no change is shown, none is ruled out; a last line then says how many seeds the
+    equivalence test of its noisiest change would need)."""
     alpha, level = 1.0 - confidence, 2.0 * confidence - 1.0
     if len(ladder) < 2:
         return Convergence(None, "one budget")
@@ -359,18 +363,24 @@ def convergence(ladder: Sequence[Rung], confidence: float) -> Convergence:
         later = ladder[index + 1 :]
         if not later or later[-1].budget < 2 * rung.budget:
             break
-        moved, noisy = [], []
+        moved, noisy, needs = [], [], []
         for other in later:
             for part, other_part in zip(rung.comparison.parts(), other.comparison.parts()):
-                for column, label in part.columns.items():
-                    change = _change(part, other_part, column)
-                    margin = abs(math.log(1.0 - part.margin)) if part.claim.kind == "reduction" else part.margin
-                    if change_converged(change, margin, alpha):
-                        continue
-                    interval = change.interval(level)
-                    shown = interval.low > 0 or interval.high < 0
-                    text = f"Δ{label} moved {interval.shown(2)} from {rung.budget} to {other.budget} epochs (margin ±{margin:.2g})"
-                    (moved if shown else noisy).append(text)
+                change = _change(part, other_part)
+                margin = abs(math.log(1.0 - part.margin)) if part.claim.kind == "reduction" else part.margin
+                if change_converged(change, margin, alpha):
+                    continue
+                interval = change.interval(level)
+                text = f"Δ{part.label} moved {interval.shown(2)} from {rung.budget} to {other.budget} epochs (margin ±{margin:.2g})"
+                if interval.low > 0 or interval.high < 0:
+                    moved.append(text)
+                    continue
+                noisy.append(text)
+                # the equivalence test passes with no drift at all: two thresholds, each a margin from 0
+                needed = change.seeds_needed((margin, margin), alpha, most=PRACTICAL_SEEDS)
+                if needed is not None:
+                    where = f"Δ{part.label} from {rung.budget} to {other.budget} epochs"
+                    needs.append((needed, f"{where}, SD {change.sd:.2g}, margin ±{margin:.2g}"))
         if not moved and not noisy:
             since = rung.budget
             lines.append(f"from {rung.budget} epochs on, every paired difference stays within its margin")
@@ -379,12 +389,31 @@ def convergence(ladder: Sequence[Rung], confidence: float) -> Convergence:
         lines.append(
             f"from {rung.budget} epochs: " + "; ".join((moved + noisy)[:3]) + (" ..." if len(moved + noisy) > 3 else "")
         )
-        last_moved = bool(moved)
+        last_moved, last_needs = bool(moved), needs
     if since is not None:
         return Convergence(since, "converged", lines)
     if not last_moves:
         return Convergence(None, "too short", ["no budget of the ladder has a later one at least twice as long"])
-    return Convergence(None, "still moving" if last_moved else "too noisy", lines)
+    if last_moved:
+        return Convergence(None, "still moving", lines)
+    if last_needs:
+        lines.append(equivalence_seeds_line(*max(last_needs)))
+    return Convergence(None, "too noisy", lines)
+
+
+def equivalence_seeds_line(needed: int, change: str) -> str:
+    """What a too-noisy ladder lacks: the paired seeds the equivalence test of its noisiest change would need
+    for the planned power were there no drift at all."""
+    power = f"{100 * POWER:g} % power"
+    if needed >= PRACTICAL_SEEDS:
+        return (
+            f"too noisy: even {PRACTICAL_SEEDS} paired seeds would leave the equivalence test of the noisiest "
+            f"change ({change}) below {power}"
+        )
+    return (
+        f"too noisy: the equivalence test of the noisiest change ({change}) would need about {needed} paired "
+        f"seeds for {power} were there no drift"
+    )
 
 
 def check_claims(

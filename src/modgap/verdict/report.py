@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from string import ascii_lowercase
 
 from modgap.errors import corrupt
 from modgap.verdict.decision import (
@@ -22,26 +23,35 @@ from modgap.verdict.decision import (
     Family,
     Part,
     check_claims,
+    tested_parts,
 )
 from modgap.verdict.evidence import UnusableRunsError, mismatch, read_runs
-from modgap.verdict.stats import mcnemar_exact
+from modgap.verdict.stats import POWER, mcnemar_exact
 
 
-def seeds_note(part: Part, alpha: float) -> str:
-    """Why an inconclusive part is undecided, when its hypotheses could be tested: too few seeds (with the
-    number a decision would need, from the observed spread), or Holm's adjustment alone."""
+def seeds_note(part: Part, alpha: float, family_parts: int) -> str:
+    """Why an inconclusive part is undecided, when its hypotheses could be tested: too few seeds, or the
+    family-wise adjustment alone. The seeds are those that would decide it with the planned power, were its
+    true mean the observed one and its SD the observed SD, at the level that decides (alpha over the
+    ``family_parts`` tested parts of its family: the step-down's first level), and at alpha alone."""
     if part.state != INCONCLUSIVE or part.note:
         return ""
     if part.per_claim_state != INCONCLUSIVE:
-        return "decided at the nominal level alone, not after Holm's adjustment over the family"
-    sample, distance = part.distance_to_decide()
-    needed = sample.seeds_needed(distance, alpha, most=PRACTICAL_SEEDS)
+        return "decided at the nominal level alone, not after the family-wise adjustment"
+    sample, distances = part.sample, part.distances_to_decide()
+    deciding = alpha / family_parts
+    needed = sample.seeds_needed(distances, deciding, most=PRACTICAL_SEEDS)
     if needed is None or needed <= sample.n:
         return ""
     if needed >= PRACTICAL_SEEDS:  # the estimate sits on its threshold: seeds are not what is missing
         return f"the estimate lies on its threshold: even {PRACTICAL_SEEDS} paired seeds would not decide it"
+    alone = sample.seeds_needed(distances, alpha, most=PRACTICAL_SEEDS)
     spread = f"SD {sample.sd:.2g}" + (" on the log scale" if part.claim.kind == "reduction" else "")
-    return f"too few seeds: about {needed} paired seeds would decide it at the nominal level (observed {spread})"
+    return (
+        f"too few seeds: about {needed} paired seeds for {100 * POWER:g} % power at the deciding level "
+        f"(alpha/m = {alpha:g}/{family_parts} = {deciding:.3g}); {alone} at {100 * alpha:g} % alone "
+        f"(observed {spread})"
+    )
 
 
 def _p_text(p: float) -> str:
@@ -86,34 +96,32 @@ def _header(comparison: Comparison, labels: Mapping[str, str]) -> list[str]:
     return lines
 
 
-def _check_lines(check: Check, comparison: Comparison, claims: Mapping, width: int) -> list[str]:
+def _check_lines(check: Check, comparison: Comparison, claims: Mapping, width: int, family_parts: int) -> list[str]:
     confidence, alpha = claims["confidence"], 1.0 - claims["confidence"]
     title = check.claim.title.format(retrieval=f"{claims['retrieval_tolerance']:g}")
     lines = [
         f"  {'[' + check.state.upper() + ']':<{width}} {'[' + check.per_claim_state + ']':<{width}} "
         f"{check.claim.number}. {title}"
     ]
-    for part in check.parts:
-        intervals = part.intervals(confidence)
+    for letter, part in zip(ascii_lowercase, check.parts):
+        interval = part.interval(confidence)
         if check.claim.kind == "within":
-            shown = "; ".join(f"Δ{part.columns[c]} {i.shown()}" for c, i in intervals.items())
+            shown = f"Δ{part.label} {interval.shown()}"
             rule = f"holds within ±{part.margin:g}, fails outside it"
         elif check.claim.kind == "gain":
-            shown = f"Δ{part.label} {next(iter(intervals.values())).shown()} (baseline {part.baseline_mean:.1f})"
+            shown = f"Δ{part.label} {interval.shown()} (baseline {part.baseline_mean:.1f})"
             rule = f"holds above 0, fails below +{part.margin:.2g}"
         else:
             shown = (
-                f"gap ratio {next(iter(intervals.values())).shown(2, signed=False)} (gap "
+                f"gap ratio {interval.shown(2, signed=False)} (gap "
                 f"{comparison.gaps[0]:.3f} vs {comparison.gaps[1]:.3f})"
             )
             rule = f"holds below 1, fails above {1.0 - part.margin:.2g}"
         text = f"{shown}  [{rule}]; p(holds) {_p_text(part.p_hold)}, p(fails) {_p_text(part.p_fail)}"
-        notes = [n for n in (part.note, seeds_note(part, alpha)) if n]
+        notes = [n for n in (part.note, seeds_note(part, alpha, family_parts)) if n]
         text += "".join(f"; {n}" for n in notes)
         if len(check.parts) > 1:
-            lines.append(
-                f"      {'[' + part.state.upper() + ']':<{width}} {part.claim.number}{'ab'[check.parts.index(part)]}. {text}"
-            )
+            lines.append(f"      {'[' + part.state.upper() + ']':<{width}} {part.claim.number}{letter}. {text}")
         else:
             lines.append(f"      {text}")
     return lines
@@ -129,7 +137,7 @@ def format_ladder(comparison: Comparison, labels: Mapping[str, str]) -> list[str
     lines.append(f"  {'epochs':>6}  {'gap':>13}  {'ΔV-Measure':>10}  {'ΔkNN':>6}  {'ΔR@1':>11}  states (1, 2, 3)")
     for rung in comparison.ladder:
         c = rung.comparison
-        estimates = {column: part.samples[column].mean for part in c.parts() for column in part.columns}
+        estimates = {part.column: part.sample.mean for part in c.parts()}
         recall = "/".join(f"{estimates[k]:+.1f}" for k in RETRIEVAL_COLUMNS if k in estimates)
         lines.append(
             f"  {rung.budget:>6}  {c.gaps[0]:.3f} / {c.gaps[1]:.3f}  {estimates['v_measure']:>+10.1f}  "
@@ -167,17 +175,18 @@ def format_report(families: Sequence[Family], claims: Mapping, labels: Mapping[s
     ]
     width = max(len(s) for s in STATES) + 2
     for family in families:
-        count = sum(not math.isnan(p) for c in family.comparisons for part in c.parts() for p in part.hypotheses())
+        tested = len(tested_parts(family.comparisons))
         lines += [
             "",
-            f"== {family.name.capitalize()}: Holm's adjustment over this family's {count} testable "
-            f"hypotheses decides (first column); the second column is each at {100 * alpha:g}% alone ==",
+            f"== {family.name.capitalize()}: Holm's step-down over this family's {2 * tested} testable "
+            f"hypotheses, with Shaffer's constraint (at most one of a part's two is true: at most {tested} true "
+            f"at once), decides (first column); the second column is each at {100 * alpha:g}% alone ==",
         ]
         for comparison in family.comparisons:
             lines += _header(comparison, labels)
             lines.append(f"  {'Holm (decides)':<{width}} {'per claim':<{width}}")
             for check in comparison.checks:
-                lines += _check_lines(check, comparison, claims, width)
+                lines += _check_lines(check, comparison, claims, width, tested)
         lines += ["", f"{family.name.capitalize()}, Holm: {_counts(family.comparisons, 'state')}."]
     laddered = [c for family in families for c in family.comparisons if c.ladder]
     if laddered:

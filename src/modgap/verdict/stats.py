@@ -1,5 +1,6 @@
-"""Seed-paired statistics for the claims check: one-sided t-tests in closed form, their intervals, Holm's
-step-down adjustment, and an exact test of collapse rates.
+"""Seed-paired statistics for the claims check: one-sided t-tests in closed form, their intervals, the
+family-wise step-down adjustment (Holm's, with Shaffer's logical constraint), the seeds a test needs for a
+given power, and an exact test of collapse rates.
 
 Methods trained with the same seed share initial weights and batch order, so two methods are compared
 seed by seed: a paired quantity is the per-seed difference of a metric (or the log of a per-seed ratio), and
@@ -8,16 +9,25 @@ holding, or a claim failing at its margin), so each gets a p-value in closed for
 and convergence) is two one-sided tests (TOST, Schuirmann 1987), whose p-value is the larger of the two.
 A one-sided test at level alpha reads the matching bound of the two-sided 1 - 2 alpha interval, so the
 intervals shown are 90 % intervals for tests at 5 %.
+
+The seeds a test needs are planned for power, not read off the interval: a one-sided t-test whose true mean
+lies a distance d from its threshold rejects at level a with the probability that a noncentral t on n - 1
+degrees of freedom, noncentrality d * sqrt(n) / sd, exceeds t_{1-a, n-1}. A test that must clear several
+thresholds at once (an equivalence) misses with at most the sum of the single misses, so its power is at
+least one minus that sum: exact for one threshold, the usual conservative bound for TOST.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+
+POWER = 0.8  # the power seed counts are planned for
 
 
 @dataclass(frozen=True)
@@ -119,30 +129,72 @@ class PairedSample:
         half = float(stats.t.ppf(0.5 + confidence / 2.0, self.n - 1)) * self.sd / math.sqrt(self.n)
         return Interval(self.mean, self.mean - half, self.mean + half, self.n)
 
-    def seeds_needed(self, distance: float, alpha: float, most: int = 100_000) -> int | None:
-        """The fewest seeds whose one-sided bound at level ``alpha`` would lie ``distance`` from the mean, were
-        the standard deviation what it is now: what a check ``distance`` from its threshold would need (None
-        when no spread is measured or the distance is not positive)."""
-        if not self.testable or not distance > 0:
+    def seeds_needed(
+        self, distances: Sequence[float], level: float, power: float = POWER, most: int = 100_000
+    ) -> int | None:
+        """The seeds a test of this quantity needs to reject at ``level`` with probability ``power``, were its
+        true mean ``distances`` from each threshold it must clear and its SD what it is now (seeds_for_power);
+        None when no spread is measured or a distance is not positive."""
+        if not self.testable:
             return None
-        for n in range(2, most + 1):
-            if float(stats.t.ppf(1.0 - alpha, n - 1)) * self.sd / math.sqrt(n) < distance:
-                return n
+        return seeds_for_power(distances, self.sd, level, power, most)
+
+
+def power_lower_bound(n: int, distances: Sequence[float], sd: float, level: float) -> float:
+    """The probability that one-sided t-tests at ``level`` of n paired values with standard deviation ``sd``
+    clear every threshold, their true mean lying ``distances`` from them: one minus the summed probabilities
+    of missing each (exact for one threshold, a lower bound for more)."""
+    critical = float(stats.t.ppf(1.0 - level, n - 1))
+    return 1.0 - sum(_below(critical, n - 1, d * math.sqrt(n) / sd) for d in distances)
+
+
+def _below(critical: float, df: int, noncentrality: float) -> float:
+    """P(T <= critical) for a noncentral t. scipy answers NaN where that probability underflows (a
+    noncentrality some 30 or more beyond the critical value): it is then nil."""
+    probability = float(stats.nct.cdf(critical, df, noncentrality))
+    return 0.0 if math.isnan(probability) and noncentrality > critical else probability
+
+
+def seeds_for_power(
+    distances: Sequence[float], sd: float, level: float, power: float = POWER, most: int = 100_000
+) -> int | None:
+    """The fewest paired seeds (2 to ``most``) whose tests reach ``power`` by ``power_lower_bound``; ``most``
+    where even that many do not, None where a distance is not positive or the spread is unknown. The power
+    grows with n, so a bisection finds the count."""
+    if not distances or not all(d > 0 for d in distances) or not sd > 0:
+        return None
+    if power_lower_bound(most, distances, sd, level) < power:
         return most
+    fewest, enough = 1, most  # fewest: too few (one seed makes no test); enough: reaches the power
+    while enough - fewest > 1:
+        middle = (fewest + enough) // 2
+        if power_lower_bound(middle, distances, sd, level) >= power:
+            enough = middle
+        else:
+            fewest = middle
+    return enough
 
 
-def holm_levels(p_values: Sequence[float], alpha: float) -> list[float | None]:
-    """Holm's step-down (Holm 1979): the level at which each hypothesis is rejected, or None where it is not.
+def stepdown_levels(p_values: Sequence[float], parts: Sequence[Hashable], alpha: float) -> list[float | None]:
+    """Holm's step-down (Holm 1979) with Shaffer's logical constraint (Shaffer 1986): the level at which each
+    hypothesis is rejected, or None where it is not. ``parts[i]`` names the part hypothesis i belongs to; the
+    null hypotheses of one part are never true together (a true difference cannot lie both at or below 0 and
+    at or above a positive margin).
 
-    Sorted by p-value, the i-th (0-based) of m is tested at alpha / (m - i); testing stops at the first that
-    is not rejected, and every later one is kept. NaN p-values (untestable) are never rejected."""
-    order = sorted(range(len(p_values)), key=lambda i: (math.isnan(p_values[i]), p_values[i]))
+    Sorted by p-value, each hypothesis is tested at alpha / t, t being the number of parts that still hold a
+    hypothesis not yet rejected: the most null hypotheses that can still be true. Testing stops at the first
+    that is not rejected. NaN p-values (untestable) are never rejected and count for no part. With every
+    hypothesis its own part this is Holm's procedure; with pairs it rejects at least what Holm's does."""
+    tested = [i for i, p in enumerate(p_values) if not math.isnan(p)]
+    order = sorted(tested, key=lambda i: p_values[i])
+    open_hypotheses = Counter(parts[i] for i in tested)
     levels: list[float | None] = [None] * len(p_values)
-    for rank, index in enumerate(order):
-        level = alpha / (len(p_values) - rank)
+    for index in order:
+        level = alpha / sum(count > 0 for count in open_hypotheses.values())
         if not p_values[index] <= level:
             break
         levels[index] = level
+        open_hypotheses[parts[index]] -= 1
     return levels
 
 

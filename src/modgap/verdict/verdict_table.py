@@ -1,8 +1,14 @@
 """The verdict as data: every comparison of the claims check, at every budget of its ladder, one row each,
-with the paired estimates, their intervals and margins, each part's p-values, the per-claim states, the Holm
-states of the deciding budget and the ladder's convergence. The claims rule computes the check once and
-writes this table beside claims.txt; the budget figure and the regime map read it, so no figure re-runs
-the check and none can disagree with the text."""
+with the paired estimates, their intervals and margins, each part's p-values, the per-claim states, the
+family-wise (Holm) states of the deciding budget and the ladder's convergence. The claims rule computes the
+check once and writes this table beside claims.txt; the budget figure and the regime map read it, so no
+figure re-runs the check and none can disagree with the text.
+
+Every part is one column of the runs table (claim 1: each paired R@1 column; claim 2: ``v_measure`` and
+``knn_acc``; claim 3: ``gap``), and its columns here are named after it: ``<column>`` (the estimate, a ratio
+for the gap), ``<column>_low``, ``<column>_high``, ``<column>_margin``, ``p_hold_<column>``,
+``p_fail_<column>`` and ``state_<column>``; a check's states are ``claim<n>`` (nominal) and ``claim<n>_holm``.
+No runs column is named ``claim<n>``, so the names stay unique."""
 
 from __future__ import annotations
 
@@ -12,15 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 from modgap.errors import corrupt
-from modgap.verdict.decision import Comparison, Family, Part
+from modgap.verdict.decision import Comparison, Family
 
 # The columns a table of no comparison still names (a study of the baseline alone).
 KEY_COLUMNS = ["experiment", "evaluation", "family", "method", "baseline", "budget", "deciding"]
-
-
-def part_key(part: Part) -> str:
-    """A part's name in the table's columns: its column, or ``claim1`` for claim 1's columns tested together."""
-    return f"claim{part.claim.number}" if part.claim.together and len(part.columns) > 1 else next(iter(part.columns))
 
 
 def _row(family: str, headline: Comparison, compared: Comparison, budget, evaluation: str, confidence: float) -> dict:
@@ -43,12 +44,10 @@ def _row(family: str, headline: Comparison, compared: Comparison, budget, evalua
         "method_temperature": compared.temperatures[0],
     }
     for part in compared.parts():
-        for key, interval in part.intervals(confidence).items():
-            row |= {key: interval.estimate, f"{key}_low": interval.low, f"{key}_high": interval.high}
-            row[f"{key}_margin"] = part.margin
-        name = part_key(part)
-        row |= {f"p_hold_{name}": part.p_hold, f"p_fail_{name}": part.p_fail}
-        row[f"state_{name}"] = part.state if deciding else None
+        key, interval = part.column, part.interval(confidence)
+        row |= {key: interval.estimate, f"{key}_low": interval.low, f"{key}_high": interval.high}
+        row |= {f"{key}_margin": part.margin, f"p_hold_{key}": part.p_hold, f"p_fail_{key}": part.p_fail}
+        row[f"state_{key}"] = part.state if deciding else None
     for check in compared.checks:
         row[f"claim{check.claim.number}"] = check.per_claim_state
         row[f"claim{check.claim.number}_holm"] = check.state if deciding else None
