@@ -96,7 +96,11 @@ def test_clustering_over_states_against_scikit_learn():
     first, spread = measures.clustering_over_states(points, stacked, 6, first_state=7, n_states=3, n_init=2)
     runs = [kmeans(points, 6, n_init=2, random_state=7 + i).labels for i in range(3)]
     assert first["v_measure"] == pytest.approx(100 * v_measure_score(stacked, runs[0]))
-    for name, score in (("v_measure", v_measure_score), ("nmi", normalized_mutual_info_score), ("ari", adjusted_rand_score)):
+    for name, score in (
+        ("v_measure", v_measure_score),
+        ("nmi", normalized_mutual_info_score),
+        ("ari", adjusted_rand_score),
+    ):
         values = [100 * score(stacked, run) for run in runs]
         assert spread[name] == pytest.approx(np.mean(values))
         assert spread[f"{name}_sd"] == pytest.approx(np.std(values, ddof=1))

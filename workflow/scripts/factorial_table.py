@@ -7,7 +7,10 @@ from modgap.verdict.factorial import write_factorial
 
 with log_to_file(snakemake.log[0]):
     files = iter(snakemake.input.metrics)
-    cells = {experiment: {tuple(cell): next(files) for cell in snakemake.params.cells} for experiment in snakemake.params.experiments}
+    cells = {
+        experiment: {tuple(cell): next(files) for cell in snakemake.params.cells}
+        for experiment in snakemake.params.experiments
+    }
     write_factorial(
         cells,
         snakemake.params.seeds,

@@ -62,5 +62,7 @@ def plot(table: pd.DataFrame, labels: dict[str, str] | None = None):
     return figure
 
 
-def make(table_csv: str | Path, pdf_path: str | Path, png_path: str | Path, labels: dict[str, str] | None = None) -> None:
+def make(
+    table_csv: str | Path, pdf_path: str | Path, png_path: str | Path, labels: dict[str, str] | None = None
+) -> None:
     save(plot(pd.read_csv(table_csv), labels), pdf_path, png_path)

@@ -230,7 +230,12 @@ def factorial_plan(config: dict) -> dict[tuple[str, float], tuple[str, dict]]:
         for temperature in factorial["temperatures"]:
             fixed = copy.deepcopy(base)
             fixed.pop("label", None)  # the fixed-temperature method is not the one the label names
-            fixed["temperature"] = {**base["temperature"], "learnable": False, "init": float(temperature), "match": None}
+            fixed["temperature"] = {
+                **base["temperature"],
+                "learnable": False,
+                "init": float(temperature),
+                "match": None,
+            }
             fixed["description"] = f"{arm}'s loss at the fixed temperature {temperature:g} (the factorial)"
             existing = [name for name, method in config["methods"].items() if same_method(method, fixed)]
             plan[(arm, float(temperature))] = (existing[0] if existing else f"{arm}_fixed{temperature:g}", fixed)

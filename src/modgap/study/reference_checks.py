@@ -278,7 +278,9 @@ def _factorial_problems(config: Mapping, schema: Mapping) -> list[str]:
         return problems
     for name in factorial["experiments"]:
         if imported(config, name):
-            problems.append(f"config key 'factorial.experiments': experiment '{name}' trains nothing (its runs were made elsewhere)")
+            problems.append(
+                f"config key 'factorial.experiments': experiment '{name}' trains nothing (its runs were made elsewhere)"
+            )
     for key in ("baseline", "method"):
         temperature = config["methods"][factorial[key]]["temperature"]
         lowest = 1.0 / temperature["max_logit_scale"]

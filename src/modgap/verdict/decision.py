@@ -57,6 +57,16 @@ RETRIEVAL_COLUMNS = dict(PAPER_PAIRS.values())  # the paper's paired R@1 columns
 GROUP_COLUMNS = {"v_measure": "V-Measure", "knn_acc": "kNN"}
 
 
+# Per-run columns a comparison reports beside its checks: the gap read as the pairs' alignment, and what the
+# gap costs each run's clustering (centred minus as is; modgap.metrics.per_run).
+GAP_READINGS = {
+    "cos_true_pairs": "true-pair cosine",
+    "pair_alignment": "pair alignment",
+    "gap_cost_v_measure": "V-Measure",
+    "gap_cost_knn": "kNN",
+}
+
+
 PRACTICAL_SEEDS = 1000  # beyond this, a seeds note would only say the estimate sits on its threshold
 
 
@@ -211,6 +221,8 @@ class Comparison:
     temperatures: tuple[float, float]  # mean end-of-training temperature (NaN: not recorded)
     collapsed: tuple[list[int], list[int]]  # seeds whose run collapsed, method's and baseline's
     sensitivity: list[str] = field(default_factory=list)  # readings without the collapsed pairs
+    # per-run columns read beside the checks (GAP_READINGS): column -> (method's values, baseline's), per seed
+    readings: dict[str, tuple[PairedSample, PairedSample]] = field(default_factory=dict)
     budget: int | None = None
     ladder: list[Rung] = field(default_factory=list)
     convergence: Convergence | None = None
@@ -292,6 +304,11 @@ def compare(
         (float(np.mean(_column_values(a, "temperature"))), float(np.mean(_column_values(b, "temperature")))),
         ([s for s, c in zip(seeds, _collapsed(a)) if c], [s for s, c in zip(seeds, _collapsed(b)) if c]),
     )
+    comparison.readings = {
+        column: (PairedSample.of(_column_values(a, column)), PairedSample.of(_column_values(b, column)))
+        for column in GAP_READINGS
+        if column in a and column in b
+    }
     if gone.any():
         comparison.sensitivity = _without_collapsed(a[~gone], b[~gone], claims["confidence"])
     return comparison

@@ -25,7 +25,7 @@ import pandas as pd
 
 from modgap.io import write_text
 from modgap.verdict import paper
-from modgap.verdict.stats import PairedSample, holm_levels
+from modgap.verdict.stats import PairedSample, stepdown_levels
 from modgap.verdict.tables import read_metrics
 
 # Per-cell columns of the table: the gap as the centroid distance and as the true pairs' alignment, the
@@ -75,10 +75,14 @@ def _slopes(runs: pd.DataFrame, arm: str, column: str) -> PairedSample:
     cells = runs[runs["arm"] == arm].pivot(index="seed", columns="temperature", values=column).dropna()
     x = np.log2(cells.columns.to_numpy(dtype=float))
     centred = x - x.mean()
-    return PairedSample.of((cells.to_numpy() - cells.to_numpy().mean(axis=1, keepdims=True)) @ centred / (centred @ centred))
+    return PairedSample.of(
+        (cells.to_numpy() - cells.to_numpy().mean(axis=1, keepdims=True)) @ centred / (centred @ centred)
+    )
 
 
-def readings(runs: pd.DataFrame, baseline: str, method: str, margins: Mapping[str, float], confidence: float) -> pd.DataFrame:
+def readings(
+    runs: pd.DataFrame, baseline: str, method: str, margins: Mapping[str, float], confidence: float
+) -> pd.DataFrame:
     """Every tested reading of one experiment's runs: its estimate, interval and p-values, with Holm's
     adjustment over all of them (column ``holm``: the hypotheses it rejects)."""
     level, rows = 2.0 * confidence - 1.0, []
@@ -129,7 +133,9 @@ def readings(runs: pd.DataFrame, baseline: str, method: str, margins: Mapping[st
                     }
                 )
     tested = [(i, name, p) for i, row in enumerate(rows) for name, p in row["hypotheses"].items() if not np.isnan(p)]
-    levels = holm_levels([p for _, _, p in tested], 1.0 - confidence)
+    # plain Holm: a reading's nulls of a gain and of a loss are both true where the effect is exactly 0, so
+    # no hypothesis shares a part with another (Shaffer's constraint does not apply)
+    levels = stepdown_levels([p for _, _, p in tested], range(len(tested)), 1.0 - confidence)
     rejected: dict[int, list[str]] = {}
     for (index, name, _), rejected_at in zip(tested, levels):
         if rejected_at is not None:

@@ -11,6 +11,7 @@ from string import ascii_lowercase
 from modgap.errors import corrupt
 from modgap.verdict.decision import (
     FAILS,
+    GAP_READINGS,
     HOLDS,
     HOLDS_BELOW_MARGIN,
     INCONCLUSIVE,
@@ -63,7 +64,35 @@ def _named(method: str, labels: Mapping[str, str]) -> str:
     return f"{method} ({labels[method]})" if method in labels else method
 
 
-def _header(comparison: Comparison, labels: Mapping[str, str]) -> list[str]:
+def _reading_lines(comparison: Comparison, confidence: float) -> list[str]:
+    """The gap read two ways (centroid distance and the true pairs' alignment), and what the gap costs each
+    method's runs: clustering after centring every modality minus as trained, intervals over seeds."""
+    readings, lines = comparison.readings, []
+    level = 2.0 * confidence - 1.0
+
+    def both(column: str, digits: int, signed: bool) -> str:
+        mine, theirs = readings[column]
+        return (
+            f"{comparison.method} {mine.interval(level).shown(digits, signed)}, "
+            f"{comparison.baseline} {theirs.interval(level).shown(digits, signed)}"
+        )
+
+    aligned = [c for c in ("cos_true_pairs", "pair_alignment") if c in readings]
+    if aligned:
+        lines.append(
+            f"  gap as pairs: centroid gap {comparison.method} {comparison.gaps[0]:.3f}, {comparison.baseline} "
+            f"{comparison.gaps[1]:.3f}; " + "; ".join(f"{GAP_READINGS[c]} {both(c, 2, False)}" for c in aligned)
+        )
+    costs = [c for c in ("gap_cost_v_measure", "gap_cost_knn") if c in readings]
+    if costs:
+        lines.append(
+            "  the gap's cost (centred minus as trained): "
+            + "; ".join(f"{GAP_READINGS[c]} {both(c, 1, True)}" for c in costs)
+        )
+    return lines
+
+
+def _header(comparison: Comparison, labels: Mapping[str, str], confidence: float) -> list[str]:
     where = f"at {comparison.budget} epochs" if comparison.budget is not None else "at its one budget"
     converged = comparison.convergence
     if converged is None:
@@ -82,6 +111,7 @@ def _header(comparison: Comparison, labels: Mapping[str, str]) -> list[str]:
         lines.append(
             f"  temperature at the end: {comparison.method} {tau_method:.3g}, {comparison.baseline} {tau_base:.3g}"
         )
+    lines += _reading_lines(comparison, confidence)
     mine, theirs = comparison.collapsed
     if mine or theirs:
         only_mine = len(set(mine) - set(theirs))
@@ -183,7 +213,7 @@ def format_report(families: Sequence[Family], claims: Mapping, labels: Mapping[s
             f"at once), decides (first column); the second column is each at {100 * alpha:g}% alone ==",
         ]
         for comparison in family.comparisons:
-            lines += _header(comparison, labels)
+            lines += _header(comparison, labels, claims["confidence"])
             lines.append(f"  {'Holm (decides)':<{width}} {'per claim':<{width}}")
             for check in comparison.checks:
                 lines += _check_lines(check, comparison, claims, width, tested)
