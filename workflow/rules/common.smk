@@ -26,7 +26,8 @@ from modgap.data.sources import SOURCES, local_copies, remote_files
 from modgap.study.code_deps import module_file, package_modules
 from modgap.errors import RERUN_VARIABLE, study_command
 from modgap.verdict.evidence import withdraw_verdict
-from modgap.io import file_digest, remove_stale_temporaries_under, tree_digest
+from modgap.verdict.sequential import Design, open_comparisons
+from modgap.io import file_digest, read_json, remove_stale_temporaries_under, tree_digest
 from modgap.logs import print_at_exit, report_killed_jobs
 from modgap.study.paths import RUNS_TABLE, VERDICT_TABLE, embeddings_path, metrics_path, model_path, prepared, train_log_path
 from modgap.study.plan import (
@@ -362,6 +363,49 @@ def factorial_targets():
     if not FACTORIAL["experiments"]:
         return []
     return ["results/factorial.txt", "results/tables/factorial.csv", "results/figures/factorial.png"]
+
+
+DECIDE = Design.of(study["decide"])
+# The verdict's comparisons the sequential design decides: each claims method against the baseline, on every
+# trained experiment that has both, read at the runs' last epoch.
+DECIDED_COMPARISONS = [
+    (e["name"], method, study["claims"]["baseline"])
+    for e in study["experiments"]
+    if e["name"] in TRAINED and study["claims"]["baseline"] in e["methods"]
+    for method in study["claims"]["methods"]
+    if method in e["methods"]
+]
+
+
+def decide_metrics_path(experiment, method, seed):
+    return f"results/decide/metrics/{experiment}/{method}/seed{seed}.json"
+
+
+def decide_round_inputs(wildcards):
+    """A round's per-seed metrics, of the comparisons the last round left open (every one at the first), and
+    the last round's record."""
+    index = int(wildcards.round)
+    previous, inputs = None, {}
+    if index > 0:
+        inputs["previous"] = checkpoints.decide_round.get(round=index - 1).output[0]
+        previous = read_json(inputs["previous"])
+    wanted = {
+        decide_metrics_path(experiment, m, seed)
+        for experiment, method, baseline in open_comparisons(previous, DECIDED_COMPARISONS)
+        for m in (method, baseline)
+        for seed in DECIDE.round_seeds(index)
+    }
+    inputs["metrics"] = sorted(wanted)
+    return inputs
+
+
+def decide_last_round(wildcards):
+    """The record of the round that finished the design: every check decided, or the cap reached."""
+    for index in range(len(DECIDE.rounds)):
+        path = checkpoints.decide_round.get(round=index).output[0]
+        if read_json(path)["finished"]:
+            return path
+    return path
 
 
 def dose_response_targets():

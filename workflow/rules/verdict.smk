@@ -131,6 +131,79 @@ rule factorial:
         factorial_targets(),
 
 
+rule decide_metrics:
+    input:
+        embeddings=lambda wildcards: embeddings_path(wildcards.experiment, wildcards.method, wildcards.seed),
+        code=code("decide_metrics.py"),
+    output:
+        "results/decide/metrics/{experiment}/{method}/seed{seed}.json",
+    params:
+        retrieval=lambda wildcards: experiment_by_name(study, wildcards.experiment)["retrieval"],
+        options=canonical(study["evaluate"]),
+        epochs=lambda wildcards: trained_epochs(final_evaluation(wildcards.experiment)),
+    wildcard_constraints:
+        experiment=one_of(TRAINED),
+    log:
+        "results/logs/decide/metrics/{experiment}/{method}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/decide/metrics/{experiment}/{method}/seed{seed}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ANALYSIS_ENV
+    script:
+        "../scripts/decide_metrics.py"
+
+
+checkpoint decide_round:
+    input:
+        unpack(decide_round_inputs),
+        code=code("decide_round.py", data=("reference/paper_table.csv",)),
+    output:
+        "results/decide/round{round}.json",
+    params:
+        design=canonical(study["decide"]),
+        comparisons=DECIDED_COMPARISONS,
+        claims=canonical(study["claims"]),
+        references={e: REFERENCES.get(final_evaluation(e)) for e, _, _ in DECIDED_COMPARISONS},
+    wildcard_constraints:
+        round=r"\d+",
+    log:
+        "results/logs/decide/round{round}.log",
+    conda:
+        ANALYSIS_ENV
+    script:
+        "../scripts/decide_round.py"
+
+
+rule decide_report:
+    input:
+        last=decide_last_round,
+        code=code("decide_report.py"),
+    output:
+        text=report("results/decide.txt", caption="../report/decide.rst", category="Claims"),
+        table="results/tables/decide.csv",
+    params:
+        design=canonical(study["decide"]),
+        claims=canonical(study["claims"]),
+        labels=LABELS,
+    log:
+        "results/logs/decide/report.log",
+    conda:
+        ANALYSIS_ENV
+    script:
+        "../scripts/decide_report.py"
+
+
+rule decide:
+    """Seeds planned to decide: rounds of seeds until every check is decided or the cap (snakemake --cores all
+    decide)."""
+    input:
+        "results/decide.txt",
+
+
 rule regime_map_outputs:
     input:
         verdict=VERDICT_TABLE,

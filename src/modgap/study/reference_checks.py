@@ -264,6 +264,20 @@ def _dose_response_problems(config: Mapping, schema: Mapping) -> list[str]:
     return problems
 
 
+def _decide_problems(config: Mapping, schema: Mapping) -> list[str]:
+    """The sequential design's rounds rise, and its first round has the seeds a check needs."""
+    rounds = config["decide"]["rounds"]
+    falling = [f"{b} after {a}" for a, b in zip(rounds, rounds[1:]) if b <= a]
+    if falling:
+        return [f"config key 'decide.rounds': the rounds count seeds cumulatively and must rise ({', '.join(falling)})"]
+    if rounds[0] < config["claims"]["min_seeds"]:
+        return [
+            f"config key 'decide.rounds': the first round's {rounds[0]} seeds are fewer than claims.min_seeds "
+            f"({config['claims']['min_seeds']}), so it could decide nothing"
+        ]
+    return []
+
+
 def _factorial_problems(config: Mapping, schema: Mapping) -> list[str]:
     """The factorial's arms are known methods, its grid lies inside their temperature clamp, and its cells'
     names are free."""
@@ -339,5 +353,6 @@ REFERENCE_CHECKS: tuple[Check, ...] = (
     _method_name_problems,
     _dose_response_problems,
     _factorial_problems,
+    _decide_problems,
     _temperature_match_problems,
 )

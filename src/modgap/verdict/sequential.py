@@ -1,0 +1,260 @@
+"""Seeds planned to decide: the verdict's checks tested in rounds of seeds fixed before the first round, with
+the error rate spent over the rounds (docs/verdict.md, "Seeds planned to decide").
+
+The design: cumulative seed counts per round (``decide.rounds``, say 5, 10, 20) and a spending function
+alpha(t) of the information fraction t = seeds / last round's seeds (Lan & DeMets 1983): O'Brien-Fleming's
+shape, 2 - 2 Phi(z_{1 - alpha/2} / sqrt t), spends little early; Pocock's, alpha ln(1 + (e - 1) t), evenly.
+Round k may spend alpha(t_k) - alpha(t_{k-1}). Every hypothesis of the verdict family (two per part, of which
+at most one is true) is tested at round k at that increment over the number of parts, m, counted at the first
+round. A true null hypothesis is then rejected at round k with probability at most the increment over m,
+whatever happened before (its p-value at round k reads the first n_k seeds, a number fixed by the design), so
+over all rounds with at most alpha / m, and over the at most m true nulls with at most alpha: Bonferroni over
+rounds and parts, conservative where the rounds' statistics are correlated, and valid however comparisons
+stop. A hypothesis rejected at a round stays rejected; a comparison gets the next round's seeds only while one
+of its checks is undecided.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from scipy import stats
+
+from modgap.io import write_text
+from modgap.verdict import paper
+from modgap.verdict.decision import INCONCLUSIVE, NO_ROOM, compare, conjunction
+
+SPENDING_RULES = ("obrien_fleming", "pocock")
+
+
+def spent(rule: str, fraction: float, alpha: float) -> float:
+    """The error rate spent by information fraction ``fraction`` (0 to 1) under ``rule``."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"an information fraction lies in [0, 1], got {fraction}")
+    if fraction == 0.0:
+        return 0.0
+    if rule == "obrien_fleming":
+        return float(2.0 - 2.0 * stats.norm.cdf(stats.norm.ppf(1.0 - alpha / 2.0) / math.sqrt(fraction)))
+    if rule == "pocock":
+        return float(alpha * math.log(1.0 + (math.e - 1.0) * fraction))
+    raise ValueError(f"unknown spending rule {rule!r}: one of {', '.join(SPENDING_RULES)}")
+
+
+def round_levels(rounds: Sequence[int], alpha: float, rule: str) -> list[float]:
+    """The error rate each round may spend: the increments of the spending function at the rounds' seed counts
+    (they sum to ``alpha``)."""
+    if list(rounds) != sorted(set(rounds)) or not rounds or rounds[0] < 2:
+        raise ValueError(f"rounds must be rising seed counts of at least 2, got {list(rounds)}")
+    fractions = [0.0, *(n / rounds[-1] for n in rounds)]
+    return [spent(rule, b, alpha) - spent(rule, a, alpha) for a, b in zip(fractions, fractions[1:])]
+
+
+@dataclass(frozen=True)
+class Design:
+    rounds: tuple[int, ...]  # cumulative paired seeds per round
+    spending: str
+    seeds: tuple[int, ...]  # the seeds in the order rounds take them (as many as the last round)
+
+    @classmethod
+    def of(cls, options: Mapping) -> Design:
+        rounds = tuple(int(n) for n in options["rounds"])
+        first = int(options["first_seed"])
+        return cls(rounds, options["spending"], tuple(range(first, first + rounds[-1])))
+
+    def round_seeds(self, index: int) -> list[int]:
+        return list(self.seeds[: self.rounds[index]])
+
+
+def _part_key(part) -> str:
+    return f"{part.claim.number}:{part.column}"
+
+
+def _part_record(part, confidence: float, before: Mapping, index: int, level: float) -> dict:
+    """A part's record after this round: hypotheses rejected now at ``level`` or at an earlier round."""
+    hold_round, fail_round = before.get("hold_round"), before.get("fail_round")
+    if part.room and hold_round is None and part.p_hold <= level:
+        hold_round = index
+    if part.room and fail_round is None and part.p_fail <= level:
+        fail_round = index
+    interval = part.interval(confidence)
+    return {
+        "key": _part_key(part),
+        "label": part.label,
+        "room": part.room,
+        "estimate": interval.estimate,
+        "low": interval.low,
+        "high": interval.high,
+        "p_hold": part.p_hold,
+        "p_fail": part.p_fail,
+        "hold_round": hold_round,
+        "fail_round": fail_round,
+        "state": part.decide(hold_round is not None, fail_round is not None),
+    }
+
+
+def run_round(
+    index: int,
+    runs: pd.DataFrame,
+    comparisons: Sequence[tuple[str, str, str]],
+    design: Design,
+    claims: Mapping,
+    references: Mapping[str, str | None],
+    previous: Mapping | None = None,
+) -> dict:
+    """Round ``index`` of the design: every comparison (experiment, method, baseline) still open after
+    ``previous`` (the last round's record; None at the first) tested on ``runs`` (per-seed records of the
+    round's seeds), its hypotheses rejected at the round's level; those closed earlier carried over.
+    Returns the round's record (JSON-ready)."""
+    round_alpha = round_levels(design.rounds, 1.0 - claims["confidence"], design.spending)[index]
+    earlier = {(c["experiment"], c["method"]): c for c in (previous or {}).get("comparisons", [])}
+    tested = {}
+    for experiment, method, baseline in comparisons:
+        before = earlier.get((experiment, method))
+        if before is not None and not before["open"]:
+            continue
+        block = runs[runs["experiment"] == experiment]
+        ours = block[block["method"] == method].set_index("seed")
+        theirs = block[block["method"] == baseline].set_index("seed")
+        margins = paper.margins(references.get(experiment), claims["margin_fraction"])
+        tested[(experiment, method)] = compare(ours, theirs, claims, margins, experiment, method, baseline)
+    # m is counted once, at the first round, when every comparison is open
+    family_parts = (previous or {}).get("family_parts") or sum(len(c.parts()) for c in tested.values())
+    level = round_alpha / family_parts
+    records = []
+    for experiment, method, baseline in comparisons:
+        before = earlier.get((experiment, method))
+        comparison = tested.get((experiment, method))
+        if comparison is None:
+            records.append(before)
+            continue
+        checks_before = {c["claim"]: c for c in (before or {}).get("checks", [])}
+        checks = []
+        for check in comparison.checks:
+            was = checks_before.get(check.claim.number, {})
+            parts_before = {p["key"]: p for p in was.get("parts", [])}
+            parts = [
+                _part_record(part, claims["confidence"], parts_before.get(_part_key(part), {}), index, level)
+                for part in check.parts
+            ]
+            state = conjunction([p["state"] for p in parts])
+            decided_round = was.get("decided_round")
+            if decided_round is None and state != INCONCLUSIVE:
+                decided_round = index
+            checks.append(
+                {
+                    "claim": check.claim.number,
+                    "title": check.claim.title,
+                    "state": state,
+                    "decided_round": decided_round,
+                    "parts": parts,
+                }
+            )
+        records.append(
+            {
+                "experiment": experiment,
+                "method": method,
+                "baseline": baseline,
+                "seeds": [int(s) for s in comparison.seeds],
+                "round": index,
+                "open": any(c["state"] == INCONCLUSIVE for c in checks) and index + 1 < len(design.rounds),
+                "checks": checks,
+            }
+        )
+    return {
+        "round": index,
+        "seeds": design.rounds[index],
+        "spending": design.spending,
+        "round_alpha": round_alpha,
+        "family_parts": family_parts,
+        "level": level,
+        "comparisons": records,
+        "finished": not any(r["open"] for r in records),
+    }
+
+
+def open_comparisons(record: Mapping | None, comparisons: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """The comparisons the next round trains seeds for: every one before the first round, then those left open."""
+    if record is None:
+        return list(comparisons)
+    still = {(c["experiment"], c["method"]) for c in record["comparisons"] if c["open"]}
+    return [c for c in comparisons if (c[0], c[1]) in still]
+
+
+def report_text(record: Mapping, design: Design, claims: Mapping, labels: Mapping[str, str] | None = None) -> str:
+    """The sequential verdict as text: the design, then per comparison each check's state and the round that
+    decided it (or why none did)."""
+    labels = labels or {}
+    alpha = 1.0 - claims["confidence"]
+    levels = round_levels(design.rounds, alpha, design.spending)
+    lines = [
+        f"Seeds planned to decide: rounds of {', '.join(map(str, design.rounds))} paired seeds (seeds "
+        f"{design.seeds[0]}-{design.seeds[-1]} in that order), {design.spending.replace('_', '-')} spending of "
+        f"{100 * alpha:g} %: per round "
+        + ", ".join(f"{100 * a:.3g} %" for a in levels)
+        + f", each hypothesis at that over the family's {record['family_parts']} parts (Bonferroni over rounds and "
+        "parts). A comparison gets the next round's seeds while one of its checks is undecided.",
+        "",
+    ]
+    for comparison in record["comparisons"]:
+        method, baseline = comparison["method"], comparison["baseline"]
+        named = " vs ".join(f"{m} ({labels[m]})" if m in labels else m for m in (method, baseline))
+        lines.append(
+            f"{comparison['experiment']}: {named}, {len(comparison['seeds'])} paired seeds (stopped after round "
+            f"{comparison['round'] + 1} of {len(design.rounds)})"
+        )
+        for check in comparison["checks"]:
+            title = check["title"].format(retrieval=f"{claims['retrieval_tolerance']:g}")
+            decided = (
+                f"decided in round {check['decided_round'] + 1} ({design.rounds[check['decided_round']]} seeds)"
+                if check["decided_round"] is not None
+                else f"undecided at the cap of {design.rounds[-1]} seeds"
+                if check["state"] == INCONCLUSIVE
+                else ""
+            )
+            lines.append(f"  [{check['state'].upper()}] {check['claim']}. {title}: {decided}")
+            for part in check["parts"]:
+                if part["state"] == NO_ROOM:
+                    lines.append(f"      {part['label']}: no room")
+                    continue
+                lines.append(
+                    f"      {part['label']} {part['estimate']:+.2f} [{part['low']:+.2f}, {part['high']:+.2f}]: "
+                    f"{part['state']}; p(holds) {part['p_hold']:.2g}, p(fails) {part['p_fail']:.2g}"
+                )
+        lines.append("")
+    states = [check["state"] for c in record["comparisons"] for check in c["checks"]]
+    lines.append(
+        f"Sequential verdict: {sum(s != INCONCLUSIVE for s in states)} of {len(states)} checks decided "
+        f"({', '.join(f'{states.count(s)} {s}' for s in dict.fromkeys(states))})."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    record: Mapping,
+    design: Design,
+    claims: Mapping,
+    labels: Mapping[str, str] | None = None,
+    *,
+    text: str | Path,
+    table: str | Path,
+) -> None:
+    """The sequential verdict as text and as a table (one row per check), each written atomically."""
+    rows = [
+        {
+            "experiment": c["experiment"],
+            "method": c["method"],
+            "baseline": c["baseline"],
+            "claim": check["claim"],
+            "state": check["state"],
+            "decided_round": None if check["decided_round"] is None else check["decided_round"] + 1,
+            "seeds": len(c["seeds"]),
+        }
+        for c in record["comparisons"]
+        for check in c["checks"]
+    ]
+    write_text(table, pd.DataFrame(rows).to_csv(index=False))
+    write_text(text, report_text(record, design, claims, labels))
