@@ -32,8 +32,14 @@ def test_default_config_is_valid_and_gets_defaults(config_dict):
     assert set(embedded["speech"]["test_voices"]).isdisjoint(embedded["speech"]["train_voices"])
     assert config["methods"]["clip_lt"]["encoder"] == "separate"
     assert config["methods"]["alignclip"]["encoder"] == "shared"
-    # the default trains CLIP (LT) and both readings of ours; the dose-response adds its own, outside them
-    assert config["experiments"][0]["methods"] == ["clip_lt", "ours", "ours_tau_clip", "clip_tau_ours"]
+    # the default trains CLIP (LT) and ours; the dose-response and the factorial add their own, outside them
+    assert config["experiments"][0]["methods"] == ["clip_lt", "ours"]
+    assert config["methods"]["ours_fixed0.02"]["temperature"] == {
+        "learnable": False,
+        "init": 0.02,
+        "max_logit_scale": 100,
+        "match": None,
+    }
     assert config["experiments"][0]["train"]["budgets"] == [10, 20, 40]
     assert dose_response_methods(config) == {
         0.0: "clip_lt",
@@ -161,6 +167,30 @@ def test_schema_errors_name_the_key(config_dict, mutate, expected):
             "config key 'methods.ours_x0.3': the name of the dose-response method for strength 0.3 is taken",
         ),
         (
+            lambda c: c.update(decide={"rounds": [5, 20, 10]}),
+            "config key 'decide.rounds': the rounds count seeds cumulatively and must rise (10 after 20)",
+        ),
+        (
+            lambda c: c.update(decide={"rounds": [2, 10]}),
+            "config key 'decide.rounds': the first round's 2 seeds are fewer than claims.min_seeds (3)",
+        ),
+        (
+            lambda c: c.update(decide={"spending": "linear"}),
+            "config key 'decide.spending': 'linear' is not one of ['obrien_fleming', 'pocock']",
+        ),
+        (
+            lambda c: c["factorial"].update(temperatures=[0.005, 0.02, 0.04, 2.0]),
+            "config key 'factorial.temperatures': 0.005, 2 lie outside [0.01, 1]",
+        ),
+        (
+            lambda c: c["factorial"].update(temperatures=[0.0, 0.02, 0.04, 0.08]),
+            "config key 'factorial.temperatures[0]': 0.0 is less than or equal to the minimum of 0",
+        ),
+        (
+            lambda c: c["factorial"].update(method="theirs"),
+            "config key 'factorial.method': unknown method 'theirs'",
+        ),
+        (
             lambda c: c["experiments"][0].update(train={"epochs": 0}),
             "config key 'experiments[0].train.epochs': 0 is less than the minimum of 1",
         ),
@@ -258,8 +288,10 @@ def test_runs_enumerates_experiment_method_seed(config_dict):
     config_dict["experiments"][1]["methods"] = ["ours"]
     config = load_config(config_dict)
     listed = runs(config)
-    assert len(listed) == len(config_dict["experiments"][0]["methods"]) * 2 + 1 * 2
+    methods = [len(e["methods"]) for e in config_dict["experiments"]]
+    assert len(listed) == 2 * sum(methods) and methods[1] == 1
     assert ("embedded_image_audio_text", "ours", 5) in listed
+    assert ("embedded_image_audio_text", "clip_lt", 5) not in listed
 
 
 def test_deep_merge_and_format_key():
@@ -268,11 +300,11 @@ def test_deep_merge_and_format_key():
 
 
 def test_batch_size_key_names_the_key_that_sets_it(config_dict):
-    first, second = config_dict["experiments"]
+    first, second = config_dict["experiments"][:2]
     first["train"] = {key: value for key, value in first["train"].items() if key != "batch_size"}
     second["train"] = {**second["train"], "batch_size": 256}
     config = load_config(config_dict)
-    first, second = (e["name"] for e in config["experiments"])
+    first, second = (e["name"] for e in config["experiments"][:2])
     assert batch_size_key(config, first) == "train.batch_size"
     assert batch_size_key(config, second) == "experiments[1].train.batch_size"
 
@@ -333,6 +365,7 @@ def ladder_config(config_dict, **train):
 def test_a_budget_ladder_gives_one_evaluation_per_budget(config_dict):
     from modgap.study.plan import evaluations, experiment_by_name, ladders
 
+    config_dict["experiments"] = config_dict["experiments"][:2]
     config_dict["experiments"][1]["train"] = {"epochs": 20, "budgets": None}  # its own: a single budget
     config = load_config(ladder_config(config_dict, epochs=40, budgets=[10, 20, 40], lr_schedule="wsd"))
     names = [e["name"] for e in evaluations(config)]
@@ -394,6 +427,8 @@ def test_an_optional_target_without_its_experiment_is_off_with_a_note(config_dic
     assert notes == [
         "the trained dose-response is off: its experiment 'embedded_image_audio_text' (dose_response.experiment) is "
         "not among the experiments (mine); name one of them there to run it",
+        "the factorial is off: its experiments embedded_image_text, embedded_image_audio_text "
+        "(factorial.experiments) are not among the experiments (mine); name some of them there to run it",
         # restating an experiment without its towers: the check says what it will train
         "experiment 'mine' names no model: it trains the schema's default towers (transformer trunk, width 48, "
         "depth 2, image patch 7) for 6 epochs; copy the model and train sections of an experiment of config.yaml "
@@ -471,16 +506,19 @@ def test_your_own_study_examples_change_what_they_say(repo):
     added = _example(repo, "new_method.yaml")
     digests = definition_digests(added)
     assert all(digests[key] == value for key, value in default.items())  # every default run reused
+    experiments = [f"embedded_image{m}_text{init}" for m in ("", "_audio") for init in ("", "_init0.07")]
     assert {key for key in digests if key not in default} == {
-        f"{e}@{b}/ours_strong_cu" for e in ("embedded_image_text", "embedded_image_audio_text") for b in (10, 20, 40)
+        f"{e}@{b}/ours_strong_cu" for e in experiments for b in (10, 20, 40)
     }
     assert method_labels(added)["ours_strong_cu"] == "Ours, CU x3"
     assert added["claims"]["methods"][-1] == "ours_strong_cu"
 
     notes = []
     seeds = _example(repo, "ten_seeds.yaml", notes)
-    assert len(evaluated_runs(seeds)) == 3 * 5 * 10  # three budgets x (four methods + the post-hoc row) x ten seeds
-    assert {k: v for k, v in default.items() if k.startswith("embedded_image_text")} == definition_digests(seeds)
+    assert len(evaluated_runs(seeds)) == 3 * 3 * 10  # three budgets x (two methods + the post-hoc row) x ten seeds
+    assert {
+        k: v for k, v in default.items() if k.startswith("embedded_image_text") and "init" not in k
+    } == definition_digests(seeds)
     assert notes and notes[0].startswith("the trained dose-response is off")
 
 

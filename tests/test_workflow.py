@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -260,6 +261,43 @@ def test_dose_response_target(checkout, study):
     ]
     for suffix in ("pdf", "png"):
         assert (study / "results" / "figures" / "triple" / f"dose_response.{suffix}").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_factorial_target(checkout, study):
+    config = {**TINY, "factorial": {"experiments": ["pair"], "temperatures": [0.02, 0.04, 0.08, 0.16]}}
+    snakemake(checkout / "Snakefile", study, config, "factorial")
+    trained = {p.parent.name for p in (study / "results" / "models" / "pair").glob("*/seed1")}
+    assert {f"{arm}_fixed{t:g}" for arm in ("clip_lt", "ours") for t in (0.02, 0.04, 0.08, 0.16)} <= trained
+    table = pd.read_csv(study / "results" / "tables" / "factorial.csv")
+    assert len(table) == 8 and set(table["arm"]) == {"clip_lt", "ours"} and (table["seeds"] == 2).all()
+    for column in ("gap", "cos_true_pairs", "v_measure", "knn_acc", "r1_mean", "centred_v_measure", "centred_gap"):
+        assert table[column].notna().all(), column
+    readings = pd.read_csv(study / "results" / "tables" / "factorial_readings.csv")
+    assert set(readings["reading"]) == {"gap terms", "temperature (per doubling)", "centring"}
+    assert "Holm rejects" in (study / "results" / "factorial.txt").read_text()
+    assert (study / "results" / "figures" / "factorial.png").stat().st_size > 1000
+    # the default's factorial is switched off by a preset that replaces its experiments
+    assert "the factorial is off" in snakemake(checkout / "Snakefile", study, TINY, "-n").stderr
+
+
+@pytest.mark.slow
+def test_decide_target_adds_seeds_only_while_a_check_is_open(checkout, study):
+    config = {**TINY, "decide": {"rounds": [2, 3]}, "claims": {"min_seeds": 2}}
+    snakemake(checkout / "Snakefile", study, config, "decide")
+    first = json.loads((study / "results" / "decide" / "round0.json").read_text())
+    assert [c["seeds"] for c in first["comparisons"]] == [[0, 1], [0, 1]]
+    text = (study / "results" / "decide.txt").read_text()
+    assert "rounds of 2, 3 paired seeds" in text and "Sequential verdict:" in text
+    open_after_first = {c["experiment"] for c in first["comparisons"] if c["open"]}
+    # seed 2 trained and measured for exactly the comparisons the first round left open
+    measured = {p.parts[-3] for p in (study / "results" / "decide" / "metrics").glob("*/*/seed2.json")}
+    assert measured == open_after_first
+    table = pd.read_csv(study / "results" / "tables" / "decide.csv")
+    assert len(table) == 6 and set(table["claim"]) == {1, 2, 3}
+    # every seed is cached once: a second call does nothing
+    again = snakemake(checkout / "Snakefile", study, config, "decide", "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
 
 
 @pytest.mark.slow

@@ -1,0 +1,95 @@
+"""Seeds planned to decide: spending functions, rounds, and the error rate of the whole design by simulation."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from modgap.verdict.sequential import Design, open_comparisons, round_levels, run_round, spent
+
+CLAIMS = {"baseline": "clip_lt", "methods": ["ours"], "controls": [], "confidence": 0.95,
+          "retrieval_tolerance": 5.0, "margin_fraction": 0.5, "min_seeds": 3}  # fmt: skip
+DESIGN = Design.of({"rounds": [5, 10, 20], "spending": "pocock", "first_seed": 0})
+
+
+@pytest.mark.parametrize("rule", ["obrien_fleming", "pocock"])
+def test_spending_reaches_alpha_and_the_rounds_share_it(rule):
+    assert spent(rule, 0.0, 0.05) == 0.0 and spent(rule, 1.0, 0.05) == pytest.approx(0.05)
+    levels = round_levels([5, 10, 20], 0.05, rule)
+    assert sum(levels) == pytest.approx(0.05) and all(level > 0 for level in levels)
+
+
+def test_obrien_fleming_spends_little_early_and_pocock_evenly():
+    # Lan-DeMets O'Brien-Fleming shape at half the information: 2 - 2 Phi(z_0.975 / sqrt 0.5)
+    assert spent("obrien_fleming", 0.5, 0.05) == pytest.approx(2 - 2 * stats.norm.cdf(1.959964 / math.sqrt(0.5)))
+    assert spent("obrien_fleming", 0.25, 0.05) < 0.001 < spent("pocock", 0.25, 0.05)
+    assert spent("pocock", 0.5, 0.05) == pytest.approx(0.05 * math.log(1 + (math.e - 1) / 2))
+    with pytest.raises(ValueError, match="unknown spending rule 'linear'"):
+        spent("linear", 0.5, 0.05)
+    with pytest.raises(ValueError, match="rising seed counts"):
+        round_levels([10, 5], 0.05, "pocock")
+
+
+def runs_for(seeds, shift, experiment="e", noise=1.0):
+    """Per-seed records of clip_lt and ours, ours' V-Measure and kNN ``shift`` higher (paired differences with
+    SD ``noise``), its gap a fifth."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in seeds:
+        base = {"experiment": experiment, "seed": seed, "tv_r1": 80.0 + rng.normal(), "collapsed": False}
+        clip = {**base, "method": "clip_lt", "v_measure": 50 + rng.normal(), "knn_acc": 70 + rng.normal(),
+                "gap": 0.8 + 0.02 * rng.normal()}  # fmt: skip
+        ours = {**base, "method": "ours", "v_measure": clip["v_measure"] + shift + noise * rng.normal(),
+                "knn_acc": clip["knn_acc"] + shift + noise * rng.normal(), "gap": 0.16 + 0.02 * rng.normal(),
+                "tv_r1": base["tv_r1"] + rng.normal()}  # fmt: skip
+        rows += [clip, ours]
+    return pd.DataFrame(rows)
+
+
+def test_a_clear_comparison_is_decided_in_the_first_round_and_an_open_one_goes_on():
+    comparisons = [("clear", "ours", "clip_lt"), ("unclear", "ours", "clip_lt")]
+    runs = pd.concat([runs_for(range(5), 10.0, "clear"), runs_for(range(5), 1.0, "unclear", noise=5.0)])
+    first = run_round(0, runs, comparisons, DESIGN, CLAIMS, {})
+    clear, unclear = first["comparisons"]
+    assert not clear["open"] and all(check["decided_round"] == 0 for check in clear["checks"])
+    assert unclear["open"] and not first["finished"]
+    assert first["family_parts"] == 2 * 4  # per comparison: one R@1 part, two group-wise parts, the gap ratio
+    assert open_comparisons(first, comparisons) == [("unclear", "ours", "clip_lt")]
+    # the next round tests the open comparison on ten seeds, and carries the closed one over unchanged
+    second = run_round(1, runs_for(range(10), 1.0, "unclear", noise=5.0), comparisons, DESIGN, CLAIMS, {}, first)
+    assert second["comparisons"][0] == clear and second["comparisons"][1]["seeds"] == list(range(10))
+    assert second["family_parts"] == 8 and second["level"] == pytest.approx(second["round_alpha"] / 8)
+
+
+def test_the_last_round_closes_every_comparison():
+    comparisons = [("unclear", "ours", "clip_lt")]
+    record = run_round(2, runs_for(range(20), 0.0, "unclear"), comparisons, DESIGN, CLAIMS, {}, None)
+    assert record["finished"] and not record["comparisons"][0]["open"]
+
+
+def test_the_design_keeps_the_family_wise_error_rate_by_simulation():
+    """Least favourable: the true V-Measure gain sits at 0 (the 'holds' null is true), and the design runs
+    every round; the share of simulations in which any round rejects it stays below alpha."""
+    rng = np.random.default_rng(7)
+    rounds, alpha, trials = [5, 10, 20], 0.05, 1500
+    levels = round_levels(rounds, alpha, "pocock")
+    rejected = 0
+    for _ in range(trials):
+        values = rng.normal(size=rounds[-1])
+        for n, level in zip(rounds, levels):
+            sample = values[:n]
+            p = stats.t.sf(sample.mean() / (sample.std(ddof=1) / math.sqrt(n)), n - 1)
+            if p <= level:
+                rejected += 1
+                break
+    assert rejected / trials <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / trials)
+    # and it is not vacuous: testing every round at alpha itself rejects more often than alpha
+    loose = 0
+    for _ in range(trials):
+        values = rng.normal(size=rounds[-1])
+        loose += any(
+            stats.t.sf(values[:n].mean() / (values[:n].std(ddof=1) / math.sqrt(n)), n - 1) <= alpha for n in rounds
+        )
+    assert loose / trials > alpha + 3 * math.sqrt(alpha * (1 - alpha) / trials)
