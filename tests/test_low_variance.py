@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, v_measure_score
 
-from modgap.metrics import measures
+from modgap.metrics import low_variance, measures
 from modgap.metrics.kmeans import kmeans
 from modgap.metrics.per_run import labelled_metrics
 from modgap.study.schema import section_defaults
@@ -49,7 +49,7 @@ def brute_force_loo(embeddings, labels, k, split):
 @pytest.mark.parametrize("split", ["point", "item"])
 def test_leave_one_out_knn_matches_brute_force(split):
     embeddings, labels = clustered(n=150, noise=1.5)
-    found = measures.leave_one_out_knn(embeddings, labels, k=5, split=split, chunk_size=64)
+    found = low_variance.leave_one_out_knn(embeddings, labels, k=5, split=split, chunk_size=64)
     assert found.accuracy == pytest.approx(brute_force_loo(embeddings, labels, 5, split))
     assert found.sd == 0.0 and found.n_queries == 300
     # per modality: the mean of the two is the whole, each half the queries
@@ -62,7 +62,7 @@ def test_leave_one_out_knn_breaks_ties_by_point_order():
     embeddings["text"] = unit(np.repeat(embeddings["text"][:9], 10, axis=0))
     labels = np.repeat(labels[:9], 10)
     embeddings["image"] = embeddings["image"][: len(labels)]
-    found = measures.leave_one_out_knn(embeddings, labels, k=5)
+    found = low_variance.leave_one_out_knn(embeddings, labels, k=5)
     assert found.accuracy == pytest.approx(brute_force_loo(embeddings, labels, 5, "point"))
 
 
@@ -70,30 +70,30 @@ def test_leave_one_out_knn_degenerate_and_perfect_encoders():
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 4, 200)
     same = unit(np.ones((200, 8)))
-    identical = measures.leave_one_out_knn({"image": same, "text": same}, labels, k=5)
+    identical = low_variance.leave_one_out_knn({"image": same, "text": same}, labels, k=5)
     # every point's neighbours are the first points: nearly one vote for all, about one class's share
     assert identical.accuracy == pytest.approx(brute_force_loo({"image": same, "text": same}, labels, 5, "point"))
     assert identical.accuracy <= 100.0 * np.bincount(labels).max() / len(labels) + 2.0
     perfect = unit(np.eye(8)[labels])
-    assert measures.leave_one_out_knn({"image": perfect, "text": perfect}, labels, k=5).accuracy == 100.0
+    assert low_variance.leave_one_out_knn({"image": perfect, "text": perfect}, labels, k=5).accuracy == 100.0
 
 
 def test_leave_one_out_knn_samples_queries_and_reports_their_error():
     embeddings, labels = clustered(n=200, noise=2.0)
-    full = measures.leave_one_out_knn(embeddings, labels, k=5)
-    sampled = measures.leave_one_out_knn(embeddings, labels, k=5, max_queries=100, seed=3)
+    full = low_variance.leave_one_out_knn(embeddings, labels, k=5)
+    sampled = low_variance.leave_one_out_knn(embeddings, labels, k=5, max_queries=100, seed=3)
     assert sampled.n_queries == 100
     p = sampled.accuracy / 100
     assert sampled.sd == pytest.approx(100 * np.sqrt(p * (1 - p) / 100 * (400 - 100) / 399))
     assert abs(sampled.accuracy - full.accuracy) < 4 * sampled.sd + 1e-9
     with pytest.raises(ValueError, match="'point' or 'item'"):
-        measures.leave_one_out_knn(embeddings, labels, split="rows")
+        low_variance.leave_one_out_knn(embeddings, labels, split="rows")
 
 
 def test_clustering_over_states_against_scikit_learn():
     embeddings, labels = clustered(n=120, noise=2.0)
     points, stacked = measures.stacked(embeddings, labels)
-    first, spread = measures.clustering_over_states(points, stacked, 6, first_state=7, n_states=3, n_init=2)
+    first, spread = low_variance.clustering_over_states(points, stacked, 6, first_state=7, n_states=3, n_init=2)
     runs = [kmeans(points, 6, n_init=2, random_state=7 + i).labels for i in range(3)]
     assert first["v_measure"] == pytest.approx(100 * v_measure_score(stacked, runs[0]))
     for name, score in (

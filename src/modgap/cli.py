@@ -235,7 +235,11 @@ def _metric_options(command: argparse.ArgumentParser) -> None:
         "--budget", type=int, help="from a dump of this project's budget ladder: the embeddings of that epoch"
     )
     command.add_argument("--kmeans-k", type=int, help="KMeans clusters (default: the number of classes)")
-    command.add_argument("--kmeans-starts", type=int, help="KMeans starts, the best inertia kept (default 10)")
+    command.add_argument(
+        "--kmeans-starts",
+        type=int,
+        help="k-means++ starts per clustering, the best inertia kept (default 1, as released)",
+    )
     command.add_argument(
         "--kmeans-states", type=int, help="KMeans random states the low-variance scores average (default 20)"
     )

@@ -27,7 +27,7 @@ from modgap.embeddings.dumps import (
 )
 from modgap.embeddings.fingerprints import ItemSet, distinct_runs, embeddings_digest
 from modgap.io import write_json
-from modgap.metrics import measures
+from modgap.metrics import low_variance, measures
 from modgap.metrics.measures import KnnProtocol
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ def low_variance_scores(
             f"KMeans (k={k}) from {options['kmeans_states']} random states of {options['kmeans_n_init']} "
             f"starts each on {len(points)} points"
         )
-        first, spread = measures.clustering_over_states(
+        first, spread = low_variance.clustering_over_states(
             points,
             stacked_labels,
             k,
@@ -192,12 +192,12 @@ def low_variance_scores(
         if released:
             results["v_measure_released"] = first["v_measure"]
     else:
-        results.update({f"{score}{kind}": float("nan") for score in measures.STATE_SCORES for kind in ("", "_sd")})
+        results.update({f"{score}{kind}": float("nan") for score in low_variance.STATE_SCORES for kind in ("", "_sd")})
         if released:
             results["v_measure_released"] = float("nan")
     if knn:
         progress("leave-one-out kNN")
-        loo = measures.leave_one_out_knn(
+        loo = low_variance.leave_one_out_knn(
             embeddings, labels, options["knn_k"], options["knn_split"], options["knn_loo_queries"], options["knn_seed"]
         )
         results |= {"knn_acc": loo.accuracy, "knn_acc_sd": loo.sd}
@@ -213,7 +213,7 @@ GAP_COSTS = {"v_measure": "gap_cost_v_measure", "knn_acc": "gap_cost_knn"}
 # What is left of the gap after centring: the centroid distance (near 0 by construction) and the pairs' alignment.
 CENTRED_GAP = ("gap", "cos_true_pairs")
 GROUP_METRICS = (
-    *(f"{score}{kind}" for score in measures.STATE_SCORES for kind in ("", "_sd")),
+    *(f"{score}{kind}" for score in low_variance.STATE_SCORES for kind in ("", "_sd")),
     "v_measure_released",
     "knn_acc",
     "knn_acc_sd",
