@@ -731,3 +731,21 @@ def test_an_interval_of_no_pair_says_so_not_one_seed():
 
     assert Interval(math.inf, math.inf, math.inf, 0).shown(2, signed=False) == "n/a (no pair left)"
     assert Interval(0.5, 0.5, 0.5, 1).shown() == "+0.5 (point value, one seed)"
+
+
+def test_each_comparison_reads_the_gap_as_pairs_and_shows_its_cost():
+    runs = paired_runs(CLEAR)
+    clip = runs["method"] == "clip_lt"
+    # CLIP's runs: the gap costs them 12 V-Measure points, and their pairs align less; ours' cost nothing
+    runs["gap_cost_v_measure"] = np.where(clip, 12.0 + 0.1 * runs["seed"], 0.1 * np.sin(runs["seed"]))
+    runs["gap_cost_knn"] = 0.0 + 0.01 * runs["seed"]
+    runs["cos_true_pairs"] = np.where(clip, 0.6, 0.4) + 0.01 * np.cos(runs["seed"])
+    runs["pair_alignment"] = np.where(clip, 0.3, 0.4) + 0.01 * np.cos(runs["seed"])
+    text = format_report(check_claims(runs, CLAIMS, None, CIFAR), CLAIMS)
+    assert "  gap as pairs: centroid gap ours 0.100, clip_lt 0.500; true-pair cosine ours 0.40 [" in text
+    cost = next(line for line in text.splitlines() if line.startswith("  the gap's cost"))
+    # CLIP's costs 12.0-12.5: mean 12.25, SD 0.187, 90 % half-width t(0.95, 5) 2.015 x 0.187 / sqrt 6 = 0.154
+    assert "V-Measure ours +0.0 [" in cost and "clip_lt +12.2 [+12.1, +12.4]" in cost
+    # a table without those columns (older runs, or embeddings without labels) prints neither line
+    plain = format_report(check_claims(paired_runs(CLEAR), CLAIMS, None, CIFAR), CLAIMS)
+    assert "gap as pairs" not in plain and "the gap's cost" not in plain

@@ -275,7 +275,7 @@ def test_factorial_target(checkout, study):
         assert table[column].notna().all(), column
     readings = pd.read_csv(study / "results" / "tables" / "factorial_readings.csv")
     assert set(readings["reading"]) == {"gap terms", "temperature (per doubling)", "centring"}
-    assert "Holm rejects" in (study / "results" / "factorial.txt").read_text()
+    assert "shown after Holm" in (study / "results" / "factorial.txt").read_text()
     assert (study / "results" / "figures" / "factorial.png").stat().st_size > 1000
     # the default's factorial is switched off by a preset that replaces its experiments
     assert "the factorial is off" in snakemake(checkout / "Snakefile", study, TINY, "-n").stderr

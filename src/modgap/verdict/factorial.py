@@ -154,7 +154,7 @@ def readings(
                 "high": interval.high,
                 "margin": row["margin"] if row["reading"] == "gap terms" else np.nan,
                 **{f"p_{name}": p for name, p in row["hypotheses"].items()},
-                "holm": ", ".join(rejected.get(index, [])) or "none",
+                "holm": ", ".join(rejected.get(index, [])) or "nothing",
             }
         )
     return pd.DataFrame(table)
@@ -187,8 +187,8 @@ def _shown(row: Mapping) -> str:
 
 
 def report_text(table: pd.DataFrame, found: pd.DataFrame, baseline: str, method: str, confidence: float) -> str:
-    """The factorial as text: per experiment, its cells, then every reading with its interval and what Holm's
-    adjustment rejects."""
+    """The factorial as text: per experiment, its cells, then every reading with its interval and what it shows
+    after Holm's adjustment (higher than 0, lower, or equivalent to 0 within the margin; or nothing)."""
     level = round(100 * (2 * confidence - 1))
     lines = [
         f"The factorial: {baseline}'s loss and {method}'s at fixed temperatures; {level} % intervals over seeds; "
@@ -204,7 +204,7 @@ def report_text(table: pd.DataFrame, found: pd.DataFrame, baseline: str, method:
         for _, row in found[found["experiment"] == experiment].iterrows():
             margin = f" (margin ±{row['margin']:.2g})" if not np.isnan(row["margin"]) else ""
             lines.append(
-                f"{row['reading']}: {row['score']} {row['cell']}: {_shown(row)}{margin}; Holm rejects: {row['holm']}"
+                f"{row['reading']}: {row['score']} {row['cell']}: {_shown(row)}{margin}; shown after Holm: {row['holm']}"
             )
         lines.append("")
     return "\n".join(lines)
