@@ -4,7 +4,7 @@
 
 Writes a class-structured dump (benchmarks/metrics_benchmark.py's embeddings) per size, then runs the
 command in a fresh process and prints its wall time, its peak resident memory, the floating-point
-operations of its similarity products (retrieval, kNN, the uniformity sample) and the time they take at
+operations of its similarity products (retrieval, both kNNs, the uniformity sample) and the time they take at
 the machine's fp32 matmul throughput, measured first, with each stage's start time. Target: at most 15 s and 4 GB at 25,000 pairs on two
 cores; at 100,000 pairs the time grows as the products do (no dense N x N matrix is held).
 """
@@ -24,18 +24,23 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from metrics_benchmark import embeddings, matmul_peak  # noqa: E402
 
-from modgap import metrics, similarity  # noqa: E402
+from modgap.metrics import measures, similarity  # noqa: E402
+from modgap.study.schema import section_defaults  # noqa: E402
 
 
 def products(pairs: int, dim: int) -> float:
-    """FLOPs of the similarity products at the default options (instance level, point-split kNN), KMeans
-    aside (its steps vary; benchmarks/metrics_benchmark.py counts them)."""
-    n_test = int(np.ceil(0.2 * 2 * pairs))
+    """FLOPs of the similarity products at the default options (instance level, the released point-split kNN,
+    leave-one-out kNN as is and centred), KMeans aside (its steps vary; benchmarks/metrics_benchmark.py counts
+    them)."""
+    points = 2 * pairs
+    n_test = int(np.ceil(0.2 * points))
     retrieval = 2.0 * pairs * pairs * dim
     same_modality = 2 * 2.0 * (n_test / 2) * (pairs - n_test / 2) * dim
-    sample = min(pairs, metrics.UNIFORMITY_ROWS)
+    queries = min(points, section_defaults("evaluate")["knn_loo_queries"] or points)
+    leave_one_out = 2 * 2.0 * queries * points * dim  # as is and centred
+    sample = min(pairs, measures.UNIFORMITY_ROWS)
     uniformity = 2 * 2.0 * sample * (sample + 1) / 2 * dim  # the upper triangle of tiles, per modality
-    return retrieval + same_modality + uniformity
+    return retrieval + same_modality + leave_one_out + uniformity
 
 
 def main() -> None:
