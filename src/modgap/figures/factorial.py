@@ -32,7 +32,11 @@ def plot(table: pd.DataFrame, labels: dict[str, str] | None = None):
     labels = labels or {}
     experiments = list(dict.fromkeys(table["experiment"]))
     figure, axes = plt.subplots(
-        len(experiments), len(GAP_AXES), figsize=(PAGE_WIDTH, 2.4 * len(experiments)), squeeze=False
+        len(experiments),
+        len(GAP_AXES),
+        figsize=(PAGE_WIDTH, 2.6 * len(experiments)),
+        squeeze=False,
+        constrained_layout=True,
     )
     temperatures = sorted(table["temperature"].unique())
     colours = dict(zip(temperatures, plt.cm.viridis(np.linspace(0.0, 0.9, len(temperatures)))))
@@ -47,7 +51,7 @@ def plot(table: pd.DataFrame, labels: dict[str, str] | None = None):
                     axis.annotate("", centred, trained, arrowprops={"arrowstyle": "->", "color": colour, "lw": 0.6})
                     axis.scatter(*trained, marker=marker, color=colour, s=18, zorder=3)
                     axis.scatter(*centred, marker=marker, facecolor="none", edgecolor=colour, s=18, zorder=3)
-                axis.scatter([], [], marker=marker, color="gray", label=labels.get(arm, arm))
+                axis.scatter([], [], marker=marker, color="gray", label=f"{labels.get(arm, arm)}: its loss")
             if x_trained == "gap":
                 for dataset, gap in paper_gaps().items():
                     axis.axvline(gap, color="gray", linestyle=":", linewidth=0.8)
