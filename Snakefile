@@ -41,3 +41,5 @@ onerror:
     report_killed_jobs("results/logs", since=STARTED)
     withdraw_verdict("results/claims.txt")
     withdraw_verdict(VERDICT_TABLE)
+    withdraw_verdict(DECIDE_REPORT)  # a failed round leaves no sequential verdict either
+    withdraw_verdict(DECIDE_TABLE)

@@ -191,6 +191,10 @@ def test_schema_errors_name_the_key(config_dict, mutate, expected):
             "config key 'factorial.method': unknown method 'theirs'",
         ),
         (
+            lambda c: c["factorial"].update(baseline="ours"),
+            "config key 'factorial.method': 'ours' is also the baseline; the factorial compares two losses",
+        ),
+        (
             lambda c: c["experiments"][0].update(train={"epochs": 0}),
             "config key 'experiments[0].train.epochs': 0 is less than the minimum of 1",
         ),
@@ -667,3 +671,11 @@ def test_a_local_copy_gets_another_digest_when_a_file_is_added_or_changed(tmp_pa
     second = tree_digest(tmp_path)
     (tmp_path / "recordings" / "1_a_0.wav").write_bytes(b"owt")
     assert len({first, second, tree_digest(tmp_path)}) == 3
+
+
+def test_factorial_cells_keep_every_digit_of_their_temperature(config_dict):
+    from modgap.study.plan import factorial_methods
+
+    config_dict["factorial"]["temperatures"] = [0.1234561, 0.1234564, 0.08, 0.16]
+    names = factorial_methods(load_config(config_dict))
+    assert len(set(names.values())) == 8 and names[("ours", 0.1234561)] == "ours_fixed0.1234561"

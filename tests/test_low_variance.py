@@ -166,3 +166,40 @@ def test_factorial_readings_recover_the_planted_effects():
     assert (centring[centring["score"] == "V-Measure"]["holm"] == "higher").all()
     with_effect = readings(factorial_runs(effect=4.0, slope=0.0), "clip_lt", "ours", margins, 0.95)
     assert (with_effect[with_effect["reading"] == "gap terms"]["holm"] == "higher").all()
+
+
+def test_centring_that_leaves_rows_at_the_origin_skips_the_gap_cost_with_a_note():
+    # each modality collapsed to one point, the two points opposite: centring puts every row at the origin
+    point = np.zeros(8, dtype=np.float32)
+    point[0] = 1.0
+    labels = np.repeat(np.arange(3), 20)
+    embeddings = {"image": np.tile(-point, (60, 1)), "text": np.tile(point, (60, 1))}
+    _, found, notes = labelled_metrics(embeddings, labels, "class", OPTIONS)
+    assert np.isnan(found["gap_cost_v_measure"]) and np.isnan(found["centred_knn_acc"])
+    assert any("gap's cost skipped: centring leaves rows at the origin" in note for note in notes)
+
+
+def test_an_item_split_too_small_for_its_neighbours_is_skipped_not_a_crash():
+    embeddings, labels = clustered(n=6, classes=2)
+    _, found, notes = labelled_metrics(embeddings, labels, "class", {**OPTIONS, "knn_split": "item", "knn_k": 9})
+    assert np.isnan(found["knn_acc"]) and np.isnan(found["knn_acc_released"])
+    assert any(note.startswith("kNN skipped: 12 labelled points cannot hold 9 neighbours") for note in notes)
+
+
+def test_an_all_identical_float32_encoder_has_no_pair_alignment():
+    same = unit(np.ones((50, 8)))
+    assert same.dtype == np.float32 and np.isnan(measures.pair_alignment(same, same))
+
+
+def test_factorial_cells_carry_their_grid_temperature_not_the_runs_float32(tmp_path):
+    import json
+
+    from modgap.verdict.factorial import factorial_runs
+
+    record = {"experiment": "pair@2", "method": "clip_lt_fixed0.02", "seed": 0, "retrieval": "class", "gap": 0.2,
+              "cos_true_pairs": 0.5, "r1_mean": 80.0, "r1_chance": 10.0, "epochs": 2, "v_measure": 60.0,
+              "knn_acc": 70.0, "collapsed": False, "notes": [], "temperature": 0.019999997690320015}  # fmt: skip
+    path = tmp_path / "clip.json"
+    path.write_text(json.dumps([record]))
+    runs = factorial_runs({("clip_lt", 0.02): path}, [0])
+    assert runs["temperature"].tolist() == [0.02] and runs["arm"].tolist() == ["clip_lt"]

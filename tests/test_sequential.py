@@ -93,3 +93,42 @@ def test_the_design_keeps_the_family_wise_error_rate_by_simulation():
             stats.t.sf(values[:n].mean() / (values[:n].std(ddof=1) / math.sqrt(n)), n - 1) <= alpha for n in rounds
         )
     assert loose / trials > alpha + 3 * math.sqrt(alpha * (1 - alpha) / trials)
+
+
+def test_a_round_refuses_damaged_records_naming_the_file(tmp_path, monkeypatch):
+    import json
+
+    from modgap.errors import CorruptIntermediateError
+    from modgap.verdict.sequential import load_round_runs, read_round
+
+    monkeypatch.chdir(tmp_path)
+    record = {"experiment": "e", "method": "ours", "seed": 7, "retrieval": "class", "gap": 0.2, "cos_true_pairs": 0.5,
+              "r1_mean": 80.0, "r1_chance": 10.0, "epochs": 2, "v_measure": 60.0, "knn_acc": 70.0,
+              "collapsed": False, "notes": []}  # fmt: skip
+    path = tmp_path / "results" / "decide" / "metrics" / "e" / "ours" / "seed1.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps([record]))
+    with pytest.raises(CorruptIntermediateError, match=r"seed1\.json.*seeds \[7\], the study has \[1\]"):
+        load_round_runs([path])
+    garbage = tmp_path / "results" / "decide" / "round0.json"
+    for text in ("garbage{", "[]", "{}"):
+        garbage.write_text(text)
+        with pytest.raises(CorruptIntermediateError, match="round0.json"):
+            read_round(garbage)
+
+
+def test_a_round_refuses_a_comparison_with_other_seeds_than_planned():
+    comparisons = [("clear", "ours", "clip_lt")]
+    with pytest.raises(ValueError, match=r"round 1: clear: ours vs clip_lt has paired seeds \[0, 1, 2, 3\]"):
+        run_round(0, runs_for(range(4), 10.0, "clear"), comparisons, DESIGN, CLAIMS, {})
+
+
+def test_the_report_says_why_a_part_has_no_value():
+    from modgap.verdict.sequential import report_text
+
+    runs = runs_for(range(5), 10.0, "clear")
+    runs.loc[runs["method"] == "ours", "knn_acc"] = np.nan
+    runs["notes"] = "kNN skipped"
+    record = run_round(0, runs, [("clear", "ours", "clip_lt")], DESIGN, CLAIMS, {})
+    text = report_text(record, DESIGN, CLAIMS)
+    assert "kNN n/a: no finite values: not decided" in text and "nan" not in text

@@ -749,3 +749,15 @@ def test_each_comparison_reads_the_gap_as_pairs_and_shows_its_cost():
     # a table without those columns (older runs, or embeddings without labels) prints neither line
     plain = format_report(check_claims(paired_runs(CLEAR), CLAIMS, None, CIFAR), CLAIMS)
     assert "gap as pairs" not in plain and "the gap's cost" not in plain
+
+
+@pytest.mark.parametrize("value, problem", [("abc", "gap_cost_knn is 'abc', not a number"), (np.inf, "gap_cost_knn is inf")])
+def test_a_damaged_reading_is_refused_naming_the_run(value, problem):
+    runs = paired_runs(CLEAR)
+    runs["gap_cost_knn"] = 0.0
+    runs["gap_cost_knn"] = runs["gap_cost_knn"].astype(object)
+    runs.loc[3, "gap_cost_knn"] = value
+    with pytest.raises(UnusableRunsError, match=f"run e/ours/seed1: {problem}; a reading is a number or NaN"):
+        check_claims(runs, CLAIMS, None, CIFAR)
+    runs.loc[3, "gap_cost_knn"] = np.nan  # a reading a run could not make is shown as n/a, not refused
+    assert "n/a" in format_report(check_claims(runs, CLAIMS, None, CIFAR), CLAIMS)

@@ -26,8 +26,8 @@ from modgap.data.sources import SOURCES, local_copies, remote_files
 from modgap.study.code_deps import module_file, package_modules
 from modgap.errors import RERUN_VARIABLE, study_command
 from modgap.verdict.evidence import withdraw_verdict
-from modgap.verdict.sequential import Design, open_comparisons
-from modgap.io import file_digest, read_json, remove_stale_temporaries_under, tree_digest
+from modgap.verdict.sequential import Design, open_comparisons, read_round
+from modgap.io import file_digest, remove_stale_temporaries_under, tree_digest
 from modgap.logs import print_at_exit, report_killed_jobs
 from modgap.study.paths import RUNS_TABLE, VERDICT_TABLE, embeddings_path, metrics_path, model_path, prepared, train_log_path
 from modgap.study.plan import (
@@ -377,6 +377,9 @@ DECIDED_COMPARISONS = [
 ]
 
 
+DECIDE_REPORT, DECIDE_TABLE = "results/decide.txt", "results/tables/decide.csv"
+
+
 def decide_metrics_path(experiment, method, seed):
     return f"results/decide/metrics/{experiment}/{method}/seed{seed}.json"
 
@@ -388,7 +391,7 @@ def decide_round_inputs(wildcards):
     previous, inputs = None, {}
     if index > 0:
         inputs["previous"] = checkpoints.decide_round.get(round=index - 1).output[0]
-        previous = read_json(inputs["previous"])
+        previous = read_round(inputs["previous"])
     wanted = {
         decide_metrics_path(experiment, m, seed)
         for experiment, method, baseline in open_comparisons(previous, DECIDED_COMPARISONS)
@@ -403,7 +406,7 @@ def decide_last_round(wildcards):
     """The record of the round that finished the design: every check decided, or the cap reached."""
     for index in range(len(DECIDE.rounds)):
         path = checkpoints.decide_round.get(round=index).output[0]
-        if read_json(path)["finished"]:
+        if read_round(path)["finished"]:
             return path
     return path
 

@@ -183,8 +183,8 @@ rule decide_report:
         last=decide_last_round,
         code=code("decide_report.py"),
     output:
-        text=report("results/decide.txt", caption="../report/decide.rst", category="Claims"),
-        table="results/tables/decide.csv",
+        text=report(DECIDE_REPORT, caption="../report/decide.rst", category="Claims"),
+        table=DECIDE_TABLE,
     params:
         design=canonical(study["decide"]),
         claims=canonical(study["claims"]),
@@ -201,7 +201,7 @@ rule decide:
     """Seeds planned to decide: rounds of seeds until every check is decided or the cap (snakemake --cores all
     decide)."""
     input:
-        "results/decide.txt",
+        DECIDE_REPORT,
 
 
 rule regime_map_outputs:

@@ -2,13 +2,12 @@
 
 import _checkout  # noqa: F401 (first: this checkout's modgap)
 
-from modgap.io import read_json
 from modgap.logs import log_to_file
-from modgap.verdict.sequential import Design, write_report
+from modgap.verdict.sequential import Design, read_round, write_report
 
 with log_to_file(snakemake.log[0]):
     write_report(
-        read_json(snakemake.input.last),
+        read_round(snakemake.input.last),
         Design.of(snakemake.params.design),
         snakemake.params.claims,
         snakemake.params.labels,

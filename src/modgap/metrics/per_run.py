@@ -70,8 +70,12 @@ def chance_r1(labels: np.ndarray, level: str, n_items: int) -> float:
 def knn_protocol(labels: np.ndarray, n_modalities: int, options: Mapping) -> tuple[KnnProtocol | None, str]:
     """The kNN protocol of ``options``, or None with the reason why the labelled test points cannot support
     it: a single class (nothing to tell apart), or too few points for its neighbours and a test part."""
-    labelled = int((labels >= 0).sum()) * n_modalities
-    n_test = measures.test_size(labelled, options["knn_test_fraction"])
+    items = int((labels >= 0).sum())
+    labelled = items * n_modalities
+    if options["knn_split"] == "item":  # whole items are held out, every modality of each
+        n_test = measures.test_size(items, options["knn_test_fraction"]) * n_modalities
+    else:
+        n_test = measures.test_size(labelled, options["knn_test_fraction"])
     if len(np.unique(labels[labels >= 0])) < 2:
         return None, f"kNN skipped: {ONE_CLASS}"
     if n_test < 1 or labelled - n_test < options["knn_k"]:
@@ -137,12 +141,7 @@ def labelled_metrics(
         notes.append(knn_skipped)
     results.update(low_variance_scores(embeddings, labels, options, k, clusters, knn is not None, progress))
     if gap_cost:
-        centred = posthoc_shift(embeddings, 1.0)
-        progress("the same after centring every modality (the gap's cost)")
-        as_centred = low_variance_scores(centred, labels, options, k, clusters, knn is not None, progress, False)
-        results.update({f"centred_{name}": as_centred[name] for name in CENTRED_SCORES})
-        pairs = measures.gap_metrics(centred)
-        results.update({f"centred_{name}": pairs[name] for name in CENTRED_GAP})
+        results.update(_centred_scores(embeddings, labels, options, k, clusters, knn is not None, progress, notes))
         for name, cost in GAP_COSTS.items():
             results[cost] = results[f"centred_{name}"] - results[name]
     if options["linear_probe"]:
@@ -205,6 +204,24 @@ def low_variance_scores(
     else:
         results |= {"knn_acc": float("nan"), "knn_acc_sd": float("nan")}
     return results
+
+
+def _centred_scores(embeddings, labels, options, k, clusters, knn, progress, notes) -> dict[str, float]:
+    """The low-variance scores and what is left of the gap after centring every modality on the common centroid
+    (the post-hoc shift at strength 1); NaN, with a note, where centring leaves a row at the origin (a
+    modality whose rows are all one point, opposite another's): no direction is left to measure."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centred = posthoc_shift(embeddings, 1.0)
+    if not all(np.isfinite(z).all() for z in centred.values()):
+        notes.append("gap's cost skipped: centring leaves rows at the origin (a modality collapsed to one point)")
+        return {f"centred_{name}": float("nan") for name in (*CENTRED_SCORES, *CENTRED_GAP)}
+    progress("the same after centring every modality (the gap's cost)")
+    as_centred = low_variance_scores(centred, labels, options, k, clusters, knn, progress, released=False)
+    pairs = measures.gap_metrics(centred)
+    return {
+        **{f"centred_{name}": as_centred[name] for name in CENTRED_SCORES},
+        **{f"centred_{name}": pairs[name] for name in CENTRED_GAP},
+    }
 
 
 # The low-variance scores also measured after centring, and the gap's cost: centred minus as is.

@@ -238,7 +238,8 @@ def factorial_plan(config: dict) -> dict[tuple[str, float], tuple[str, dict]]:
             }
             fixed["description"] = f"{arm}'s loss at the fixed temperature {temperature:g} (the factorial)"
             existing = [name for name, method in config["methods"].items() if same_method(method, fixed)]
-            plan[(arm, float(temperature))] = (existing[0] if existing else f"{arm}_fixed{temperature:g}", fixed)
+            name = existing[0] if existing else f"{arm}_fixed{float(temperature)!r}"  # every digit: names stay apart
+            plan[(arm, float(temperature))] = (name, fixed)
     return plan
 
 

@@ -290,6 +290,10 @@ def _factorial_problems(config: Mapping, schema: Mapping) -> list[str]:
             problems.append(f"config key 'factorial.{key}': unknown method '{factorial[key]}'")
     if problems:
         return problems
+    if factorial["baseline"] == factorial["method"]:
+        return [
+            f"config key 'factorial.method': '{factorial['method']}' is also the baseline; the factorial compares two losses"
+        ]
     for name in factorial["experiments"]:
         if imported(config, name):
             problems.append(

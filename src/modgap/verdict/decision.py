@@ -453,7 +453,7 @@ def check_claims(
     compared = runs[runs["method"].isin({name for _, *names in pairs for name in names})]
     r1 = retrieval_columns(runs)
     problem = (
-        runs_problem(compared, ["gap"], list(GROUP_COLUMNS), optional=list(r1))
+        runs_problem(compared, ["gap"], list(GROUP_COLUMNS), optional=list(r1), readings=list(GAP_READINGS))
         if r1
         else "no R@1 column with a value (tv_r1, ta_r1 or pair_r1_<anchor>_<other>): claim 1 has nothing to compare"
     )

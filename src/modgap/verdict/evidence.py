@@ -46,13 +46,19 @@ def _read_number(value):
 
 
 def runs_problem(
-    runs: pd.DataFrame, finite: Sequence[str], finite_unless_noted: Sequence[str] = (), optional: Sequence[str] = ()
+    runs: pd.DataFrame,
+    finite: Sequence[str],
+    finite_unless_noted: Sequence[str] = (),
+    optional: Sequence[str] = (),
+    readings: Sequence[str] = (),
 ) -> str | None:
     """Why a runs table (one row per run) cannot enter a check: a value of ``finite`` or
     ``finite_unless_noted`` columns that ``value_problem`` refuses, a collapse flag that is not one, or runs
     of one experiment on different test sets. The problem names the run and the column. An ``optional`` column
     that no run of an experiment has a value in was not measured there (the R@1 of a modality the experiment
-    lacks); every other column is read in every run; a column the table lacks is named as such."""
+    lacks); every other column is read in every run; a column the table lacks is named as such. A column of
+    ``readings`` (shown beside a check, never tested) is read where the table has it: a number or NaN (a
+    reading the run could not make), never text or infinite."""
     absent = [key for key in (*finite, *finite_unless_noted, *optional, "collapsed") if key not in runs]
     if absent:
         return f"no column {', '.join(absent)}"
@@ -66,6 +72,10 @@ def runs_problem(
                 problem = value_problem(key, _read_number(row[key]), noted and key in finite_unless_noted)
                 if problem:
                     return f"{name}: {problem}; a check reads finite values only"
+            for key in (key for key in readings if key in row):
+                problem = value_problem(key, _read_number(row[key]), noted=True)
+                if problem:
+                    return f"{name}: {problem}; a reading is a number or NaN"
             collapsed = {"True": True, "False": False}.get(row.get("collapsed"), row.get("collapsed"))  # as read
             if not isinstance(collapsed, (bool, np.bool_)):  # keeps a pair out of claim 3
                 return f"{name}: collapsed is {collapsed!r}, not True or False"

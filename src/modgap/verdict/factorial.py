@@ -51,7 +51,7 @@ def factorial_runs(cells: Mapping[tuple[str, float], str | Path], seeds: Sequenc
     rows = []
     for (arm, temperature), path in cells.items():
         for record in read_metrics(path, seeds):
-            rows.append({"arm": arm, "temperature": float(temperature), **record})
+            rows.append({**record, "arm": arm, "temperature": float(temperature)})  # the grid's value, not float32's
     return pd.DataFrame(rows)
 
 
@@ -182,7 +182,15 @@ def analyse(
     return pd.concat(tables, ignore_index=True), pd.concat(tested, ignore_index=True)
 
 
+def _cell(value: float, distance: bool) -> str:
+    if not np.isfinite(value):
+        return "n/a"
+    return f"{value:.3g}" if distance else f"{value:.1f}"
+
+
 def _shown(row: Mapping) -> str:
+    if not np.isfinite([row["estimate"], row["low"], row["high"]]).all():
+        return "n/a (a run could not measure it: its metrics notes say why)"
     return f"{row['estimate']:+.1f} [{row['low']:+.1f}, {row['high']:+.1f}]"
 
 
@@ -198,7 +206,7 @@ def report_text(table: pd.DataFrame, found: pd.DataFrame, baseline: str, method:
     for experiment, block in table.groupby("experiment", sort=False):
         lines += [f"== {experiment}", "", "arm / τ | seeds | " + " | ".join(CELL_COLUMNS.values())]
         for _, row in block.iterrows():
-            cells = " | ".join(f"{row[c]:.3g}" if "gap" in c or "cos" in c else f"{row[c]:.1f}" for c in CELL_COLUMNS)
+            cells = " | ".join(_cell(row[c], "gap" in c or "cos" in c) for c in CELL_COLUMNS)
             lines.append(f"{row['arm']} τ {row['temperature']:g} | {int(row['seeds'])} | {cells}")
         lines.append("")
         for _, row in found[found["experiment"] == experiment].iterrows():

@@ -17,6 +17,7 @@ of its checks is undecided.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +25,11 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats
 
-from modgap.io import write_text
+from modgap.errors import corrupt
+from modgap.io import read_json, write_text
 from modgap.verdict import paper
 from modgap.verdict.decision import INCONCLUSIVE, NO_ROOM, compare, conjunction
+from modgap.verdict.tables import load_runs_of
 
 SPENDING_RULES = ("obrien_fleming", "pocock")
 
@@ -69,6 +72,35 @@ class Design:
         return list(self.seeds[: self.rounds[index]])
 
 
+# A round's per-seed metrics file names its seed: results/decide/metrics/<experiment>/<method>/seed<N>.json
+SEED_FILE = re.compile(r"seed(\d+)\.json$")
+# What a round's record holds (read back by the next round and by the report).
+ROUND_KEYS = ("round", "family_parts", "finished", "comparisons")
+
+
+def load_round_runs(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """The runs of a round's per-seed metrics files, each file holding the one seed its name says (a record
+    of another seed is a damaged intermediate, named with the command that rebuilds it)."""
+    files = []
+    for path in paths:
+        found = SEED_FILE.search(str(path))
+        if found is None:
+            raise ValueError(f"{path}: a round's metrics file is named seed<N>.json")
+        files.append((path, [int(found.group(1))]))
+    return load_runs_of(files)
+
+
+def read_round(path: str | Path) -> dict:
+    """A round's record, refused as a damaged intermediate unless it is the record ``run_round`` writes."""
+    try:
+        record = read_json(path)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise corrupt(path, "decide round record", error) from None
+    if not isinstance(record, dict) or any(key not in record for key in ROUND_KEYS):
+        raise corrupt(path, "decide round record", f"not a round's record (it holds {', '.join(ROUND_KEYS)})")
+    return record
+
+
 def _part_key(part) -> str:
     return f"{part.claim.number}:{part.column}"
 
@@ -93,6 +125,7 @@ def _part_record(part, confidence: float, before: Mapping, index: int, level: fl
         "hold_round": hold_round,
         "fail_round": fail_round,
         "state": part.decide(hold_round is not None, fail_round is not None),
+        "note": part.note,
     }
 
 
@@ -120,7 +153,13 @@ def run_round(
         ours = block[block["method"] == method].set_index("seed")
         theirs = block[block["method"] == baseline].set_index("seed")
         margins = paper.margins(references.get(experiment), claims["margin_fraction"])
-        tested[(experiment, method)] = compare(ours, theirs, claims, margins, experiment, method, baseline)
+        comparison = compare(ours, theirs, claims, margins, experiment, method, baseline)
+        if comparison.seeds != design.round_seeds(index):
+            raise ValueError(
+                f"round {index + 1}: {experiment}: {method} vs {baseline} has paired seeds {comparison.seeds}, "
+                f"the design's round has {design.round_seeds(index)}"
+            )
+        tested[(experiment, method)] = comparison
     # m is counted once, at the first round, when every comparison is open
     family_parts = (previous or {}).get("family_parts") or sum(len(c.parts()) for c in tested.values())
     level = round_alpha / family_parts
@@ -219,6 +258,9 @@ def report_text(record: Mapping, design: Design, claims: Mapping, labels: Mappin
             for part in check["parts"]:
                 if part["state"] == NO_ROOM:
                     lines.append(f"      {part['label']}: no room")
+                    continue
+                if not math.isfinite(part["estimate"]) or not math.isfinite(part["low"]):
+                    lines.append(f"      {part['label']} n/a: {part.get('note') or 'no finite value'}")
                     continue
                 lines.append(
                     f"      {part['label']} {part['estimate']:+.2f} [{part['low']:+.2f}, {part['high']:+.2f}]: "

@@ -17,7 +17,7 @@ paired R@1 column.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -104,7 +104,12 @@ def load_runs(paths: Iterable[str | Path], seeds: Iterable[int] | None = None) -
     derived paper columns tv_r1 and ta_r1. The runs of one experiment must share one test set (their records'
     fingerprints, modgap.verdict.evidence): a run measured on other items is refused, never compared."""
     seeds = None if seeds is None else list(seeds)
-    read = [(path, record) for path in paths for record in read_metrics(path, seeds)]
+    return load_runs_of([(path, seeds) for path in paths])
+
+
+def load_runs_of(files: Iterable[tuple[str | Path, Sequence[int] | None]]) -> pd.DataFrame:
+    """``load_runs`` of (metrics file, the seeds it must hold) pairs: one seed's file each, for instance."""
+    read = [(path, record) for path, seeds in files for record in read_metrics(path, seeds)]
     for experiment in dict.fromkeys(record["experiment"] for _, record in read):
         one_test_set(
             (f"{path} (seed {record['seed']})", ItemSet.recorded(record))
