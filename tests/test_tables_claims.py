@@ -751,7 +751,9 @@ def test_each_comparison_reads_the_gap_as_pairs_and_shows_its_cost():
     assert "gap as pairs" not in plain and "the gap's cost" not in plain
 
 
-@pytest.mark.parametrize("value, problem", [("abc", "gap_cost_knn is 'abc', not a number"), (np.inf, "gap_cost_knn is inf")])
+@pytest.mark.parametrize(
+    "value, problem", [("abc", "gap_cost_knn is 'abc', not a number"), (np.inf, "gap_cost_knn is inf")]
+)
 def test_a_damaged_reading_is_refused_naming_the_run(value, problem):
     runs = paired_runs(CLEAR)
     runs["gap_cost_knn"] = 0.0
