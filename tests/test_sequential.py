@@ -132,3 +132,18 @@ def test_the_report_says_why_a_part_has_no_value():
     record = run_round(0, runs, [("clear", "ours", "clip_lt")], DESIGN, CLAIMS, {})
     text = report_text(record, DESIGN, CLAIMS)
     assert "kNN n/a: no finite values: not decided" in text and "nan" not in text
+
+
+def test_the_report_says_what_the_cap_lacked_for_each_undecided_part():
+    from modgap.verdict.sequential import report_text
+    from modgap.verdict.stats import seeds_for_power
+
+    record = run_round(2, runs_for(range(20), 2.0, "unclear", noise=8.0), [("unclear", "ours", "clip_lt")], DESIGN,
+                       CLAIMS, {})  # fmt: skip
+    part = next(p for c in record["comparisons"][0]["checks"] for p in c["parts"] if p["key"] == "2:v_measure")
+    assert part["state"] == "inconclusive"
+    needed = seeds_for_power(part["distances"], part["sd"], record["level"])
+    assert needed > 20
+    assert f"about {needed} paired seeds would decide it at the last round's level" in report_text(
+        record, DESIGN, CLAIMS
+    )

@@ -28,7 +28,8 @@ from scipy import stats
 from modgap.errors import corrupt
 from modgap.io import read_json, write_text
 from modgap.verdict import paper
-from modgap.verdict.decision import INCONCLUSIVE, NO_ROOM, compare, conjunction
+from modgap.verdict.decision import INCONCLUSIVE, NO_ROOM, PRACTICAL_SEEDS, compare, conjunction
+from modgap.verdict.stats import seeds_for_power
 from modgap.verdict.tables import load_runs_of
 
 SPENDING_RULES = ("obrien_fleming", "pocock")
@@ -126,6 +127,8 @@ def _part_record(part, confidence: float, before: Mapping, index: int, level: fl
         "fail_round": fail_round,
         "state": part.decide(hold_round is not None, fail_round is not None),
         "note": part.note,
+        "sd": part.sample.sd,  # with the distances: the seeds the cap would have needed (report_text)
+        "distances": list(part.distances_to_decide()) if part.sample.finite else [],
     }
 
 
@@ -262,9 +265,14 @@ def report_text(record: Mapping, design: Design, claims: Mapping, labels: Mappin
                 if not math.isfinite(part["estimate"]) or not math.isfinite(part["low"]):
                     lines.append(f"      {part['label']} n/a: {part.get('note') or 'no finite value'}")
                     continue
+                sign = "" if part["key"].startswith("3:") else "+"  # the gap ratio is no difference
+                why = ""
+                if part["state"] == INCONCLUSIVE and check["state"] == INCONCLUSIVE:
+                    why = "; " + _cap_note(part, record["level"])
                 lines.append(
-                    f"      {part['label']} {part['estimate']:+.2f} [{part['low']:+.2f}, {part['high']:+.2f}]: "
-                    f"{part['state']}; p(holds) {part['p_hold']:.2g}, p(fails) {part['p_fail']:.2g}"
+                    f"      {part['label']} {part['estimate']:{sign}.2f} [{part['low']:{sign}.2f}, "
+                    f"{part['high']:{sign}.2f}]: {part['state']}; p(holds) {part['p_hold']:.2g}, "
+                    f"p(fails) {part['p_fail']:.2g}{why}"
                 )
         lines.append("")
     states = [check["state"] for c in record["comparisons"] for check in c["checks"]]
@@ -273,6 +281,17 @@ def report_text(record: Mapping, design: Design, claims: Mapping, labels: Mappin
         f"({', '.join(f'{states.count(s)} {s}' for s in dict.fromkeys(states))})."
     )
     return "\n".join(lines) + "\n"
+
+
+def _cap_note(part: Mapping, level: float) -> str:
+    """Why the cap left a part undecided: the paired seeds a test at the last round's level would need for 80 %
+    power, were the observed mean and SD the true ones; or that the estimate sits on its threshold."""
+    needed = seeds_for_power(part.get("distances", []), part.get("sd", math.nan), level, most=PRACTICAL_SEEDS)
+    if needed is None:
+        return "no spread or distance to plan seeds from"
+    if needed >= PRACTICAL_SEEDS:
+        return f"its estimate lies on its threshold: even {PRACTICAL_SEEDS} seeds would not decide it"
+    return f"about {needed} paired seeds would decide it at the last round's level ({level:.2g}, 80 % power)"
 
 
 def write_report(
