@@ -69,6 +69,10 @@ def evaluate(
     return results
 
 
+def _starts(n_init: int) -> str:
+    return "one k-means++ start" if n_init == 1 else f"the best of {n_init} k-means++ starts"
+
+
 def _number(value, digits: int = 2, signed: bool = False) -> str:
     if value is None or isinstance(value, float) and math.isnan(value):
         return "-"
@@ -143,8 +147,8 @@ def markdown(results: dict) -> str:
         k = int(results["kmeans_k"]) if not math.isnan(results.get("kmeans_k", math.nan)) else "-"
         options = results["options"]
         lines += [
-            f"KMeans k = {k} on all modalities' labelled rows, each clustering the best of "
-            f"{options['kmeans_n_init']} starts: the mean and SD over {options['kmeans_states']} random states, and "
+            f"KMeans k = {k} on all modalities' labelled rows, each clustering {_starts(options['kmeans_n_init'])}: "
+            f"the mean and SD over {options['kmeans_states']} random states, and "
             f"the first state alone (the released protocol). kNN ({options['knn_k']} neighbours): leave-one-out "
             f"over the stacked points ({options['knn_split']} left out), and on one {options['knn_split']} split "
             f"(seed {options['knn_seed']}, the released protocol). Centred: every modality moved onto the common "

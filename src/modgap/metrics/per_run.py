@@ -175,9 +175,10 @@ def low_variance_scores(
     results: dict[str, float] = {}
     if clusters:
         points, stacked_labels = measures.stacked(embeddings, labels)
+        starts = options["kmeans_n_init"]
         progress(
-            f"KMeans (k={k}) from {options['kmeans_states']} random states of {options['kmeans_n_init']} "
-            f"starts each on {len(points)} points"
+            f"KMeans (k={k}) from {options['kmeans_states']} random states, {starts} start"
+            f"{'s' if starts > 1 else ''} each, on {len(points)} points"
         )
         first, spread = low_variance.clustering_over_states(
             points,
