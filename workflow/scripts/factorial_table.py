@@ -3,7 +3,7 @@
 import _checkout  # noqa: F401 (first: this checkout's modgap)
 
 from modgap.logs import log_to_file
-from modgap.verdict.factorial import write_factorial
+from modgap.verdict.factorial import analyse, write_factorial
 
 with log_to_file(snakemake.log[0]):
     files = iter(snakemake.input.metrics)
@@ -11,13 +11,16 @@ with log_to_file(snakemake.log[0]):
         experiment: {tuple(cell): next(files) for cell in snakemake.params.cells}
         for experiment in snakemake.params.experiments
     }
+    baseline, method = snakemake.params.baseline, snakemake.params.method
+    table, found = analyse(
+        cells, snakemake.params.seeds, baseline, method, snakemake.params.references, snakemake.params.claims
+    )
     write_factorial(
-        cells,
-        snakemake.params.seeds,
-        snakemake.params.baseline,
-        snakemake.params.method,
-        snakemake.params.references,
-        snakemake.params.claims,
+        table,
+        found,
+        baseline,
+        method,
+        snakemake.params.claims["confidence"],
         table_csv=snakemake.output.csv,
         readings_csv=snakemake.output.readings,
         text=snakemake.output.text,

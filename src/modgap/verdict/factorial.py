@@ -219,19 +219,17 @@ def report_text(table: pd.DataFrame, found: pd.DataFrame, baseline: str, method:
 
 
 def write_factorial(
-    cells: Mapping[str, Mapping[tuple[str, float], str | Path]],
-    seeds: Sequence[int],
+    table: pd.DataFrame,
+    found: pd.DataFrame,
     baseline: str,
     method: str,
-    references: Mapping[str, str | None],
-    claims: Mapping,
+    confidence: float,
     *,
     table_csv: str | Path,
     readings_csv: str | Path,
     text: str | Path,
 ) -> None:
-    """The factorial's cell table, its readings and their text, each written atomically."""
-    table, found = analyse(cells, seeds, baseline, method, references, claims)
+    """The factorial's cell table and readings (``analyse``) and their text, each written atomically."""
     write_text(table_csv, table.to_csv(index=False))
     write_text(readings_csv, found.to_csv(index=False))
-    write_text(text, report_text(table, found, baseline, method, claims["confidence"]))
+    write_text(text, report_text(table, found, baseline, method, confidence))
