@@ -191,6 +191,10 @@ def test_schema_errors_name_the_key(config_dict, mutate, expected):
             "config key 'factorial.method': unknown method 'theirs'",
         ),
         (
+            lambda c: c["methods"].update({"ours_fixed0.02": {"loss": {"infonce": {"weight": 1.0}}}}),
+            "config key 'methods.ours_fixed0.02': the name of the factorial's cell (ours at 0.02) is taken",
+        ),
+        (
             lambda c: c["factorial"].update(baseline="ours"),
             "config key 'factorial.method': 'ours' is also the baseline; the factorial compares two losses",
         ),

@@ -5,7 +5,7 @@ its config key."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from modgap.data.sources import SOURCES
 from modgap.study.method_options import loss_option_problems
@@ -255,13 +255,19 @@ def _dose_response_problems(config: Mapping, schema: Mapping) -> list[str]:
             f"config key 'dose_response.experiment': its figure puts the trained models beside the post-hoc "
             f"shift of evaluate.posthoc_source ({source}), which experiment '{dose['experiment']}' does not train"
         )
-    for strength, (name, definition) in plan.items():
-        if name in config["methods"] and not same_method(config["methods"][name], definition):
-            problems.append(
-                f"config key 'methods.{name}': the name of the dose-response method for strength {strength:g} "
-                "is taken by another definition; rename that method"
-            )
+    problems += _names_taken(
+        config, [(f"dose-response method for strength {s:g}", name, method) for s, (name, method) in plan.items()]
+    )
     return problems
+
+
+def _names_taken(config: Mapping, planned: Iterable[tuple[str, str, Mapping]]) -> list[str]:
+    """A method a target plans, (what it is, its name, its definition), whose name another definition holds."""
+    return [
+        f"config key 'methods.{name}': the name of the {what} is taken by another definition; rename that method"
+        for what, name, definition in planned
+        if name in config["methods"] and not same_method(config["methods"][name], definition)
+    ]
 
 
 def _decide_problems(config: Mapping, schema: Mapping) -> list[str]:
@@ -308,13 +314,8 @@ def _factorial_problems(config: Mapping, schema: Mapping) -> list[str]:
                 f"config key 'factorial.temperatures': {', '.join(f'{t:g}' for t in outside)} lie outside "
                 f"[{lowest:g}, 1], the temperatures method '{factorial[key]}' can hold (1 / max_logit_scale to 1)"
             )
-    for (arm, temperature), (name, definition) in factorial_plan(config).items():
-        if name in config["methods"] and not same_method(config["methods"][name], definition):
-            problems.append(
-                f"config key 'methods.{name}': the name of the factorial's cell ({arm} at {temperature:g}) is "
-                "taken by another definition; rename that method"
-            )
-    return problems
+    cells = factorial_plan(config).items()
+    return problems + _names_taken(config, [(f"factorial's cell ({a} at {t:g})", n, m) for (a, t), (n, m) in cells])
 
 
 def _temperature_match_problems(config: Mapping, schema: Mapping) -> list[str]:
