@@ -683,3 +683,13 @@ def test_factorial_cells_keep_every_digit_of_their_temperature(config_dict):
     config_dict["factorial"]["temperatures"] = [0.1234561, 0.1234564, 0.08, 0.16]
     names = factorial_methods(load_config(config_dict))
     assert len(set(names.values())) == 8 and names[("ours", 0.1234561)] == "ours_fixed0.1234561"
+
+
+def test_the_sequential_design_decides_each_claims_method_on_every_experiment_that_trains_it(config_dict):
+    from modgap.study.plan import decided_comparisons
+
+    config_dict["experiments"][1]["methods"] = ["clip_lt"]  # ours not trained there: nothing to decide
+    names = [e["name"] for e in config_dict["experiments"]]
+    assert decided_comparisons(load_config(config_dict)) == [
+        (name, "ours", "clip_lt") for i, name in enumerate(names) if i != 1
+    ]

@@ -39,6 +39,7 @@ from modgap.study.plan import (
     display_names,
     embedding_model,
     embedding_options,
+    decided_comparisons,
     dose_response_methods,
     evaluated_methods,
     evaluated_runs,
@@ -366,15 +367,7 @@ def factorial_targets():
 
 
 DECIDE = Design.of(study["decide"])
-# The verdict's comparisons the sequential design decides: each claims method against the baseline, on every
-# trained experiment that has both, read at the runs' last epoch.
-DECIDED_COMPARISONS = [
-    (e["name"], method, study["claims"]["baseline"])
-    for e in study["experiments"]
-    if e["name"] in TRAINED and study["claims"]["baseline"] in e["methods"]
-    for method in study["claims"]["methods"]
-    if method in e["methods"]
-]
+DECIDED_COMPARISONS = decided_comparisons(study)
 
 
 DECIDE_REPORT, DECIDE_TABLE = "results/decide.txt", "results/tables/decide.csv"

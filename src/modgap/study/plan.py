@@ -300,6 +300,19 @@ def runs(config: dict) -> list[tuple[str, str, int]]:
     ]
 
 
+def decided_comparisons(config: dict) -> list[tuple[str, str, str]]:
+    """The verdict's comparisons the sequential design decides, (experiment, method, baseline): each claims
+    method against the baseline, on every trained experiment that has both (read at the runs' last epoch)."""
+    baseline = config["claims"]["baseline"]
+    return [
+        (experiment["name"], method, baseline)
+        for experiment in config["experiments"]
+        if not imported(config, experiment["name"]) and baseline in experiment["methods"]
+        for method in config["claims"]["methods"]
+        if method in experiment["methods"]
+    ]
+
+
 def evaluated_methods(config: dict, experiment_name: str) -> list[str]:
     """The experiment's methods plus the post-hoc row where its source method is trained."""
     methods = list(experiment_by_name(config, experiment_name)["methods"])
