@@ -72,8 +72,27 @@ def test_lloyd_from_the_same_seeds_equals_scikit_learns(seed):
     points = points.astype(np.float64)
     ours = kmeans(points, 4, n_init=1, random_state=seed)
     norms = np.einsum("ij,ij->i", points, points)
-    seeds = kmeans_plus_plus(points, norms, 4, 1, np.random.default_rng(seed))[0]
+    seeds = kmeans_plus_plus(points, norms, 4, 1, [np.random.default_rng(seed)])[0]
     reference = KMeans(4, init=seeds, n_init=1).fit(points)
     np.testing.assert_array_equal(ours.labels, reference.labels_)
     assert ours.iterations == reference.n_iter_
     assert ours.inertia == pytest.approx(reference.inertia_, rel=1e-9)
+
+
+@pytest.mark.parametrize("n_init", [1, 3])
+def test_states_side_by_side_equal_each_state_alone(n_init):
+    """Running many random states in one pass changes nothing: each state's clustering is the one it gets
+    alone (same seeds, same Lloyd steps), including where states stop after different numbers of steps."""
+    from modgap.metrics.kmeans import kmeans_states
+
+    points, _ = blobs(n=600, d=8, k=6, spread=6.0, seed=3)
+    points = points.astype(np.float64)
+    together = kmeans_states(points, 6, [11, 12, 13, 14, 15], n_init=n_init)
+    alone = [kmeans(points, 6, n_init=n_init, random_state=state) for state in [11, 12, 13, 14, 15]]
+    assert len({run.iterations for run in alone}) > 1  # the states stop at different steps
+    for batched, single in zip(together, alone, strict=True):
+        np.testing.assert_array_equal(batched.labels, single.labels)
+        assert batched.iterations == single.iterations
+        assert batched.inertia == pytest.approx(single.inertia, rel=1e-12)
+    with pytest.raises(ValueError, match="at least one random state"):
+        kmeans_states(points, 6, [])

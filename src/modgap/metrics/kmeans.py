@@ -12,6 +12,7 @@ optima; an empty cluster keeps its previous centre (scikit-learn moves it to a f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,24 +41,27 @@ def local_trials(k: int) -> int:
 
 
 def kmeans_plus_plus(
-    points: np.ndarray, point_norms: np.ndarray, k: int, n_init: int, rng: np.random.Generator
+    points: np.ndarray, point_norms: np.ndarray, k: int, n_init: int, rngs: Sequence[np.random.Generator]
 ) -> np.ndarray:
-    """Greedy k-means++ seeds for ``n_init`` runs at once: (n_init, k, d).
+    """Greedy k-means++ seeds for ``n_init`` runs per random generator, all at once: (len(rngs) * n_init, k, d).
 
     Each step draws 2 + log(k) candidates per run with probability proportional to the squared distance to
     the nearest seed so far and keeps the one that lowers the run's total the most (scikit-learn's rule).
+    Each generator draws for its own ``n_init`` runs only, so a random state's seeds do not depend on which
+    other states run beside it.
     """
     n = len(points)
     trials = local_trials(k)
-    seeds = np.empty((n_init, k), dtype=np.int64)
-    seeds[:, 0] = rng.integers(n, size=n_init)
-    closest = _squared_distances(points, point_norms, points[seeds[:, 0]])  # (n, n_init): to the nearest seed
-    runs = np.arange(n_init)
+    n_runs = len(rngs) * n_init
+    seeds = np.empty((n_runs, k), dtype=np.int64)
+    seeds[:, 0] = np.concatenate([rng.integers(n, size=n_init) for rng in rngs])
+    closest = _squared_distances(points, point_norms, points[seeds[:, 0]])  # (n, n_runs): to the nearest seed
+    runs = np.arange(n_runs)
     for step in range(1, k):
         cumulative = np.cumsum(closest, axis=0, dtype=np.float64)
-        draws = rng.random((n_init, trials)) * cumulative[-1][:, None]
+        draws = np.concatenate([rng.random((n_init, trials)) for rng in rngs]) * cumulative[-1][:, None]
         candidates = np.stack([np.searchsorted(cumulative[:, run], draws[run]) for run in runs]).clip(max=n - 1)
-        distances = _squared_distances(points, point_norms, points[candidates.ravel()]).reshape(n, n_init, trials)
+        distances = _squared_distances(points, point_norms, points[candidates.ravel()]).reshape(n, n_runs, trials)
         lowered = np.minimum(distances, closest[:, :, None], out=distances)
         best = np.argmin(lowered.sum(axis=0), axis=1)
         seeds[:, step] = candidates[runs, best]
@@ -74,23 +78,41 @@ def kmeans(
     per-feature variance in total squared distance (its labels are then those of the final centres), or
     after ``max_iter`` steps: scikit-learn's tests.
     """
+    return kmeans_states(points, k, [random_state], n_init=n_init, max_iter=max_iter, tol=tol)[0]
+
+
+def kmeans_states(
+    points: np.ndarray,
+    k: int,
+    random_states: Sequence[int],
+    *,
+    n_init: int = 10,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+) -> list[Clustering]:
+    """``kmeans`` from each of ``random_states``, every state's runs side by side in the same products: one
+    pass over the data per Lloyd step for all of them. Each state's clustering is the one ``kmeans`` gives
+    from that state alone (the same draws; the products may round differently in the last bit)."""
     points = np.ascontiguousarray(points)
     if not np.isfinite(points).all():
         raise ValueError("KMeans: the points contain NaN or infinite values")
     if not 1 <= k <= len(points):
         raise ValueError(f"KMeans needs 1 <= k <= {len(points)} points, got k={k}")
+    if not random_states:
+        raise ValueError("KMeans needs at least one random state")
     n, d = points.shape
-    rng = np.random.default_rng(random_state)
+    rngs = [np.random.default_rng(state) for state in random_states]
+    n_runs = len(rngs) * n_init
     point_norms = np.einsum("ij,ij->i", points, points)
     # the mean per-feature variance: mean squared norm minus the squared norm of the mean, over d
     spread = point_norms.mean(dtype=np.float64) - np.sum(points.mean(axis=0, dtype=np.float64) ** 2)
     tolerance = tol * float(spread) / d
-    centres = kmeans_plus_plus(points, point_norms, k, n_init, rng)  # (n_init, k, d)
-    flop = 2.0 * n * d * n_init * (1 + (k - 1) * local_trials(k) + k)  # seeding, and the final labels below
-    labels = np.full((n_init, n), -1, dtype=np.int64)
-    sums, counts = np.zeros((n_init, k, d)), np.zeros((n_init, k))
-    active = np.ones(n_init, dtype=bool)
-    iterations = np.zeros(n_init, dtype=np.int64)
+    centres = kmeans_plus_plus(points, point_norms, k, n_init, rngs)  # (n_runs, k, d)
+    flop = 2.0 * n * d * n_runs * (1 + (k - 1) * local_trials(k) + k)  # seeding, and the final labels below
+    labels = np.full((n_runs, n), -1, dtype=np.int64)
+    sums, counts = np.zeros((n_runs, k, d)), np.zeros((n_runs, k))
+    active = np.ones(n_runs, dtype=bool)
+    iterations = np.zeros(n_runs, dtype=np.int64)
     for _ in range(max_iter):
         runs = np.flatnonzero(active)
         # every active run's nearest centres in one product: the highest x.c - |c|^2 / 2
@@ -110,11 +132,14 @@ def kmeans(
         if not active.any():
             break
     # labels of the final centres (scikit-learn's last E-step), and every run's inertia
-    distances = _squared_distances(points, point_norms, centres.reshape(-1, d)).reshape(n, n_init, k)
+    distances = _squared_distances(points, point_norms, centres.reshape(-1, d)).reshape(n, n_runs, k)
     labels = distances.argmin(axis=2).T
     inertia = np.take_along_axis(distances, labels.T[:, :, None], axis=2)[:, :, 0].sum(axis=0, dtype=np.float64)
-    best = int(np.argmin(inertia))
-    return Clustering(labels[best], float(inertia[best]), int(iterations[best]), flop)
+    clusterings = []
+    for first in range(0, n_runs, n_init):
+        best = first + int(np.argmin(inertia[first : first + n_init]))
+        clusterings.append(Clustering(labels[best], float(inertia[best]), int(iterations[best]), flop / len(rngs)))
+    return clusterings
 
 
 def _update_sums(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modgap.metrics.kmeans import kmeans
+from modgap.metrics.kmeans import kmeans_states
 from modgap.metrics.measures import partition_scores
 
 
@@ -110,11 +110,10 @@ def clustering_over_states(
     """KMeans from ``n_states`` random states (``first_state`` and the next ones), each the best of ``n_init``
     starts: the first state's partition scores (the released protocol's single clustering), and the mean
     (``<score>``) and standard deviation (``<score>_sd``) over the states of every partition score: one
-    clustering of a run moves its V-Measure by several points from one random state to the next."""
-    runs = [
-        partition_scores(labels, kmeans(points, k, n_init=n_init, random_state=(first_state + i) % 2**32).labels)
-        for i in range(n_states)
-    ]
+    clustering of a run moves its V-Measure by several points from one random state to the next. The states
+    run side by side (``kmeans_states``), each as it would alone."""
+    states = [(first_state + i) % 2**32 for i in range(n_states)]
+    runs = [partition_scores(labels, run.labels) for run in kmeans_states(points, k, states, n_init=n_init)]
     spread = {}
     for score in STATE_SCORES:
         values = np.array([run[score] for run in runs])
