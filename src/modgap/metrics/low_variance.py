@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from modgap.metrics.kmeans import kmeans_states
 from modgap.metrics.measures import partition_scores
@@ -63,8 +64,6 @@ def leave_one_out_knn(
     if max_queries is not None and n_points > max_queries:
         queries = np.sort(np.random.default_rng(seed).choice(n_points, max_queries, replace=False))
     classes, point_class = np.unique(point_labels, return_inverse=True)
-    one_hot = np.zeros((n_points, len(classes)), dtype=np.float32)
-    one_hot[np.arange(n_points), point_class] = 1.0
     correct = np.empty(len(queries), dtype=bool)
     for start in range(0, len(queries), chunk_size):
         block = queries[start : start + chunk_size]
@@ -75,17 +74,13 @@ def leave_one_out_knn(
         else:  # every modality's point of the query's item
             for offset in range(0, n_points, n_items):
                 scores[rows, offset + block % n_items] = -np.inf
-        kth = np.partition(scores, n_points - k, axis=1)[:, n_points - k]
-        above = scores > kth[:, None]
-        tied = scores == kth[:, None]
-        chosen = above | tied
-        # where more points tie at the k-th similarity than places are left, the lowest-numbered fill them
-        room = k - above.sum(axis=1)
-        crowded = np.flatnonzero(tied.sum(axis=1) > room)
-        if crowded.size:
-            first = np.cumsum(tied[crowded], axis=1, dtype=np.int32) <= room[crowded, None]
-            chosen[crowded] = above[crowded] | (tied[crowded] & first)
-        votes = chosen.astype(np.float32) @ one_hot
+        # the k + 1 highest similarities: the k-th and the next tell whether a tie crosses the k-th place
+        top = torch.topk(torch.from_numpy(scores), k + 1, dim=1)
+        values, neighbours = top.values.numpy(), top.indices.numpy()[:, :k]
+        crowded = np.flatnonzero(values[:, k] == values[:, k - 1])
+        if crowded.size:  # the tied points are taken in point order
+            neighbours[crowded] = _first_k_with_ties(scores[crowded], values[crowded, k - 1], k)
+        votes = (point_class[neighbours][:, :, None] == np.arange(len(classes))).sum(axis=1)
         predicted = np.argmax(votes, axis=1)  # ties: the first, i.e. the smallest label
         correct[start : start + len(block)] = predicted == point_class[block]
     accuracy = float(correct.mean())
@@ -98,6 +93,15 @@ def leave_one_out_knn(
     n = len(queries)
     sd = 0.0 if n == n_points else math.sqrt(accuracy * (1 - accuracy) / n * (n_points - n) / (n_points - 1))
     return LeaveOneOut(100.0 * accuracy, by_modality, 100.0 * sd, n)
+
+
+def _first_k_with_ties(scores: np.ndarray, kth: np.ndarray, k: int) -> np.ndarray:
+    """Each row's k highest-scoring columns, ties at the k-th score broken towards the lowest column."""
+    above = scores > kth[:, None]
+    tied = scores == kth[:, None]
+    room = k - above.sum(axis=1, keepdims=True)
+    chosen = above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= room))
+    return np.nonzero(chosen)[1].reshape(len(scores), k)
 
 
 # The partition scores averaged over k-means random states.
