@@ -7,7 +7,7 @@ import pandas as pd
 
 from modgap.verdict.calibration import calibration_markdown, calibration_table, cell_convergence, choose
 
-RULE = {"min_gap": 0.5, "ceilings": {"2": {"v_measure": 85, "knn_acc": 90}, "3": {"v_measure": 85, "knn_acc": 92}},
+RULE = {"gap_rule": "at_least", "min_gap": 0.5, "ceilings": {"2": {"v_measure": 85, "knn_acc": 90}, "3": {"v_measure": 85, "knn_acc": 92}},
         "r1_over_chance": 3.0, "gap_margin": 0.05}  # fmt: skip
 MARGINS = {"gap": 0.05, "v_measure": 0.45, "knn_acc": 0.6, "r1_mean": 5.0}
 SPREAD = [0.2, -0.1, 0.0, -0.2, 0.1]
@@ -42,14 +42,14 @@ def test_the_strongest_tower_with_a_learnable_temperature_in_the_regime_is_chose
                   cell("p7", "lt07", budget, 0.3, 64, 78),
                   cell("p7", "lt01", budget, 0.76, 51.6, 77.3)]  # fmt: skip
     table = table_of(grid(cells))
-    chosen = choose(table, learnable=["lt07", "lt01"])
-    assert (chosen[2]["patch"], chosen[2]["setting"]) == (7, "lt01")
+    chosen = choose(table, learnable=["lt07", "lt01"], gap_rule="at_least")
+    assert (chosen["2 modalities"]["patch"], chosen["2 modalities"]["setting"]) == (7, "lt01")
     why = table.set_index(["patch", "setting"])["why_not"]
     assert why[(28, "lt01")] == "kNN 98.3 ≥ 90" and why[(28, "lt07")].startswith("gap 0.25 < 0.5")
     assert why[(28, "ft01")] == ""  # in the regime, but a fixed temperature
     markdown = calibration_markdown(table, chosen, {"lt01": "learnable τ from 0.01"})
     assert "| 2 | 7 | learnable τ from 0.01 | 10 epochs | 0.76 ± 0.00 | 51.6 ± 0.2 |" in markdown
-    assert "**yes: chosen**" in markdown and "- 2 modalities: patch 7, learnable τ from 0.01" in markdown
+    assert "**yes: chosen**" in markdown and "- 2 modalities: patch 7, learnable τ from 0.01 (gap 0.76)" in markdown
 
 
 def test_a_cell_must_hold_the_regime_over_a_doubling_and_keep_every_seed():
@@ -68,7 +68,10 @@ def test_a_cell_must_hold_the_regime_over_a_doubling_and_keep_every_seed():
     moving = table.loc[(7, "lt07")]
     assert moving["in_regime"] and pd.isna(moving["converged_since"])
     assert "V-Measure moved +10.00 from 20 to 40" in moving["convergence"]
-    assert choose(table.reset_index(), learnable=["lt01", "lt07"])[2]["setting"] == "lt07"
+    assert (
+        choose(table.reset_index(), learnable=["lt01", "lt07"], gap_rule="at_least")["2 modalities"]["setting"]
+        == "lt07"
+    )
 
 
 def test_convergence_needs_a_budget_at_least_twice_as_long():
@@ -76,3 +79,35 @@ def test_convergence_needs_a_budget_at_least_twice_as_long():
     ladder = [(b, runs[runs["experiment"] == f"p7@{b}"].set_index("seed")) for b in (10, 15)]
     assert cell_convergence(ladder, MARGINS, 0.05) == (None, "not converged: no budget of the ladder has a later one "
                                                               "at least twice as long")  # fmt: skip
+
+
+def test_the_paper_rule_aims_at_each_reference_datasets_own_baseline_gap():
+    """Under gap_rule 'paper' a CIFAR-10-like experiment takes the learnable setting whose gap lies nearest
+    CIFAR-10's 0.86 and an AV-MNIST-like one the setting nearest AV-MNIST's 0.20, each at its strongest
+    qualifying tower, with no gap floor; ties go to the grid's order; a cell outside the ceilings never wins."""
+    ladders = {e: [(b, f"{e}@{b}") for b in (10, 20, 40)] for e in ("two", "three", "three_p28")}
+    knobs, counts = {"two": 7, "three": 7, "three_p28": 28}, {"two": 2, "three": 3, "three_p28": 3}
+    references = {"two": "cifar10", "three": "avmnist", "three_p28": "avmnist"}
+    gaps = {"lt07": (0.46, 0.31), "lt03": (0.73, 0.67), "lt01": (0.95, 0.93)}
+    cells = []
+    for budget in (10, 20, 40):
+        for setting, (two, three) in gaps.items():
+            cells += [cell("two", setting, budget, two, 60, 80), cell("three", setting, budget, three, 60, 80),
+                      cell("three_p28", setting, budget, 0.2, 60, 95)]  # fmt: skip
+    rule = RULE | {"gap_rule": "paper"}
+    table = calibration_table(grid(cells), ladders, list(gaps), knobs, counts, dict.fromkeys(ladders, MARGINS), rule,
+                              0.05, references)  # fmt: skip
+    chosen = choose(table, learnable=list(gaps), gap_rule="paper")
+    assert chosen["2 modalities (cifar10)"]["setting"] == "lt01"  # |0.95 - 0.86| < |0.73 - 0.86|
+    assert chosen["3 modalities (avmnist)"]["setting"] == "lt07"  # 0.31 is nearest 0.20, below the old floor
+    assert chosen["3 modalities (avmnist)"]["patch"] == 7  # patch 28 hits AV-MNIST's gap but kNN 95 ≥ 92
+    markdown = calibration_markdown(table, chosen, {})
+    assert "- 3 modalities (avmnist): patch 7, lt07 (gap 0.31; the paper's CLIP (LT): 0.20)" in markdown
+    # the same grid under the old rule: a floor of 0.5 and the first qualifying setting
+    old = calibration_table(grid(cells), ladders, list(gaps), knobs, counts, dict.fromkeys(ladders, MARGINS), RULE,
+                            0.05, references)  # fmt: skip
+    old_choice = choose(old, learnable=list(gaps), gap_rule="at_least")
+    assert [old_choice[g]["setting"] for g in ("2 modalities (cifar10)", "3 modalities (avmnist)")] == ["lt03", "lt03"]
+    # equidistant settings: the grid's order decides
+    tied = table.assign(gap=table["paper_gap"] + 0.1)
+    assert choose(tied, learnable=list(gaps))["2 modalities (cifar10)"]["setting"] == "lt07"

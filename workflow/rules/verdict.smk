@@ -245,6 +245,7 @@ rule calibration_outputs:
         learnable=[m for m in CALIBRATION_SETTINGS if study["methods"][m]["temperature"]["learnable"]],
         knobs={e["name"]: resolve_model(e["name"])["towers"]["image"].get("patch_size") for e in study["experiments"]},
         modality_counts={e["name"]: len(e["modalities"]) for e in study["experiments"]},
+        references={e["name"]: e["paper_reference"] for e in study["experiments"]},
         margins={
             e["name"]: cell_margins(e["paper_reference"], study["claims"], study["calibration"])
             for e in study["experiments"]

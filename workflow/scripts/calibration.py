@@ -14,6 +14,7 @@ with log_to_file(snakemake.log[0]):
         params.learnable,
         params.knobs,
         params.modality_counts,
+        params.references,
         params.margins,
         params.rule,
         params.alpha,

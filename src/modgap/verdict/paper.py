@@ -58,3 +58,12 @@ def headroom() -> dict[str, float]:
     """The least headroom below 100 points that leaves a group-wise metric room for a gain: the paper's median
     gain of that metric."""
     return {RUNS_COLUMN[m]: float(np.median(paper_effects()[m])) for m in GAIN_METRICS}
+
+
+def baseline_gap(reference: str | None) -> float | None:
+    """The gap the paper reports for its baseline, CLIP with a learnable temperature, on the ``reference``
+    data set (None without one): where the paper's claims about that data set are made."""
+    if reference is None:
+        return None
+    rows = paper_table()
+    return float(rows[(rows["dataset"] == reference) & (rows["method"] == "clip_lt")]["gap"].iloc[0])
