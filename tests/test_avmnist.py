@@ -220,3 +220,46 @@ def test_a_recording_of_nan_samples_is_refused_not_silence(tmp_path):
     soundfile.write(folder / "2_bob_0.wav", np.full(800, np.nan, dtype=np.float32), 8000, subtype="FLOAT")
     with pytest.raises(AvMnistFormatError, match=re.escape(f"{folder}/2_bob_0.wav: holds NaN or infinite samples")):
         load_fsdd(tmp_path, FEATURES, accept_extra=True)
+
+
+def test_mnist_training_split_auto_follows_what_the_local_copy_holds(tmp_path):
+    """use_mnist_train 'auto': the training split when downloading, and from a local copy only when the copy
+    holds its two files; true and false are kept as they are."""
+    from modgap.data.sources import mnist_keys, uses_mnist_train
+
+    copy = tmp_path / "mnist"
+    copy.mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(MNIST / name, copy / name)
+    config = {"use_mnist_train": "auto", "mnist": {"extracted": str(copy), "mirror": None}}
+    assert not uses_mnist_train(config) and mnist_keys(config) == ["test_images", "test_labels"]
+    (copy / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    assert not uses_mnist_train(config)  # one of the two training files is not enough
+    (copy / "train-labels-idx1-ubyte.gz").write_bytes(b"")
+    assert uses_mnist_train(config) and len(mnist_keys(config)) == 4
+    assert uses_mnist_train({"use_mnist_train": "auto", "mnist": {"extracted": None, "mirror": None}})
+    assert not uses_mnist_train({"use_mnist_train": False, "mnist": {"extracted": None, "mirror": None}})
+
+
+def test_the_verdict_says_where_the_digits_and_the_noise_came_from(tmp_path):
+    def notes_of(**source):
+        write_json(
+            tmp_path / "av" / "manifest.json", {"format_version": FORMAT_VERSION, "name": "av", "source": source}
+        )
+        return data_notes(tmp_path / "av")
+
+    pink = {"source": "pink", "snr_db": [0, 20], "substitute": True}
+    assert notes_of(mnist_train_split=False, noise=pink, fsdd_counts={"resampled": 0}) == [
+        "data set av: every split carved from MNIST's 10,000 test digits (no training split used); speech with "
+        "pink noise at 0-20 dB, this project's offline substitute for ESC-50"
+    ]
+    esc50 = {"source": "esc50", "snr_db": [0, 20], "substitute": False}
+    assert notes_of(mnist_train_split=True, noise=esc50, fsdd_counts={"resampled": 3}) == [
+        "data set av: training digits from MNIST's training split, test digits from its test split; speech with "
+        "esc50 noise at 0-20 dB; 3 FSDD recordings resampled to the common rate"
+    ]
+    assert notes_of(mnist_train_split=True, noise={"source": "none"}) == [
+        "data set av: training digits from MNIST's training split, test digits from its test split; speech with "
+        "no background noise"
+    ]
+    assert notes_of() == []  # not AV-MNIST: nothing to say

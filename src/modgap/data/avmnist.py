@@ -43,7 +43,7 @@ from modgap.data import audio as audio_lib
 from modgap.data.download import md5sum
 from modgap.data.embedded import DIGIT_WORDS
 from modgap.data.format import write_prepared
-from modgap.data.sources import ESC50_ARCHIVE, FSDD_ARCHIVE, MNIST_FILES, mnist_keys
+from modgap.data.sources import ESC50_ARCHIVE, FSDD_ARCHIVE, MNIST_FILES, mnist_keys, uses_mnist_train
 from modgap.data.split import stratified_split
 from modgap.data.text import encode_captions
 from modgap.errors import ExplainedError
@@ -83,7 +83,7 @@ def read_idx(path: str | Path) -> np.ndarray:
 def load_mnist(config: Mapping, paths: Mapping[str, Path]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{'train': (images, labels), 'test': (...)} for the MNIST splits in use; images (N, 1, 28, 28)."""
     loaded = {}
-    for split in ("train", "test") if config["use_mnist_train"] else ("test",):
+    for split in ("train", "test") if uses_mnist_train(config) else ("test",):
         images, labels = read_idx(paths[f"{split}_images"]), read_idx(paths[f"{split}_labels"])
         if len(images) != len(labels):
             raise AvMnistFormatError(f"MNIST {split}: {len(images)} images but {len(labels)} labels")
@@ -348,7 +348,7 @@ def prepare_avmnist(
                 raise AvMnistFormatError(f"{path}: MD5 does not match the original ({MNIST_FILES[key].md5})")
     mnist = load_mnist(config, mnist_paths)
 
-    if config["use_mnist_train"]:
+    if uses_mnist_train(config):
         train_images, train_labels = mnist["train"]
         parts = stratified_split(train_labels, config["val_fraction"], 0.0, rng)
         pools = {
@@ -417,6 +417,7 @@ def prepare_avmnist(
         source={
             "kind": "avmnist",
             "mnist": {k: str(p) for k, p in mnist_paths.items()},
+            "mnist_train_split": uses_mnist_train(config),
             "fsdd": str(config["fsdd"]["extracted"] or downloaded[FSDD_ARCHIVE.name]),
             "fsdd_recordings": int(len(fsdd["names"])),
             "fsdd_counts": fsdd["counts"],

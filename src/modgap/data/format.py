@@ -202,14 +202,37 @@ def verify_checksums(data_dir: str | Path) -> list[str]:
 
 
 def data_notes(data_dir: str | Path) -> list[str]:
-    """What a reader of the verdict must know about a prepared data set beyond its configuration: recordings
-    that are not the release's, accepted on purpose (AV-MNIST's ``fsdd.extra_recordings``)."""
+    """What a reader of the verdict must know about a prepared data set beyond its configuration: for
+    AV-MNIST, where its digits came from (MNIST's training split or a carve of its test split), which
+    background noise the speech carries (ESC-50 or an offline substitute), recordings resampled, and
+    recordings that are not the release's, accepted on purpose (``fsdd.extra_recordings``)."""
     manifest = read_manifest(data_dir)
-    extra = manifest.get("source", {}).get("fsdd_extra") or []
-    if not extra:
-        return []
-    listed = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
-    return [
-        f"data set {manifest['name']}: {len(extra)} FSDD recordings that are not the pinned release's, accepted "
-        f"with fsdd.extra_recordings: {listed}"
-    ]
+    source, name = manifest.get("source", {}), manifest["name"]
+    notes = []
+    if "mnist_train_split" in source:
+        digits = (
+            "training digits from MNIST's training split, test digits from its test split"
+            if source["mnist_train_split"]
+            else "every split carved from MNIST's 10,000 test digits (no training split used)"
+        )
+        noise = source.get("noise") or {}
+        kind = noise.get("source", "none")
+        heard = (
+            "no background noise"
+            if kind == "none"
+            else f"{kind} noise at {noise['snr_db'][0]:g}-{noise['snr_db'][1]:g} dB"
+            + (", this project's offline substitute for ESC-50" if noise.get("substitute") else "")
+        )
+        resampled = (source.get("fsdd_counts") or {}).get("resampled", 0)
+        notes.append(
+            f"data set {name}: {digits}; speech with {heard}"
+            + (f"; {resampled} FSDD recordings resampled to the common rate" if resampled else "")
+        )
+    extra = source.get("fsdd_extra") or []
+    if extra:
+        listed = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        notes.append(
+            f"data set {name}: {len(extra)} FSDD recordings that are not the pinned release's, accepted "
+            f"with fsdd.extra_recordings: {listed}"
+        )
+    return notes

