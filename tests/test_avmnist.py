@@ -24,6 +24,7 @@ from modgap.data.avmnist import (
     unimodal_probe_accuracy,
 )
 from modgap.data.format import FORMAT_VERSION, data_notes
+from modgap.errors import ExplainedError
 from modgap.io import write_json
 from modgap.verdict.report import claims_report
 
@@ -224,7 +225,7 @@ def test_a_recording_of_nan_samples_is_refused_not_silence(tmp_path):
 
 def test_mnist_training_split_auto_follows_what_the_local_copy_holds(tmp_path):
     """use_mnist_train 'auto': the training split when downloading, and from a local copy only when the copy
-    holds its two files; true and false are kept as they are."""
+    holds its two files (one alone is refused); true and false are kept as they are."""
     from modgap.data.sources import mnist_keys, uses_mnist_train
 
     copy = tmp_path / "mnist"
@@ -234,7 +235,12 @@ def test_mnist_training_split_auto_follows_what_the_local_copy_holds(tmp_path):
     config = {"use_mnist_train": "auto", "mnist": {"extracted": str(copy), "mirror": None}}
     assert not uses_mnist_train(config) and mnist_keys(config) == ["test_images", "test_labels"]
     (copy / "train-images-idx3-ubyte.gz").write_bytes(b"")
-    assert not uses_mnist_train(config)  # one of the two training files is not enough
+    with pytest.raises(ExplainedError, match="train-labels-idx1-ubyte.gz missing or not a file"):
+        uses_mnist_train(config)  # one of the two training files: refused, neither split read in its place
+    (copy / "train-labels-idx1-ubyte.gz").mkdir()
+    with pytest.raises(ExplainedError, match="train-labels-idx1-ubyte.gz missing or not a file"):
+        uses_mnist_train(config)
+    (copy / "train-labels-idx1-ubyte.gz").rmdir()
     (copy / "train-labels-idx1-ubyte.gz").write_bytes(b"")
     assert uses_mnist_train(config) and len(mnist_keys(config)) == 4
     assert uses_mnist_train({"use_mnist_train": "auto", "mnist": {"extracted": None, "mirror": None}})
