@@ -23,7 +23,7 @@ from modgap.data.avmnist import (
     scale_to_snr,
     unimodal_probe_accuracy,
 )
-from modgap.data.format import FORMAT_VERSION, data_notes
+from modgap.data.format import FORMAT_VERSION, PreparedDataError, data_notes
 from modgap.errors import ExplainedError
 from modgap.io import write_json
 from modgap.verdict.report import claims_report
@@ -269,3 +269,25 @@ def test_the_verdict_says_where_the_digits_and_the_noise_came_from(tmp_path):
         "no background noise"
     ]
     assert notes_of() == []  # not AV-MNIST: nothing to say
+
+
+@pytest.mark.parametrize(
+    "damage, key",
+    [
+        (dict(mnist_train_split="false"), "source.mnist_train_split is 'false', not true or false"),
+        (dict(noise={"snr_db": [0, 20]}), "source.noise does not record the noise's source"),  # was: no noise
+        (dict(noise=None), "source.noise does not record the noise's source"),
+        (dict(noise={"source": "pink"}), "source.noise.snr_db is None, not a range"),
+        (dict(noise={"source": "pink", "snr_db": ["0", "20"]}), "source.noise.snr_db is ['0', '20'], not a range"),
+        (dict(fsdd_counts={"resampled": "3"}), "source.fsdd_counts.resampled is '3', not a count"),
+        (dict(fsdd_extra="0_bob_0.wav"), "source.fsdd_extra is not a list of recording names"),
+    ],
+)
+def test_a_damaged_data_record_is_named_not_misreported(tmp_path, damage, key):
+    """A manifest whose record of the digits' split or the noise is damaged names the manifest and the key
+    (with the rebuild command) instead of a KeyError, or a note that says the opposite of what was done."""
+    pink = {"source": "pink", "snr_db": [0, 20], "substitute": True}
+    source = {"mnist_train_split": True, "noise": pink, "fsdd_counts": {"resampled": 0}} | damage
+    write_json(tmp_path / "av" / "manifest.json", {"format_version": FORMAT_VERSION, "name": "av", "source": source})
+    with pytest.raises(PreparedDataError, match=re.escape(f"{tmp_path / 'av' / 'manifest.json'}: {key}")):
+        data_notes(tmp_path / "av")
