@@ -23,7 +23,8 @@ from modgap.data.avmnist import (
     scale_to_snr,
     unimodal_probe_accuracy,
 )
-from modgap.data.format import FORMAT_VERSION, data_notes
+from modgap.data.format import FORMAT_VERSION, PreparedDataError, data_notes
+from modgap.errors import ExplainedError
 from modgap.io import write_json
 from modgap.verdict.report import claims_report
 
@@ -224,7 +225,7 @@ def test_a_recording_of_nan_samples_is_refused_not_silence(tmp_path):
 
 def test_mnist_training_split_auto_follows_what_the_local_copy_holds(tmp_path):
     """use_mnist_train 'auto': the training split when downloading, and from a local copy only when the copy
-    holds its two files; true and false are kept as they are."""
+    holds its two files (one alone is refused); true and false are kept as they are."""
     from modgap.data.sources import mnist_keys, uses_mnist_train
 
     copy = tmp_path / "mnist"
@@ -234,7 +235,12 @@ def test_mnist_training_split_auto_follows_what_the_local_copy_holds(tmp_path):
     config = {"use_mnist_train": "auto", "mnist": {"extracted": str(copy), "mirror": None}}
     assert not uses_mnist_train(config) and mnist_keys(config) == ["test_images", "test_labels"]
     (copy / "train-images-idx3-ubyte.gz").write_bytes(b"")
-    assert not uses_mnist_train(config)  # one of the two training files is not enough
+    with pytest.raises(ExplainedError, match="train-labels-idx1-ubyte.gz missing or not a file"):
+        uses_mnist_train(config)  # one of the two training files: refused, neither split read in its place
+    (copy / "train-labels-idx1-ubyte.gz").mkdir()
+    with pytest.raises(ExplainedError, match="train-labels-idx1-ubyte.gz missing or not a file"):
+        uses_mnist_train(config)
+    (copy / "train-labels-idx1-ubyte.gz").rmdir()
     (copy / "train-labels-idx1-ubyte.gz").write_bytes(b"")
     assert uses_mnist_train(config) and len(mnist_keys(config)) == 4
     assert uses_mnist_train({"use_mnist_train": "auto", "mnist": {"extracted": None, "mirror": None}})
@@ -263,3 +269,25 @@ def test_the_verdict_says_where_the_digits_and_the_noise_came_from(tmp_path):
         "no background noise"
     ]
     assert notes_of() == []  # not AV-MNIST: nothing to say
+
+
+@pytest.mark.parametrize(
+    "damage, key",
+    [
+        (dict(mnist_train_split="false"), "source.mnist_train_split is 'false', not true or false"),
+        (dict(noise={"snr_db": [0, 20]}), "source.noise does not record the noise's source"),  # was: no noise
+        (dict(noise=None), "source.noise does not record the noise's source"),
+        (dict(noise={"source": "pink"}), "source.noise.snr_db is None, not a range"),
+        (dict(noise={"source": "pink", "snr_db": ["0", "20"]}), "source.noise.snr_db is ['0', '20'], not a range"),
+        (dict(fsdd_counts={"resampled": "3"}), "source.fsdd_counts.resampled is '3', not a count"),
+        (dict(fsdd_extra="0_bob_0.wav"), "source.fsdd_extra is not a list of recording names"),
+    ],
+)
+def test_a_damaged_data_record_is_named_not_misreported(tmp_path, damage, key):
+    """A manifest whose record of the digits' split or the noise is damaged names the manifest and the key
+    (with the rebuild command) instead of a KeyError, or a note that says the opposite of what was done."""
+    pink = {"source": "pink", "snr_db": [0, 20], "substitute": True}
+    source = {"mnist_train_split": True, "noise": pink, "fsdd_counts": {"resampled": 0}} | damage
+    write_json(tmp_path / "av" / "manifest.json", {"format_version": FORMAT_VERSION, "name": "av", "source": source})
+    with pytest.raises(PreparedDataError, match=re.escape(f"{tmp_path / 'av' / 'manifest.json'}: {key}")):
+        data_notes(tmp_path / "av")

@@ -4,8 +4,17 @@ thresholds, and the choice of the strongest tower with a learnable temperature."
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
-from modgap.verdict.calibration import calibration_markdown, calibration_table, cell_convergence, choose
+from modgap.verdict.calibration import (
+    calibration_markdown,
+    calibration_table,
+    cell_convergence,
+    choose,
+    make,
+    regime_for,
+)
+from modgap.verdict.paper import baseline_gap
 
 RULE = {"gap_rule": "at_least", "min_gap": 0.5, "ceilings": {"2": {"v_measure": 85, "knn_acc": 90}, "3": {"v_measure": 85, "knn_acc": 92}},
         "r1_over_chance": 3.0, "gap_margin": 0.05}  # fmt: skip
@@ -111,3 +120,24 @@ def test_the_paper_rule_aims_at_each_reference_datasets_own_baseline_gap():
     # equidistant settings: the grid's order decides
     tied = table.assign(gap=table["paper_gap"] + 0.1)
     assert choose(tied, learnable=list(gaps))["2 modalities (cifar10)"]["setting"] == "lt07"
+
+
+def test_a_grid_without_runs_is_reported_and_an_unknown_rule_or_reference_is_named(tmp_path):
+    """No cell with runs: the Markdown says so (choose used to fail on the empty table first). A gap rule
+    other than the schema's two, or a reference the paper has no row for, is refused rather than read as
+    the other rule or failing as an index error."""
+    runs = tmp_path / "runs.csv"
+    runs.write_text("experiment,method,seed,gap,v_measure,knn_acc,r1_mean,r1_chance,temperature,collapsed\n")
+    csv, md = tmp_path / "calibration.csv", tmp_path / "calibration.md"
+    rule = RULE | {"gap_rule": "paper"}
+    make(runs, LADDERS, ["lt07"], ["lt07"], KNOBS, COUNTS, {}, dict.fromkeys(LADDERS, MARGINS), rule, 0.05, {}, csv, md)
+    assert md.read_text() == "No calibration cell has runs: nothing to choose from.\n"
+    assert choose(pd.DataFrame(), learnable=["lt07"]) == {}
+    table = table_of(grid(cell("p7", "lt01", budget, 0.7, 60, 80) for budget in (10, 20, 40)))
+    with pytest.raises(ValueError, match="gap_rule must be one of paper, at_least, got 'nearest'"):
+        choose(table, learnable=["lt01"], gap_rule="nearest")
+    with pytest.raises(ValueError, match="gap_rule must be one of paper, at_least, got 'Paper'"):
+        regime_for(2, RULE | {"gap_rule": "Paper"})
+    with pytest.raises(ValueError, match="no CLIP \\(LT\\) gap on 'imagenet' \\(paper_reference: one of cifar10"):
+        baseline_gap("imagenet")
+    assert baseline_gap("avmnist") == 0.20 and baseline_gap(None) is None

@@ -210,6 +210,24 @@ def test_reference_errors_name_the_key(config_dict, mutate, expected):
     assert any(expected in p for p in problems), problems
 
 
+def test_a_local_mnist_copy_with_half_its_training_split_is_named_at_plan_time(config_dict, tmp_path):
+    """use_mnist_train auto over a copy with one of the two training files: refused before any job, not
+    silently carved from the test digits."""
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    config_dict["datasets"]["av"] = {
+        "source": "avmnist",
+        "use_mnist_train": "auto",
+        "mnist": {"extracted": str(tmp_path)},
+    }
+    assert any(
+        p.startswith(f"config key 'datasets.av.mnist.extracted': {tmp_path} holds MNIST's training split in part "
+                     "(train-labels-idx1-ubyte.gz missing or not a file)")
+        for p in problems_of(config_dict)
+    )  # fmt: skip
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(b"")
+    assert load_config(config_dict)["datasets"]["av"]["use_mnist_train"] == "auto"
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans
@@ -96,3 +98,36 @@ def test_states_side_by_side_equal_each_state_alone(n_init):
         assert batched.inertia == pytest.approx(single.inertia, rel=1e-12)
     with pytest.raises(ValueError, match="at least one random state"):
         kmeans_states(points, 6, [])
+
+
+def test_what_kmeans_cannot_cluster_is_named():
+    """Arguments that used to fail deep inside (or, for a random state of None, cluster differently on every
+    call) are refused with the argument named; a numpy array of states is a sequence like any other."""
+    from modgap.metrics.kmeans import kmeans_states
+
+    points, _ = blobs(n=30, d=3)
+    for bad, match in (
+        (dict(n_init=0), "n_init >= 1"),
+        (dict(n_init=-2), "n_init >= 1"),
+        (dict(max_iter=0), "max_iter >= 1"),
+        (dict(random_state=None), "non-negative integers, got None"),
+        (dict(random_state=-1), "non-negative integers, got -1"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            kmeans(points, 3, **bad)
+    for shape in ((30,), (30, 0), (30, 3, 1)):
+        with pytest.raises(ValueError, match=re.escape(f"got shape {shape}")):
+            kmeans(np.zeros(shape, dtype=np.float32), 2)
+    with pytest.raises(ValueError, match="at least one random state"):
+        kmeans_states(points, 3, np.array([], dtype=int))
+    from_array = kmeans_states(points, 3, np.array([4, 5]), n_init=2)
+    from_list = kmeans_states(points, 3, [4, 5], n_init=2)
+    assert all((a.labels == b.labels).all() and a.inertia == b.inertia for a, b in zip(from_array, from_list))
+
+
+def test_integer_points_are_clustered_as_float64():
+    grid = np.array([[0, 0], [0, 1], [1, 0], [10, 10], [10, 11], [11, 10]])
+    result = kmeans(grid, 2, n_init=2)
+    reference = kmeans(grid.astype(np.float64), 2, n_init=2)
+    np.testing.assert_array_equal(result.labels, reference.labels)
+    assert result.inertia == reference.inertia == pytest.approx(8 / 3)

@@ -90,6 +90,35 @@ def test_leave_one_out_knn_samples_queries_and_reports_their_error():
         low_variance.leave_one_out_knn(embeddings, labels, split="rows")
 
 
+def test_leave_one_out_knn_refuses_what_it_cannot_score():
+    """k = 0 used to score the vote of no neighbour (everything the smallest label), a negative chunk size
+    an uninitialised array, NaN embeddings whatever their sort order gave: each is refused, named."""
+    embeddings, labels = clustered(n=40)
+    for bad, match in (
+        (dict(k=0), "k=0"),
+        (dict(k=-1), "k=-1"),
+        (dict(chunk_size=-1), "chunk_size=-1"),
+        (dict(chunk_size=0), "chunk_size=0"),
+        (dict(max_queries=0), "max_queries=0"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            low_variance.leave_one_out_knn(embeddings, labels, **bad)
+    broken = {**embeddings, "text": embeddings["text"].copy()}
+    broken["text"][3, 0] = np.nan
+    with pytest.raises(ValueError, match="labelled text embeddings contain NaN"):
+        low_variance.leave_one_out_knn(broken, labels)
+    unlabelled = labels.copy()
+    unlabelled[3] = -1  # an unlabelled row takes no part, NaN or not
+    kept = np.arange(40) != 3
+    assert low_variance.leave_one_out_knn(broken, unlabelled).accuracy == pytest.approx(
+        brute_force_loo({m: z[kept] for m, z in embeddings.items()}, labels[kept], 5, "point")
+    )
+    with pytest.raises(ValueError, match="39 image embeddings for 40 labels"):
+        low_variance.leave_one_out_knn({**embeddings, "image": embeddings["image"][:39]}, labels)
+    with pytest.raises(ValueError, match="at least one modality"):
+        low_variance.leave_one_out_knn({}, labels)
+
+
 def test_clustering_over_states_against_scikit_learn():
     embeddings, labels = clustered(n=120, noise=2.0)
     points, stacked = measures.stacked(embeddings, labels)

@@ -205,30 +205,54 @@ def data_notes(data_dir: str | Path) -> list[str]:
     """What a reader of the verdict must know about a prepared data set beyond its configuration: for
     AV-MNIST, where its digits came from (MNIST's training split or a carve of its test split), which
     background noise the speech carries (ESC-50 or an offline substitute), recordings resampled, and
-    recordings that are not the release's, accepted on purpose (``fsdd.extra_recordings``)."""
+    recordings that are not the release's, accepted on purpose (``fsdd.extra_recordings``). A manifest whose
+    record of these is damaged is named, never read as another data set's."""
+    data_dir = Path(data_dir)
     manifest = read_manifest(data_dir)
-    source, name = manifest.get("source", {}), manifest["name"]
+
+    def damaged(key: str, what: str) -> PreparedDataError:
+        return PreparedDataError(f"{data_dir / 'manifest.json'}: {key} {what}; {_rebuild(data_dir)}")
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    source, name = manifest.get("source", {}), manifest.get("name")
+    if not isinstance(source, dict):
+        raise damaged("source", "is not a mapping")
+    if not isinstance(name, str):
+        raise damaged("name", "is missing or not a string")
     notes = []
     if "mnist_train_split" in source:
+        if not isinstance(source["mnist_train_split"], bool):
+            raise damaged("source.mnist_train_split", f"is {source['mnist_train_split']!r}, not true or false")
         digits = (
             "training digits from MNIST's training split, test digits from its test split"
             if source["mnist_train_split"]
             else "every split carved from MNIST's 10,000 test digits (no training split used)"
         )
-        noise = source.get("noise") or {}
-        kind = noise.get("source", "none")
+        noise = source.get("noise")
+        if not isinstance(noise, dict) or not isinstance(noise.get("source"), str):
+            raise damaged("source.noise", "does not record the noise's source")
+        kind, snr = noise["source"], noise.get("snr_db")
+        if kind != "none" and not (isinstance(snr, list) and len(snr) == 2 and all(map(number, snr))):
+            raise damaged("source.noise.snr_db", f"is {snr!r}, not a range [low, high] in dB")
         heard = (
             "no background noise"
             if kind == "none"
-            else f"{kind} noise at {noise['snr_db'][0]:g}-{noise['snr_db'][1]:g} dB"
+            else f"{kind} noise at {snr[0]:g}-{snr[1]:g} dB"
             + (", this project's offline substitute for ESC-50" if noise.get("substitute") else "")
         )
-        resampled = (source.get("fsdd_counts") or {}).get("resampled", 0)
+        counts = source.get("fsdd_counts") or {}
+        resampled = counts.get("resampled", 0) if isinstance(counts, dict) else None
+        if not (isinstance(resampled, int) and not isinstance(resampled, bool) and resampled >= 0):
+            raise damaged("source.fsdd_counts.resampled", f"is {resampled!r}, not a count of recordings")
         notes.append(
             f"data set {name}: {digits}; speech with {heard}"
             + (f"; {resampled} FSDD recordings resampled to the common rate" if resampled else "")
         )
     extra = source.get("fsdd_extra") or []
+    if not (isinstance(extra, list) and all(isinstance(recording, str) for recording in extra)):
+        raise damaged("source.fsdd_extra", "is not a list of recording names")
     if extra:
         listed = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
         notes.append(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modgap.data.download import RemoteFile
+from modgap.errors import ExplainedError
 
 CIFAR10_ARCHIVE = RemoteFile(
     "cifar-10-python.tar.gz",
@@ -60,13 +61,31 @@ ESC50_ARCHIVE = RemoteFile("ESC-50-master.zip", "https://github.com/karoldvl/ESC
 def uses_mnist_train(config: Mapping) -> bool:
     """Whether an AV-MNIST data set draws its training digits from MNIST's training split: ``use_mnist_train``
     true or false, or 'auto': yes when downloading, and from a local copy (``mnist.extracted``) when the
-    copy holds the training files, else every split is carved from the 10,000 test digits."""
+    copy holds the training files, else every split is carved from the 10,000 test digits; a copy with one
+    of the two training files is refused, not read as either."""
     choice, folder = config["use_mnist_train"], config["mnist"]["extracted"]
     if choice != "auto":
         return bool(choice)
     if not folder:
         return True
+    problem = partial_mnist_train(folder)
+    if problem:
+        raise ExplainedError(f"mnist.extracted: {problem}")
     return all((Path(folder) / MNIST_FILES[key].name).is_file() for key in ("train_images", "train_labels"))
+
+
+def partial_mnist_train(folder: str | Path) -> str | None:
+    """What is amiss with the training split of a local MNIST copy that ``use_mnist_train: auto`` reads: one of
+    its two files without the other, or one that is not a file (None: both files, or neither)."""
+    train = [Path(folder) / MNIST_FILES[key].name for key in ("train_images", "train_labels")]
+    there = [path for path in train if path.exists()]
+    if not there or all(path.is_file() for path in train):
+        return None
+    amiss = ", ".join(path.name for path in train if not path.is_file())
+    return (
+        f"{folder} holds MNIST's training split in part ({amiss} missing or not a file): with use_mnist_train "
+        "auto, copy both training files or neither (or set use_mnist_train true or false)"
+    )
 
 
 def mnist_keys(config: Mapping) -> list[str]:

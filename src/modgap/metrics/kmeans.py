@@ -94,12 +94,21 @@ def kmeans_states(
     pass over the data per Lloyd step for all of them. Each state's clustering is the one ``kmeans`` gives
     from that state alone (the same draws; the products may round differently in the last bit)."""
     points = np.ascontiguousarray(points)
+    if points.dtype not in (np.float32, np.float64):  # integers, booleans, float16: scikit-learn's float64
+        points = points.astype(np.float64)
+    if points.ndim != 2 or points.shape[1] == 0:
+        raise ValueError(f"KMeans needs points of shape (n, d) with d >= 1, got shape {points.shape}")
     if not np.isfinite(points).all():
         raise ValueError("KMeans: the points contain NaN or infinite values")
     if not 1 <= k <= len(points):
         raise ValueError(f"KMeans needs 1 <= k <= {len(points)} points, got k={k}")
-    if not random_states:
+    if len(random_states) == 0:
         raise ValueError("KMeans needs at least one random state")
+    unusable = [s for s in random_states if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0]
+    if unusable:  # None would seed from the operating system: a clustering no run could repeat
+        raise ValueError(f"KMeans random states must be non-negative integers, got {unusable[0]!r}")
+    if n_init < 1 or max_iter < 1:
+        raise ValueError(f"KMeans needs n_init >= 1 and max_iter >= 1, got n_init={n_init}, max_iter={max_iter}")
     n, d = points.shape
     rngs = [np.random.default_rng(state) for state in random_states]
     n_runs = len(rngs) * n_init

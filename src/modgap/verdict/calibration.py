@@ -36,6 +36,8 @@ from modgap.verdict.paper import baseline_gap
 from modgap.verdict.paper import margins as paper_margins
 from modgap.verdict.stats import PairedSample
 
+# calibration.gap_rule: aim at the paper's baseline gap, or take any gap of at least min_gap.
+GAP_RULES = ("paper", "at_least")
 # Metrics a converged cell must hold still, with their labels.
 CONVERGENCE_METRICS = {"gap": "gap", "v_measure": "V-Measure", "knn_acc": "kNN", "r1_mean": "R@1"}
 
@@ -55,8 +57,14 @@ def regime_for(modalities: int, rule: Mapping) -> Regime:
     """The regime of ``calibration`` (two modalities like CIFAR-10, three like AV-MNIST); under ``gap_rule:
     paper`` the gap has no floor, since the choice reads it against the paper's own."""
     ceilings = rule["ceilings"][str(modalities)]
-    min_gap = rule["min_gap"] if rule["gap_rule"] == "at_least" else 0.0
+    min_gap = rule["min_gap"] if _gap_rule(rule["gap_rule"]) == "at_least" else 0.0
     return Regime(min_gap, ceilings["v_measure"], ceilings["knn_acc"], rule["r1_over_chance"])
+
+
+def _gap_rule(gap_rule: str) -> str:
+    if gap_rule not in GAP_RULES:
+        raise ValueError(f"calibration.gap_rule must be one of {', '.join(GAP_RULES)}, got {gap_rule!r}")
+    return gap_rule
 
 
 def cell_convergence(
@@ -172,7 +180,10 @@ def choose(table: pd.DataFrame, learnable: Sequence[str], gap_rule: str = "paper
     strongest tower (largest patch) with a qualifying learnable setting, and at it the setting whose gap lies
     nearest the paper's baseline gap (``gap_rule`` 'paper', when the group has a reference) or the first in
     the grid's order ('at_least'); None: no cell qualifies."""
+    _gap_rule(gap_rule)
     chosen: dict[str, pd.Series | None] = {}
+    if table.empty:  # no cell has runs (calibration_markdown says so)
+        return chosen
     references = table["paper_reference"].fillna("") if "paper_reference" in table else pd.Series("", table.index)
     for (modalities, reference), block in table.groupby([table["modalities"], references], sort=True):
         key = f"{modalities} modalities" + (f" ({reference})" if reference else "")

@@ -66,4 +66,8 @@ def baseline_gap(reference: str | None) -> float | None:
     if reference is None:
         return None
     rows = paper_table()
-    return float(rows[(rows["dataset"] == reference) & (rows["method"] == "clip_lt")]["gap"].iloc[0])
+    found = rows[(rows["dataset"] == reference) & (rows["method"] == "clip_lt")]["gap"]
+    if found.empty:
+        known = ", ".join(dict.fromkeys(rows["dataset"]))
+        raise ValueError(f"the paper reports no CLIP (LT) gap on {reference!r} (paper_reference: one of {known})")
+    return float(found.iloc[0])
