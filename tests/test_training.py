@@ -53,7 +53,7 @@ def test_epoch_log_has_every_term_and_validation_metrics(tmp_path, tiny_data, ti
     for column in ("loss", "loss_infonce", "loss_atp", "loss_cu", "weight_atp", "weight_cu", "lr", "temperature",
                    "val_gap", "val_r1", "val_cos_true_pairs"):  # fmt: skip
         assert column in logged[0], column
-    assert float(logged[0]["temperature"]) == pytest.approx(0.03, rel=0.2)  # the experiment's learnable τ init
+    assert float(logged[0]["temperature"]) == pytest.approx(0.07, rel=0.2)  # the experiment's learnable τ init
 
 
 _TRAIN_SCRIPT = """
