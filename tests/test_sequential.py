@@ -147,3 +147,30 @@ def test_the_report_says_what_the_cap_lacked_for_each_undecided_part():
     assert f"about {needed} paired seeds would decide it at the last round's level" in report_text(
         record, DESIGN, CLAIMS
     )
+
+
+def test_claims_read_the_runs_as_the_first_round_naming_the_round_or_the_next_seeds():
+    from modgap.verdict.sequential import first_round_text
+
+    comparisons = [("clear", "ours", "clip_lt"), ("unclear", "ours", "clip_lt")]
+    runs = pd.concat([runs_for(range(5), 10.0, "clear@40"), runs_for(range(5), 1.0, "unclear@40", noise=5.0),
+                      runs_for(range(5), 0.0, "unclear@10")])  # fmt: skip
+    text = first_round_text(runs, {"clear": "clear@40", "unclear": "unclear@40"}, comparisons, DESIGN, CLAIMS, {})
+    clear, unclear = text.split("\n\nunclear: ")
+    assert "clear: ours vs clip_lt, 5 paired seeds (stopped after round 1 of 3)" in clear
+    assert clear.count("decided in round 1 (5 seeds)") == 3
+    assert "(open after round 1 of 3)" in unclear and "open after round 1: round 2 adds seeds 5-9" in unclear
+    assert "Sequential verdict after round 1 of 3:" in text and "at the cap" not in text
+    # the same record as the decide design's first round on those runs
+    record = run_round(0, runs_for(range(5), 10.0, "clear"), [comparisons[0]], DESIGN, CLAIMS, {})
+    assert [c["state"] for c in record["comparisons"][0]["checks"]] == ["holds"] * 3
+
+
+def test_claims_say_why_runs_of_other_seeds_are_not_the_first_round():
+    from modgap.verdict.sequential import first_round_text
+
+    runs = runs_for(range(100, 105), 10.0, "clear@40")
+    text = first_round_text(runs, {"clear": "clear@40"}, [("clear", "ours", "clip_lt")], DESIGN, CLAIMS, {})
+    assert "Not read: round 1: clear: ours vs clip_lt has paired seeds [100, 101, 102, 103, 104]" in text
+    assert "trains the plan's own seeds (0-19)" in text
+    assert first_round_text(runs, {}, [], DESIGN, CLAIMS, {}) == ""

@@ -59,6 +59,9 @@ rule claims:
         references=REFERENCES,
         provenance=PROVENANCE,
         labels=LABELS,
+        design=canonical(study["decide"]),
+        comparisons=DECIDED_COMPARISONS,
+        finals={e: final_evaluation(e) for e, _, _ in DECIDED_COMPARISONS},
     log:
         "results/logs/claims.log",
     conda:

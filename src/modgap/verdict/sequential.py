@@ -244,15 +244,21 @@ def report_text(record: Mapping, design: Design, claims: Mapping, labels: Mappin
     for comparison in record["comparisons"]:
         method, baseline = comparison["method"], comparison["baseline"]
         named = " vs ".join(f"{m} ({labels[m]})" if m in labels else m for m in (method, baseline))
+        reached = comparison["round"] + 1
+        going_on = comparison["open"]  # a record of a round before the cap: the next round's seeds are owed
+        status = "open after round" if going_on else "stopped after round"
         lines.append(
-            f"{comparison['experiment']}: {named}, {len(comparison['seeds'])} paired seeds (stopped after round "
-            f"{comparison['round'] + 1} of {len(design.rounds)})"
+            f"{comparison['experiment']}: {named}, {len(comparison['seeds'])} paired seeds ({status} {reached} of "
+            f"{len(design.rounds)})"
         )
+        next_seeds = design.seeds[len(comparison["seeds"]) : design.rounds[min(reached, len(design.rounds) - 1)]]
         for check in comparison["checks"]:
             title = check["title"].format(retrieval=f"{claims['retrieval_tolerance']:g}")
             decided = (
                 f"decided in round {check['decided_round'] + 1} ({design.rounds[check['decided_round']]} seeds)"
                 if check["decided_round"] is not None
+                else f"open after round {reached}: round {reached + 1} adds seeds {next_seeds[0]}-{next_seeds[-1]}"
+                if going_on
                 else f"undecided at the cap of {design.rounds[-1]} seeds"
                 if check["state"] == INCONCLUSIVE
                 else ""
@@ -267,7 +273,7 @@ def report_text(record: Mapping, design: Design, claims: Mapping, labels: Mappin
                     continue
                 sign = "" if part["key"].startswith("3:") else "+"  # the gap ratio is no difference
                 why = ""
-                if part["state"] == INCONCLUSIVE and check["state"] == INCONCLUSIVE:
+                if part["state"] == INCONCLUSIVE and check["state"] == INCONCLUSIVE and not going_on:
                     why = "; " + _cap_note(part, record["level"])
                 lines.append(
                     f"      {part['label']} {part['estimate']:{sign}.2f} [{part['low']:{sign}.2f}, "
@@ -276,11 +282,42 @@ def report_text(record: Mapping, design: Design, claims: Mapping, labels: Mappin
                 )
         lines.append("")
     states = [check["state"] for c in record["comparisons"] for check in c["checks"]]
+    so_far = "" if record["finished"] else f" after round {record['round'] + 1} of {len(design.rounds)}"
     lines.append(
-        f"Sequential verdict: {sum(s != INCONCLUSIVE for s in states)} of {len(states)} checks decided "
+        f"Sequential verdict{so_far}: {sum(s != INCONCLUSIVE for s in states)} of {len(states)} checks decided "
         f"({', '.join(f'{states.count(s)} {s}' for s in dict.fromkeys(states))})."
     )
     return "\n".join(lines) + "\n"
+
+
+def first_round_text(
+    runs: pd.DataFrame,
+    finals: Mapping[str, str],
+    comparisons: Sequence[tuple[str, str, str]],
+    design: Design,
+    claims: Mapping,
+    references: Mapping[str, str | None],
+    labels: Mapping[str, str] | None = None,
+) -> str:
+    """claims.txt's account of the plan: these runs, read at each experiment's last epoch (``finals``: the name
+    of that evaluation in ``runs``), tested as the plan's first round, so that every check decided there names
+    its round and every other one the seeds the next round adds; or why these runs are not that round."""
+    if not comparisons:
+        return ""
+    header = (
+        "== The sequential plan's first round: these runs (snakemake --cores all decide runs the next rounds and "
+        "names the round that decides each check in results/decide.txt) ==\n\n"
+    )
+    at_last_epoch = runs[runs["experiment"].isin(set(finals.values()))].copy()
+    at_last_epoch["experiment"] = at_last_epoch["experiment"].map({v: k for k, v in finals.items()})
+    try:
+        record = run_round(0, at_last_epoch, comparisons, design, claims, references)
+    except ValueError as error:  # other seeds than the round's
+        return (
+            f"{header}Not read: {error}. `snakemake --cores all decide` trains the plan's own seeds "
+            f"({design.seeds[0]}-{design.seeds[-1]}) and writes results/decide.txt.\n"
+        )
+    return header + report_text(record, design, claims, labels)
 
 
 def _cap_note(part: Mapping, level: float) -> str:
