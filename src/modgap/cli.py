@@ -23,8 +23,6 @@ from modgap.study.model_specs import DEFAULT_PROMPT
 from modgap.study.paths import RUNS_TABLE
 from modgap.study.plan import definition_digests, evaluated_runs, ladders, method_labels, paper_references
 from modgap.study.schema import bound_problems, section_defaults
-from modgap.verdict.evidence import definition_mismatch, mismatch, read_runs
-from modgap.verdict.report import claims_report
 
 
 def claims_command(arguments: argparse.Namespace) -> int:
@@ -47,6 +45,10 @@ def claims_command(arguments: argparse.Namespace) -> int:
 
 
 def _claims(arguments: argparse.Namespace, config: dict) -> int:
+    # loaded here, not at import, as in modgap.your_embeddings.compare: `modgap evaluate` needs neither
+    from modgap.verdict.evidence import definition_mismatch, mismatch, read_runs
+    from modgap.verdict.report import claims_report
+
     runs = read_runs(arguments.runs)
     problems = mismatch(runs, evaluated_runs(config)) + definition_mismatch(runs, definition_digests(config))
     if problems:
