@@ -503,6 +503,32 @@ def test_effective_rank_by_hand():
     assert measures.effective_rank(cone) == pytest.approx(5.0)
 
 
+def svd_effective_rank(z, tolerance=1e-6):
+    """The definition read directly: the centred matrix's singular values by SVD."""
+    singular = np.linalg.svd(z - z.mean(axis=0), compute_uv=False)
+    kept = singular[singular > tolerance * math.sqrt(float((z**2).sum()))]
+    shares = kept / kept.sum()
+    return float(np.exp(-(shares * np.log(shares)).sum())) if kept.size else 0.0
+
+
+@pytest.mark.parametrize("shape", [(300, 16), (16, 300), (64, 64), (2, 8), (2000, 512)])
+@pytest.mark.parametrize("rank", [1, 3, None])
+@pytest.mark.parametrize("scale", [1e-170, 1.0, 1e150])
+def test_effective_rank_matches_the_svd_definition(shape, rank, scale):
+    rng = np.random.default_rng(sum(shape))
+    z = rng.standard_normal(shape) * np.logspace(0, -7, shape[1])  # singular values over seven decades
+    if rank is not None:
+        z = rng.standard_normal((shape[0], rank)) @ rng.standard_normal((rank, shape[1]))
+    assert measures.effective_rank(z * scale) == pytest.approx(svd_effective_rank(z), rel=1e-9)
+
+
+def test_effective_rank_refuses_what_its_gram_route_cannot_measure():
+    with pytest.raises(ValueError, match=r"an \(N, d\) matrix, got shape \(5,\)"):
+        measures.effective_rank(np.ones(5))
+    with pytest.raises(ValueError, match="tolerance 1e-09 lies below"):
+        measures.effective_rank(np.eye(4), tolerance=1e-9)
+
+
 def test_an_exactly_collapsed_encoder_is_flagged_collapsed():
     """Every embedding identical: R@1 is chance (ties broken at random) and the rank is 1, so the flag fires."""
     labels = np.arange(80) % 4

@@ -169,8 +169,28 @@ def test_claims_read_the_runs_as_the_first_round_naming_the_round_or_the_next_se
 def test_claims_say_why_runs_of_other_seeds_are_not_the_first_round():
     from modgap.verdict.sequential import first_round_text
 
+    comparison = [("clear", "ours", "clip_lt")]
     runs = runs_for(range(100, 105), 10.0, "clear@40")
-    text = first_round_text(runs, {"clear": "clear@40"}, [("clear", "ours", "clip_lt")], DESIGN, CLAIMS, {})
-    assert "Not read: round 1: clear: ours vs clip_lt has paired seeds [100, 101, 102, 103, 104]" in text
-    assert "trains the plan's own seeds (0-19)" in text
+    text = first_round_text(runs, {"clear": "clear@40"}, comparison, DESIGN, CLAIMS, {})
+    assert "Not read: clear: ours has seeds 100-104, round 1 of the plan seeds 0-4" in text
+    assert "[HOLDS]" not in text
+    doubled = pd.concat([runs_for(range(5), 10.0, "clear@40"), runs_for([3], 10.0, "clear@40")])
+    assert "ours has seeds 0, 1, 2, 3, 3, 4, round 1" in first_round_text(
+        doubled, {"clear": "clear@40"}, comparison, DESIGN, CLAIMS, {}
+    )
+    absent = first_round_text(
+        runs_for(range(5), 10.0, "other@40"), {"clear": "clear@40"}, comparison, DESIGN, CLAIMS, {}
+    )
+    assert "Not read: clear: ours has seeds none" in absent
+    with pytest.raises(ValueError, match="no last-epoch evaluation named for clear"):
+        first_round_text(runs, {}, comparison, DESIGN, CLAIMS, {})
     assert first_round_text(runs, {}, [], DESIGN, CLAIMS, {}) == ""
+
+
+def test_a_round_of_one_more_seed_names_that_seed():
+    from modgap.verdict.sequential import first_round_text
+
+    design = Design.of({"rounds": [5, 6], "spending": "pocock", "first_seed": 0})
+    runs = runs_for(range(5), 1.0, "unclear@40", noise=5.0)
+    text = first_round_text(runs, {"unclear": "unclear@40"}, [("unclear", "ours", "clip_lt")], design, CLAIMS, {})
+    assert "round 2 adds seeds 5\n" in text and "5-5" not in text
