@@ -152,7 +152,9 @@ def test_results_name_their_configuration_and_modgap_claims_checks_definitions(c
     edited = {**TINY, "methods": {"ours": {"loss": {"atp": {"weight": 2.0}}}}}
     changed.write_text(yaml.safe_dump(edited))
     common = ["claims", "--runs", str(runs), "--default-config", str(checkout / "config.yaml"), "--configfile"]
-    assert main([*common, str(same)]) == 0 and "Holm" in capsys.readouterr().out
+    assert main([*common, str(same)]) == 0
+    printed = capsys.readouterr().out
+    assert "Holm" in printed and "round 1 of the plan" in printed and claims.endswith(printed)  # the file's verdict
     assert main([*common, str(changed)]) == 1  # same names, another definition of ours: refused
     error = capsys.readouterr().err
     assert "pair/ours: its runs were made by definition" in error and "triple/ours" in error

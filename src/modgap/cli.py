@@ -21,7 +21,15 @@ from modgap.io import OutputFolderError, check_output_folder, write_json, write_
 from modgap.study.config import DEFAULT_CONFIG, ConfigError, load_config_files
 from modgap.study.model_specs import DEFAULT_PROMPT
 from modgap.study.paths import RUNS_TABLE
-from modgap.study.plan import definition_digests, evaluated_runs, ladders, method_labels, paper_references
+from modgap.study.plan import (
+    decided_comparisons,
+    definition_digests,
+    evaluated_runs,
+    evaluations,
+    ladders,
+    method_labels,
+    paper_references,
+)
 from modgap.study.schema import bound_problems, section_defaults
 
 
@@ -48,6 +56,7 @@ def _claims(arguments: argparse.Namespace, config: dict) -> int:
     # loaded here, not at import, as in modgap.your_embeddings.compare: `modgap evaluate` needs neither
     from modgap.verdict.evidence import definition_mismatch, mismatch, read_runs
     from modgap.verdict.report import claims_report
+    from modgap.verdict.sequential import Design, first_round_text
 
     runs = read_runs(arguments.runs)
     problems = mismatch(runs, evaluated_runs(config)) + definition_mismatch(runs, definition_digests(config))
@@ -60,14 +69,23 @@ def _claims(arguments: argparse.Namespace, config: dict) -> int:
             file=sys.stderr,
         )
         return 1
+    references, labels = paper_references(config), method_labels(config)
     report = claims_report(
-        arguments.runs,
-        config["claims"],
-        ladders=ladders(config),
-        references=paper_references(config),
-        labels=method_labels(config),
+        arguments.runs, config["claims"], ladders=ladders(config), references=references, labels=labels
     )
-    print(report, end="")
+    # the same round-1 account of the plan of seeds as results/claims.txt ends with
+    finals = {e["experiment"]: e["name"] for e in evaluations(config) if e["final"]}
+    comparisons = decided_comparisons(config)
+    plan = first_round_text(
+        runs,
+        {e: finals[e] for e, _, _ in comparisons},
+        comparisons,
+        Design.of(config["decide"]),
+        config["claims"],
+        {e: references.get(finals[e]) for e, _, _ in comparisons},
+        labels,
+    )
+    print(report + "\n" + plan if plan else report, end="")
     if "definition" not in runs:
         print(
             f"note: {arguments.runs} has no definition column (written by an older modgap): which configuration "
