@@ -75,16 +75,8 @@ def _claims(arguments: argparse.Namespace, config: dict) -> int:
     )
     # the same round-1 account of the plan of seeds as results/claims.txt ends with
     finals = {e["experiment"]: e["name"] for e in evaluations(config) if e["final"]}
-    comparisons = decided_comparisons(config)
-    plan = first_round_text(
-        runs,
-        {e: finals[e] for e, _, _ in comparisons},
-        comparisons,
-        Design.of(config["decide"]),
-        config["claims"],
-        {e: references.get(finals[e]) for e, _, _ in comparisons},
-        labels,
-    )
+    design = Design.of(config["decide"])
+    plan = first_round_text(runs, finals, decided_comparisons(config), design, config["claims"], references, labels)
     print(report + "\n" + plan if plan else report, end="")
     if "definition" not in runs:
         print(

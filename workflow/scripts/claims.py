@@ -23,7 +23,7 @@ with log_to_file(snakemake.log[0]):
         [tuple(c) for c in params.comparisons],
         Design.of(params.design),
         params.claims,
-        {e: params.references.get(final) for e, final in params.finals.items()},
+        params.references,
         params.labels,
     )
     verdict = report_text(families, params.claims, params.provenance, params.labels, notes)

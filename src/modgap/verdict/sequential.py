@@ -300,9 +300,9 @@ def first_round_text(
     labels: Mapping[str, str] | None = None,
 ) -> str:
     """claims.txt's account of the plan: these runs, read at each experiment's last epoch (``finals``: the name
-    of that evaluation in ``runs``), tested as the plan's first round, so that every check decided there names
-    its round and every other one the seeds the next round adds; or, where their seeds are not that round's,
-    which are."""
+    of that evaluation in ``runs``; ``references``: each evaluation's paper reference), tested as the plan's
+    first round, so that every check decided there names its round and every other one the seeds the next
+    round adds; or, where their seeds are not that round's, which are."""
     if not comparisons:
         return ""
     header = (
@@ -325,7 +325,8 @@ def first_round_text(
                     f"{header}Not read: {experiment}: {name} has seeds {_span(seeds) or 'none'}, round 1 of the "
                     f"plan seeds {_span(planned)}; `snakemake --cores all decide` trains the plan's own.\n"
                 )
-    record = run_round(0, at_last_epoch, comparisons, design, claims, references)
+    by_experiment = {experiment: references.get(finals[experiment]) for experiment, _, _ in comparisons}
+    record = run_round(0, at_last_epoch, comparisons, design, claims, by_experiment)
     return header + report_text(record, design, claims, labels)
 
 
