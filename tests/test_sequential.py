@@ -132,6 +132,8 @@ def test_the_report_says_why_a_part_has_no_value():
     record = run_round(0, runs, [("clear", "ours", "clip_lt")], DESIGN, CLAIMS, {})
     text = report_text(record, DESIGN, CLAIMS)
     assert "kNN n/a: no finite values: not decided" in text and "nan" not in text
+    # more seeds cannot give it a value: every later round reads these seeds again
+    assert "round 2 adds seeds 5-9, though a part without a value in these seeds stays undecided" in text
 
 
 def test_the_report_says_what_the_cap_lacked_for_each_undecided_part():

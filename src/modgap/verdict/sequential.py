@@ -254,10 +254,16 @@ def report_text(record: Mapping, design: Design, claims: Mapping, labels: Mappin
         next_seeds = design.seeds[len(comparison["seeds"]) : design.rounds[min(reached, len(design.rounds) - 1)]]
         for check in comparison["checks"]:
             title = check["title"].format(retrieval=f"{claims['retrieval_tolerance']:g}")
+            # every later round reads these seeds again: a part they leave without a value stays undecided
+            valueless = any(
+                p["state"] != NO_ROOM and not (math.isfinite(p["estimate"]) and math.isfinite(p["low"]))
+                for p in check["parts"]
+            )
             decided = (
                 f"decided in round {check['decided_round'] + 1} ({design.rounds[check['decided_round']]} seeds)"
                 if check["decided_round"] is not None
                 else f"open after round {reached}: round {reached + 1} adds seeds {_span(next_seeds)}"
+                + (", though a part without a value in these seeds stays undecided" if valueless else "")
                 if going_on
                 else f"undecided at the cap of {design.rounds[-1]} seeds"
                 if check["state"] == INCONCLUSIVE
