@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -22,6 +24,7 @@ ANALYSIS = {
     "pyyaml",
     "jsonschema",
     "threadpoolctl",
+    "numba",
 }
 
 
@@ -96,3 +99,21 @@ def test_default_profile_caps_gpu_jobs_without_set_resources(repo):
     profile = yaml.safe_load((repo / "profiles" / "default" / "config.yaml").read_text())
     assert profile["resources"] == ["gpu=1"]
     assert "set-resources" not in profile  # it would replace a user profile's set-resources
+
+
+def test_analysis_jobs_never_import_torch(repo):
+    """Every module an analysis job's script imports loads without torch: the analysis environment has none."""
+    modules = set()
+    for rules in (repo / "workflow" / "rules").glob("*.smk"):
+        for block in rules.read_text().split("\nrule ")[1:]:
+            script = re.search(r'    script:\n\s+"\.\./scripts/([\w.]+)"', block)
+            if script and "ANALYSIS_ENV" in block:
+                source = (repo / "workflow" / "scripts" / script.group(1)).read_text()
+                modules |= set(re.findall(r"^from (modgap[\w.]*) import", source, flags=re.MULTILINE))
+                modules |= set(re.findall(r"^import (modgap[\w.]*)", source, flags=re.MULTILINE))
+    assert "modgap.metrics.per_run" in modules  # the metrics job, which runs k-means and the kNN
+    imports = "; ".join(f"import {module}" for module in sorted(modules))
+    check = f"import sys; {imports}; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=repo / "src")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

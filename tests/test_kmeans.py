@@ -131,3 +131,52 @@ def test_integer_points_are_clustered_as_float64():
     reference = kmeans(grid.astype(np.float64), 2, n_init=2)
     np.testing.assert_array_equal(result.labels, reference.labels)
     assert result.inertia == reference.inertia == pytest.approx(8 / 3)
+
+
+def test_nearest_centres_is_numpys_argmax_first_among_equals():
+    """The compiled assignment step gives numpy's labels to the bit: x.c - |c|^2 / 2 rounded as numpy rounds
+    it, the first centre among equal scores, and whether each label moved."""
+    from modgap.metrics.kmeans import _nearest_centres
+
+    rng = np.random.default_rng(0)
+    n, k, all_runs = 300, 4, 5
+    runs = np.array([0, 2, 4])
+    scores = rng.integers(-2, 3, size=(n, len(runs) * k)).astype(np.float32)  # ties in most rows
+    scores[:20] += rng.normal(size=(20, len(runs) * k)).astype(np.float32) * 1e-7  # rounding decides these
+    half_norms = (rng.integers(-2, 3, size=len(runs) * k) / 2 + 1e-8).astype(np.float32)
+    labels = rng.integers(-1, k, size=(all_runs, n))
+    assigned = np.empty((len(runs), n), dtype=np.int64)
+    moved = np.empty((len(runs), n), dtype=np.bool_)
+    _nearest_centres(scores, half_norms, k, labels, runs, assigned, moved)
+    expected = (scores - half_norms[None, :]).reshape(n, len(runs), k).argmax(axis=2).T
+    np.testing.assert_array_equal(assigned, expected)
+    np.testing.assert_array_equal(moved, expected != labels[runs])
+
+
+@pytest.mark.parametrize("moving", [0.05, 1.0])
+def test_per_cluster_sums_follow_the_moved_points(moving):
+    """Sums and counts brought up to date from the moved points alone (or rebuilt when most move) equal
+    those summed afresh from the new labels (integer-valued points: every sum is exact)."""
+    from modgap.metrics.kmeans import _update_sums
+
+    rng = np.random.default_rng(1)
+    n, d, k, all_runs = 400, 5, 3, 4
+    runs = np.array([1, 3])
+    points = rng.integers(-5, 6, size=(n, d)).astype(np.float64)
+    labels = rng.integers(0, k, size=(all_runs, n))
+    sums, counts = np.zeros((all_runs, k, d)), np.zeros((all_runs, k))
+    for run in range(all_runs):
+        np.add.at(sums[run], labels[run], points)
+        counts[run] = np.bincount(labels[run], minlength=k)
+    assigned = labels[runs].copy()
+    change = rng.random(assigned.shape) < moving
+    assigned[change] = rng.integers(0, k, size=int(change.sum()))
+    moved = assigned != labels[runs]
+    untouched = sums[[0, 2]].copy()
+    _update_sums(sums, counts, points, runs, labels, assigned, moved, k)
+    for slot, run in enumerate(runs):
+        expected = np.zeros((k, d))
+        np.add.at(expected, assigned[slot], points)
+        np.testing.assert_array_equal(sums[run], expected)
+        np.testing.assert_array_equal(counts[run], np.bincount(assigned[slot], minlength=k))
+    np.testing.assert_array_equal(sums[[0, 2]], untouched)

@@ -66,6 +66,32 @@ def test_leave_one_out_knn_breaks_ties_by_point_order():
     assert found.accuracy == pytest.approx(brute_force_loo(embeddings, labels, 5, "point"))
 
 
+@pytest.mark.parametrize("cols", [2559, 2560, 2561, 5000, 6399])
+@pytest.mark.parametrize("k", [1, 5])
+def test_k_highest_matches_a_full_sort(cols, k):
+    """Each row's k highest columns, ties broken towards the lowest column, as a full sort finds them: on rows
+    tied at the k-th place, rows tied everywhere (read whole), rows with -inf (a query left out) and a best
+    score among the columns past the last whole block."""
+    rng = np.random.default_rng(cols + k)
+    scores = rng.normal(size=(40, cols)).astype(np.float32)
+    scores[:10] = np.round(scores[:10])
+    scores[10:15] = 0.5
+    scores[15:20, ::3] = -np.inf
+    scores[20, -1] = 9.0
+    scores[21, [0, cols - 1]] = 9.0
+    columns = np.broadcast_to(np.arange(cols), scores.shape)
+    expected = np.sort(np.lexsort((columns, -scores), axis=1)[:, :k], axis=1)
+    np.testing.assert_array_equal(np.sort(low_variance.k_highest(scores, k), axis=1), expected)
+
+
+def test_leave_one_out_knn_on_enough_points_for_blocks_matches_brute_force():
+    # 3,000 stacked points: the neighbour search reads blocks of columns (fewer points fall back to a partition)
+    embeddings, labels = clustered(n=1500, noise=1.5, seed=4)
+    embeddings["text"][700:760] = embeddings["text"][700]  # one caption shared by many items: ties
+    found = low_variance.leave_one_out_knn(embeddings, labels, k=5)
+    assert found.accuracy == pytest.approx(brute_force_loo(embeddings, labels, 5, "point"))
+
+
 def test_leave_one_out_knn_degenerate_and_perfect_encoders():
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 4, 200)

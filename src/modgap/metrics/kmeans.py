@@ -3,8 +3,10 @@
 Same seeding rule, tolerance and stopping test as scikit-learn's ``KMeans``. The ``n_init`` runs go side
 by side: each seeding or Lloyd step of every run is one wide product with the data, which reads the
 data once instead of once per run; once few points change cluster, a step moves only those between
-the per-cluster sums instead of summing every cluster again. (Bounds that skip distance computations, Elkan's or Hamerly's,
-prune little on embeddings: in hundreds of dimensions a point's distances to all centres are close.)
+the per-cluster sums instead of summing every cluster again. The steps between the products (each point's
+nearest centre, which labels moved, the one-hot matrices) are compiled with numba: in numpy they took as long
+as the products. (Bounds that skip distance computations, Elkan's or Hamerly's, prune little on embeddings:
+in hundreds of dimensions a point's distances to all centres are close.)
 
 The random draws differ from scikit-learn's, so clusterings can differ where KMeans has several local
 optima; an empty cluster keeps its previous centre (scikit-learn moves it to a far point).
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 
 @dataclass(frozen=True)
@@ -127,10 +130,12 @@ def kmeans_states(
         # every active run's nearest centres in one product: the highest x.c - |c|^2 / 2
         scores = points @ centres[runs].reshape(-1, d).T
         flop += 2.0 * n * d * len(runs) * k
-        scores -= 0.5 * np.einsum("rkd,rkd->rk", centres[runs], centres[runs]).reshape(1, -1)
-        assigned = scores.reshape(n, len(runs), k).argmax(axis=2).T  # (runs, n)
-        _update_sums(sums, counts, points, runs, labels[runs], assigned, k)
-        unchanged = (assigned == labels[runs]).all(axis=1)
+        half_norms = 0.5 * np.einsum("rkd,rkd->rk", centres[runs], centres[runs]).reshape(-1)
+        assigned = np.empty((len(runs), n), dtype=np.int64)
+        moved = np.empty((len(runs), n), dtype=np.bool_)
+        _nearest_centres(scores, half_norms, k, labels, runs, assigned, moved)
+        _update_sums(sums, counts, points, runs, labels, assigned, moved, k)
+        unchanged = ~moved.any(axis=1)
         labels[runs] = assigned
         iterations[runs] += 1
         present = counts[runs, :, None] > 0
@@ -151,30 +156,91 @@ def kmeans_states(
     return clusterings
 
 
+@njit(cache=True, nogil=True)
+def _nearest_centres(
+    scores: np.ndarray,
+    half_norms: np.ndarray,
+    k: int,
+    labels: np.ndarray,
+    runs: np.ndarray,
+    assigned: np.ndarray,
+    moved: np.ndarray,
+) -> None:
+    """Each run's nearest centre for every point, and whether it differs from the point's label, in place.
+
+    ``scores`` (n_points, runs x k) holds x.c per run and centre; the nearest has the highest x.c - |c|^2 / 2,
+    the first among equals (numpy's argmax: the subtraction rounds as numpy's does, so labels match it to
+    the bit). One pass over the scores instead of numpy's subtraction, argmax, transpose and comparison."""
+    for point in range(scores.shape[0]):
+        for slot in range(len(runs)):
+            first = slot * k
+            best = scores[point, first] - half_norms[first]
+            nearest = 0
+            for centre in range(1, k):
+                value = scores[point, first + centre] - half_norms[first + centre]
+                if value > best:
+                    best = value
+                    nearest = centre
+            assigned[slot, point] = nearest
+            moved[slot, point] = nearest != labels[runs[slot], point]
+
+
 def _update_sums(
     sums: np.ndarray,
     counts: np.ndarray,
     points: np.ndarray,
     runs: np.ndarray,
-    previous: np.ndarray,
+    labels: np.ndarray,
     assigned: np.ndarray,
+    moved: np.ndarray,
     k: int,
 ) -> None:
-    """Bring the runs' per-cluster sums and counts up to date with their new labels, in place.
+    """Bring the runs' per-cluster sums and counts up to date with their new labels (``assigned``; ``labels``
+    holds every run's previous ones), in place.
 
     Both are products with one-hot matrices, one row per (run, cluster): of all points while most of
     them move (the first step), later of the moved points only, +1 for the new cluster, -1 for the old."""
-    run_of, point_of = np.nonzero(assigned != previous)
-    if len(point_of) > len(points):
+    n_moved = int(np.count_nonzero(moved))
+    if n_moved > len(points):
         one_hot = np.zeros((len(runs) * k, len(points)), dtype=points.dtype)
-        one_hot[(assigned + k * np.arange(len(runs))[:, None]).ravel(), np.tile(np.arange(len(points)), len(runs))] = 1
+        _fill_one_hot(assigned, k, one_hot)
         sums[runs] = (one_hot @ points).reshape(len(runs), k, -1)
         counts[runs] = one_hot.sum(axis=1).reshape(len(runs), k)
         return
-    moves = np.zeros((len(runs) * k, len(point_of)), dtype=points.dtype)
-    column = np.arange(len(point_of))
-    moves[run_of * k + assigned[run_of, point_of], column] = 1
-    was = previous[run_of, point_of]
-    moves[(run_of * k + was)[was >= 0], column[was >= 0]] = -1
+    moves = np.zeros((len(runs) * k, n_moved), dtype=points.dtype)
+    point_of = np.empty(n_moved, dtype=np.int64)
+    _fill_moves(moved, assigned, labels, runs, k, moves, point_of)
     sums[runs] += (moves @ points[point_of]).reshape(len(runs), k, -1)
     counts[runs] += moves.sum(axis=1).reshape(len(runs), k)
+
+
+@njit(cache=True, nogil=True)
+def _fill_one_hot(assigned: np.ndarray, k: int, one_hot: np.ndarray) -> None:
+    """Row (run, cluster) of ``one_hot`` (zeros) is 1 at the run's points in the cluster, in place."""
+    for slot in range(assigned.shape[0]):
+        for point in range(assigned.shape[1]):
+            one_hot[slot * k + assigned[slot, point], point] = 1
+
+
+@njit(cache=True, nogil=True)
+def _fill_moves(
+    moved: np.ndarray,
+    assigned: np.ndarray,
+    labels: np.ndarray,
+    runs: np.ndarray,
+    k: int,
+    moves: np.ndarray,
+    point_of: np.ndarray,
+) -> None:
+    """One column of ``moves`` (zeros) per moved (run, point), run by run and in point order: +1 at the
+    run's new cluster, -1 at its old one (none on the first step); ``point_of`` gets each column's point."""
+    column = 0
+    for slot in range(moved.shape[0]):
+        for point in range(moved.shape[1]):
+            if moved[slot, point]:
+                moves[slot * k + assigned[slot, point], column] = 1
+                was = labels[runs[slot], point]
+                if was >= 0:
+                    moves[slot * k + was, column] = -1
+                point_of[column] = point
+                column += 1

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from modgap.metrics.kmeans import kmeans_states
 from modgap.metrics.measures import partition_scores
@@ -87,12 +86,7 @@ def leave_one_out_knn(
         else:  # every modality's point of the query's item
             for offset in range(0, n_points, n_items):
                 scores[rows, offset + block % n_items] = -np.inf
-        # the k + 1 highest similarities: the k-th and the next tell whether a tie crosses the k-th place
-        top = torch.topk(torch.from_numpy(scores), k + 1, dim=1)
-        values, neighbours = top.values.numpy(), top.indices.numpy()[:, :k]
-        crowded = np.flatnonzero(values[:, k] == values[:, k - 1])
-        if crowded.size:  # the tied points are taken in point order
-            neighbours[crowded] = _first_k_with_ties(scores[crowded], values[crowded, k - 1], k)
+        neighbours = k_highest(scores, k)
         votes = (point_class[neighbours][:, :, None] == np.arange(len(classes))).sum(axis=1)
         predicted = np.argmax(votes, axis=1)  # ties: the first, i.e. the smallest label
         correct[start : start + len(block)] = predicted == point_class[block]
@@ -108,8 +102,63 @@ def leave_one_out_knn(
     return LeaveOneOut(100.0 * accuracy, by_modality, 100.0 * sd, n)
 
 
+# Columns per block of ``k_highest``'s first pass (a block's columns are strided: the pass reads whole rows).
+BLOCK_WIDTH = 64
+# A row whose candidates fill more blocks than this many per neighbour (scores tied across the row) is
+# selected by a partition of the whole row instead.
+CROWDED_BLOCKS_PER_NEIGHBOUR = 8
+
+
+def k_highest(scores: np.ndarray, k: int) -> np.ndarray:
+    """Each row's ``k`` highest-scoring columns (in no particular order), ties at the k-th score broken
+    towards the lowest column: exact, with no tolerance.
+
+    The columns are cut into blocks; the k-th highest block maximum is a floor under the row's k-th highest
+    score (k disjoint blocks reach it), so only the blocks whose maximum reaches the floor are read again.
+    """
+    rows, cols = scores.shape
+    if not 1 <= k <= cols:
+        raise ValueError(f"k_highest needs 1 <= k <= {cols} columns, got k={k}")
+    n_blocks = cols // BLOCK_WIDTH
+    if n_blocks < k * CROWDED_BLOCKS_PER_NEIGHBOUR:
+        return _first_k_with_ties(scores, _kth_highest(scores, k), k)
+    # block b holds columns b, b + n_blocks, b + 2 n_blocks, ...; columns past the last whole block are
+    # blocks of one column each
+    block_max = scores[:, : n_blocks * BLOCK_WIDTH].reshape(rows, BLOCK_WIDTH, n_blocks).max(axis=1)
+    block_max = np.concatenate([block_max, scores[:, n_blocks * BLOCK_WIDTH :]], axis=1)
+    floor = _kth_highest(block_max, k)
+    row_of, block_of = np.nonzero(block_max >= floor[:, None])
+    crowded = np.bincount(row_of, minlength=rows) > k * CROWDED_BLOCKS_PER_NEIGHBOUR
+    chosen = np.empty((rows, k), dtype=np.int64)
+    if crowded.any():
+        chosen[crowded] = _first_k_with_ties(scores[crowded], _kth_highest(scores[crowded], k), k)
+        keep = ~crowded[row_of]
+        row_of, block_of = row_of[keep], block_of[keep]
+    whole = block_of < n_blocks
+    row_of = np.concatenate([np.repeat(row_of[whole], BLOCK_WIDTH), row_of[~whole]])
+    col_of = np.concatenate(
+        [
+            (block_of[whole, None] + n_blocks * np.arange(BLOCK_WIDTH)).ravel(),
+            block_of[~whole] + n_blocks * (BLOCK_WIDTH - 1),
+        ]
+    )
+    values = scores[row_of, col_of]
+    candidate = values >= floor[row_of]
+    row_of, col_of, values = row_of[candidate], col_of[candidate], values[candidate]
+    order = np.lexsort((col_of, -values, row_of))  # by row, the highest first, among equals the lowest column
+    row_of, col_of = row_of[order], col_of[order]
+    plain = np.flatnonzero(~crowded)
+    chosen[plain] = col_of[np.searchsorted(row_of, plain)[:, None] + np.arange(k)]
+    return chosen
+
+
+def _kth_highest(scores: np.ndarray, k: int) -> np.ndarray:
+    """Each row's k-th highest score."""
+    return -np.partition(-scores, k - 1, axis=1)[:, k - 1]
+
+
 def _first_k_with_ties(scores: np.ndarray, kth: np.ndarray, k: int) -> np.ndarray:
-    """Each row's k highest-scoring columns, ties at the k-th score broken towards the lowest column."""
+    """Each row's k highest-scoring columns, ties at the k-th score (``kth``) broken towards the lowest column."""
     above = scores > kth[:, None]
     tied = scores == kth[:, None]
     room = k - above.sum(axis=1, keepdims=True)
