@@ -71,7 +71,7 @@ def _claims(arguments: argparse.Namespace, config: dict) -> int:
         return 1
     references, labels = paper_references(config), method_labels(config)
     report = claims_report(
-        arguments.runs, config["claims"], ladders=ladders(config), references=references, labels=labels
+        arguments.runs, config["claims"], ladders=ladders(config), references=references, labels=labels, runs=runs
     )
     # the same round-1 account of the plan of seeds as results/claims.txt ends with
     finals = {e["experiment"]: e["name"] for e in evaluations(config) if e["final"]}

@@ -14,11 +14,14 @@ from modgap.verdict.verdict_table import verdict_table
 
 with log_to_file(snakemake.log[0]):
     params = snakemake.params
-    families = checked_runs(snakemake.input.runs, params.claims, params.expected, params.ladders, params.references)
+    runs = read_runs(snakemake.input.runs)
+    families = checked_runs(
+        snakemake.input.runs, params.claims, params.expected, params.ladders, params.references, runs
+    )
     notes = [note for data in snakemake.input.data for note in data_notes(data)]
     write_text(snakemake.output.table, verdict_table(families, params.claims["confidence"]).to_csv(index=False))
     plan = first_round_text(
-        read_runs(snakemake.input.runs),
+        runs,
         params.finals,
         [tuple(c) for c in params.comparisons],
         Design.of(params.design),

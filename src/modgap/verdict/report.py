@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from string import ascii_lowercase
 
+import pandas as pd
+
 from modgap.errors import corrupt
 from modgap.verdict.decision import (
     FAILS,
@@ -236,10 +238,12 @@ def checked_runs(
     expected: Iterable[tuple[str, str, int]] | None = None,
     ladders: Mapping[str, list[tuple[int, str]]] | None = None,
     references: Mapping[str, str | None] | None = None,
+    runs: pd.DataFrame | None = None,
 ) -> list[Family]:
     """The claims check of ``runs_csv``, decided; with ``expected`` runs, a table that lacks any (or holds
-    others) is refused as a damaged intermediate instead of giving a verdict."""
-    runs = read_runs(runs_csv)
+    others) is refused as a damaged intermediate instead of giving a verdict. ``runs``: the table as
+    ``read_runs`` read it from ``runs_csv``, where the caller has it already."""
+    runs = read_runs(runs_csv) if runs is None else runs
     if expected is not None:
         problems = mismatch(runs, expected)
         if problems:
@@ -273,7 +277,9 @@ def claims_report(
     provenance: str | None = None,
     labels: Mapping[str, str] | None = None,
     data_notes: Sequence[str] = (),
+    runs: pd.DataFrame | None = None,
 ) -> str:
-    """The claims check of ``runs_csv`` as text (checked_runs, then report_text)."""
-    families = checked_runs(runs_csv, claims, expected, ladders, references)
+    """The claims check of ``runs_csv`` (``runs``: as read from it, where the caller has it) as text
+    (checked_runs, then report_text)."""
+    families = checked_runs(runs_csv, claims, expected, ladders, references, runs)
     return report_text(families, claims, provenance, labels, data_notes)
