@@ -25,7 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 from threadpoolctl import threadpool_info, threadpool_limits
 
 # Items per chunk: 2048 x 2048 tiles (16 MB in float32) keep BLAS near its peak on this project's machine.
@@ -128,33 +127,15 @@ def _count(mask: np.ndarray, axis: int) -> np.ndarray:
     return np.add.reduce(mask.view(np.uint8), axis=axis, dtype=dtype)
 
 
-def count_above_and_equal(
-    tile: np.ndarray, row_thresholds: np.ndarray, col_thresholds: np.ndarray
-) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Per row, against its threshold, and per column, against its own: the entries strictly above it and the
-    entries equal to it, ((row above, row equal), (column above, column equal)), in one pass over the tile."""
-    rows, cols = tile.shape
-    counts = np.zeros((2, rows), dtype=np.int64), np.zeros((2, cols), dtype=np.int64)
-    _count_both_ways(np.ascontiguousarray(tile), row_thresholds, col_thresholds, *counts)
-    return (counts[0][0], counts[0][1]), (counts[1][0], counts[1][1])
+def count_above(tile: np.ndarray, thresholds: np.ndarray, axis: int) -> np.ndarray:
+    """Per row (axis 1) or column (axis 0): how many entries lie strictly above that row's or column's threshold."""
+    return _count(tile > (thresholds[:, None] if axis == 1 else thresholds[None, :]), axis)
 
 
-@njit(cache=True, nogil=True)
-def _count_both_ways(tile, row_thresholds, col_thresholds, row_counts, col_counts) -> None:
-    """``count_above_and_equal``'s pass, compiled: numpy needs four comparisons and four sums over the tile,
-    as long as the tile's product takes to compute."""
-    for row in range(tile.shape[0]):
-        threshold = row_thresholds[row]
-        above = 0
-        equal = 0
-        for col in range(tile.shape[1]):
-            score = tile[row, col]
-            above += score > threshold
-            equal += score == threshold
-            col_counts[0, col] += score > col_thresholds[col]
-            col_counts[1, col] += score == col_thresholds[col]
-        row_counts[0, row] = above
-        row_counts[1, row] = equal
+def count_above_and_equal(tile: np.ndarray, thresholds: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row (axis 1) or column (axis 0): entries strictly above, and entries equal to, its threshold."""
+    bound = thresholds[:, None] if axis == 1 else thresholds[None, :]
+    return _count(tile > bound, axis), _count(tile == bound, axis)
 
 
 @dataclass(frozen=True)
@@ -266,13 +247,14 @@ class LevelRanks:
         best = self._correct_best(r, c, tile) if self._holds_correct(tier) else None
         counts = None
         if self._holds_wrong(tier, r):
-            # the bests are final: from this very tile in tier 0, from the earlier tiers otherwise
-            thresholds = [best[side][0] if tier == 0 else self.best[side][indices[side]] for side in (0, 1)]
-            counts = [
+            counts = []
+            for side, axis in ((0, 1), (1, 0)):
+                # the bests are final: from this very tile in tier 0, from the earlier tiers otherwise
+                threshold = best[side][0] if tier == 0 else self.best[side][indices[side]]
+                above, equal = count_above_and_equal(tile, threshold, axis)
                 # in tier 0 the tile's own correct answers at the best score are among the equal ones
-                (above, equal - best[side][1] if tier == 0 else equal)
-                for side, (above, equal) in enumerate(count_above_and_equal(tile, *thresholds))
-            ]
+                tied = equal - best[side][1] if tier == 0 else equal
+                counts.append((above, tied))
         return indices, best, counts
 
     def apply(self, contribution) -> None:
