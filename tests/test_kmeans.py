@@ -180,3 +180,20 @@ def test_per_cluster_sums_follow_the_moved_points(moving):
         np.testing.assert_array_equal(sums[run], expected)
         np.testing.assert_array_equal(counts[run], np.bincount(assigned[slot], minlength=k))
     np.testing.assert_array_equal(sums[[0, 2]], untouched)
+
+
+def test_kernels_compile_where_numba_has_nowhere_to_cache_them():
+    """A function numba cannot cache (here: one with no source file, as a read-only install without a writable
+    home leaves the package's kernels) is compiled in the process instead of failing the import."""
+    from modgap.metrics.kmeans import _compiled
+
+    namespace: dict = {}
+    exec("def double(x):\n    return 2 * x\n", namespace)
+    assert _compiled(namespace["double"])(21) == 42
+
+
+def test_points_whose_squared_norms_overflow_are_refused():
+    points, _ = blobs(n=40, d=3)
+    points[0] = 3e19  # finite in float32, its squared norm is not
+    with pytest.raises(ValueError, match="squared norms overflow float32"):
+        kmeans(points, 3)

@@ -84,6 +84,13 @@ def test_k_highest_matches_a_full_sort(cols, k):
     np.testing.assert_array_equal(np.sort(low_variance.k_highest(scores, k), axis=1), expected)
 
 
+def test_k_highest_refuses_scores_it_cannot_negate():
+    with pytest.raises(TypeError, match="floating-point scores, got uint8"):
+        low_variance.k_highest(np.arange(12, dtype=np.uint8).reshape(2, 6), 2)
+    with pytest.raises(ValueError, match="1 <= k <= 6 columns, got k=7"):
+        low_variance.k_highest(np.zeros((2, 6)), 7)
+
+
 def test_leave_one_out_knn_on_enough_points_for_blocks_matches_brute_force():
     # 3,000 stacked points: the neighbour search reads blocks of columns (fewer points fall back to a partition)
     embeddings, labels = clustered(n=1500, noise=1.5, seed=4)

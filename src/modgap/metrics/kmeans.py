@@ -21,6 +21,16 @@ import numpy as np
 from numba import njit
 
 
+def _compiled(function):
+    """``function`` compiled by numba, releasing the GIL; its machine code cached where numba finds a writable
+    place (beside this module, else the user's cache folder or ``NUMBA_CACHE_DIR``), and compiled afresh in
+    each process where it finds none (a read-only install for a user without a writable home)."""
+    try:
+        return njit(cache=True, nogil=True)(function)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return njit(nogil=True)(function)
+
+
 @dataclass(frozen=True)
 class Clustering:
     labels: np.ndarray
@@ -116,6 +126,8 @@ def kmeans_states(
     rngs = [np.random.default_rng(state) for state in random_states]
     n_runs = len(rngs) * n_init
     point_norms = np.einsum("ij,ij->i", points, points)
+    if not np.isfinite(point_norms).all():  # every distance would be inf - inf
+        raise ValueError(f"KMeans: the points' squared norms overflow {points.dtype}: scale the points down")
     # the mean per-feature variance: mean squared norm minus the squared norm of the mean, over d
     spread = point_norms.mean(dtype=np.float64) - np.sum(points.mean(axis=0, dtype=np.float64) ** 2)
     tolerance = tol * float(spread) / d
@@ -156,7 +168,7 @@ def kmeans_states(
     return clusterings
 
 
-@njit(cache=True, nogil=True)
+@_compiled
 def _nearest_centres(
     scores: np.ndarray,
     half_norms: np.ndarray,
@@ -169,8 +181,9 @@ def _nearest_centres(
     """Each run's nearest centre for every point, and whether it differs from the point's label, in place.
 
     ``scores`` (n_points, runs x k) holds x.c per run and centre; the nearest has the highest x.c - |c|^2 / 2,
-    the first among equals (numpy's argmax: the subtraction rounds as numpy's does, so labels match it to
-    the bit). One pass over the scores instead of numpy's subtraction, argmax, transpose and comparison."""
+    the first among equals (numpy's argmax: with ``scores`` and ``half_norms`` of one dtype the subtraction
+    rounds as numpy's does, so labels match it to the bit). One pass over the scores instead of numpy's
+    subtraction, argmax, transpose and comparison."""
     for point in range(scores.shape[0]):
         for slot in range(len(runs)):
             first = slot * k
@@ -214,7 +227,7 @@ def _update_sums(
     counts[runs] += moves.sum(axis=1).reshape(len(runs), k)
 
 
-@njit(cache=True, nogil=True)
+@_compiled
 def _fill_one_hot(assigned: np.ndarray, k: int, one_hot: np.ndarray) -> None:
     """Row (run, cluster) of ``one_hot`` (zeros) is 1 at the run's points in the cluster, in place."""
     for slot in range(assigned.shape[0]):
@@ -222,7 +235,7 @@ def _fill_one_hot(assigned: np.ndarray, k: int, one_hot: np.ndarray) -> None:
             one_hot[slot * k + assigned[slot, point], point] = 1
 
 
-@njit(cache=True, nogil=True)
+@_compiled
 def _fill_moves(
     moved: np.ndarray,
     assigned: np.ndarray,

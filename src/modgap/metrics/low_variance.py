@@ -110,13 +110,15 @@ CROWDED_BLOCKS_PER_NEIGHBOUR = 8
 
 
 def k_highest(scores: np.ndarray, k: int) -> np.ndarray:
-    """Each row's ``k`` highest-scoring columns (in no particular order), ties at the k-th score broken
-    towards the lowest column: exact, with no tolerance.
+    """Each row's ``k`` highest-scoring columns (in no particular order) of floating-point ``scores`` without
+    NaN (-inf allowed), ties at the k-th score broken towards the lowest column: exact, with no tolerance.
 
     The columns are cut into blocks; the k-th highest block maximum is a floor under the row's k-th highest
     score (k disjoint blocks reach it), so only the blocks whose maximum reaches the floor are read again.
     """
     rows, cols = scores.shape
+    if not np.issubdtype(scores.dtype, np.floating):  # negating an unsigned or a boolean score wraps
+        raise TypeError(f"k_highest needs floating-point scores, got {scores.dtype}")
     if not 1 <= k <= cols:
         raise ValueError(f"k_highest needs 1 <= k <= {cols} columns, got k={k}")
     n_blocks = cols // BLOCK_WIDTH
