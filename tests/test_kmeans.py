@@ -185,11 +185,11 @@ def test_per_cluster_sums_follow_the_moved_points(moving):
 def test_kernels_compile_where_numba_has_nowhere_to_cache_them():
     """A function numba cannot cache (here: one with no source file, as a read-only install without a writable
     home leaves the package's kernels) is compiled in the process instead of failing the import."""
-    from modgap.metrics.kmeans import _compiled
+    from modgap.metrics.compiled import compiled
 
     namespace: dict = {}
     exec("def double(x):\n    return 2 * x\n", namespace)
-    assert _compiled(namespace["double"])(21) == 42
+    assert compiled(namespace["double"])(21) == 42
 
 
 def test_points_whose_squared_norms_overflow_are_refused():

@@ -457,16 +457,15 @@ def test_knn_refuses_embeddings_that_are_not_unit_vectors():
         measures.knn_accuracy({"image": z["image"], "text": 2 * z["text"]}, labels)
 
 
-def test_knn_with_more_neighbours_than_the_priming_candidates(monkeypatch):
-    """k larger than the columns that prime a block's threshold (PRIME): the lists stay the true top k."""
-    from modgap.metrics import similarity
-
-    monkeypatch.setattr(similarity, "PRIME", 4)
+def test_knn_with_more_neighbours_than_a_block_holds_candidates():
+    """k larger than a tile's columns (chunks of 16 items): each block offers fewer than k candidates, and the
+    lists merged over the blocks stay the true top k."""
     z, labels = clustered(n=150, d=6, classes=3, modalities=("image", "text"), seed=12)
     z = {m: x.astype(np.float32) for m, x in z.items()}
     points, stacked_labels = measures.stacked(z, labels)
     for k in (3, 9, 40):
-        assert measures.knn_accuracy(z, labels, k=k) == pytest.approx(brute_force_knn(points, stacked_labels, k=k))
+        _, accuracy = measures.retrieval_and_knn(z, labels, knn=measures.KnnProtocol(k=k), chunk_size=16)
+        assert accuracy == pytest.approx(brute_force_knn(points, stacked_labels, k=k))
 
 
 def test_a_dump_with_non_finite_embeddings_names_itself(tmp_path):

@@ -47,10 +47,35 @@ def test_rows_by_chunk_follow_their_owner():
     assert sorted(np.concatenate(rows).tolist()) == list(range(5))
 
 
-def test_count_above_is_strict_per_row_and_per_column():
+def test_count_above_and_equal_is_strict_per_row_and_per_column():
     tile = np.array([[0.5, 0.2, 0.9], [0.1, 0.1, 0.3]], dtype=np.float32)
-    assert similarity.count_above(tile, np.array([0.5, 0.1], dtype=np.float32), axis=1).tolist() == [1, 1]
-    assert similarity.count_above(tile, np.array([0.1, 0.1, 0.3], dtype=np.float32), axis=0).tolist() == [1, 1, 1]
+    rows, cols = similarity.count_above_and_equal(
+        tile, np.array([0.5, 0.1], dtype=np.float32), np.array([0.1, 0.1, 0.3], dtype=np.float32)
+    )
+    assert [c.tolist() for c in rows] == [[1, 1], [1, 2]]
+    assert [c.tolist() for c in cols] == [[1, 1, 1], [1, 1, 1]]
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_count_above_and_equal_agrees_with_numpy_on_ties_infinities_and_nan(dtype):
+    rng = np.random.default_rng(3)
+    tile = rng.integers(-3, 4, size=(37, 53)).astype(dtype) / 4  # few distinct values: many exact ties
+    tile[0, :5] = [np.inf, -np.inf, np.nan, 0.25, -np.inf]
+    row_thresholds, col_thresholds = tile[:, 7].copy(), tile[11].copy()  # thresholds met exactly
+    row_thresholds[1], col_thresholds[2] = -np.inf, np.nan
+    (row_above, row_equal), (col_above, col_equal) = similarity.count_above_and_equal(
+        tile, row_thresholds, col_thresholds
+    )
+    np.testing.assert_array_equal(row_above, (tile > row_thresholds[:, None]).sum(axis=1))
+    np.testing.assert_array_equal(row_equal, (tile == row_thresholds[:, None]).sum(axis=1))
+    np.testing.assert_array_equal(col_above, (tile > col_thresholds[None, :]).sum(axis=0))
+    np.testing.assert_array_equal(col_equal, (tile == col_thresholds[None, :]).sum(axis=0))
+    assert col_above[2] == col_equal[2] == 0  # a NaN threshold: nothing above or equal
+
+
+def test_count_above_and_equal_refuses_thresholds_that_do_not_fit_the_tile():
+    with pytest.raises(ValueError, match="thresholds of shapes"):
+        similarity.count_above_and_equal(np.zeros((2, 3)), np.zeros(3), np.zeros(2))
 
 
 def test_neighbours_keep_the_best_k_and_the_earlier_of_equal_scores():
@@ -101,3 +126,34 @@ def test_tile_pass_shows_each_score_once_per_consumer():
     consumer = Collect()
     similarity.tile_pass(rows, cols, row_chunks, list(plan.chunks), plan, [consumer], threads=2)
     assert (consumer.seen == 1).all() and consumer.tiers == [0, 1, 2]
+
+
+@pytest.mark.parametrize("axis", [1, 0])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_neighbour_candidates_are_each_querys_best_above_its_threshold_earlier_first_among_equals(axis, dtype):
+    """Against a full sort: per query, its k best entries above the threshold the tier began with, ordered by
+    score and then by position along the block; queries with none are left out."""
+    rng = np.random.default_rng(4)
+    block = (rng.integers(-4, 5, size=(23, 41)) / 4).astype(dtype)  # nine distinct values: ties everywhere
+    block[2] = -np.inf
+    queries_by_rows = block if axis == 1 else block.T
+    n_queries, k = queries_by_rows.shape[0], 4
+    neighbours = similarity.Neighbours(n_queries + 3, k)
+    neighbours.begin(0)
+    neighbours.threshold[:] = rng.choice([-np.inf, 0.0, 0.5, 1.0], size=n_queries + 3)
+    queries = np.arange(n_queries) + 3
+    candidate_ids = 100 + np.arange(queries_by_rows.shape[1])
+    found = neighbours.candidates(queries, block, candidate_ids, axis=axis)
+    expected = []
+    for number, row in enumerate(queries_by_rows.astype(np.float64)):
+        above = np.flatnonzero(row > neighbours.threshold[queries[number]])
+        order = above[np.lexsort((above, -row[above]))][:k]  # by score, then by position
+        if len(order):
+            scores = np.full(k, -np.inf)
+            scores[: len(order)] = row[order]
+            ids = np.full(k, -1)
+            ids[: len(order)] = candidate_ids[order]
+            expected.append((queries[number], scores, ids))
+    assert found[0].tolist() == [e[0] for e in expected]
+    np.testing.assert_array_equal(found[1], np.array([e[1] for e in expected]))
+    np.testing.assert_array_equal(found[2], np.array([e[2] for e in expected]))

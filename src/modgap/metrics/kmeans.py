@@ -18,17 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
-
-def _compiled(function):
-    """``function`` compiled by numba, releasing the GIL; its machine code cached where numba finds a writable
-    place (beside this module, else the user's cache folder or ``NUMBA_CACHE_DIR``), and compiled afresh in
-    each process where it finds none (a read-only install for a user without a writable home)."""
-    try:
-        return njit(cache=True, nogil=True)(function)
-    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-        return njit(nogil=True)(function)
+from modgap.metrics.compiled import compiled
 
 
 @dataclass(frozen=True)
@@ -168,7 +159,7 @@ def kmeans_states(
     return clusterings
 
 
-@_compiled
+@compiled
 def _nearest_centres(
     scores: np.ndarray,
     half_norms: np.ndarray,
@@ -227,7 +218,7 @@ def _update_sums(
     counts[runs] += moves.sum(axis=1).reshape(len(runs), k)
 
 
-@_compiled
+@compiled
 def _fill_one_hot(assigned: np.ndarray, k: int, one_hot: np.ndarray) -> None:
     """Row (run, cluster) of ``one_hot`` (zeros) is 1 at the run's points in the cluster, in place."""
     for slot in range(assigned.shape[0]):
@@ -235,7 +226,7 @@ def _fill_one_hot(assigned: np.ndarray, k: int, one_hot: np.ndarray) -> None:
             one_hot[slot * k + assigned[slot, point], point] = 1
 
 
-@_compiled
+@compiled
 def _fill_moves(
     moved: np.ndarray,
     assigned: np.ndarray,

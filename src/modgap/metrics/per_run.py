@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from modgap.embeddings.dumps import (
     CAPTION_ITEM,
@@ -27,7 +29,7 @@ from modgap.embeddings.dumps import (
 )
 from modgap.embeddings.fingerprints import ItemSet, distinct_runs, embeddings_digest
 from modgap.io import write_json
-from modgap.metrics import low_variance, measures
+from modgap.metrics import low_variance, measures, similarity
 from modgap.metrics.measures import KnnProtocol
 
 log = logging.getLogger(__name__)
@@ -256,22 +258,16 @@ def measure(
     measures of every modality pair, each modality's spread, retrieval between ``anchor`` and every other
     modality, and, where ``labels`` (-1: unlabelled) support them, the group-wise scores. Without labels
     the group-wise scores are NaN and a note says so."""
-    progress("gap measures")
-    results: dict = dict(measures.gap_metrics(embeddings))
-    for modality, z in embeddings.items():
-        results[f"intra_cos_{modality}"] = measures.intra_modality_cosine(z)
-        results[f"effective_rank_{modality}"] = measures.effective_rank(z)
+    n_items = len(next(iter(embeddings.values())))
     progress(
-        "uniformity"
+        "gap measures, spread and uniformity"
         + (
             f" (a seeded sample of {measures.UNIFORMITY_ROWS} rows per modality)"
-            if len(next(iter(embeddings.values()))) > measures.UNIFORMITY_ROWS
+            if n_items > measures.UNIFORMITY_ROWS
             else ""
         )
     )
-    for modality, z in embeddings.items():
-        results[f"uniformity_{modality}"] = measures.uniformity(z)
-    n_items = len(next(iter(embeddings.values())))
+    results: dict = gap_and_spread(embeddings)
     if labels is None or not (np.asarray(labels) >= 0).any():
         if retrieval != "instance":
             raise ValueError(f"{retrieval}-level retrieval needs labels, and these embeddings have none")
@@ -292,6 +288,31 @@ def measure(
     results["r1_chance"] = chance_r1(np.asarray(labels), retrieval, n_items)
     results.update(group)
     results["notes"] = notes
+    return results
+
+
+def _intra_and_uniformity(z: np.ndarray) -> tuple[float, float]:
+    return measures.intra_modality_cosine(z), measures.uniformity(z)
+
+
+def gap_and_spread(embeddings: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """The gap measures of every modality pair, then each modality's mean intra-modality cosine and effective
+    rank, then its uniformity (``<key>_<modality>``).
+
+    The gap measures and each modality's cosine and uniformity are independent, mostly single-threaded numpy
+    passes over the rows, so they run side by side on the process's threads with BLAS held to one thread
+    each (their products split no sum across threads: every value is the serial one). The effective rank
+    runs after them on every thread: its Gram product's sums split by thread count."""
+    threads = similarity.default_threads()
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=threads) as pool:
+        pairs = pool.submit(measures.gap_metrics, embeddings)
+        spreads = dict(zip(embeddings, pool.map(_intra_and_uniformity, embeddings.values())))
+        results: dict[str, float] = dict(pairs.result())
+    for modality, z in embeddings.items():
+        results[f"intra_cos_{modality}"] = spreads[modality][0]
+        results[f"effective_rank_{modality}"] = measures.effective_rank(z)
+    for modality in embeddings:
+        results[f"uniformity_{modality}"] = spreads[modality][1]
     return results
 
 

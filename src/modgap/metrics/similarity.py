@@ -27,11 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from modgap.metrics.compiled import compiled
+
 # Items per chunk: 2048 x 2048 tiles (16 MB in float32) keep BLAS near its peak on this project's machine.
 CHUNK_SIZE = 2048
 TIERS = (0, 1, 2)
-# Candidates of a kNN block (at least 4 k) whose k-th best score primes the threshold for the rest of it.
-PRIME = 256
 
 
 @dataclass(frozen=True)
@@ -127,15 +127,42 @@ def _count(mask: np.ndarray, axis: int) -> np.ndarray:
     return np.add.reduce(mask.view(np.uint8), axis=axis, dtype=dtype)
 
 
-def count_above(tile: np.ndarray, thresholds: np.ndarray, axis: int) -> np.ndarray:
-    """Per row (axis 1) or column (axis 0): how many entries lie strictly above that row's or column's threshold."""
-    return _count(tile > (thresholds[:, None] if axis == 1 else thresholds[None, :]), axis)
+def count_above_and_equal(
+    tile: np.ndarray, row_thresholds: np.ndarray, col_thresholds: np.ndarray
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Per row and per column of ``tile``: the entries strictly above, and those equal to, that row's or
+    column's threshold, ((row above, row equal), (column above, column equal)), in one pass over the tile.
+
+    Entries compare with thresholds as numpy compares them (NaN matches nothing); float16 entries and
+    thresholds are compared in float32, which holds them exactly."""
+    tile, row_thresholds, col_thresholds = (
+        a.astype(np.float32) if a.dtype == np.float16 else a for a in (tile, row_thresholds, col_thresholds)
+    )
+    if row_thresholds.shape != tile.shape[:1] or col_thresholds.shape != tile.shape[1:]:
+        raise ValueError(f"thresholds of shapes {row_thresholds.shape}, {col_thresholds.shape} for a tile {tile.shape}")
+    counts = np.zeros((2, tile.shape[0]), dtype=np.int64), np.zeros((2, tile.shape[1]), dtype=np.int64)
+    _count_both_ways(tile, row_thresholds, col_thresholds, counts[0], counts[1])
+    return (counts[0][0], counts[0][1]), (counts[1][0], counts[1][1])
 
 
-def count_above_and_equal(tile: np.ndarray, thresholds: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row (axis 1) or column (axis 0): entries strictly above, and entries equal to, its threshold."""
-    bound = thresholds[:, None] if axis == 1 else thresholds[None, :]
-    return _count(tile > bound, axis), _count(tile == bound, axis)
+@compiled
+def _count_both_ways(
+    tile: np.ndarray, row_thresholds: np.ndarray, col_thresholds: np.ndarray, rows: np.ndarray, cols: np.ndarray
+) -> None:
+    """Adds to ``rows`` (2, n_rows) and ``cols`` (2, n_cols) each entry's comparisons with its row's and its
+    column's threshold: [0] strictly above, [1] equal."""
+    for i in range(tile.shape[0]):
+        threshold = row_thresholds[i]
+        above = 0
+        equal = 0
+        for j in range(tile.shape[1]):
+            value = tile[i, j]
+            above += value > threshold
+            equal += value == threshold
+            cols[0, j] += value > col_thresholds[j]
+            cols[1, j] += value == col_thresholds[j]
+        rows[0, i] += above
+        rows[1, i] += equal
 
 
 @dataclass(frozen=True)
@@ -247,14 +274,12 @@ class LevelRanks:
         best = self._correct_best(r, c, tile) if self._holds_correct(tier) else None
         counts = None
         if self._holds_wrong(tier, r):
+            # the bests are final: from this very tile in tier 0, from the earlier tiers otherwise
+            thresholds = [best[side][0] if tier == 0 else self.best[side][indices[side]] for side in (0, 1)]
             counts = []
-            for side, axis in ((0, 1), (1, 0)):
-                # the bests are final: from this very tile in tier 0, from the earlier tiers otherwise
-                threshold = best[side][0] if tier == 0 else self.best[side][indices[side]]
-                above, equal = count_above_and_equal(tile, threshold, axis)
+            for side, (above, equal) in enumerate(count_above_and_equal(tile, *thresholds)):
                 # in tier 0 the tile's own correct answers at the best score are among the equal ones
-                tied = equal - best[side][1] if tier == 0 else equal
-                counts.append((above, tied))
+                counts.append((above, equal - best[side][1] if tier == 0 else equal))
         return indices, best, counts
 
     def apply(self, contribution) -> None:
@@ -307,31 +332,18 @@ class Neighbours:
         its columns (``axis`` 0: a tile's columns are read in place, never transposed)."""
         if block.size == 0:
             return None
-        threshold = self.threshold[queries]
-        first = max(PRIME, 4 * self.k)
-        if block.shape[axis] > first:
-            # a query's k best are at least the k-th best of its first candidates: a threshold without a pass
-            primed = block[:, :first] if axis == 1 else block[:first]
-            kth = np.take(np.partition(primed, first - self.k, axis=axis), first - self.k, axis=axis)
-            threshold = np.maximum(threshold, np.nextafter(kth, -np.inf))  # ">= kth": those first k best stay
-        above = block > (threshold[:, None] if axis == 1 else threshold[None, :])
-        rows, cols = np.divmod(np.flatnonzero(above), above.shape[1])  # 2-D nonzero is 6x slower
-        if len(rows) == 0:
+        n_queries = block.shape[0] if axis == 1 else block.shape[1]
+        best = np.full((n_queries, self.k), -np.inf, dtype=self.scores.dtype)
+        place = np.full((n_queries, self.k), -1, dtype=np.int64)
+        filled = np.zeros(n_queries, dtype=np.int64)
+        if block.dtype == np.float16:  # compared in float32, which holds every float16 exactly
+            block = block.astype(np.float32)
+        _best_k(block, self.threshold[queries], axis == 1, best, place, filled)
+        hit = np.flatnonzero(filled)
+        if len(hit) == 0:
             return None
-        scores = block[rows, cols]
-        if axis == 0:
-            rows, cols = cols, rows
-        order = np.lexsort((-scores, rows))  # by query, best first; among equals the earlier column
-        rows, cols, scores = rows[order], cols[order], scores[order]
-        hit, first = np.unique(rows, return_index=True)
-        place = np.arange(len(rows)) - np.repeat(first, np.diff(np.append(first, len(rows))))
-        keep = place < self.k
-        best = np.full((len(hit), self.k), -np.inf, dtype=self.scores.dtype)
-        index = np.full((len(hit), self.k), -1, dtype=np.int64)
-        slot = np.searchsorted(hit, rows[keep])
-        best[slot, place[keep]] = scores[keep]
-        index[slot, place[keep]] = candidate_ids[cols[keep]]
-        return queries[hit], best, index
+        place = place[hit]
+        return queries[hit], best[hit], np.where(place >= 0, candidate_ids[place.clip(min=0)], -1)
 
     def merge(self, found) -> None:
         if found is None:
@@ -342,6 +354,49 @@ class Neighbours:
         order = np.argsort(-scores, axis=1, kind="stable")[:, : self.k]
         self.scores[queries] = np.take_along_axis(scores, order, axis=1)
         self.index[queries] = np.take_along_axis(index, order, axis=1)
+
+
+@compiled
+def _best_k(
+    block: np.ndarray, thresholds: np.ndarray, by_rows: bool, best: np.ndarray, place: np.ndarray, filled: np.ndarray
+) -> None:
+    """Each query's best entries of ``block`` strictly above its threshold, at most ``k`` (``best``'s width),
+    best first and, among equal scores, the earlier candidate first: written into ``best`` (scores), ``place``
+    (the candidates' positions along the block) and ``filled`` (how many), which start empty. Queries are the
+    block's rows (``by_rows``) or its columns; the block is read in its own order either way."""
+    if by_rows:
+        for query in range(block.shape[0]):
+            floor = thresholds[query]  # what an entry must beat: the threshold, then the list's k-th score
+            for candidate in range(block.shape[1]):
+                value = block[query, candidate]
+                if value > floor:
+                    floor = max(floor, _insert(best, place, filled, query, value, candidate))
+    else:
+        floors = thresholds.copy()
+        for candidate in range(block.shape[0]):
+            for query in range(block.shape[1]):
+                value = block[candidate, query]
+                if value > floors[query]:
+                    floors[query] = max(floors[query], _insert(best, place, filled, query, value, candidate))
+
+
+@compiled
+def _insert(best: np.ndarray, place: np.ndarray, filled: np.ndarray, query: int, value, candidate: int):
+    """Put one candidate into a query's sorted list (after those of equal score; the last one leaves a full
+    list); returns the score a later candidate must beat to enter (-inf while the list has room)."""
+    k = best.shape[1]
+    slot = filled[query]
+    if slot < k:
+        filled[query] += 1
+    else:
+        slot = k - 1
+    while slot > 0 and best[query, slot - 1] < value:
+        best[query, slot] = best[query, slot - 1]
+        place[query, slot] = place[query, slot - 1]
+        slot -= 1
+    best[query, slot] = value
+    place[query, slot] = candidate
+    return best[query, k - 1] if filled[query] == k else -np.inf
 
 
 @dataclass(frozen=True)
