@@ -79,6 +79,16 @@ def test_gap_metrics_for_three_modalities_are_pairwise_and_averaged():
         assert result[key] == pytest.approx(np.mean([measure(z[a], z[b]) for a, b in pairs]))
 
 
+def test_gap_metrics_of_chosen_measures_equal_those_of_all_and_refuse_unknown_ones():
+    z, _ = clustered(offset=2.0)
+    every = measures.gap_metrics(z)
+    chosen = measures.gap_metrics(z, ["cos_true_pairs", "gap"])
+    assert set(chosen) == {key for key in every if key.startswith(("gap", "cos_true_pairs"))}
+    assert all(chosen[key] == every[key] for key in chosen)  # the same values, to the bit
+    with pytest.raises(ValueError, match="unknown gap measure 'l2m'"):
+        measures.gap_metrics(z, ["l2m"])
+
+
 # Four unit vectors in the plane, worked by hand: a = (e1, e2), b = (e1, -e2).
 A = np.array([[1.0, 0.0], [0.0, 1.0]])
 B = np.array([[1.0, 0.0], [0.0, -1.0]])

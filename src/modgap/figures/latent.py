@@ -50,7 +50,7 @@ def plot(
                 alpha=0.5,
                 linewidths=0,
             )
-        gap = gap_metrics(embeddings)["gap"]
+        gap = gap_metrics(embeddings, ["gap"])["gap"]
         axis.set_title(f"{method_label(method, labels)}\ngap {gap:.2f}", fontsize=7)
         axis.set_xticks([]), axis.set_yticks([])
         if dimensions == 3:

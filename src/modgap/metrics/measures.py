@@ -426,13 +426,18 @@ PAIR_GAP_METRICS = {
 }
 
 
-def gap_metrics(embeddings: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """Every measure of ``PAIR_GAP_METRICS`` for every modality pair (``<key>_<a>_<b>``), plus its mean over
-    the pairs (``<key>``)."""
+def gap_metrics(
+    embeddings: Mapping[str, np.ndarray], keys: Sequence[str] = tuple(PAIR_GAP_METRICS)
+) -> dict[str, float]:
+    """The measures ``keys`` of ``PAIR_GAP_METRICS`` (default: all) for every modality pair (``<key>_<a>_<b>``),
+    plus each one's mean over the pairs (``<key>``)."""
+    unknown = [key for key in keys if key not in PAIR_GAP_METRICS]
+    if unknown:
+        raise ValueError(f"unknown gap measure {unknown[0]!r}; known: {', '.join(PAIR_GAP_METRICS)}")
     results: dict[str, float] = {}
-    for key, measure in PAIR_GAP_METRICS.items():
+    for key in keys:
         values = [
-            results.setdefault(f"{key}_{a}_{b}", measure(embeddings[a], embeddings[b]))
+            results.setdefault(f"{key}_{a}_{b}", PAIR_GAP_METRICS[key](embeddings[a], embeddings[b]))
             for a, b in itertools.combinations(embeddings, 2)
         ]
         results[key] = float(np.mean(values))

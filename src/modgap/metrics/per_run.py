@@ -220,7 +220,7 @@ def _centred_scores(embeddings, labels, options, k, clusters, knn, progress, not
         return {f"centred_{name}": float("nan") for name in (*CENTRED_SCORES, *CENTRED_GAP)}
     progress("the same after centring every modality (the gap's cost)")
     as_centred = low_variance_scores(centred, labels, options, k, clusters, knn, progress, released=False)
-    pairs = measures.gap_metrics(centred)
+    pairs = measures.gap_metrics(centred, CENTRED_GAP)
     return {
         **{f"centred_{name}": as_centred[name] for name in CENTRED_SCORES},
         **{f"centred_{name}": pairs[name] for name in CENTRED_GAP},
@@ -408,7 +408,7 @@ def gap_sweep(
                 {
                     "seed": seed,
                     "strength": float(strength),
-                    "gap": measures.gap_metrics(embeddings)["gap"],
+                    "gap": measures.gap_metrics(embeddings, ["gap"])["gap"],
                     "r1": float(np.mean(list(recalls.values()))) if recalls else float("nan"),
                     "v_measure": group["v_measure"],
                     "knn_acc": group["knn_acc"],
