@@ -62,21 +62,36 @@ def effective_rank(z: np.ndarray, tolerance: float = 1e-6) -> float:
     the normalised singular values of the centred (N, d) matrix, those below ``tolerance`` times the rows' root
     mean square norm counted as zero. 0 when every input maps to one point; about the number of directions
     the inputs spread over otherwise, however narrow the cone they share (centring removes the cone's axis)."""
-    if np.ndim(z) != 2:
-        raise ValueError(f"effective rank needs an (N, d) matrix, got shape {np.shape(z)}")
+    _check_tolerance(tolerance)
+    return effective_rank_of_centred(*centred_at_unit_scale(z), tolerance)
+
+
+def _check_tolerance(tolerance: float) -> None:
     if tolerance < GRAM_TOLERANCE_FLOOR:
         raise ValueError(f"effective rank: tolerance {tolerance:g} lies below the Gram route's rounding floor")
+
+
+def centred_at_unit_scale(z: np.ndarray) -> tuple[np.ndarray, float]:
+    """The first, elementwise half of ``effective_rank``: the rows in float64, scaled so the largest entry is 1
+    (the rank does not depend on scale; unit scale keeps the squares inside float64's range) and centred on
+    their mean, with the scaled rows' root-sum-square norm."""
+    if np.ndim(z) != 2:
+        raise ValueError(f"effective rank needs an (N, d) matrix, got shape {np.shape(z)}")
     z = z.astype(np.float64)
     largest = float(np.abs(z).max()) if z.size else 0.0
-    if largest > 0:  # the rank does not depend on scale; unit scale keeps the squares inside float64's range
+    if largest > 0:
         z = z / largest
-    centred = z - z.mean(axis=0)
-    # the singular values as the roots of the smaller Gram matrix's eigenvalues: N d^2 products instead of an
-    # SVD of the N x d matrix (3x faster at 25,000 x 512); rounding leaves the roots of zero eigenvalues about
-    # 1e-8 of the largest, below the tolerance's floor
-    gram = centred.T @ centred if len(z) >= z.shape[1] else centred @ centred.T
+    return z - z.mean(axis=0), math.sqrt(float((z**2).sum()))
+
+
+def effective_rank_of_centred(centred: np.ndarray, scale: float, tolerance: float = 1e-6) -> float:
+    """The second half of ``effective_rank``, from ``centred_at_unit_scale``'s result: the singular values as the
+    roots of the smaller Gram matrix's eigenvalues, N d^2 products instead of an SVD of the N x d matrix (3x
+    faster at 25,000 x 512); rounding leaves the roots of zero eigenvalues about 1e-8 of the largest, below the
+    tolerance's floor."""
+    _check_tolerance(tolerance)
+    gram = centred.T @ centred if len(centred) >= centred.shape[1] else centred @ centred.T
     singular = np.sqrt(np.clip(np.linalg.eigvalsh(gram), 0.0, None))
-    scale = math.sqrt(float((z**2).sum()))
     kept = singular[singular > tolerance * scale]
     if kept.size == 0:
         return 0.0

@@ -309,28 +309,29 @@ def measure(
     return results
 
 
-def _intra_and_uniformity(z: np.ndarray) -> tuple[float, float]:
-    return measures.intra_modality_cosine(z), measures.uniformity(z)
+def _spread(z: np.ndarray) -> tuple[float, float, tuple[np.ndarray, float]]:
+    """One modality's intra-modality cosine, uniformity, and the elementwise half of its effective rank."""
+    return measures.intra_modality_cosine(z), measures.uniformity(z), measures.centred_at_unit_scale(z)
 
 
 def gap_and_spread(embeddings: Mapping[str, np.ndarray]) -> dict[str, float]:
     """The gap measures of every modality pair, then each modality's mean intra-modality cosine and effective
     rank, then its uniformity (``<key>_<modality>``).
 
-    The gap measures and each modality's cosine and uniformity are independent, mostly single-threaded numpy
-    passes over the rows, so they run side by side on the process's threads with BLAS held to one thread
-    each (their products split no sum across threads: every value is the serial one). The effective rank
-    runs after them on every thread: its Gram product's sums split by thread count."""
+    These are mostly single-threaded numpy passes over the rows, independent of one another, so they run side
+    by side on the process's threads with BLAS held to one thread each (their products split no sum across
+    threads: every value is the serial one). The effective rank's Gram product runs after them on every
+    thread, as it does alone: its sums split by thread count."""
     threads = similarity.default_threads()
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=threads) as pool:
         pairs = pool.submit(measures.gap_metrics, embeddings)
-        spreads = dict(zip(embeddings, pool.map(_intra_and_uniformity, embeddings.values())))
+        spreads = dict(zip(embeddings, pool.map(_spread, embeddings.values())))
         results: dict[str, float] = dict(pairs.result())
-    for modality, z in embeddings.items():
-        results[f"intra_cos_{modality}"] = spreads[modality][0]
-        results[f"effective_rank_{modality}"] = measures.effective_rank(z)
-    for modality in embeddings:
-        results[f"uniformity_{modality}"] = spreads[modality][1]
+    for modality, (intra, _, centred) in spreads.items():
+        results[f"intra_cos_{modality}"] = intra
+        results[f"effective_rank_{modality}"] = measures.effective_rank_of_centred(*centred)
+    for modality, (_, uniformity, _) in spreads.items():
+        results[f"uniformity_{modality}"] = uniformity
     return results
 
 
