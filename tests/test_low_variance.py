@@ -265,3 +265,87 @@ def test_factorial_cells_carry_their_grid_temperature_not_the_runs_float32(tmp_p
     path.write_text(json.dumps([record]))
     runs = factorial_runs({("clip_lt", 0.02): path}, [0])
     assert runs["temperature"].tolist() == [0.02] and runs["arm"].tolist() == ["clip_lt"]
+
+
+def tied_unit_embeddings(modalities, n=90, d=8, seed=5):
+    """Unit vectors with four entries of +-1/2 each: every inner product is a multiple of 1/4, exact in float32
+    whatever the order of its sums, so scores tie everywhere and every product agrees to the bit; labels of
+    four classes, a few items unlabelled."""
+    rng = np.random.default_rng(seed)
+    embeddings = {}
+    for modality in modalities:
+        z = np.zeros((n, d), dtype=np.float32)
+        for row in z:
+            row[rng.choice(d, 4, replace=False)] = rng.choice([-0.5, 0.5], 4)
+        embeddings[modality] = z
+    labels = rng.integers(0, 4, n)
+    labels[rng.choice(n, 7, replace=False)] = -1
+    return embeddings, labels
+
+
+def gathered(embeddings, labels, k, split, max_queries, chunk_size=7):
+    """Leave-one-out's cross-modal neighbours gathered from retrieval's passes, in tiles of ``chunk_size`` items."""
+    cross = low_variance.CrossModalNeighbours(embeddings, labels, k, split, max_queries, seed=2)
+    measures.retrieval_and_knn(
+        embeddings, labels, levels=("instance",), knn=measures.KnnProtocol(k=k), chunk_size=chunk_size,
+        pass_consumer=cross.consumer,
+    )  # fmt: skip
+    return cross
+
+
+@pytest.mark.parametrize("modalities", [("image", "text"), ("image", "audio", "text"), ("text", "image")])
+@pytest.mark.parametrize("split", ["point", "item"])
+def test_cross_modal_neighbours_are_each_querys_best_of_the_other_modalities(modalities, split):
+    """Against a full sort: a query's list holds its k best points among the modalities its passes cover (the
+    text against each other one), by score and then by the lowest point; under the item split, without the
+    query's own item."""
+    embeddings, labels = tied_unit_embeddings(modalities)
+    cross = gathered(embeddings, labels, 6, split, max_queries=150)
+    keep = labels >= 0
+    names, n_items = list(embeddings), int(keep.sum())
+    points = np.concatenate([z[keep] for z in embeddings.values()]).astype(np.float64)
+    assert cross.covered == {frozenset(("text", m)) for m in names if m != "text"}
+    for slot, query in enumerate(cross.queries):
+        modality = names[query // n_items]
+        others = [m for m in names if frozenset((modality, m)) in cross.covered]
+        candidates = np.concatenate([np.arange(n_items) + names.index(m) * n_items for m in others])
+        if split == "item":
+            candidates = candidates[candidates % n_items != query % n_items]
+        scores = points[candidates] @ points[query]
+        best = candidates[np.lexsort((candidates, -scores))][:6]
+        np.testing.assert_array_equal(cross.points[slot], best)
+        np.testing.assert_array_equal(cross.scores[slot], points[best] @ points[query])
+
+
+@pytest.mark.parametrize("modalities", [("image", "text"), ("image", "audio", "text")])
+@pytest.mark.parametrize("split", ["point", "item"])
+@pytest.mark.parametrize("max_queries", [None, 100])
+def test_leave_one_out_with_gathered_neighbours_is_leave_one_out_alone(modalities, split, max_queries):
+    embeddings, labels = tied_unit_embeddings(modalities)
+    cross = gathered(embeddings, labels, 5, split, max_queries)
+    alone = low_variance.leave_one_out_knn(embeddings, labels, 5, split, max_queries, seed=2, chunk_size=16)
+    shared = low_variance.leave_one_out_knn(
+        embeddings, labels, 5, split, max_queries, seed=2, chunk_size=16, cross=cross
+    )
+    assert shared == alone
+    if max_queries is None:  # every point a query: brute force decides
+        keep = labels >= 0
+        expected = brute_force_loo({m: z[keep] for m, z in embeddings.items()}, labels[keep], 5, split)
+        assert shared.accuracy == pytest.approx(expected)
+
+
+def test_neighbours_of_other_dtypes_or_arguments_are_not_taken():
+    """float64 embeddings: their passes score in float64 and leave-one-out in float32, so nothing is gathered
+    (and the result is leave-one-out's own); lists gathered for other arguments are refused."""
+    embeddings, labels = tied_unit_embeddings(("image", "text"))
+    wide = {m: z.astype(np.float64) for m, z in embeddings.items()}
+    cross = gathered(wide, labels, 5, "point", None)
+    assert cross.covered == set()
+    assert low_variance.leave_one_out_knn(wide, labels, 5, cross=cross) == low_variance.leave_one_out_knn(
+        wide, labels, 5
+    )
+    cross = gathered(embeddings, labels, 5, "point", None)
+    for other in ({"k": 4}, {"split": "item"}, {"max_queries": 50}):
+        arguments = {"k": 5, "split": "point", "max_queries": None, "seed": 2, **other}
+        with pytest.raises(ValueError, match="gathered for other arguments"):
+            low_variance.leave_one_out_knn(embeddings, labels, cross=cross, **arguments)
