@@ -295,12 +295,13 @@ def gathered(embeddings, labels, k, split, max_queries, chunk_size=7):
 
 @pytest.mark.parametrize("modalities", [("image", "text"), ("image", "audio", "text"), ("text", "image")])
 @pytest.mark.parametrize("split", ["point", "item"])
-def test_cross_modal_neighbours_are_each_querys_best_of_the_other_modalities(modalities, split):
+@pytest.mark.parametrize("chunk_size", [7, 64])
+def test_cross_modal_neighbours_are_each_querys_best_of_the_other_modalities(modalities, split, chunk_size):
     """Against a full sort: a query's list holds its k best points among the modalities its passes cover (the
     text against each other one), by score and then by the lowest point; under the item split, without the
-    query's own item."""
+    query's own item. Tiles of 7 items fill lists over many tiles, tiles of 64 within one."""
     embeddings, labels = tied_unit_embeddings(modalities)
-    cross = gathered(embeddings, labels, 6, split, max_queries=150)
+    cross = gathered(embeddings, labels, 6, split, max_queries=150, chunk_size=chunk_size)
     keep = labels >= 0
     names, n_items = list(embeddings), int(keep.sum())
     points = np.concatenate([z[keep] for z in embeddings.values()]).astype(np.float64)
