@@ -57,7 +57,11 @@ def test_evaluate_prints_and_writes_the_workflows_metrics(dump, tmp_path, capsys
     assert (tmp_path / "out" / "model.md").read_text() == out.rstrip("\n") + "\n"
     assert "| image-text |" in out and "| text -> image |" in out and "V-Measure" in out
     stages = [line.split("] ", 1)[1] for line in err.splitlines()]
-    assert stages[:4] == ["reading " + str(dump), "gap measures", "uniformity", "retrieval and kNN (shared products)"]
+    assert stages[:3] == [
+        "reading " + str(dump),
+        "gap measures, spread and uniformity",
+        "retrieval and kNN (shared products)",
+    ]
 
 
 def test_every_format_gives_the_same_results(dump, tmp_path):
