@@ -350,3 +350,14 @@ def test_neighbours_of_other_dtypes_or_arguments_are_not_taken():
         arguments = {"k": 5, "split": "point", "max_queries": None, "seed": 2, **other}
         with pytest.raises(ValueError, match="gathered for other arguments"):
             low_variance.leave_one_out_knn(embeddings, labels, cross=cross, **arguments)
+
+
+def test_cross_modal_neighbours_refuse_what_leave_one_out_refuses():
+    embeddings, labels = tied_unit_embeddings(("image", "text"))
+    for bad, message in (
+        ({"split": "rows"}, "kNN split"),
+        ({"k": 0}, "at least 1"),
+        ({"max_queries": 0}, "at least 1"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            low_variance.CrossModalNeighbours(embeddings, labels, **bad)

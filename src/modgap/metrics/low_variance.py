@@ -30,6 +30,16 @@ class LeaveOneOut:
     n_queries: int
 
 
+def _check_arguments(k: int, split: str, max_queries: int | None, chunk_size: int = 1) -> None:
+    if split not in ("point", "item"):
+        raise ValueError(f"kNN split must be 'point' or 'item', got {split!r}")
+    if k < 1 or chunk_size < 1 or (max_queries is not None and max_queries < 1):
+        raise ValueError(
+            f"leave-one-out kNN needs k, chunk_size and max_queries of at least 1, got k={k}, "
+            f"chunk_size={chunk_size}, max_queries={max_queries}"
+        )
+
+
 def query_points(n_points: int, max_queries: int | None, seed: int) -> np.ndarray:
     """The stacked points that are leave-one-out queries, in order: all, or above ``max_queries`` points a seeded
     sample of that many."""
@@ -58,6 +68,7 @@ class CrossModalNeighbours:
         max_queries: int | None = None,
         seed: int = 0,
     ) -> None:
+        _check_arguments(k, split, max_queries)
         labels = np.asarray(labels)
         keep = labels >= 0
         self.k, self.split, self.names = k, split, list(embeddings)
@@ -232,13 +243,7 @@ def leave_one_out_knn(
     ``cross``: the queries' neighbours among the modality pairs it covers, gathered from retrieval's passes
     (built with the same arguments); only the other scores are computed here, and the result is the same.
     """
-    if split not in ("point", "item"):
-        raise ValueError(f"kNN split must be 'point' or 'item', got {split!r}")
-    if k < 1 or chunk_size < 1 or (max_queries is not None and max_queries < 1):
-        raise ValueError(
-            f"leave-one-out kNN needs k, chunk_size and max_queries of at least 1, got k={k}, "
-            f"chunk_size={chunk_size}, max_queries={max_queries}"
-        )
+    _check_arguments(k, split, max_queries, chunk_size)
     labels = np.asarray(labels)
     if not embeddings:
         raise ValueError("leave-one-out kNN needs the embeddings of at least one modality")
