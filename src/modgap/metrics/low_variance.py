@@ -174,49 +174,34 @@ def _best_k_in_order(
     are the rows (``by_rows``) or columns at ``positions``; ``candidates`` numbers the other side's points (-1:
     none) and ``items`` their items; a candidate of the query's ``partners`` item is left out. The tile is read
     in its own order either way."""
-    if by_rows:
-        for query in range(len(positions)):
-            floor_score, floor_point = floor_scores[query], floor_points[query]
-            for column in range(tile.shape[1]):
-                value = tile[positions[query], column]
-                point = candidates[column]
-                if value > floor_score or (value == floor_score and point < floor_point):
-                    if point >= 0 and items[column] != partners[query]:
-                        _insert_in_order(best, points, filled, query, value, point)
-                        if filled[query] == best.shape[1]:
-                            floor_score, floor_point = best[query, -1], points[query, -1]
-    else:
-        floor_scores, floor_points = floor_scores.copy(), floor_points.copy()
-        for row in range(tile.shape[0]):
-            point = candidates[row]
-            if point < 0:
-                continue
-            for query in range(len(positions)):
-                value = tile[row, positions[query]]
-                if value > floor_scores[query] or (value == floor_scores[query] and point < floor_points[query]):
-                    if items[row] != partners[query]:
-                        _insert_in_order(best, points, filled, query, value, point)
-                        if filled[query] == best.shape[1]:
-                            floor_scores[query], floor_points[query] = best[query, -1], points[query, -1]
-
-
-@compiled
-def _insert_in_order(best, points, filled, query, value, point) -> None:
-    """Put a candidate into a query's list, sorted by score and then by point number (the last one leaves a
-    full list)."""
-    slot = filled[query]
-    if slot < best.shape[1]:
-        filled[query] += 1
-    else:
-        slot = best.shape[1] - 1
-    while slot > 0 and (
-        best[query, slot - 1] < value or (best[query, slot - 1] == value and points[query, slot - 1] > point)
-    ):
-        best[query, slot] = best[query, slot - 1]
-        points[query, slot] = points[query, slot - 1]
-        slot -= 1
-    best[query, slot] = value
-    points[query, slot] = point
+    k = best.shape[1]
+    floor_scores, floor_points = floor_scores.copy(), floor_points.copy()
+    n_outer = len(positions) if by_rows else tile.shape[0]
+    n_inner = tile.shape[1] if by_rows else len(positions)
+    for outer in range(n_outer):
+        for inner in range(n_inner):
+            query, other = (outer, inner) if by_rows else (inner, outer)
+            value = tile[positions[query], other] if by_rows else tile[other, positions[query]]
+            point = candidates[other]
+            if value > floor_scores[query] or (value == floor_scores[query] and point < floor_points[query]):
+                if point < 0 or items[other] == partners[query]:
+                    continue
+                slot = filled[query]  # sorted by score, then point; the last one leaves a full list
+                if slot < k:
+                    filled[query] += 1
+                else:
+                    slot = k - 1
+                while slot > 0 and (
+                    best[query, slot - 1] < value
+                    or (best[query, slot - 1] == value and points[query, slot - 1] > point)
+                ):
+                    best[query, slot] = best[query, slot - 1]
+                    points[query, slot] = points[query, slot - 1]
+                    slot -= 1
+                best[query, slot] = value
+                points[query, slot] = point
+                if filled[query] == k:
+                    floor_scores[query], floor_points[query] = best[query, -1], points[query, -1]
 
 
 def leave_one_out_knn(

@@ -364,39 +364,26 @@ def _best_k(
     best first and, among equal scores, the earlier candidate first: written into ``best`` (scores), ``place``
     (the candidates' positions along the block) and ``filled`` (how many), which start empty. Queries are the
     block's rows (``by_rows``) or its columns; the block is read in its own order either way."""
-    if by_rows:
-        for query in range(block.shape[0]):
-            floor = thresholds[query]  # what an entry must beat: the threshold, then the list's k-th score
-            for candidate in range(block.shape[1]):
-                value = block[query, candidate]
-                if value > floor:
-                    floor = max(floor, _insert(best, place, filled, query, value, candidate))
-    else:
-        floors = thresholds.copy()
-        for candidate in range(block.shape[0]):
-            for query in range(block.shape[1]):
-                value = block[candidate, query]
-                if value > floors[query]:
-                    floors[query] = max(floors[query], _insert(best, place, filled, query, value, candidate))
-
-
-@compiled
-def _insert(best: np.ndarray, place: np.ndarray, filled: np.ndarray, query: int, value, candidate: int):
-    """Put one candidate into a query's sorted list (after those of equal score; the last one leaves a full
-    list); returns the score a later candidate must beat to enter (-inf while the list has room)."""
     k = best.shape[1]
-    slot = filled[query]
-    if slot < k:
-        filled[query] += 1
-    else:
-        slot = k - 1
-    while slot > 0 and best[query, slot - 1] < value:
-        best[query, slot] = best[query, slot - 1]
-        place[query, slot] = place[query, slot - 1]
-        slot -= 1
-    best[query, slot] = value
-    place[query, slot] = candidate
-    return best[query, k - 1] if filled[query] == k else -np.inf
+    floors = thresholds.copy()  # what an entry must beat: the threshold, then the full list's k-th score
+    for outer in range(block.shape[0]):
+        for inner in range(block.shape[1]):
+            value = block[outer, inner]
+            query, candidate = (outer, inner) if by_rows else (inner, outer)
+            if value > floors[query]:
+                slot = filled[query]  # the new entry goes after those of equal score; the last one leaves
+                if slot < k:
+                    filled[query] += 1
+                else:
+                    slot = k - 1
+                while slot > 0 and best[query, slot - 1] < value:
+                    best[query, slot] = best[query, slot - 1]
+                    place[query, slot] = place[query, slot - 1]
+                    slot -= 1
+                best[query, slot] = value
+                place[query, slot] = candidate
+                if filled[query] == k:
+                    floors[query] = max(floors[query], best[query, k - 1])
 
 
 @dataclass(frozen=True)
