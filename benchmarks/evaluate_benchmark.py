@@ -31,14 +31,13 @@ from modgap.study.schema import section_defaults  # noqa: E402
 def products(pairs: int, dim: int) -> float:
     """FLOPs of the similarity products at the default options (instance level, the released point-split kNN,
     leave-one-out kNN as is and centred), KMeans aside (its steps vary; benchmarks/metrics_benchmark.py counts
-    them). Leave-one-out as is scores its queries against their own modality only: their cross-modal
-    neighbours come from retrieval's pass."""
+    them)."""
     points = 2 * pairs
     n_test = int(np.ceil(0.2 * points))
     retrieval = 2.0 * pairs * pairs * dim
     same_modality = 2 * 2.0 * (n_test / 2) * (pairs - n_test / 2) * dim
     queries = min(points, section_defaults("evaluate")["knn_loo_queries"] or points)
-    leave_one_out = 2.0 * queries * pairs * dim + 2.0 * queries * points * dim  # as is, and centred
+    leave_one_out = 2 * 2.0 * queries * points * dim  # as is and centred
     sample = min(pairs, measures.UNIFORMITY_ROWS)
     uniformity = 2 * 2.0 * sample * (sample + 1) / 2 * dim  # the upper triangle of tiles, per modality
     return retrieval + same_modality + leave_one_out + uniformity

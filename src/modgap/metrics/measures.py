@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,17 +164,15 @@ def retrieval_ranks(
     return _rank_pass(texts, items, owner, labels, similarity.layout(labels, chunk_size), levels)
 
 
-def _rank_pass(texts, items, owner, labels, plan, levels, search=None, modalities=None, extra=None) -> dict[str, tuple]:
+def _rank_pass(texts, items, owner, labels, plan, levels, search=None, modalities=None) -> dict[str, tuple]:
     """One pass over ``texts @ items.T`` for the ranks at ``levels``; with a kNN ``search``, the pass also
-    serves kNN between the two ``modalities`` (text, other), and with ``extra`` the consumer it makes."""
+    serves kNN between the two ``modalities`` (text, other)."""
     rows, cols = similarity.rows_by_chunk(owner, plan, len(items)), list(plan.chunks)
     consumers = []
     if search is not None:
         rows, row_side = search.side(modalities[0], rows)
         cols, col_side = search.side(modalities[1], cols)
         consumers.append(search.consumer(row_side, col_side, *modalities))
-    if extra is not None and (consumer := extra(*modalities, rows, cols)) is not None:
-        consumers.append(consumer)
     dtype = np.result_type(texts, items)
     counters = [similarity.LevelRanks(level, plan, rows, cols, owner, labels, dtype) for level in levels]
     similarity.tile_pass(texts, items, rows, cols, plan, [*counters, *consumers])
@@ -382,15 +380,12 @@ def retrieval_and_knn(
     text_caption_item: np.ndarray | None = None,
     text_modality: str = "text",
     chunk_size: int = similarity.CHUNK_SIZE,
-    pass_consumer: Callable | None = None,
 ) -> tuple[dict[str, dict[str, float]], float | None]:
     """Retrieval R@k at every level in ``levels`` and kNN accuracy, sharing the products they both need.
 
     Returns ``{level: {"r{k}_{query}_{target}": percent}}`` (both ways between the text and every other
     modality; empty without a text modality) and the kNN accuracy in percent (None without ``knn``). With
     ``text_captions`` the instance level ranks every caption (COCO); the class level uses the text modality.
-    ``pass_consumer(text_modality, other, row_chunks, col_chunks)`` may add a consumer (or None) to each pass
-    between the text embeddings and another modality's (``similarity.tile_pass``), to share its products.
     """
     labels = np.asarray(labels)
     plan = similarity.layout(labels, chunk_size)
@@ -412,7 +407,6 @@ def retrieval_and_knn(
                 text_levels,
                 search,
                 (text_modality, other),
-                pass_consumer,
             )
         if by_caption:
             owner = np.asarray(text_caption_item, dtype=np.int64)

@@ -112,14 +112,6 @@ def labelled_metrics(
     """
     knn, knn_skipped = knn_protocol(labels, len(embeddings), options)
     progress("retrieval" + (" and kNN (shared products)" if knn else ""))
-    # leave-one-out kNN's cross-modal neighbours, from retrieval's passes
-    cross = (
-        low_variance.CrossModalNeighbours(
-            embeddings, labels, options["knn_k"], options["knn_split"], options["knn_loo_queries"], options["knn_seed"]
-        )
-        if knn
-        else None
-    )
     recalls, knn_acc = measures.retrieval_and_knn(
         embeddings,
         labels,
@@ -129,7 +121,6 @@ def labelled_metrics(
         text_captions=text_captions,
         text_caption_item=text_caption_item,
         text_modality=anchor,
-        pass_consumer=cross.consumer if cross else None,
     )
     points, stacked_labels = measures.stacked(embeddings, labels)
     present = len(np.unique(stacked_labels))
@@ -150,9 +141,7 @@ def labelled_metrics(
     results["knn_acc_released"] = float("nan") if knn_acc is None else knn_acc
     if knn is None:
         notes.append(knn_skipped)
-    results.update(
-        low_variance_scores(embeddings, labels, options, k, clusters, knn is not None, progress, cross=cross)
-    )
+    results.update(low_variance_scores(embeddings, labels, options, k, clusters, knn is not None, progress))
     if gap_cost:
         results.update(_centred_scores(embeddings, labels, options, k, clusters, knn is not None, progress, notes))
         for name, cost in GAP_COSTS.items():
@@ -178,14 +167,13 @@ def low_variance_scores(
     knn: bool,
     progress: Callable[[str], None] = lambda stage: None,
     released: bool = True,
-    cross: low_variance.CrossModalNeighbours | None = None,
 ) -> dict[str, float]:
     """The group-wise scores the claims read, each with the evaluation's own standard deviation
     (``<score>_sd``): V-Measure, homogeneity, completeness, NMI and ARI as means over
     ``options['kmeans_states']`` k-means random states, and leave-one-out kNN, overall and per query modality
     (``knn_acc_<modality>``); NaN where ``clusters`` or ``knn`` say the labels cannot support them. With
     ``released``, also the released protocol's single clustering's V-Measure (the first random state's:
-    ``v_measure_released``). ``cross``: leave-one-out's neighbours gathered from retrieval's passes."""
+    ``v_measure_released``)."""
     results: dict[str, float] = {}
     if clusters:
         points, stacked_labels = measures.stacked(embeddings, labels)
@@ -212,13 +200,7 @@ def low_variance_scores(
     if knn:
         progress("leave-one-out kNN")
         loo = low_variance.leave_one_out_knn(
-            embeddings,
-            labels,
-            options["knn_k"],
-            options["knn_split"],
-            options["knn_loo_queries"],
-            options["knn_seed"],
-            cross=cross,
+            embeddings, labels, options["knn_k"], options["knn_split"], options["knn_loo_queries"], options["knn_seed"]
         )
         results |= {"knn_acc": loo.accuracy, "knn_acc_sd": loo.sd}
         results |= {f"knn_acc_{modality}": value for modality, value in loo.by_modality.items()}
