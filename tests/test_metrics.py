@@ -87,6 +87,18 @@ def test_gap_metrics_of_chosen_measures_equal_those_of_all_and_refuse_unknown_on
     assert all(chosen[key] == every[key] for key in chosen)  # the same values, to the bit
     with pytest.raises(ValueError, match="unknown gap measure 'l2m'"):
         measures.gap_metrics(z, ["l2m"])
+    assert measures.gap_metrics(z, (key for key in ["gap"])) == measures.gap_metrics(z, "gap")  # any iterable, one name
+
+
+def test_effective_rank_refuses_a_nan_tolerance_and_a_flat_array():
+    centred, scale = measures.centred_at_unit_scale(np.eye(4))
+    with pytest.raises(ValueError, match="rounding floor"):
+        measures.effective_rank_of_centred(centred, scale, float("nan"))
+    with pytest.raises(ValueError, match=r"an \(N, d\) matrix"):
+        measures.effective_rank_of_centred(centred[0], scale)
+    assert measures.effective_rank_of_centred(centred, scale) == pytest.approx(
+        3.0
+    )  # 4 points of a simplex: 3 directions
 
 
 # Four unit vectors in the plane, worked by hand: a = (e1, e2), b = (e1, -e2).

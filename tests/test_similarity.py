@@ -138,7 +138,7 @@ def test_neighbour_candidates_are_each_querys_best_above_its_threshold_earlier_f
     block[2] = -np.inf
     queries_by_rows = block if axis == 1 else block.T
     n_queries, k = queries_by_rows.shape[0], 4
-    neighbours = similarity.Neighbours(n_queries + 3, k)
+    neighbours = similarity.Neighbours(n_queries + 3, k, dtype=dtype)  # float16 lists too: numba has none
     neighbours.begin(0)
     neighbours.threshold[:] = rng.choice([-np.inf, 0.0, 0.5, 1.0], size=n_queries + 3)
     queries = np.arange(n_queries) + 3
@@ -157,3 +157,17 @@ def test_neighbour_candidates_are_each_querys_best_above_its_threshold_earlier_f
     assert found[0].tolist() == [e[0] for e in expected]
     np.testing.assert_array_equal(found[1], np.array([e[1] for e in expected]))
     np.testing.assert_array_equal(found[2], np.array([e[2] for e in expected]))
+
+
+def test_neighbour_candidates_refuse_queries_that_do_not_fit_the_block():
+    neighbours = similarity.Neighbours(5, k=2)
+    neighbours.begin(0)
+    with pytest.raises(ValueError, match="2 queries and 4 candidates for a block of shape"):
+        neighbours.candidates(np.arange(2), np.zeros((3, 4), dtype=np.float32), np.arange(4))
+
+
+def test_count_above_and_equal_compares_integers_exactly():
+    tile = np.array([[3, -1, 2**40], [0, 7, 7]], dtype=np.int64)
+    rows, cols = similarity.count_above_and_equal(tile, np.array([2, 7], dtype=np.uint64), np.array([0, 7, 2**40]))
+    assert [c.tolist() for c in rows] == [[2, 0], [0, 2]]
+    assert [c.tolist() for c in cols] == [[1, 0, 0], [1, 1, 1]]

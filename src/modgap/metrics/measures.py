@@ -67,7 +67,7 @@ def effective_rank(z: np.ndarray, tolerance: float = 1e-6) -> float:
 
 
 def _check_tolerance(tolerance: float) -> None:
-    if tolerance < GRAM_TOLERANCE_FLOOR:
+    if not tolerance >= GRAM_TOLERANCE_FLOOR:  # NaN too
         raise ValueError(f"effective rank: tolerance {tolerance:g} lies below the Gram route's rounding floor")
 
 
@@ -90,6 +90,8 @@ def effective_rank_of_centred(centred: np.ndarray, scale: float, tolerance: floa
     faster at 25,000 x 512); rounding leaves the roots of zero eigenvalues about 1e-8 of the largest, below the
     tolerance's floor."""
     _check_tolerance(tolerance)
+    if np.ndim(centred) != 2:
+        raise ValueError(f"effective rank needs an (N, d) matrix, got shape {np.shape(centred)}")
     gram = centred.T @ centred if len(centred) >= centred.shape[1] else centred @ centred.T
     singular = np.sqrt(np.clip(np.linalg.eigvalsh(gram), 0.0, None))
     kept = singular[singular > tolerance * scale]
@@ -446,6 +448,7 @@ def gap_metrics(
 ) -> dict[str, float]:
     """The measures ``keys`` of ``PAIR_GAP_METRICS`` (default: all) for every modality pair (``<key>_<a>_<b>``),
     plus each one's mean over the pairs (``<key>``)."""
+    keys = [keys] if isinstance(keys, str) else list(keys)
     unknown = [key for key in keys if key not in PAIR_GAP_METRICS]
     if unknown:
         raise ValueError(f"unknown gap measure {unknown[0]!r}; known: {', '.join(PAIR_GAP_METRICS)}")

@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from modgap.embeddings.dumps import (
     CAPTION_ITEM,
@@ -29,7 +28,7 @@ from modgap.embeddings.dumps import (
 )
 from modgap.embeddings.fingerprints import ItemSet, distinct_runs, embeddings_digest
 from modgap.io import write_json
-from modgap.metrics import low_variance, measures, similarity
+from modgap.metrics import low_variance, measures
 from modgap.metrics.measures import KnnProtocol
 
 log = logging.getLogger(__name__)
@@ -291,29 +290,23 @@ def measure(
     return results
 
 
-def _spread(z: np.ndarray) -> tuple[float, float, tuple[np.ndarray, float]]:
-    """One modality's intra-modality cosine, uniformity, and the elementwise half of its effective rank."""
-    return measures.intra_modality_cosine(z), measures.uniformity(z), measures.centred_at_unit_scale(z)
-
-
 def gap_and_spread(embeddings: Mapping[str, np.ndarray]) -> dict[str, float]:
     """The gap measures of every modality pair, then each modality's mean intra-modality cosine and effective
     rank, then its uniformity (``<key>_<modality>``).
 
-    These are mostly single-threaded numpy passes over the rows, independent of one another, so they run side
-    by side on the process's threads with BLAS held to one thread each (their products split no sum across
-    threads: every value is the serial one). The effective rank's Gram product runs after them on every
-    thread, as it does alone: its sums split by thread count."""
-    threads = similarity.default_threads()
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=threads) as pool:
-        pairs = pool.submit(measures.gap_metrics, embeddings)
-        spreads = dict(zip(embeddings, pool.map(_spread, embeddings.values())))
-        results: dict[str, float] = dict(pairs.result())
-    for modality, (intra, _, centred) in spreads.items():
-        results[f"intra_cos_{modality}"] = intra
-        results[f"effective_rank_{modality}"] = measures.effective_rank_of_centred(*centred)
-    for modality, (_, uniformity, _) in spreads.items():
-        results[f"uniformity_{modality}"] = uniformity
+    The effective rank's elementwise half (no BLAS) runs on a thread of its own beside the other measures; the
+    thread count of every BLAS call stays the process's, so every value is the one a serial run gives (BLAS
+    splits the sums of long products by thread count)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        centred = {modality: pool.submit(measures.centred_at_unit_scale, z) for modality, z in embeddings.items()}
+        results: dict[str, float] = dict(measures.gap_metrics(embeddings))
+        intra = {modality: measures.intra_modality_cosine(z) for modality, z in embeddings.items()}
+        uniformity = {modality: measures.uniformity(z) for modality, z in embeddings.items()}
+        for modality in embeddings:
+            results[f"intra_cos_{modality}"] = intra[modality]
+            results[f"effective_rank_{modality}"] = measures.effective_rank_of_centred(*centred[modality].result())
+    for modality in embeddings:
+        results[f"uniformity_{modality}"] = uniformity[modality]
     return results
 
 

@@ -134,10 +134,11 @@ def count_above_and_equal(
     column's threshold, ((row above, row equal), (column above, column equal)), in one pass over the tile.
 
     Entries compare with thresholds as numpy compares them (NaN matches nothing); float16 entries and
-    thresholds are compared in float32, which holds them exactly."""
-    tile, row_thresholds, col_thresholds = (
-        a.astype(np.float32) if a.dtype == np.float16 else a for a in (tile, row_thresholds, col_thresholds)
-    )
+    thresholds are compared in float32, integers in float64, which hold them exactly (integers below 2^53)."""
+    arrays = (tile, row_thresholds, col_thresholds)
+    if not all(np.issubdtype(a.dtype, np.floating) for a in arrays):
+        arrays = tuple(a.astype(np.float64) for a in arrays)
+    tile, row_thresholds, col_thresholds = (a.astype(np.float32) if a.dtype == np.float16 else a for a in arrays)
     if row_thresholds.shape != tile.shape[:1] or col_thresholds.shape != tile.shape[1:]:
         raise ValueError(f"thresholds of shapes {row_thresholds.shape}, {col_thresholds.shape} for a tile {tile.shape}")
     counts = np.zeros((2, tile.shape[0]), dtype=np.int64), np.zeros((2, tile.shape[1]), dtype=np.int64)
@@ -333,17 +334,25 @@ class Neighbours:
         if block.size == 0:
             return None
         n_queries = block.shape[0] if axis == 1 else block.shape[1]
-        best = np.full((n_queries, self.k), -np.inf, dtype=self.scores.dtype)
+        if len(queries) != n_queries or len(candidate_ids) != block.shape[axis]:
+            raise ValueError(
+                f"{len(queries)} queries and {len(candidate_ids)} candidates for a block of shape {block.shape}"
+            )
+        # numba has no float16: such scores are compared and kept in float32, which holds them exactly
+        block, thresholds = (a.astype(np.float32) if a.dtype == np.float16 else a for a in (block, self.threshold))
+        best = np.full((n_queries, self.k), -np.inf, dtype=thresholds.dtype)
         place = np.full((n_queries, self.k), -1, dtype=np.int64)
         filled = np.zeros(n_queries, dtype=np.int64)
-        if block.dtype == np.float16:  # compared in float32, which holds every float16 exactly
-            block = block.astype(np.float32)
-        _best_k(block, self.threshold[queries], axis == 1, best, place, filled)
+        _best_k(block, thresholds[queries], axis == 1, best, place, filled)
         hit = np.flatnonzero(filled)
         if len(hit) == 0:
             return None
         place = place[hit]
-        return queries[hit], best[hit], np.where(place >= 0, candidate_ids[place.clip(min=0)], -1)
+        return (
+            queries[hit],
+            best[hit].astype(self.scores.dtype),
+            np.where(place >= 0, candidate_ids[place.clip(min=0)], -1),
+        )
 
     def merge(self, found) -> None:
         if found is None:
