@@ -147,7 +147,7 @@ def test_nearest_centres_is_numpys_argmax_first_among_equals():
     labels = rng.integers(-1, k, size=(all_runs, n))
     assigned = np.empty((len(runs), n), dtype=np.int64)
     moved = np.empty((len(runs), n), dtype=np.bool_)
-    _nearest_centres(np.ascontiguousarray(scores.T), half_norms, k, labels, runs, assigned, moved)
+    _nearest_centres(scores, half_norms, k, labels, runs, assigned, moved)
     expected = (scores - half_norms[None, :]).reshape(n, len(runs), k).argmax(axis=2).T
     np.testing.assert_array_equal(assigned, expected)
     np.testing.assert_array_equal(moved, expected != labels[runs])

@@ -171,3 +171,20 @@ def test_count_above_and_equal_compares_integers_exactly():
     rows, cols = similarity.count_above_and_equal(tile, np.array([2, 7], dtype=np.uint64), np.array([0, 7, 2**40]))
     assert [c.tolist() for c in rows] == [[2, 0], [0, 2]]
     assert [c.tolist() for c in cols] == [[1, 0, 0], [1, 1, 1]]
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.complex64, np.longdouble])
+def test_compiled_passes_refuse_scores_that_are_not_real_numbers_of_64_bits(dtype):
+    if np.dtype(dtype).itemsize <= 8 and np.dtype(dtype).kind == "f":
+        pytest.skip("longdouble is float64 on this platform")
+    tile = np.ones((2, 3), dtype=dtype)
+    with pytest.raises(TypeError, match="real numbers of at most 64 bits"):
+        similarity.count_above_and_equal(tile, np.ones(2), np.ones(3))
+
+
+def test_integer_scores_of_one_type_are_compared_exactly_beyond_float64s_integers():
+    big = 2**54
+    tile = np.array([[big, big + 1, big - 1]], dtype=np.int64)  # all three equal in float64
+    rows, cols = similarity.count_above_and_equal(tile, np.array([big]), np.array([big, big, big]))
+    assert [c.tolist() for c in rows] == [[1], [1]]
+    assert [c.tolist() for c in cols] == [[0, 1, 0], [1, 0, 0]]

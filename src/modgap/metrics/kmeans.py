@@ -130,9 +130,8 @@ def kmeans_states(
     iterations = np.zeros(n_runs, dtype=np.int64)
     for _ in range(max_iter):
         runs = np.flatnonzero(active)
-        # every active run's nearest centres in one product: the highest x.c - |c|^2 / 2; one row per centre,
-        # so that each centre's scores lie contiguous for the comparisons across centres
-        scores = centres[runs].reshape(-1, d) @ points.T
+        # every active run's nearest centres in one product: the highest x.c - |c|^2 / 2
+        scores = points @ centres[runs].reshape(-1, d).T
         flop += 2.0 * n * d * len(runs) * k
         half_norms = 0.5 * np.einsum("rkd,rkd->rk", centres[runs], centres[runs]).reshape(-1)
         assigned = np.empty((len(runs), n), dtype=np.int64)
@@ -172,27 +171,22 @@ def _nearest_centres(
 ) -> None:
     """Each run's nearest centre for every point, and whether it differs from the point's label, in place.
 
-    ``scores`` (runs x k, n_points) holds c.x per run and centre; the nearest has the highest c.x - |c|^2 / 2,
+    ``scores`` (n_points, runs x k) holds x.c per run and centre; the nearest has the highest x.c - |c|^2 / 2,
     the first among equals (numpy's argmax: with ``scores`` and ``half_norms`` of one dtype the subtraction
-    rounds as numpy's does, so labels match it to the bit). Each centre's row is compared with the best so
-    far for all points at once, a loop the compiler runs on vectors."""
-    best = np.empty(scores.shape[1], dtype=scores.dtype)
-    for slot in range(len(runs)):
-        first = slot * k
-        nearest = assigned[slot]
-        for point in range(scores.shape[1]):
-            best[point] = scores[first, point] - half_norms[first]
-            nearest[point] = 0
-        for centre in range(1, k):
-            row, half_norm = scores[first + centre], half_norms[first + centre]
-            for point in range(scores.shape[1]):
-                value = row[point] - half_norm
-                better = value > best[point]
-                best[point] = value if better else best[point]
-                nearest[point] = centre if better else nearest[point]
-        previous = labels[runs[slot]]
-        for point in range(scores.shape[1]):
-            moved[slot, point] = nearest[point] != previous[point]
+    rounds as numpy's does, so labels match it to the bit). One pass over the scores instead of numpy's
+    subtraction, argmax, transpose and comparison."""
+    for point in range(scores.shape[0]):
+        for slot in range(len(runs)):
+            first = slot * k
+            best = scores[point, first] - half_norms[first]
+            nearest = 0
+            for centre in range(1, k):
+                value = scores[point, first + centre] - half_norms[first + centre]
+                if value > best:
+                    best = value
+                    nearest = centre
+            assigned[slot, point] = nearest
+            moved[slot, point] = nearest != labels[runs[slot], point]
 
 
 def _update_sums(

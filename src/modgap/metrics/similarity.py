@@ -127,18 +127,28 @@ def _count(mask: np.ndarray, axis: int) -> np.ndarray:
     return np.add.reduce(mask.view(np.uint8), axis=axis, dtype=dtype)
 
 
+def compiled_scores(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Scores and thresholds as the compiled passes compare them: floats and integers of one type as they are;
+    float16 in float32 (numba has none; float32 holds it exactly); integers mixed with other types in float64
+    (exact below 2^53; numba compares signed with unsigned otherwise than numpy). Other types (booleans,
+    complex, longer floats) are refused."""
+    for array in arrays:
+        if array.dtype == np.bool_ or array.dtype.kind not in "fiu" or array.dtype.itemsize > 8:
+            raise TypeError(f"similarity scores must be real numbers of at most 64 bits, got {array.dtype}")
+    if len({a.dtype for a in arrays}) > 1 and not all(a.dtype.kind == "f" for a in arrays):
+        return tuple(a.astype(np.float64) for a in arrays)
+    return tuple(a.astype(np.float32) if a.dtype == np.float16 else a for a in arrays)
+
+
 def count_above_and_equal(
     tile: np.ndarray, row_thresholds: np.ndarray, col_thresholds: np.ndarray
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Per row and per column of ``tile``: the entries strictly above, and those equal to, that row's or
     column's threshold, ((row above, row equal), (column above, column equal)), in one pass over the tile.
 
-    Entries compare with thresholds as numpy compares them (NaN matches nothing); float16 entries and
-    thresholds are compared in float32, integers in float64, which hold them exactly (integers below 2^53)."""
-    arrays = (tile, row_thresholds, col_thresholds)
-    if not all(np.issubdtype(a.dtype, np.floating) for a in arrays):
-        arrays = tuple(a.astype(np.float64) for a in arrays)
-    tile, row_thresholds, col_thresholds = (a.astype(np.float32) if a.dtype == np.float16 else a for a in arrays)
+    Entries compare with thresholds as numpy compares them (NaN matches nothing); see ``compiled_scores``
+    for the dtypes."""
+    tile, row_thresholds, col_thresholds = compiled_scores(tile, row_thresholds, col_thresholds)
     if row_thresholds.shape != tile.shape[:1] or col_thresholds.shape != tile.shape[1:]:
         raise ValueError(f"thresholds of shapes {row_thresholds.shape}, {col_thresholds.shape} for a tile {tile.shape}")
     counts = np.zeros((2, tile.shape[0]), dtype=np.int64), np.zeros((2, tile.shape[1]), dtype=np.int64)
@@ -338,8 +348,7 @@ class Neighbours:
             raise ValueError(
                 f"{len(queries)} queries and {len(candidate_ids)} candidates for a block of shape {block.shape}"
             )
-        # numba has no float16: such scores are compared and kept in float32, which holds them exactly
-        block, thresholds = (a.astype(np.float32) if a.dtype == np.float16 else a for a in (block, self.threshold))
+        block, thresholds = compiled_scores(block, self.threshold)
         best = np.full((n_queries, self.k), -np.inf, dtype=thresholds.dtype)
         place = np.full((n_queries, self.k), -1, dtype=np.int64)
         filled = np.zeros(n_queries, dtype=np.int64)
